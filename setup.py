@@ -1,0 +1,35 @@
+"""b2b-recs: KFP pipelines that train two-tower retrieval recommenders, tracked in MLflow."""
+
+from setuptools import find_packages, setup
+
+# Versions are pinned in constraints.txt; these are the direct needs of each part.
+REPORTING = ["mlflow>=3.5,<4", "jinja2>=3.1", "matplotlib>=3.8", "pyyaml>=6"]
+PIPELINES = ["kfp==2.17.3", "google-cloud-pipeline-components>=2.20", "google-cloud-aiplatform>=1.100"]
+TRAINER = [
+    "tensorflow==2.21.0",
+    "tf-keras==2.21.0",
+    "tensorflow-transform==1.21.0",
+    "tfx-bsl==1.21.0",
+    "tensorflow-recommenders==0.7.7",
+    "apache-beam[gcp]==2.77.0",
+    "pandas>=2.2",
+    "google-cloud-storage>=2.18",
+] + REPORTING
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psycopg2-binary>=2.9"]
+
+setup(
+    name="b2b-recs",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["components*", "pipelines*", "trainer*", "reporting*"]),
+    package_data={"reporting": ["templates/*.j2"]},
+    install_requires=["pyyaml>=6"],
+    extras_require={
+        "reporting": REPORTING,
+        "pipelines": PIPELINES,
+        "trainer": TRAINER,
+        "all": sorted(set(REPORTING + PIPELINES + TRAINER)),
+        "dev": DEV,
+    },
+)
