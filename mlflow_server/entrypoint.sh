@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Start the MLflow tracking server: the same script runs in the Cloud Run image,
+# in `make mlflow-local`, and in tests/integration/test_mlflow_server.py.
+#
+# Required:
+#   MLFLOW_BACKEND_STORE_URI  SQLAlchemy URI of the tracking store, e.g.
+#                             postgresql://user:pass@/mlflow?host=/cloudsql/PROJECT:REGION:INSTANCE
+#                             (postgresql:// is run with the psycopg2 driver)
+#   MLFLOW_ARTIFACT_ROOT      Where artifacts live: gs://bucket/path in production, a local
+#                             directory for local use.
+# Optional:
+#   HOST (0.0.0.0), PORT (8080; Cloud Run sets it), MLFLOW_WORKERS (uvicorn workers, 2)
+#   MLFLOW_SERVE_ARTIFACTS (true): true proxies artifacts through the server
+#       (--serve-artifacts --artifacts-destination ROOT; clients need only the server URL and
+#       its token); false hands clients ROOT itself (--no-serve-artifacts
+#       --default-artifact-root ROOT; clients then need their own access to the bucket).
+#   MLFLOW_DB_UPGRADE (true): run `mlflow db upgrade` first when the store is a database.
+#   MLFLOW_SERVER_ALLOWED_HOSTS: Host headers to accept (mlflow's own variable). Unset on
+#       Cloud Run (K_SERVICE set), it defaults to "$K_SERVICE-*.run.app"; unset elsewhere,
+#       mlflow's default (localhost and private IPs) applies.
+#   MLFLOW_SERVER_CORS_ALLOWED_ORIGINS: browser origins allowed to POST (mlflow's own variable).
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION (false here; mlflow's own default is true): mlflow's
+#       background job runner, used only by GenAI features (scorers, prompt optimisation).
+set -euo pipefail
+
+die() {
+  echo "entrypoint.sh: error: $*" >&2
+  exit 64
+}
+
+# Print a URI with the password masked: the DB URI comes from Secret Manager.
+redact() {
+  sed -E 's#^([a-zA-Z0-9+.-]+://[^:/@]*):[^@]*@#\1:***@#' <<<"$1"
+}
+
+is_true() {
+  case "${1,,}" in
+    1 | true | yes | on) return 0 ;;
+    0 | false | no | off) return 1 ;;
+    *) die "expected true or false, got '$1'" ;;
+  esac
+}
+
+[[ -n "${MLFLOW_BACKEND_STORE_URI:-}" ]] ||
+  die "MLFLOW_BACKEND_STORE_URI is not set; set it to the tracking database URI, e.g. postgresql://user:password@host:5432/mlflow"
+[[ -n "${MLFLOW_ARTIFACT_ROOT:-}" ]] ||
+  die "MLFLOW_ARTIFACT_ROOT is not set; set it to the artifact location, e.g. gs://bucket/mlflow-artifacts"
+
+HOST="${HOST:-0.0.0.0}"
+PORT="${PORT:-8080}"
+MLFLOW_WORKERS="${MLFLOW_WORKERS:-2}"
+[[ "$PORT" =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$PORT'"
+[[ "$MLFLOW_WORKERS" =~ ^[1-9][0-9]*$ ]] || die "MLFLOW_WORKERS must be a positive number, got '$MLFLOW_WORKERS'"
+
+command -v mlflow >/dev/null || die "mlflow is not on PATH"
+
+store_uri="$MLFLOW_BACKEND_STORE_URI"
+# SQLAlchemy 2.1 maps a bare postgresql:// to the psycopg (3) driver; this image ships
+# psycopg2, so name it. Other drivers (postgresql+psycopg://, ...) pass through untouched.
+if [[ "$store_uri" =~ ^postgres(ql)?:// ]]; then
+  store_uri="postgresql+psycopg2://${store_uri#*://}"
+fi
+case "$store_uri" in
+  postgresql* | mysql* | mssql* | sqlite:*)
+    if is_true "${MLFLOW_DB_UPGRADE:-true}"; then
+      echo "entrypoint.sh: mlflow db upgrade $(redact "$store_uri")" >&2
+      # Creates the schema on an empty database, migrates an older one, no-op otherwise.
+      # Done before the workers start so they never race each other on the schema.
+      mlflow db upgrade "$store_uri"
+    fi
+    ;;
+  *) die "MLFLOW_BACKEND_STORE_URI must be a database URI (postgresql://, mysql://, mssql://, sqlite:///), got '$(redact "$store_uri")'" ;;
+esac
+
+args=(--backend-store-uri "$store_uri" --host "$HOST" --port "$PORT" --workers "$MLFLOW_WORKERS")
+if is_true "${MLFLOW_SERVE_ARTIFACTS:-true}"; then
+  args+=(--serve-artifacts --artifacts-destination "$MLFLOW_ARTIFACT_ROOT")
+else
+  args+=(--no-serve-artifacts --default-artifact-root "$MLFLOW_ARTIFACT_ROOT")
+fi
+
+# mlflow 3.x rejects requests whose Host header is not localhost or a private IP. Cloud Run
+# forwards the public *.run.app host; its front end routes only its own host names to this
+# service (and checks the caller's ID token first), so accepting them opens nothing.
+if [[ -z "${MLFLOW_SERVER_ALLOWED_HOSTS:-}" && -n "${K_SERVICE:-}" ]]; then
+  MLFLOW_SERVER_ALLOWED_HOSTS="${K_SERVICE}-*.run.app"
+fi
+if [[ -n "${MLFLOW_SERVER_ALLOWED_HOSTS:-}" ]]; then
+  args+=(--allowed-hosts "$MLFLOW_SERVER_ALLOWED_HOSTS")
+fi
+if [[ -n "${MLFLOW_SERVER_CORS_ALLOWED_ORIGINS:-}" ]]; then
+  args+=(--cors-allowed-origins "$MLFLOW_SERVER_CORS_ALLOWED_ORIGINS")
+fi
+
+# The job runner starts a pool of huey consumers per instance and schedules periodic tasks on
+# every instance; nothing here uses it, and on Cloud Run its CPU is throttled between requests.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
+
+echo "entrypoint.sh: mlflow server on $HOST:$PORT, store $(redact "$store_uri"), artifacts $MLFLOW_ARTIFACT_ROOT" >&2
+exec mlflow server "${args[@]}"
