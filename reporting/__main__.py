@@ -1,0 +1,82 @@
+"""``python -m reporting``: render the report from any MLflow store, no pipeline needed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from trainer import contract
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m reporting",
+        description="Render the experiment report (HTML views, summary.md) from an MLflow store.",
+    )
+    p.add_argument("--tracking-uri", required=True, help="MLflow tracking URI (http(s)://, sqlite:///...)")
+    p.add_argument("--experiment", required=True, help="MLflow experiment name")
+    p.add_argument("--out", required=True, help="Output folder for the HTML pages and summary.md")
+    p.add_argument(
+        "--rank-metric",
+        default=contract.DEFAULT_RANK_METRIC,
+        help="Metric ranking the leaderboard and filling the heatmap (default: %(default)s)",
+    )
+    p.add_argument("--ui-url", default="", help="MLflow UI base URL, to link each run")
+    p.add_argument(
+        "--compare-runs",
+        nargs="*",
+        default=None,
+        metavar="RUN_ID",
+        help="Run ids to compare (space or comma separated); default: the top N",
+    )
+    p.add_argument("--top-n", type=int, default=5, help="Runs to compare when no ids are given")
+    p.add_argument("--highlight-run", default="", help="Run id to mark as 'this run'")
+    p.add_argument(
+        "--fail-on-unreachable",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Exit non-zero (after writing a page saying so) when MLflow is unreachable",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, render the report, print where it went.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        Process exit status: 0 on success, 2 when MLflow was unreachable and that is fatal.
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from reporting.report import ReportUnreachableError, render_report
+
+    ids = [i for chunk in (args.compare_runs or []) for i in chunk.split(",") if i.strip()]
+    try:
+        result = render_report(
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            out_dir=args.out,
+            rank_metric=args.rank_metric,
+            ui_url=args.ui_url,
+            compare_run_ids=[i.strip() for i in ids] or None,
+            top_n=args.top_n,
+            fail_on_unreachable=args.fail_on_unreachable,
+            highlight_run_id=args.highlight_run,
+        )
+    except ReportUnreachableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"wrote {exc.result.pages['index']}", file=sys.stderr)
+        return 2
+    print(result.markdown)
+    for view, path in result.pages.items():
+        print(f"{result.display_names[view]:<22} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Charts drawn server-side with matplotlib (Agg/SVG, no pyplot state) into inline SVG strings.
+
+Text from MLflow reaches the SVG as ``<text>`` elements (``svg.fonttype: none``); matplotlib's
+SVG writer escapes it, mathtext is off (``text.parse_math: False``) so a ``$`` in a run name is
+just a dollar, and long names are shortened with an ellipsis (the tables carry the full name).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import itertools
+import math
+import re
+from collections.abc import Sequence
+
+import matplotlib
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from reporting import views
+from reporting.query import RunRecord
+from trainer import contract
+
+PALETTE = [
+    "#2563eb",
+    "#ea580c",
+    "#16a34a",
+    "#dc2626",
+    "#7c3aed",
+    "#0891b2",
+    "#ca8a04",
+    "#db2777",
+    "#4b5563",
+    "#65a30d",
+]
+MUTED = "#cbd5e1"
+LABEL_MAX = 36
+
+_RC = {
+    "svg.fonttype": "none",
+    "text.parse_math": False,
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.labelsize": 9,
+    "axes.edgecolor": "#94a3b8",
+    "axes.labelcolor": "#334155",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e2e8f0",
+    "grid.linewidth": 0.8,
+    "xtick.color": "#475569",
+    "ytick.color": "#475569",
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+    "svg.image_inline": True,
+}
+_ids = itertools.count()
+_SVG_OPEN = re.compile(r'<svg\b[^>]*?\swidth="[^"]*"\s+height="[^"]*"\s+viewBox="([^"]*)"')
+
+
+def short(text: str, limit: int = LABEL_MAX) -> str:
+    """Shorten a label for a chart (tables show it in full)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0].tolist()
+    return fig, axes
+
+
+def to_svg(fig: Figure, label: str) -> str:
+    """Render a figure as an inline ``<svg>`` element (no XML prolog, scalable, labelled).
+
+    Args:
+        fig: The figure.
+        label: Accessible name (escaped here).
+
+    Returns:
+        The SVG markup.
+    """
+    buf = io.StringIO()
+    # A per-chart salt keeps matplotlib's clip-path / marker ids unique on the combined page.
+    with matplotlib.rc_context({"svg.hashsalt": f"chart{next(_ids)}"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg") :]
+    def opening(m: re.Match) -> str:
+        # Natural size: the viewBox is in points (1pt = 4/3 CSS px); shrink only to fit.
+        width_px = float(m.group(1).split()[2]) * 4 / 3
+        return (
+            f'<svg class="chart" role="img" aria-label="{html.escape(label)}" '
+            f'style="max-width:{width_px:.0f}px" preserveAspectRatio="xMinYMin meet" '
+            f'viewBox="{m.group(1)}"'
+        )
+
+    return _SVG_OPEN.sub(
+        opening,
+        text,
+        count=1,
+    )
+
+
+def _points(run: RunRecord, key: str) -> tuple[list[int], list[float]]:
+    pts = [(s, v) for s, v in run.history.get(key, []) if not math.isnan(v)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _empty(ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", color="#64748b", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def _epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def run_curves(run: RunRecord) -> str:
+    """Loss / val_loss and validation recall@k per epoch for one run."""
+    with matplotlib.rc_context(_RC):
+        fig, (ax_loss, ax_rec) = _figure(8.4, 2.7, 2)
+        drawn = False
+        for key, color, style in (
+            (contract.METRIC_LOSS, PALETTE[0], "-"),
+            (contract.METRIC_VAL_LOSS, PALETTE[1], "--"),
+        ):
+            xs, ys = _points(run, key)
+            if xs:
+                ax_loss.plot(xs, ys, style, color=color, marker="o", ms=3, lw=1.6, label=key)
+                drawn = True
+        if drawn:
+            ax_loss.set_title("Loss")
+            _epoch_axis(ax_loss)
+            ax_loss.legend(loc="best")
+        else:
+            _empty(ax_loss, "no loss history")
+        drawn = False
+        for i, k in enumerate(contract.RECALL_KS):
+            xs, ys = _points(run, contract.val_recall_key(k))
+            if xs:
+                ax_rec.plot(xs, ys, color=PALETTE[2 + i], marker="o", ms=3, lw=1.6, label=f"@{k}")
+                drawn = True
+        if drawn:
+            ax_rec.set_title("Validation recall@k")
+            _epoch_axis(ax_rec)
+            ax_rec.legend(loc="best", title="k", title_fontsize=8)
+        else:
+            _empty(ax_rec, "no recall history")
+        return to_svg(fig, f"Training curves of run {run.name}")
+
+
+def overlay_curves(
+    runs: Sequence[RunRecord],
+    keys: Sequence[str],
+    named: int = len(PALETTE),
+    title: str = "Training curves",
+) -> str:
+    """Per-epoch curves of several runs, one panel per metric key.
+
+    The first ``named`` runs get a colour and a legend entry; the rest are drawn as thin grey
+    context lines (one LineCollection, so a thousand runs stay cheap).
+    """
+    with matplotlib.rc_context(_RC):
+        fig, axes = _figure(4.2 * len(keys), 3.4, len(keys))
+        for ax, key in zip(axes, keys, strict=True):
+            background = []
+            for run in runs[named:]:
+                xs, ys = _points(run, key)
+                if xs:
+                    background.append(list(zip(xs, ys, strict=True)))
+            if background:
+                ax.add_collection(LineCollection(background, colors=MUTED, linewidths=0.6))
+                ax.autoscale_view()
+            drawn = bool(background)
+            for i, run in enumerate(runs[:named]):
+                xs, ys = _points(run, key)
+                if xs:
+                    ax.plot(
+                        xs,
+                        ys,
+                        color=PALETTE[i % len(PALETTE)],
+                        lw=1.7,
+                        marker="o" if len(xs) <= 30 else None,
+                        ms=2.5,
+                        label=short(run.name),
+                    )
+                    drawn = True
+            if not drawn:
+                _empty(ax, f"no {key} history")
+                continue
+            ax.set_title(views.metric_label(key))
+            _epoch_axis(ax)
+        handles, labels = axes[0].get_legend_handles_labels()
+        for ax in axes[1:]:
+            if not handles:
+                handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            extra = f" (+{len(runs) - named} more in grey)" if len(runs) > named else ""
+            fig.legend(
+                handles,
+                labels,
+                loc="outside lower center",
+                ncols=min(4, len(labels)),
+                title=f"Runs{extra}",
+                title_fontsize=8,
+            )
+        return to_svg(fig, title)
+
+
+def recall_at_k(
+    by_run: Sequence[views.RecallSeries],
+    by_config: Sequence[views.RecallSeries],
+    baselines: dict[str, list[float | None]],
+) -> str:
+    """Test recall against k: per run, and mean +- std per config that ran several seeds."""
+    ks = list(contract.RECALL_KS)
+    with matplotlib.rc_context(_RC):
+        fig, (ax_run, ax_cfg) = _figure(9.6, 3.6, 2)
+        for ax in (ax_run, ax_cfg):
+            for j, (name, vals) in enumerate(sorted(baselines.items())):
+                pts = [(k, v) for k, v in zip(ks, vals, strict=True) if v is not None]
+                if pts:
+                    ax.plot(
+                        [p[0] for p in pts],
+                        [p[1] for p in pts],
+                        ls=":" if j else "--",
+                        color="#0f172a",
+                        lw=1.2,
+                        label=f"baseline: {name}",
+                    )
+        for i, s in enumerate(by_run):
+            pts = [(k, v) for k, v in zip(s.ks, s.mean, strict=True) if v is not None]
+            ax_run.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                ms=3.5,
+                lw=1.5,
+                color=PALETTE[i % len(PALETTE)],
+                label=short(s.label),
+            )
+        for i, s in enumerate(by_config):
+            pts = [
+                (k, m, sd or 0.0)
+                for k, m, sd in zip(s.ks, s.mean, s.std, strict=True)
+                if m is not None
+            ]
+            color = PALETTE[i % len(PALETTE)]
+            xs = [p[0] for p in pts]
+            ax_cfg.errorbar(
+                xs,
+                [p[1] for p in pts],
+                yerr=[p[2] for p in pts],
+                marker="o",
+                ms=3.5,
+                lw=1.5,
+                capsize=3,
+                color=color,
+                label=f"{short(s.label, 44)} (n={s.n})",
+            )
+            ax_cfg.fill_between(
+                xs,
+                [p[1] - p[2] for p in pts],
+                [p[1] + p[2] for p in pts],
+                color=color,
+                alpha=0.12,
+                lw=0,
+            )
+        for ax, title, has in (
+            (ax_run, "Per run", bool(by_run)),
+            (ax_cfg, "Mean \u00b1 std over seeds, per config", bool(by_config)),
+        ):
+            if not has and not baselines:
+                _empty(ax, "no test recall logged")
+                continue
+            if not has:
+                ax.text(
+                    0.5,
+                    0.92,
+                    "no config ran with several seeds" if ax is ax_cfg else "no test recall",
+                    ha="center",
+                    color="#64748b",
+                    transform=ax.transAxes,
+                )
+            ax.set_title(title)
+            ax.set_xlabel("k")
+            ax.set_ylabel("test recall@k")
+            ax.set_xticks(ks)
+            ax.legend(loc="upper left", fontsize=7)
+        return to_svg(fig, "Test recall against k")
+
+
+def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None], list[str], bool]:
+    """Positions in [0, 1] of each run on a parallel-coordinates axis, tick labels, numeric?"""
+    raw = [r.params.get(key) for r in runs]
+    nums: list[float | None] = []
+    numeric = True
+    for v in raw:
+        try:
+            nums.append(float(v) if v is not None else None)
+        except ValueError:
+            numeric = False
+            break
+    present = [v for v in nums if v is not None] if numeric else []
+    if numeric and present:
+        lo, hi = min(present), max(present)
+        use_log = lo > 0 and hi / lo >= 20
+        f = math.log10 if use_log else (lambda x: x)
+        span = (f(hi) - f(lo)) or 1.0
+        pos = [None if v is None else (f(v) - f(lo)) / span for v in nums]
+        return pos, [views.fmt(lo, 4), views.fmt(hi, 4)], True
+    cats = sorted({str(v) for v in raw if v is not None})
+    index = {c: i for i, c in enumerate(cats)}
+    denom = max(1, len(cats) - 1)
+    pos = [None if v is None else index[str(v)] / denom for v in raw]
+    return pos, cats, False
+
+
+def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metric: str) -> str:
+    """Params against ``metric``: one polyline per run, coloured by the metric."""
+    scored = [(r, views.metric_value(r, metric)) for r in runs]
+    scored = [(r, v) for r, v in scored if v is not None]
+    with matplotlib.rc_context(_RC):
+        fig, (ax,) = _figure(9.6, 3.8)
+        if not scored or not params:
+            _empty(ax, "needs runs with the metric and at least one param that varies")
+            return to_svg(fig, "Parallel coordinates")
+        sruns = [r for r, _ in scored]
+        values = [v for _, v in scored]
+        axes = [_axis_values(sruns, p) for p in params]
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or 1.0
+        metric_pos = [(v - lo) / span for v in values]
+        lines, colors = [], []
+        cmap = matplotlib.colormaps["viridis_r" if views.lower_is_better(metric) else "viridis"]
+        order = sorted(range(len(sruns)), key=lambda i: metric_pos[i])
+        for i in order:
+            pts = [(j, a[0][i]) for j, a in enumerate(axes) if a[0][i] is not None]
+            pts.append((len(axes), metric_pos[i]))
+            lines.append(pts)
+            colors.append(cmap(metric_pos[i]))
+        alpha = 0.9 if len(lines) <= 50 else 0.35
+        ax.add_collection(LineCollection(lines, colors=colors, linewidths=1.2, alpha=alpha))
+        n = len(axes) + 1
+        ax.set_xlim(-0.15, n - 1 + 0.15)
+        ax.set_ylim(-0.08, 1.08)
+        ax.set_yticks([])
+        ax.grid(False)
+        ax.spines["left"].set_visible(False)
+        ax.spines["bottom"].set_visible(False)
+        ax.set_xticks(range(n))
+        ax.set_xticklabels([short(p, 18) for p in params] + [short(metric, 22)], rotation=0)
+        for j, (_, ticks, numeric) in enumerate([*axes, (None, [views.fmt(lo), views.fmt(hi)], True)]):
+            ax.axvline(j, color="#64748b", lw=0.8)
+            if numeric:
+                marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
+            else:
+                denom = max(1, len(ticks) - 1)
+                marks = [(i / denom, t) for i, t in enumerate(ticks)][:12]
+            for y, t in marks:
+                ax.text(j + 0.03, y, short(t, 16), fontsize=7, va="center", color="#0f172a",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+        sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(lo, hi))
+        fig.colorbar(sm, ax=ax, label=views.metric_label(metric), shrink=0.9, pad=0.01)
+        ax.set_title(f"Params against {views.metric_label(metric)} ({len(sruns)} runs)")
+        return to_svg(fig, f"Parallel coordinates of params against {metric}")
+
+
+def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "") -> str:
+    """The headline metric of each run in start order, best-so-far as a step line."""
+    scored = sorted(
+        ((r.start_time, views.metric_value(r, metric), r) for r in runs), key=lambda t: t[0]
+    )
+    scored = [t for t in scored if t[1] is not None]
+    with matplotlib.rc_context(_RC):
+        fig, (ax,) = _figure(9.6, 2.6)
+        if not scored:
+            _empty(ax, f"no run logged {metric}")
+            return to_svg(fig, f"{metric} by run")
+        xs = list(range(1, len(scored) + 1))
+        ys = [t[1] for t in scored]
+        ax.scatter(xs, ys, s=12 if len(xs) < 200 else 4, color=PALETTE[0], alpha=0.75, zorder=3)
+        best, frontier = None, []
+        for y in ys:
+            if best is None or views.better(y, best, metric):
+                best = y
+            frontier.append(best)
+        ax.step(xs, frontier, where="post", color=PALETTE[1], lw=1.4, label="best so far")
+        for x, (_, y, r) in zip(xs, scored, strict=True):
+            if highlight and r.run_id == highlight:
+                ax.scatter([x], [y], s=60, facecolors="none", edgecolors=PALETTE[3], lw=1.6,
+                           zorder=4, label="this pipeline's run")
+        ax.set_xlabel("run, in start order")
+        ax.set_ylabel(views.metric_label(metric))
+        ax.set_title(f"{views.metric_label(metric)} by run")
+        ax.legend(loc="lower right")
+        return to_svg(fig, f"{metric} of each run in start order")

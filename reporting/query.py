@@ -1,0 +1,386 @@
+"""The one adapter between the report and MLflow: runs, params, tags, metrics and histories.
+
+Everything the report knows about an experiment comes through :func:`load_experiment`, which
+makes as few round trips as the store allows:
+
+* runs: ``search_runs`` pages of :data:`SEARCH_PAGE_SIZE` (params, tags and the latest value of
+  every metric come with each run, so no per-run fetch is needed);
+* per-epoch histories, by store type:
+    - tracking server (``http(s)://``): the bulk-interval endpoint, one request per history
+      metric per :data:`BULK_RUNS_PER_REQUEST` runs;
+    - database store (``sqlite://``, ``postgresql://``, ...): one SQL query per
+      :data:`SQL_RUNS_PER_QUERY` runs for all history metrics at once;
+    - anything else: ``get_metric_history`` per run and metric (the only per-run path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from trainer import contract
+
+log = logging.getLogger(__name__)
+
+# search_runs page size; the server caps it at 50,000 and the SQL store at 50,000 too.
+SEARCH_PAGE_SIZE = 1000
+# The tracking server refuses more run ids per bulk-interval request (MAX_RUNS_GET_METRIC_HISTORY_BULK).
+BULK_RUNS_PER_REQUEST = 100
+# Points per run the bulk-interval endpoint returns at most (MAX_RESULTS_PER_RUN); longer
+# histories come back evenly sampled, which is what a chart needs.
+BULK_MAX_POINTS = 2500
+# Bound on the SQL IN (...) list, well under SQLite's variable limit.
+SQL_RUNS_PER_QUERY = 500
+BULK_INTERVAL_ENDPOINT = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
+GET_EXPERIMENT_ENDPOINT = "/api/2.0/mlflow/experiments/get-by-name"
+# A report must not hang for minutes on MLflow's default retry schedule when the server is down.
+PROBE_TIMEOUT_S = 10
+PROBE_MAX_RETRIES = 1
+
+# Metric name prefixes that never carry a per-epoch history.
+_SUMMARY_PREFIXES = ("final_", "best_", "test_", "baseline_")
+
+History = dict[str, list[tuple[int, float]]]
+
+
+class TrackingUnreachableError(RuntimeError):
+    """MLflow could not be reached (connection refused, DNS, auth, unreadable store)."""
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One MLflow run as the report sees it.
+
+    Attributes:
+        run_id: MLflow run id.
+        name: Run name (falls back to the id's first 8 characters).
+        status: FINISHED, FAILED, RUNNING, SCHEDULED or KILLED.
+        start_time: Start time in ms since the epoch (0 when unknown).
+        end_time: End time in ms since the epoch (None while running).
+        params: All params.
+        tags: User tags (``mlflow.*`` system tags removed).
+        metrics: Latest value of every metric.
+        metric_steps: Step of the latest value of every metric.
+        history: Per-epoch history of each history metric, sorted by step; empty when none.
+    """
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int
+    end_time: int | None
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    metric_steps: dict[str, int]
+    history: History = dataclasses.field(default_factory=dict)
+
+    @property
+    def feature_config(self) -> str:
+        """Feature config display name (tag, else id param, else empty)."""
+        return self.tags.get(contract.TAG_FEATURE_CONFIG_NAME) or self.params.get(
+            contract.PARAM_FEATURE_CONFIG_ID, ""
+        )
+
+    @property
+    def model_config(self) -> str:
+        """Model config display name (tag, else id param, else empty)."""
+        return self.tags.get(contract.TAG_MODEL_CONFIG_NAME) or self.params.get(
+            contract.PARAM_MODEL_CONFIG_ID, ""
+        )
+
+    @property
+    def has_history(self) -> bool:
+        """Whether any per-epoch history was logged."""
+        return any(self.history.values())
+
+    @property
+    def duration_s(self) -> float | None:
+        """Wall time of the run in seconds, None while running or unknown."""
+        if not self.end_time or not self.start_time:
+            return None
+        return max(0.0, (self.end_time - self.start_time) / 1000.0)
+
+
+@dataclasses.dataclass
+class ExperimentData:
+    """What :func:`load_experiment` returns.
+
+    Attributes:
+        experiment_id: MLflow experiment id ("" when the experiment does not exist).
+        runs: All active runs, newest first.
+        history_keys: History metric names found, in display order.
+        history_source: How histories were fetched (for the report's footer).
+        notes: Things the reader should know (missing experiment, fallbacks taken).
+    """
+
+    experiment_id: str
+    runs: list[RunRecord]
+    history_keys: list[str]
+    history_source: str
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _run_record(run: Any) -> RunRecord:
+    info, data = run.info, run.data
+    latest = {m.key: m for m in getattr(data, "_metric_objs", [])}
+    steps = {k: int(m.step) for k, m in latest.items()}
+    return RunRecord(
+        run_id=info.run_id,
+        name=info.run_name or info.run_id[:8],
+        status=info.status,
+        start_time=int(info.start_time or 0),
+        end_time=int(info.end_time) if info.end_time else None,
+        params=dict(data.params),
+        tags={k: v for k, v in data.tags.items() if not k.startswith("mlflow.")},
+        metrics={k: float(v) for k, v in data.metrics.items()},
+        metric_steps=steps,
+    )
+
+
+def history_keys_for(runs: Iterable[RunRecord]) -> list[str]:
+    """History metric names: the contract's, then any other metric logged at a step > 0."""
+    known = contract.history_metrics()
+    extra: set[str] = set()
+    for run in runs:
+        for key, step in run.metric_steps.items():
+            if step > 0 and key not in known and not key.startswith(_SUMMARY_PREFIXES):
+                extra.add(key)
+    return known + sorted(extra)
+
+
+def _is_http(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def _host_creds(client: MlflowClient) -> Any:
+    # The REST store holds the credentials provider (token, basic auth, TLS settings).
+    return client._tracking_client.store.get_host_creds()
+
+
+def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | None:
+    """Check that MLflow answers and look up the experiment.
+
+    Args:
+        client: Client bound to ``tracking_uri``.
+        tracking_uri: The tracking URI (decides how to probe).
+        experiment: Experiment name.
+
+    Returns:
+        The experiment id, or None when the experiment does not exist.
+
+    Raises:
+        TrackingUnreachableError: MLflow did not answer or refused the request.
+    """
+    if _is_http(tracking_uri):
+        import requests  # mlflow's own dependency
+
+        from mlflow.utils.rest_utils import http_request
+
+        try:
+            response = http_request(
+                _host_creds(client),
+                GET_EXPERIMENT_ENDPOINT,
+                "GET",
+                max_retries=PROBE_MAX_RETRIES,
+                backoff_factor=0.5,
+                timeout=PROBE_TIMEOUT_S,
+                raise_on_status=False,
+                params={"experiment_name": experiment},
+            )
+        except (requests.exceptions.RequestException, MlflowException, OSError) as exc:
+            raise TrackingUnreachableError(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise TrackingUnreachableError(
+                f"HTTP {response.status_code} from {GET_EXPERIMENT_ENDPOINT}: "
+                f"{response.text[:300]}"
+            )
+        return response.json()["experiment"]["experiment_id"]
+    import sqlalchemy.exc  # mlflow's own dependency
+
+    try:
+        exp = client.get_experiment_by_name(experiment)
+    except (MlflowException, OSError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        raise TrackingUnreachableError(f"{type(exc).__name__}: {exc}") from exc
+    return exp.experiment_id if exp is not None else None
+
+
+def search_all_runs(client: MlflowClient, experiment_id: str) -> list[RunRecord]:
+    """All active runs of an experiment, following ``page_token`` until the last page."""
+    records: list[RunRecord] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=SEARCH_PAGE_SIZE,
+            page_token=token,
+        )
+        records.extend(_run_record(r) for r in page)
+        token = page.token
+        if not token:
+            return records
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _store_points(
+    history: dict[str, History], run_id: str, key: str, step: int, ts: int, value: float
+) -> None:
+    # Several values at one step: the last logged wins (same as MLflow's "latest").
+    history.setdefault(run_id, {}).setdefault(key, []).append((step, ts, value))  # type: ignore[arg-type]
+
+
+def _finish(raw: dict[str, History]) -> dict[str, History]:
+    out: dict[str, History] = {}
+    for run_id, per_key in raw.items():
+        out[run_id] = {}
+        for key, points in per_key.items():
+            by_step: dict[int, tuple[int, float]] = {}
+            for step, ts, value in sorted(points):  # type: ignore[misc]
+                by_step[step] = (ts, value)
+            out[run_id][key] = [(s, v) for s, (_, v) in sorted(by_step.items())]
+    return out
+
+
+def _wanted(runs: list[RunRecord], keys: list[str]) -> dict[str, list[str]]:
+    """Per history key, the runs whose latest metrics show they logged it."""
+    return {k: [r.run_id for r in runs if k in r.metrics] for k in keys}
+
+
+def fetch_histories_rest(
+    client: MlflowClient, runs: list[RunRecord], keys: list[str]
+) -> dict[str, History]:
+    """Histories through the server's bulk-interval endpoint (<= 100 runs per request)."""
+    from mlflow.utils.rest_utils import http_request_safe
+
+    creds = _host_creds(client)
+    raw: dict[str, History] = {}
+    for key, run_ids in _wanted(runs, keys).items():
+        for batch in _chunks(run_ids, BULK_RUNS_PER_REQUEST):
+            response = http_request_safe(
+                creds,
+                BULK_INTERVAL_ENDPOINT,
+                "GET",
+                params={"run_ids": batch, "metric_key": key, "max_results": BULK_MAX_POINTS},
+            )
+            for m in response.json().get("metrics", []):
+                _store_points(
+                    raw,
+                    m["run_id"],
+                    key,
+                    int(m.get("step", 0)),
+                    int(m.get("timestamp", 0)),
+                    float(m["value"]),
+                )
+    return _finish(raw)
+
+
+def fetch_histories_sql(store: Any, runs: list[RunRecord], keys: list[str]) -> dict[str, History]:
+    """Histories straight from a SqlAlchemyStore: one query per 500 runs for all keys."""
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    run_ids = sorted({rid for ids in _wanted(runs, keys).values() for rid in ids})
+    raw: dict[str, History] = {}
+    with store.ManagedSessionMaker() as session:
+        for batch in _chunks(run_ids, SQL_RUNS_PER_QUERY):
+            rows = (
+                session.query(
+                    SqlMetric.run_uuid,
+                    SqlMetric.key,
+                    SqlMetric.step,
+                    SqlMetric.timestamp,
+                    SqlMetric.value,
+                )
+                .filter(SqlMetric.run_uuid.in_(batch), SqlMetric.key.in_(keys))
+                .all()
+            )
+            for run_id, key, step, ts, value in rows:
+                _store_points(raw, run_id, key, int(step), int(ts), float(value))
+    return _finish(raw)
+
+
+def fetch_histories_per_run(
+    client: MlflowClient, runs: list[RunRecord], keys: list[str]
+) -> dict[str, History]:
+    """One ``get_metric_history`` call per run and metric: the slow path, for other stores."""
+    raw: dict[str, History] = {}
+    for key, run_ids in _wanted(runs, keys).items():
+        for run_id in run_ids:
+            for m in client.get_metric_history(run_id, key):
+                _store_points(raw, run_id, key, int(m.step), int(m.timestamp), float(m.value))
+    return _finish(raw)
+
+
+HistoryFetcher = Callable[[MlflowClient, str, list[RunRecord], list[str]], tuple[dict, str]]
+
+
+def fetch_histories(
+    client: MlflowClient, tracking_uri: str, runs: list[RunRecord], keys: list[str]
+) -> tuple[dict[str, History], str]:
+    """Fetch histories the cheapest way the store allows.
+
+    Returns:
+        (run_id -> metric -> [(step, value)], a description of the path taken).
+    """
+    if _is_http(tracking_uri):
+        return fetch_histories_rest(client, runs, keys), "tracking server bulk-interval endpoint"
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    if isinstance(store, SqlAlchemyStore):
+        return fetch_histories_sql(store, runs, keys), "bulk SQL on the tracking database"
+    return fetch_histories_per_run(client, runs, keys), "per-run metric history (store fallback)"
+
+
+def load_experiment(
+    tracking_uri: str,
+    experiment: str,
+    history_fetcher: HistoryFetcher | None = None,
+) -> ExperimentData:
+    """Read every active run of an experiment with its per-epoch histories.
+
+    Args:
+        tracking_uri: MLflow tracking URI (``http(s)://``, ``sqlite:///``, ``postgresql://``...).
+        experiment: Experiment name.
+        history_fetcher: Replaces :func:`fetch_histories` (the benchmark's per-run baseline).
+
+    Returns:
+        The runs, newest first, with ``history`` filled in.
+
+    Raises:
+        TrackingUnreachableError: MLflow did not answer.
+    """
+    started = time.perf_counter()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = probe(client, tracking_uri, experiment)
+    if experiment_id is None:
+        return ExperimentData(
+            "", [], [], "", notes=[f"Experiment {experiment!r} does not exist (yet)."]
+        )
+    runs = search_all_runs(client, experiment_id)
+    keys = history_keys_for(runs)
+    fetcher = history_fetcher or fetch_histories
+    histories, source = fetcher(client, tracking_uri, runs, keys)
+    for run in runs:
+        run.history = histories.get(run.run_id, {})
+    log.info(
+        "Read %d runs of %r (histories: %s) in %.2fs",
+        len(runs),
+        experiment,
+        source,
+        time.perf_counter() - started,
+    )
+    return ExperimentData(experiment_id, runs, keys, source)

@@ -1,0 +1,406 @@
+"""Aggregation: turn run records into what each view shows. No I/O, no HTML, no plotting."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+
+from reporting.query import RunRecord
+from trainer import contract
+
+STATUS_FINISHED = "FINISHED"
+STATUS_FAILED = "FAILED"
+STATUS_RUNNING = "RUNNING"
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses (and anything named like one) improve downwards; everything else upwards."""
+    return "loss" in metric.lower()
+
+
+def metric_label(metric: str) -> str:
+    """Human label for a metric key: ``test_recall_at_100`` -> ``Test recall@100``."""
+    text = metric.replace("_at_", "@").replace("_", " ").strip()
+    return text[:1].upper() + text[1:] if text else metric
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A metric value for display; an em dash when missing or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2014"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _ok(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def better(a: float, b: float, metric: str) -> bool:
+    """Whether ``a`` beats ``b`` on ``metric``."""
+    return a < b if lower_is_better(metric) else a > b
+
+
+def best_value(values: Iterable[float | None], metric: str) -> float | None:
+    """Best of the present values, or None."""
+    present = [v for v in values if _ok(v)]
+    if not present:
+        return None
+    return min(present) if lower_is_better(metric) else max(present)
+
+
+def recall_k(metric: str) -> int | None:
+    """The k of a ``..._recall_at_<k>`` metric, else None."""
+    head, sep, tail = metric.rpartition("_at_")
+    if sep and "recall" in head and tail.isdigit():
+        return int(tail)
+    return None
+
+
+def epoch_metric_for(rank_metric: str) -> str:
+    """The per-epoch metric whose best/last values the leaderboard shows beside ``rank_metric``."""
+    if rank_metric in contract.history_metrics():
+        return rank_metric
+    for prefix in ("final_", "best_"):
+        if rank_metric.startswith(prefix) and rank_metric[len(prefix) :] in (
+            contract.history_metrics()
+        ):
+            return rank_metric[len(prefix) :]
+    k = recall_k(rank_metric)
+    if k in contract.RECALL_KS:
+        return contract.val_recall_key(k)
+    return contract.val_recall_key(max(contract.RECALL_KS))
+
+
+def metric_value(run: RunRecord, metric: str) -> float | None:
+    """A run's value of ``metric``; history metrics fall back to their last epoch."""
+    value = run.metrics.get(metric)
+    if _ok(value):
+        return value
+    return None
+
+
+def epoch_values(run: RunRecord, metric: str) -> tuple[float | None, float | None, int | None]:
+    """(value at the best epoch, value at the last epoch, best epoch) of a history metric.
+
+    Logged ``best_``/``final_``/``best_epoch`` metrics win; the history fills what is missing.
+    """
+    best = run.metrics.get(contract.best_key(metric))
+    last = run.metrics.get(contract.final_key(metric))
+    best_epoch_v = run.metrics.get(contract.BEST_EPOCH)
+    best_epoch = int(best_epoch_v) if _ok(best_epoch_v) else None
+    points = run.history.get(metric, [])
+    if points:
+        if not _ok(last):
+            last = points[-1][1]
+        if not _ok(best):
+            step, best = min(points, key=lambda p: p[1] if lower_is_better(metric) else -p[1])
+            if best_epoch is None:
+                best_epoch = step
+    return (best if _ok(best) else None, last if _ok(last) else None, best_epoch)
+
+
+@dataclasses.dataclass
+class LeaderRow:
+    """One leaderboard row."""
+
+    rank: int | None
+    run: RunRecord
+    value: float | None
+    best_epoch: int | None
+    epoch_best: float | None
+    epoch_last: float | None
+    lifts: dict[str, float | None]
+    recalls: dict[int, float | None]
+
+
+def leaderboard(runs: Sequence[RunRecord], rank_metric: str) -> list[LeaderRow]:
+    """Runs ranked by ``rank_metric`` (ties share a rank); runs without it follow, unranked."""
+    epoch_metric = epoch_metric_for(rank_metric)
+    k = recall_k(rank_metric) or max(contract.RECALL_KS)
+    rows: list[LeaderRow] = []
+    for run in runs:
+        value = metric_value(run, rank_metric)
+        best, last, best_epoch = epoch_values(run, epoch_metric)
+        model = run.metrics.get(contract.test_recall_key(k))
+        lifts: dict[str, float | None] = {}
+        for baseline in contract.BASELINES:
+            base = run.metrics.get(contract.baseline_recall_key(baseline, k))
+            lifts[baseline] = (model / base - 1.0) if _ok(model) and _ok(base) and base else None
+        recalls = {kk: metric_value(run, contract.test_recall_key(kk)) for kk in contract.RECALL_KS}
+        rows.append(LeaderRow(None, run, value, best_epoch, best, last, lifts, recalls))
+    sign = 1.0 if lower_is_better(rank_metric) else -1.0
+    ranked = sorted(
+        (r for r in rows if r.value is not None),
+        key=lambda r: (sign * r.value, -r.run.start_time, r.run.name),  # type: ignore[operator]
+    )
+    previous: float | None = None
+    for position, row in enumerate(ranked, start=1):
+        row.rank = ranked[position - 2].rank if row.value == previous else position
+        previous = row.value
+    unranked = [r for r in rows if r.value is None]
+    return ranked + unranked
+
+
+@dataclasses.dataclass
+class DashboardStats:
+    """The dashboard's cards."""
+
+    total: int
+    finished: int
+    failed: int
+    running: int
+    other: int
+    headline_metric: str
+    best: float | None
+    mean: float | None
+    best_run: RunRecord | None
+    with_history: int
+
+
+def dashboard(runs: Sequence[RunRecord], headline_metric: str) -> DashboardStats:
+    """Counts by status and the headline metric's best and mean over runs that logged it."""
+    by_status = {s: 0 for s in (STATUS_FINISHED, STATUS_FAILED, STATUS_RUNNING)}
+    for run in runs:
+        if run.status in by_status:
+            by_status[run.status] += 1
+    scored = [(metric_value(r, headline_metric), r) for r in runs]
+    scored = [(v, r) for v, r in scored if v is not None]
+    best_run = None
+    best = best_value((v for v, _ in scored), headline_metric)
+    if best is not None:
+        best_run = next(r for v, r in scored if v == best)
+    return DashboardStats(
+        total=len(runs),
+        finished=by_status[STATUS_FINISHED],
+        failed=by_status[STATUS_FAILED],
+        running=by_status[STATUS_RUNNING],
+        other=len(runs) - sum(by_status.values()),
+        headline_metric=headline_metric,
+        best=best,
+        mean=statistics.fmean(v for v, _ in scored) if scored else None,
+        best_run=best_run,
+        with_history=sum(1 for r in runs if r.has_history),
+    )
+
+
+def latest_runs(runs: Sequence[RunRecord], n: int = 10) -> list[RunRecord]:
+    """The ``n`` most recently started runs."""
+    return sorted(runs, key=lambda r: (-r.start_time, r.name))[:n]
+
+
+@dataclasses.dataclass
+class Cell:
+    """One heatmap cell: mean, std (None for n < 2) and n of the metric; n == 0 is empty."""
+
+    mean: float | None
+    std: float | None
+    n: int
+    values: list[float]
+
+
+@dataclasses.dataclass
+class Heatmap:
+    """Feature config x model config grid."""
+
+    metric: str
+    feature_configs: list[str]
+    model_configs: list[str]
+    cells: dict[tuple[str, str], Cell]
+    vmin: float | None
+    vmax: float | None
+
+    def cell(self, feature_config: str, model_config: str) -> Cell:
+        """The cell, empty when no run of that pair logged the metric."""
+        return self.cells.get((feature_config, model_config), Cell(None, None, 0, []))
+
+
+def heatmap(runs: Sequence[RunRecord], metric: str) -> Heatmap:
+    """Mean, std and n of ``metric`` per (feature config, model config) pair."""
+    values: dict[tuple[str, str], list[float]] = {}
+    fcs: set[str] = set()
+    mcs: set[str] = set()
+    for run in runs:
+        fc, mc = run.feature_config or "(none)", run.model_config or "(none)"
+        fcs.add(fc)
+        mcs.add(mc)
+        value = metric_value(run, metric)
+        if value is not None:
+            values.setdefault((fc, mc), []).append(value)
+    cells = {
+        key: Cell(
+            statistics.fmean(vs), statistics.stdev(vs) if len(vs) > 1 else None, len(vs), vs
+        )
+        for key, vs in values.items()
+    }
+    means = [c.mean for c in cells.values() if c.mean is not None]
+    return Heatmap(
+        metric,
+        sorted(fcs),
+        sorted(mcs),
+        cells,
+        min(means) if means else None,
+        max(means) if means else None,
+    )
+
+
+@dataclasses.dataclass
+class CompareRow:
+    """One row of a comparison table: a value per run and which runs hold the best."""
+
+    key: str
+    label: str
+    values: list[float | str | None]
+    best: set[int]
+    same: bool
+
+
+def compare_metrics(runs: Sequence[RunRecord], keys: Sequence[str] | None = None) -> list[CompareRow]:
+    """Metric rows for the chosen runs, with the best value per row marked."""
+    if keys is None:
+        present = {k for r in runs for k in r.metrics}
+        keys = ordered_metric_keys(present)
+    rows = []
+    for key in keys:
+        vals = [metric_value(r, key) for r in runs]
+        if key == contract.BEST_EPOCH:
+            vals = [None if v is None else int(v) for v in vals]
+        if all(v is None for v in vals):
+            continue
+        best = best_value(vals, key)
+        present = [v for v in vals if v is not None]
+        # A row where everyone ties is no contest: no highlight.
+        winners = (
+            {i for i, v in enumerate(vals) if v is not None and v == best}
+            if best is not None and len(set(present)) > 1
+            else set()
+        )
+        rows.append(CompareRow(key, metric_label(key), list(vals), winners, len(set(vals)) == 1))
+    return rows
+
+
+def compare_params(runs: Sequence[RunRecord]) -> list[CompareRow]:
+    """Param rows for the chosen runs; ``same`` marks rows where every run agrees."""
+    keys = sorted({k for r in runs for k in r.params})
+    rows = []
+    for key in keys:
+        vals: list[float | str | None] = [r.params.get(key) for r in runs]
+        rows.append(CompareRow(key, key, vals, set(), len(set(vals)) == 1))
+    return rows
+
+
+def ordered_metric_keys(keys: Iterable[str]) -> list[str]:
+    """Metrics in reading order: test recall, baselines, best/final history values, the rest."""
+    keys = set(keys)
+    order: list[str] = []
+    order += [contract.test_recall_key(k) for k in contract.RECALL_KS]
+    order += [
+        contract.baseline_recall_key(b, k) for b in contract.BASELINES for k in contract.RECALL_KS
+    ]
+    for metric in contract.history_metrics():
+        order += [contract.best_key(metric), contract.final_key(metric)]
+    order.append(contract.BEST_EPOCH)
+    head = [k for k in order if k in keys]
+    # Raw history keys repeat final_* values; keep them last.
+    rest = sorted(keys - set(head) - set(contract.history_metrics()))
+    tail = [k for k in contract.history_metrics() if k in keys]
+    return head + rest + tail
+
+
+def choose_compare_runs(
+    rows: Sequence[LeaderRow], runs_by_id: dict[str, RunRecord], run_ids: Sequence[str] | None, top_n: int
+) -> tuple[list[RunRecord], list[str]]:
+    """The runs to compare: the given ids (in order), else the top ``top_n`` of the leaderboard.
+
+    Returns:
+        (runs, ids that were asked for but not found).
+    """
+    if run_ids:
+        found = [runs_by_id[i] for i in run_ids if i in runs_by_id]
+        missing = [i for i in run_ids if i not in runs_by_id]
+        return found, missing
+    return [r.run for r in rows[: max(0, top_n)]], []
+
+
+@dataclasses.dataclass
+class RecallSeries:
+    """Test recall at each k for one run or one config group (mean +- std over seeds)."""
+
+    label: str
+    ks: list[int]
+    mean: list[float | None]
+    std: list[float | None]
+    n: int
+
+
+def recall_by_run(runs: Sequence[RunRecord]) -> list[RecallSeries]:
+    """One series per run that logged any test recall."""
+    out = []
+    for run in runs:
+        vals = [metric_value(run, contract.test_recall_key(k)) for k in contract.RECALL_KS]
+        if any(v is not None for v in vals):
+            out.append(
+                RecallSeries(run.name, list(contract.RECALL_KS), vals, [None] * len(vals), 1)
+            )
+    return out
+
+
+def recall_by_config(runs: Sequence[RunRecord]) -> list[RecallSeries]:
+    """Mean +- std of test recall@k per (feature config, model config) that ran with >1 seed."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in runs:
+        if any(metric_value(run, contract.test_recall_key(k)) is not None for k in contract.RECALL_KS):
+            groups.setdefault((run.feature_config, run.model_config), []).append(run)
+    out = []
+    for (fc, mc), members in sorted(groups.items()):
+        if len(members) < 2:
+            continue
+        means, stds = [], []
+        for k in contract.RECALL_KS:
+            vs = [v for r in members if (v := metric_value(r, contract.test_recall_key(k))) is not None]
+            means.append(statistics.fmean(vs) if vs else None)
+            stds.append(statistics.stdev(vs) if len(vs) > 1 else None)
+        out.append(RecallSeries(f"{fc} \u00d7 {mc}", list(contract.RECALL_KS), means, stds, len(members)))
+    return out
+
+
+def baseline_means(runs: Sequence[RunRecord]) -> dict[str, list[float | None]]:
+    """Mean baseline recall at each k over the runs that logged it."""
+    out: dict[str, list[float | None]] = {}
+    for baseline in contract.BASELINES:
+        row = []
+        for k in contract.RECALL_KS:
+            vs = [
+                v
+                for r in runs
+                if (v := metric_value(r, contract.baseline_recall_key(baseline, k))) is not None
+            ]
+            row.append(statistics.fmean(vs) if vs else None)
+        if any(v is not None for v in row):
+            out[baseline] = row
+    return out
+
+
+def varying_params(runs: Sequence[RunRecord], limit: int = 8) -> list[str]:
+    """Params that take more than one value across runs, contract params first."""
+    first = [
+        contract.PARAM_FEATURE_CONFIG_ID,
+        contract.PARAM_MODEL_CONFIG_ID,
+        contract.PARAM_EMBEDDING_DIM,
+        contract.PARAM_LEARNING_RATE,
+        contract.PARAM_BATCH_SIZE,
+        contract.PARAM_OPTIMIZER,
+        contract.PARAM_EPOCHS,
+    ]
+    keys = {k for r in runs for k in r.params}
+    ordered = [k for k in first if k in keys] + sorted(keys - set(first) - {contract.PARAM_SEED})
+    out = []
+    for key in ordered:
+        if len({r.params.get(key) for r in runs}) > 1:
+            out.append(key)
+        if len(out) == limit:
+            break
+    return out
