@@ -24,7 +24,7 @@ help:  ## List the targets.
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
+	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[all,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)  ## Create .venv and install the package with pinned versions (idempotent).

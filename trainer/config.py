@@ -27,6 +27,8 @@ DESCRIPTION = "description"
 COUNTRY = "country"
 REQUIRED_COLUMNS = (BUYER_ID, PRODUCT_ID, TIMESTAMP)
 OPTIONAL_COLUMNS = (QUANTITY, PRICE, TRANSACTION_ID, DESCRIPTION, COUNTRY)
+NUMERIC_COLUMNS = (QUANTITY, PRICE, TIMESTAMP)
+NUMERIC_TRANSFORMS = ("bucketize", "zscore", "log")
 
 SPLIT_STRATEGIES = ("strict_time", "random", "buyer_holdout")
 TRANSFORMS = ("vocabulary", "hashing", "bucketize", "zscore", "log")
@@ -281,9 +283,13 @@ def _feature(r: _Reader, data: dict, field: str, columns: dict) -> Feature:
     if name not in columns:
         r.fail(f"{field}.name", f"{name!r} is not a column of dataset.columns "
                                 f"({', '.join(sorted(columns))})")
+    transform = r.get(data, "transform", field, str, choices=TRANSFORMS)
+    if transform in NUMERIC_TRANSFORMS and name not in NUMERIC_COLUMNS:
+        r.fail(f"{field}.transform", f"{transform} needs a numeric column "
+                                     f"({', '.join(NUMERIC_COLUMNS)}), got {name!r}")
     return Feature(
         name=name,
-        transform=r.get(data, "transform", field, str, choices=TRANSFORMS),
+        transform=transform,
         embedding_dim=r.get(data, "embedding_dim", field, int, 32, minimum=1),
         oov_buckets=r.get(data, "oov_buckets", field, int, 1, minimum=1),
         min_frequency=r.get(data, "min_frequency", field, int, 1, minimum=1),

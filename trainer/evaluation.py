@@ -1,0 +1,132 @@
+"""Exact retrieval evaluation and the heuristic baselines, on plain arrays.
+
+recall@k is micro-averaged over the distinct (buyer, product) pairs of the evaluated split
+whose buyer and product were both seen in train: the share of those pairs whose product is
+in that buyer's top k over the full catalog. Every scorer (the model, most-popular, the
+buyer's own history) is measured by the same function on the same pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from trainer import config as cfg
+from trainer import contract
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """The queries of one split and the catalog rows each must retrieve."""
+
+    buyers: np.ndarray  # buyer ids, one per query
+    positives: list[np.ndarray]  # per query: catalog row indices bought in the split
+    num_pairs: int
+
+
+def catalog_index(catalog: pd.DataFrame) -> dict[str, int]:
+    """Catalog row index per product id."""
+    return {pid: i for i, pid in enumerate(catalog[cfg.PRODUCT_ID])}
+
+
+def build_eval_set(split: pd.DataFrame, train: pd.DataFrame, catalog: pd.DataFrame) -> EvalSet:
+    """Distinct (buyer, product) pairs of a split, buyers and products seen in train."""
+    index = catalog_index(catalog)
+    seen_buyers = set(train[cfg.BUYER_ID])
+    pairs = split[[cfg.BUYER_ID, cfg.PRODUCT_ID]].drop_duplicates()
+    pairs = pairs[pairs[cfg.BUYER_ID].isin(seen_buyers) & pairs[cfg.PRODUCT_ID].isin(index)]
+    pairs = pairs.assign(row=pairs[cfg.PRODUCT_ID].map(index).astype(np.int64))
+    grouped = pairs.groupby(cfg.BUYER_ID, sort=True)["row"]
+    buyers = np.array(list(grouped.groups.keys()), dtype=object)
+    positives = [np.sort(rows.to_numpy()) for _, rows in grouped]
+    return EvalSet(buyers=buyers, positives=positives, num_pairs=len(pairs))
+
+
+def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> dict[int, float]:
+    """Micro-averaged recall@k of ranked catalog rows ``top`` (queries x max(ks))."""
+    if eval_set.num_pairs == 0:
+        return {k: float("nan") for k in ks}
+    if top.shape[0] != len(eval_set.positives) or top.shape[1] < max(ks):
+        raise ValueError(f"top has shape {top.shape}; need ({len(eval_set.positives)}, >= {max(ks)})")
+    hits = {k: 0 for k in ks}
+    for ranked, positives in zip(top, eval_set.positives):
+        # Rank of each positive in this query's list (max(ks) when absent).
+        found = np.isin(ranked, positives)
+        ranks = np.nonzero(found)[0]
+        for k in ks:
+            hits[k] += int(np.count_nonzero(ranks < k))
+    return {k: hits[k] / eval_set.num_pairs for k in ks}
+
+
+def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int,
+                batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product over the whole catalog, in query batches.
+
+    Returns (indices, scores), each queries x k, best first.
+    """
+    k = min(k, candidates.shape[0])
+    out_idx = np.empty((queries.shape[0], k), dtype=np.int64)
+    out_score = np.empty((queries.shape[0], k), dtype=np.float32)
+    cand_t = np.ascontiguousarray(candidates.T, dtype=np.float32)
+    for start in range(0, queries.shape[0], batch_size):
+        scores = queries[start:start + batch_size].astype(np.float32) @ cand_t
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        out_idx[start:start + batch_size] = np.take_along_axis(part, order, axis=1)
+        out_score[start:start + batch_size] = np.take_along_axis(part_scores, order, axis=1)
+    return out_idx, out_score
+
+
+def popularity_ranking(history: pd.DataFrame, catalog: pd.DataFrame) -> np.ndarray:
+    """Catalog rows ordered by interaction count in ``history`` (ties: catalog order)."""
+    counts = history[cfg.PRODUCT_ID].value_counts()
+    popularity = catalog[cfg.PRODUCT_ID].map(counts).fillna(0).to_numpy()
+    return np.argsort(-popularity, kind="stable")
+
+
+def most_popular_top_k(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame,
+                       k: int) -> np.ndarray:
+    """The same top-k most popular products for every query."""
+    ranking = popularity_ranking(history, catalog)[:k]
+    return np.tile(ranking, (len(eval_set.buyers), 1))
+
+
+def own_history_top_k(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame,
+                      k: int) -> np.ndarray:
+    """Each buyer's own earlier products (most bought first), filled up with popular ones.
+
+    ``history`` holds only interactions before the evaluated split, so nothing leaks.
+    """
+    index = catalog_index(catalog)
+    popular = popularity_ranking(history, catalog)
+    pop_rank = np.empty_like(popular)
+    pop_rank[popular] = np.arange(len(popular))
+    known = history[history[cfg.PRODUCT_ID].isin(index) & history[cfg.BUYER_ID].isin(
+        set(eval_set.buyers))]
+    counts = known.groupby([cfg.BUYER_ID, cfg.PRODUCT_ID]).size().rename("n").reset_index()
+    counts["row"] = counts[cfg.PRODUCT_ID].map(index).astype(np.int64)
+    counts["pop"] = pop_rank[counts["row"].to_numpy()]
+    counts = counts.sort_values([cfg.BUYER_ID, "n", "pop"], ascending=[True, False, True])
+    own = {buyer: rows.to_numpy()[:k] for buyer, rows in counts.groupby(cfg.BUYER_ID)["row"]}
+    k = min(k, len(catalog))
+    top = np.empty((len(eval_set.buyers), k), dtype=np.int64)
+    for i, buyer in enumerate(eval_set.buyers):
+        mine = own.get(buyer, np.empty(0, dtype=np.int64))
+        fill = popular[~np.isin(popular, mine)][: k - len(mine)]
+        top[i] = np.concatenate([mine, fill])
+    return top
+
+
+def baseline_recalls(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame,
+                     ks=contract.RECALL_KS) -> dict[str, dict[int, float]]:
+    """recall@k of every heuristic baseline on the same eval set."""
+    k = max(ks)
+    return {
+        contract.BASELINE_POPULAR: recall_at_k(most_popular_top_k(eval_set, history, catalog, k),
+                                               eval_set, ks),
+        contract.BASELINE_OWN_HISTORY: recall_at_k(own_history_top_k(eval_set, history, catalog, k),
+                                                   eval_set, ks),
+    }

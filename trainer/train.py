@@ -1,0 +1,286 @@
+"""Training: fit the two-tower model on transformed data, track it, export the serving model.
+
+Callable three ways with the same code: ``run_training`` (the KFP component and
+``python -m trainer``) and ``run_fn(fn_args)`` (TFX's Trainer module contract).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from trainer import config as cfg
+from trainer import contract, evaluation, ingest, transform
+from trainer import model as model_lib
+from trainer.tracking import RunTracker
+
+log = logging.getLogger(__name__)
+
+SERVING_DIR = "serving"
+CONFIG_FILE = "experiment.yaml"
+SERVING_K = max(contract.RECALL_KS)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What training produced."""
+
+    run_id: str | None
+    history: dict[str, list[float]]
+    best_epoch: int
+    serving_dir: str
+    tracking_degraded: str | None = None
+
+
+def raw_inputs(frame: pd.DataFrame) -> dict[str, tf.Tensor]:
+    """Raw feature tensors of a frame; columns it lacks are filled with neutral values."""
+    n = len(frame)
+    out = {}
+    for name in ingest.STRING_COLUMNS:
+        values = frame[name].astype(str).to_numpy() if name in frame else np.full(n, "")
+        out[name] = tf.constant(values.astype(object), dtype=tf.string)
+    for name in ingest.FLOAT_COLUMNS:
+        values = frame[name].to_numpy(np.float32) if name in frame else np.zeros(n, np.float32)
+        out[name] = tf.constant(values, dtype=tf.float32)
+    for name in ingest.INT_COLUMNS:
+        values = frame[name].to_numpy(np.int64) if name in frame else np.zeros(n, np.int64)
+        out[name] = tf.constant(values, dtype=tf.int64)
+    return out
+
+
+def query_frame(history: pd.DataFrame, buyers: np.ndarray) -> pd.DataFrame:
+    """Raw buyer features of each query: the buyer's latest row before the evaluated split."""
+    latest = history.sort_values(cfg.TIMESTAMP, kind="stable").groupby(cfg.BUYER_ID).tail(1)
+    return latest.set_index(cfg.BUYER_ID).loc[list(buyers)].reset_index()
+
+
+def embed(tower: keras.Model, tft_layer, frame: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+    """Tower embeddings of raw rows (transformed by the TFT graph first)."""
+    parts = []
+    for start in range(0, len(frame), batch_size):
+        transformed = tft_layer(raw_inputs(frame.iloc[start:start + batch_size]))
+        parts.append(tower(transformed, training=False).numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+def make_dataset(pattern: str, tft_output: tft.TFTransformOutput, batch_size: int,
+                 shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of transformed examples; shuffled (deterministically) when a seed is given."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {pattern}")
+    spec = tft_output.transformed_feature_spec()
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec),
+                                  num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if shuffle_seed is not None:
+        # Shuffle whole rows across the cached batches, then re-batch.
+        ds = ds.unbatch().shuffle(200_000, seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class ValidationRecall(keras.callbacks.Callback):
+    """Exact validation recall@k over the full catalog at the end of each epoch."""
+
+    def __init__(self, model: model_lib.TwoTowerModel, tft_layer, queries: pd.DataFrame,
+                 catalog: pd.DataFrame, eval_set: evaluation.EvalSet):
+        super().__init__()
+        self.two_tower, self.tft_layer = model, tft_layer
+        self.queries, self.catalog, self.eval_set = queries, catalog, eval_set
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None or self.eval_set.num_pairs == 0:
+            return
+        q = embed(self.two_tower.buyer_tower, self.tft_layer, self.queries)
+        c = embed(self.two_tower.product_tower, self.tft_layer, self.catalog)
+        top, _ = evaluation.exact_top_k(q, c, max(contract.RECALL_KS))
+        for k, value in evaluation.recall_at_k(top, self.eval_set).items():
+            logs[contract.val_recall_key(k)] = value
+
+
+class TrackEpochs(keras.callbacks.Callback):
+    """Queues every epoch's history metrics for MLflow (step = epoch, 1-based)."""
+
+    def __init__(self, tracker: RunTracker):
+        super().__init__()
+        self.tracker = tracker
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        names = contract.history_metrics()
+        self.tracker.log_metrics({k: v for k, v in (logs or {}).items() if k in names},
+                                 step=epoch + 1)
+
+
+class ServingModel(tf.Module):
+    """Raw buyer features in, top-K product ids and scores out (exact search over the catalog)."""
+
+    def __init__(self, tft_layer, buyer_tower: keras.Model, product_ids: np.ndarray,
+                 product_embeddings: np.ndarray, buyer_columns: list[str], k: int = SERVING_K):
+        super().__init__()
+        self.tft_layer = tft_layer
+        self.buyer_tower = buyer_tower
+        self.product_ids = tf.constant(product_ids.astype(object), dtype=tf.string)
+        self.product_embeddings = tf.Variable(product_embeddings, trainable=False)
+        self.k = min(k, len(product_ids))
+        specs = raw_specs()
+        self.buyer_columns = buyer_columns
+        self.serve = tf.function(
+            self._serve, input_signature=[{c: specs[c] for c in buyer_columns}])
+
+    def _serve(self, features: dict) -> dict:
+        batch = tf.shape(next(iter(features.values())))[0]
+        raw = {}
+        for name, spec in raw_specs().items():
+            raw[name] = features[name] if name in features else tf.fill(
+                [batch], tf.constant("" if spec.dtype == tf.string else 0, spec.dtype))
+        buyers = self.buyer_tower(self.tft_layer(raw), training=False)
+        scores = tf.matmul(buyers, self.product_embeddings, transpose_b=True)
+        top = tf.math.top_k(scores, k=self.k)
+        return {"product_ids": tf.gather(self.product_ids, top.indices), "scores": top.values}
+
+
+def raw_specs() -> dict[str, tf.TensorSpec]:
+    """Input spec of each raw column as the serving signature takes it (a batch vector)."""
+    specs = {n: tf.TensorSpec([None], tf.string, name=n) for n in ingest.STRING_COLUMNS}
+    specs.update({n: tf.TensorSpec([None], tf.float32, name=n) for n in ingest.FLOAT_COLUMNS})
+    specs.update({n: tf.TensorSpec([None], tf.int64, name=n) for n in ingest.INT_COLUMNS})
+    return specs
+
+
+def export_serving_model(path: str, model: model_lib.TwoTowerModel, tft_output, catalog,
+                         feature_config: cfg.FeatureConfig) -> str:
+    """Saves the serving SavedModel (signature ``serving_default``)."""
+    tft_layer = tft_output.transform_features_layer()
+    embeddings = embed(model.product_tower, tft_layer, catalog)
+    buyer_columns = sorted({f.name for f in feature_config.buyer})
+    module = ServingModel(tft_layer, model.buyer_tower, catalog[cfg.PRODUCT_ID].to_numpy(),
+                          embeddings, buyer_columns)
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def best_epoch(history: dict[str, list[float]]) -> int:
+    """1-based epoch with the best validation recall@max(k) (lowest val_loss if none)."""
+    key = contract.val_recall_key(max(contract.RECALL_KS))
+    values = history.get(key)
+    if values and not all(math.isnan(v) for v in values):
+        return int(np.nanargmax(values)) + 1
+    values = history.get(contract.METRIC_VAL_LOSS) or history.get(contract.METRIC_LOSS)
+    return int(np.nanargmin(values)) + 1
+
+
+def run_params(config: cfg.ExperimentConfig, fc: cfg.FeatureConfig, mc: cfg.ModelConfig) -> dict:
+    """The contract params plus the flattened resolved config."""
+    params = cfg.run_params(config, fc.id, mc.id)
+    params.update({
+        contract.PARAM_EPOCHS: config.training.epochs,
+        contract.PARAM_BATCH_SIZE: config.training.batch_size,
+        contract.PARAM_LEARNING_RATE: mc.learning_rate,
+        contract.PARAM_OPTIMIZER: mc.optimizer,
+        contract.PARAM_EMBEDDING_DIM: mc.embedding_dim,
+        contract.PARAM_FEATURE_CONFIG_ID: fc.id,
+        contract.PARAM_MODEL_CONFIG_ID: mc.id,
+        contract.PARAM_DATASET_ID: config.dataset.name,
+        contract.PARAM_SEED: config.training.seed,
+    })
+    return params
+
+
+def run_tags(config: cfg.ExperimentConfig, fc: cfg.FeatureConfig, mc: cfg.ModelConfig,
+             pipeline_job: str = "", pipeline_task: str = "") -> dict[str, str]:
+    """The contract tags of a run."""
+    tags = {
+        contract.TAG_FEATURE_CONFIG_NAME: fc.name,
+        contract.TAG_MODEL_CONFIG_NAME: mc.name,
+        contract.TAG_DATASET_NAME: config.dataset.name,
+        contract.TAG_MODEL_TYPE: contract.MODEL_TYPE_TWO_TOWER,
+    }
+    if pipeline_job:
+        tags[contract.TAG_PIPELINE_JOB] = pipeline_job
+    if pipeline_task:
+        tags[contract.TAG_PIPELINE_TASK] = pipeline_task
+    return tags
+
+
+def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: str,
+                 model_dir: str, tracking_uri: str = "", feature_config_id: str = "",
+                 model_config_id: str = "", pipeline_job: str = "",
+                 pipeline_task: str = "") -> TrainResult:
+    """Trains one (feature config, model config) pair and exports its serving model.
+
+    Args:
+        config: The validated experiment config.
+        ingest_dir: Ingest output folder (raw splits, catalog).
+        transform_dir: Transform output folder (transform graph, transformed examples).
+        model_dir: Folder to write the serving model, resolved config and run info to.
+        tracking_uri: MLflow tracking URI; empty disables tracking.
+        feature_config_id: Which feature config (first when empty).
+        model_config_id: Which model config (first when empty).
+        pipeline_job: KFP pipeline job name, tagged on the run.
+        pipeline_task: KFP task name, tagged on the run.
+    """
+    fc, mc = config.feature_config(feature_config_id), config.model_config(model_config_id)
+    training = config.training
+    keras.utils.set_random_seed(training.seed)
+    tft_output = tft.TFTransformOutput(transform_dir)
+    tft_layer = tft_output.transform_features_layer()
+
+    train_frame = pd.read_parquet(ingest.split_path(ingest_dir, "train"))
+    eval_frame = pd.read_parquet(ingest.split_path(ingest_dir, "eval"))
+    catalog = pd.read_parquet(os.path.join(ingest_dir, ingest.CATALOG_FILE))
+    eval_set = evaluation.build_eval_set(eval_frame, train_frame, catalog)
+    queries = query_frame(train_frame, eval_set.buyers)
+
+    train_ds = make_dataset(transform.transformed_pattern(transform_dir, "train"), tft_output,
+                            training.batch_size, shuffle_seed=training.seed)
+    eval_ds = make_dataset(transform.transformed_pattern(transform_dir, "eval"), tft_output,
+                           training.batch_size)
+    two_tower = model_lib.TwoTowerModel(fc, mc, model_lib.cardinalities(fc, tft_output))
+    two_tower.compile(optimizer=model_lib.make_optimizer(mc))
+
+    os.makedirs(model_dir, exist_ok=True)
+    tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
+    run_name = f"{fc.id}-{mc.id}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+    tracker.start(run_name, run_params(config, fc, mc),
+                  run_tags(config, fc, mc, pipeline_job, pipeline_task))
+    status = "FAILED"
+    try:
+        fit = two_tower.fit(
+            train_ds, validation_data=eval_ds, epochs=training.epochs, verbose=2,
+            callbacks=[ValidationRecall(two_tower, tft_layer, queries, catalog, eval_set),
+                       TrackEpochs(tracker)],
+        )
+        history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+        best = best_epoch(history)
+        summary = {contract.BEST_EPOCH: best}
+        for name in contract.history_metrics():
+            values = history.get(name)
+            if not values:
+                continue
+            summary[contract.final_key(name)] = values[-1]
+            summary[contract.best_key(name)] = values[best - 1]
+        tracker.log_metrics(summary, step=training.epochs)
+
+        serving_dir = export_serving_model(os.path.join(model_dir, SERVING_DIR), two_tower,
+                                           tft_output, catalog, fc)
+        config_path = os.path.join(model_dir, CONFIG_FILE)
+        with open(config_path, "w", encoding="utf-8") as f:
+            f.write(cfg.dump_config(config))
+        tracker.log_artifact(config_path)
+        tracker.log_artifact(serving_dir, "serving_model")
+        status = "FINISHED"
+    finally:
+        tracker.finish(status)
+        tracker.write_run_info(model_dir, feature_config_id=fc.id, model_config_id=mc.id)
+    return TrainResult(run_id=tracker.run_id, history=history, best_epoch=best,
+                       serving_dir=serving_dir, tracking_degraded=tracker.degraded_reason)
