@@ -15,9 +15,9 @@
 #       its token); false hands clients ROOT itself (--no-serve-artifacts
 #       --default-artifact-root ROOT; clients then need their own access to the bucket).
 #   MLFLOW_DB_UPGRADE (true): run `mlflow db upgrade` first when the store is a database.
-#   MLFLOW_SERVER_ALLOWED_HOSTS: Host headers to accept (mlflow's own variable). Unset on
-#       Cloud Run (K_SERVICE set), it defaults to "$K_SERVICE-*.run.app"; unset elsewhere,
-#       mlflow's default (localhost and private IPs) applies.
+#   MLFLOW_SERVER_ALLOWED_HOSTS: Host headers to accept, comma-separated (mlflow's own
+#       variable). On Cloud Run (K_SERVICE set) "$K_SERVICE-*.run.app" is always added; unset
+#       elsewhere, mlflow's default (localhost and private IPs) applies.
 #   MLFLOW_SERVER_CORS_ALLOWED_ORIGINS: browser origins allowed to POST (mlflow's own variable).
 #   MLFLOW_SERVER_ENABLE_JOB_EXECUTION (false here; mlflow's own default is true): mlflow's
 #       background job runner, used only by GenAI features (scorers, prompt optimisation).
@@ -82,8 +82,8 @@ fi
 # mlflow 3.x rejects requests whose Host header is not localhost or a private IP. Cloud Run
 # forwards the public *.run.app host; its front end routes only its own host names to this
 # service (and checks the caller's ID token first), so accepting them opens nothing.
-if [[ -z "${MLFLOW_SERVER_ALLOWED_HOSTS:-}" && -n "${K_SERVICE:-}" ]]; then
-  MLFLOW_SERVER_ALLOWED_HOSTS="${K_SERVICE}-*.run.app"
+if [[ -n "${K_SERVICE:-}" ]]; then
+  MLFLOW_SERVER_ALLOWED_HOSTS="${K_SERVICE}-*.run.app${MLFLOW_SERVER_ALLOWED_HOSTS:+,$MLFLOW_SERVER_ALLOWED_HOSTS}"
 fi
 if [[ -n "${MLFLOW_SERVER_ALLOWED_HOSTS:-}" ]]; then
   args+=(--allowed-hosts "$MLFLOW_SERVER_ALLOWED_HOSTS")

@@ -155,10 +155,13 @@ def test_cloud_run_host_header_is_accepted_and_others_rejected(mlflow_server_fac
         "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db",
         "MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
         "K_SERVICE": "mlflow-server",
+        "MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow.example.com",
     })
     search = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1"
 
     assert _status(search, "mlflow-server-555035914949.europe-central2.run.app") == 200
     assert _status(search, "mlflow-server-abc123xyz-lm.a.run.app") == 200
+    assert _status(search, "mlflow.example.com") == 200, "a custom domain adds to the run.app names"
     assert _status(search, "evil.example.com") == 403
+    assert _status(search, "other-service-555035914949.europe-central2.run.app") == 403
     assert _status(f"{server.url}/health", "evil.example.com") == 200, "probes need /health on any host"
