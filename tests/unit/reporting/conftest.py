@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
+import types
 from collections.abc import Callable
 
 import pytest
@@ -94,8 +95,8 @@ def curve(start: float, step: float, n: int = 3) -> list[float]:
 def standard_history(scale: float) -> dict[str, list[float]]:
     """Loss falling, recall rising, scaled per run."""
     return {
-        contract.METRIC_LOSS: curve(3.0, -0.5),
-        contract.METRIC_VAL_LOSS: curve(3.2, -0.4),
+        contract.METRIC_LOSS: curve(3.0, -0.1 * scale),
+        contract.METRIC_VAL_LOSS: curve(3.2, -0.08 * scale),
         contract.val_recall_key(10): curve(0.02 * scale, 0.01 * scale),
         contract.val_recall_key(50): curve(0.06 * scale, 0.02 * scale),
         contract.val_recall_key(100): curve(0.1 * scale, 0.03 * scale),
@@ -216,3 +217,16 @@ def sweep(client: MlflowClient, experiment_id: str, tracking_uri: str) -> dict[s
 
 
 LogRun = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def fx() -> types.SimpleNamespace:
+    """The helpers above for test modules (importlib mode: conftest is not importable)."""
+    return types.SimpleNamespace(
+        EVIL=EVIL,
+        EVIL_KEY=EVIL_KEY,
+        EXPERIMENT=EXPERIMENT,
+        log_run=log_run,
+        populate_sweep=populate_sweep,
+        standard_history=standard_history,
+    )
