@@ -45,7 +45,10 @@ def _postgres_required() -> bool:
 
 def _missing(reason: str) -> None:
     if _postgres_required():
-        pytest.fail(f"{reason} (CI or REQUIRE_POSTGRES is set, so this is an error)", pytrace=False)
+        pytest.fail(
+            f"{reason} (CI or REQUIRE_POSTGRES is set, so this is an error)",
+            pytrace=False,
+        )
     pytest.skip(reason)
 
 
@@ -56,8 +59,13 @@ def find_postgres_bindir() -> Path | None:
         version = Path(path).parent.name
         return float(version) if version.replace(".", "", 1).isdigit() else -1.0
 
-    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True):
-        if all((Path(bindir) / tool).is_file() for tool in ("initdb", "postgres", "pg_ctl", "createdb")):
+    for bindir in sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True
+    ):
+        if all(
+            (Path(bindir) / tool).is_file()
+            for tool in ("initdb", "postgres", "pg_ctl", "createdb")
+        ):
             return Path(bindir)
     return None
 
@@ -76,14 +84,18 @@ def _os_user_for_postgres() -> str | None:
         except KeyError:
             continue
         return name
-    _missing("running as root and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL")
+    _missing(
+        "running as root and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL"
+    )
     return None  # unreachable: _missing raises
 
 
 def _run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode != 0:
-        raise RuntimeError(f"{what} failed ({result.returncode}): {' '.join(argv)}\n{result.stdout}\n{result.stderr}")
+        raise RuntimeError(
+            f"{what} failed ({result.returncode}): {' '.join(argv)}\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -95,14 +107,22 @@ def postgres_uri() -> Iterator[str]:
     """
     bindir = find_postgres_bindir()
     if bindir is None:
-        _missing("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); apt-get install postgresql")
+        _missing(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); apt-get install postgresql"
+        )
     os_user = _os_user_for_postgres()
     if os_user and shutil.which("runuser") is None:
-        _missing("running as root but 'runuser' is missing, so PostgreSQL cannot be started unprivileged")
+        _missing(
+            "running as root but 'runuser' is missing, so PostgreSQL cannot be started unprivileged"
+        )
 
     # Not under pytest's tmp tree: its 0700 directories would shut out the unprivileged user.
     root = Path(tempfile.mkdtemp(prefix="b2b-recs-postgres-"))
-    data_dir, socket_dir, log_file = root / "data", root / "socket", root / "postgres.log"
+    data_dir, socket_dir, log_file = (
+        root / "data",
+        root / "socket",
+        root / "postgres.log",
+    )
     socket_dir.mkdir()
     if os_user:
         entry = pwd.getpwnam(os_user)
@@ -110,35 +130,86 @@ def postgres_uri() -> Iterator[str]:
             shutil.chown(path, entry.pw_uid, entry.pw_gid)
 
     run_kwargs = {"cwd": root, "timeout": 120}
-    _run(
-        _as_postgres_user(
-            [str(bindir / "initdb"), "-D", str(data_dir), "-U", PG_USER, "--auth=trust", "--encoding=UTF8", "--no-sync"],
-            os_user,
-        ),
-        "initdb",
-        **run_kwargs,
-    )
     port = free_port()
-    options = f"-h 127.0.0.1 -p {port} -k {socket_dir} -F -c fsync=off -c full_page_writes=off"
-    _run(
-        _as_postgres_user(
-            [str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"],
-            os_user,
-        ),
-        "pg_ctl start",
-        **run_kwargs,
-    )
+    started = False
     try:
         _run(
-            _as_postgres_user([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, PG_DB], os_user),
+            _as_postgres_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data_dir),
+                    "-U",
+                    PG_USER,
+                    "--auth=trust",
+                ]
+                + ["--encoding=UTF8", "--locale=C", "--no-sync"],
+                os_user,
+            ),
+            "initdb",
+            **run_kwargs,
+        )
+        options = f"-h 127.0.0.1 -p {port} -k {socket_dir} -F -c fsync=off -c full_page_writes=off"
+        start = [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-l",
+            str(log_file),
+            "-o",
+            options,
+        ]
+        try:
+            _run(
+                _as_postgres_user([*start, "-w", "-t", "60", "start"], os_user),
+                "pg_ctl start",
+                **run_kwargs,
+            )
+        except RuntimeError as error:
+            server_log = (
+                log_file.read_text(errors="replace")
+                if log_file.exists()
+                else "(no log)"
+            )
+            raise RuntimeError(f"{error}\npostgres.log:\n{server_log}") from None
+        started = True
+        _run(
+            _as_postgres_user(
+                [
+                    str(bindir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    PG_USER,
+                    PG_DB,
+                ],
+                os_user,
+            ),
             "createdb",
             **run_kwargs,
         )
         # Name the driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, not installed.
         yield f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{port}/{PG_DB}"
     finally:
-        stop = _as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"], os_user)
-        subprocess.run(stop, capture_output=True, text=True, cwd=root, timeout=120, check=False)
+        if started:
+            stop = [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ]
+            subprocess.run(
+                _as_postgres_user(stop, os_user),
+                capture_output=True,
+                cwd=root,
+                timeout=120,
+                check=False,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -186,16 +257,22 @@ class MlflowServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"entrypoint.sh exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(
+                    f"entrypoint.sh exited with {self.process.returncode}:\n{self.log()}"
+                )
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                with urllib.request.urlopen(
+                    f"{self.url}/health", timeout=2
+                ) as response:
                     if response.status == 200:
                         return
             except OSError:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"MLflow server not healthy after {timeout_s}s:\n{self.log()}")
+        raise RuntimeError(
+            f"MLflow server not healthy after {timeout_s}s:\n{self.log()}"
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -226,11 +303,16 @@ def mlflow_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(postgres_uri: str, mlflow_server_factory, tmp_path_factory: pytest.TempPathFactory) -> MlflowServer:
+def mlflow_server(
+    postgres_uri: str, mlflow_server_factory, tmp_path_factory: pytest.TempPathFactory
+) -> MlflowServer:
     """The MLflow server backed by ``postgres_uri``, proxying artifacts to a local directory."""
     artifact_root = tmp_path_factory.mktemp("mlflow-artifacts")
     return mlflow_server_factory(
-        {"MLFLOW_BACKEND_STORE_URI": postgres_uri, "MLFLOW_ARTIFACT_ROOT": str(artifact_root)}
+        {
+            "MLFLOW_BACKEND_STORE_URI": postgres_uri,
+            "MLFLOW_ARTIFACT_ROOT": str(artifact_root),
+        }
     )
 
 
