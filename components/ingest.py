@@ -1,0 +1,29 @@
+"""ingest_data: read, clean and split the interactions (ExampleGen)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def ingest_data(config_yaml: str, examples: Output[Dataset], data_source: str = ""):
+    """Reads the dataset of an experiment, drops bad rows (counted), splits and writes examples.
+
+    Args:
+        config_yaml: The experiment config (YAML text), validated before anything runs.
+        examples: Output folder: raw TFRecords and Parquet per split, catalog, schema, stats.
+        data_source: Overrides the config's dataset.source (local path or gs:// URI).
+    """
+    from trainer import config as cfg
+    from trainer import ingest
+
+    config = cfg.parse_config_text(config_yaml, source="config_yaml")
+    stats = ingest.run_ingest(config, examples.path, source=data_source)
+    examples.metadata.update({
+        "rows_read": stats.rows_read,
+        "rows_kept": stats.rows_kept,
+        "rows_dropped": stats.rows_dropped,
+        "rows": stats.rows,
+        "catalog_size": stats.catalog_size,
+    })

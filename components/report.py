@@ -1,0 +1,75 @@
+"""render_report: the experiment report from MLflow, as HTML, Markdown and KFP Metrics."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Markdown, Metrics, Output
+
+from components import COMPONENT_IMAGE
+
+# The HTML outputs of render_report, by output name.
+HTML_OUTPUTS = ("report", "dashboard", "leaderboard", "comparison", "training_curves", "heatmap",
+                "recall_at_k")
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def render_report(
+    config_yaml: str,
+    mlflow_tracking_uri: str,
+    report: Output[HTML],
+    dashboard: Output[HTML],
+    leaderboard: Output[HTML],
+    comparison: Output[HTML],
+    training_curves: Output[HTML],
+    heatmap: Output[HTML],
+    recall_at_k: Output[HTML],
+    summary: Output[Markdown],
+    metrics: Output[Metrics],
+    rank_metric: str = "test_recall_at_100",
+    mlflow_ui_url: str = "",
+    compare_run_ids: list = [],
+    top_n: int = 5,
+    fail_on_unreachable: bool = True,
+    highlight_run_id: str = "",
+):
+    """Queries the experiment's MLflow runs and writes the report views.
+
+    Args:
+        config_yaml: The experiment config (YAML text); names the MLflow experiment.
+        mlflow_tracking_uri: MLflow tracking URI to query.
+        report: All views on one page.
+        dashboard: Run counts, best and mean test recall@100, best and latest runs.
+        leaderboard: Runs ranked by rank_metric, with lift over the baselines.
+        comparison: Chosen runs side by side: metrics, params, overlaid curves.
+        training_curves: Per-epoch loss, val_loss and validation recall@k of each run.
+        heatmap: Feature config x model config grid of rank_metric (mean, std, n).
+        recall_at_k: Recall against k per run and params against rank_metric.
+        summary: Markdown summary for the run page.
+        metrics: KFP metrics of the best run, for the Vertex run-compare page.
+        rank_metric: Metric that ranks the leaderboard and fills the heatmap.
+        mlflow_ui_url: MLflow UI base URL; when set each run links to its page.
+        compare_run_ids: Runs to compare; the top top_n runs when empty.
+        top_n: How many top runs the comparison shows when no ids are given.
+        fail_on_unreachable: Fail the step when MLflow does not answer (the page says so either way).
+        highlight_run_id: The run this pipeline trained, marked in every view.
+    """
+    import shutil
+    import tempfile
+
+    from reporting.report import render_report as render
+    from trainer import config as cfg
+
+    config = cfg.parse_config_text(config_yaml, source="config_yaml")
+    result = render(
+        mlflow_tracking_uri, config.experiment, tempfile.mkdtemp(prefix="report-"),
+        rank_metric=rank_metric, ui_url=mlflow_ui_url, compare_run_ids=list(compare_run_ids),
+        top_n=top_n, fail_on_unreachable=fail_on_unreachable, highlight_run_id=highlight_run_id,
+    )
+    outputs = {"index": report, "dashboard": dashboard, "leaderboard": leaderboard,
+               "comparison": comparison, "training_curves": training_curves,
+               "heatmap": heatmap, "recall_at_k": recall_at_k}
+    for view, artifact in outputs.items():
+        shutil.copyfile(result.pages[view], artifact.path)
+        artifact.metadata["display_name"] = result.display_names[view]
+    with open(summary.path, "w", encoding="utf-8") as f:
+        f.write(result.markdown)
+    for name, value in result.metrics.items():
+        metrics.log_metric(name, value)
