@@ -15,7 +15,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m reporting",
         description="Render the experiment report (HTML views, summary.md) from an MLflow store.",
     )
-    p.add_argument("--tracking-uri", required=True, help="MLflow tracking URI (http(s)://, sqlite:///...)")
+    p.add_argument(
+        "--tracking-uri", required=True, help="MLflow tracking URI (http(s)://, sqlite:///...)"
+    )
     p.add_argument("--experiment", required=True, help="MLflow experiment name")
     p.add_argument("--out", required=True, help="Output folder for the HTML pages and summary.md")
     p.add_argument(

@@ -69,9 +69,28 @@ def short(text: str, limit: int = LABEL_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), layout="constrained")
+def _figure(
+    width: float,
+    height: float,
+    ncols: int = 1,
+    *,
+    left: float = 0.62,
+    right: float = 0.2,
+    top: float = 0.34,
+    bottom: float = 0.5,
+    gap: float = 0.75,
+) -> tuple[Figure, list]:
+    """A figure with fixed margins in inches (a layout engine would double the drawing time)."""
+    fig = Figure(figsize=(width, height))
     axes = fig.subplots(1, ncols, squeeze=False)[0].tolist()
+    panel = (width - left - right - gap * (ncols - 1)) / ncols
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        top=1 - top / height,
+        bottom=bottom / height,
+        wspace=gap / panel,
+    )
     return fig, axes
 
 
@@ -91,6 +110,7 @@ def to_svg(fig: Figure, label: str) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
+
     def opening(m: re.Match) -> str:
         # Natural size: the viewBox is in points (1pt = 4/3 CSS px); shrink only to fit.
         width_px = float(m.group(1).split()[2]) * 4 / 3
@@ -170,7 +190,10 @@ def overlay_curves(
     context lines (one LineCollection, so a thousand runs stay cheap).
     """
     with matplotlib.rc_context(_RC):
-        fig, axes = _figure(4.2 * len(keys), 3.4, len(keys))
+        legend_rows = math.ceil(min(named, len(runs)) / 4) if runs else 0
+        fig, axes = _figure(
+            4.2 * len(keys), 2.9 + 0.2 * legend_rows, len(keys), bottom=0.62 + 0.2 * legend_rows
+        )
         for ax, key in zip(axes, keys, strict=True):
             background = []
             for run in runs[named:]:
@@ -208,7 +231,7 @@ def overlay_curves(
             fig.legend(
                 handles,
                 labels,
-                loc="outside lower center",
+                loc="lower center",
                 ncols=min(4, len(labels)),
                 title=f"Runs{extra}",
                 title_fontsize=8,
@@ -224,7 +247,7 @@ def recall_at_k(
     """Test recall against k: per run, and mean +- std per config that ran several seeds."""
     ks = list(contract.RECALL_KS)
     with matplotlib.rc_context(_RC):
-        fig, (ax_run, ax_cfg) = _figure(9.6, 3.6, 2)
+        fig, (ax_run, ax_cfg) = _figure(9.6, 3.6, 2, left=0.7)
         for ax in (ax_run, ax_cfg):
             for j, (name, vals) in enumerate(sorted(baselines.items())):
                 pts = [(k, v) for k, v in zip(ks, vals, strict=True) if v is not None]
@@ -330,7 +353,7 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
     scored = [(r, views.metric_value(r, metric)) for r in runs]
     scored = [(r, v) for r, v in scored if v is not None]
     with matplotlib.rc_context(_RC):
-        fig, (ax,) = _figure(9.6, 3.8)
+        fig, (ax,) = _figure(9.6, 3.8, left=0.3, right=1.1, bottom=0.45)
         if not scored or not params:
             _empty(ax, "needs runs with the metric and at least one param that varies")
             return to_svg(fig, "Parallel coordinates")
@@ -359,7 +382,9 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
         ax.spines["bottom"].set_visible(False)
         ax.set_xticks(range(n))
         ax.set_xticklabels([short(p, 18) for p in params] + [short(metric, 22)], rotation=0)
-        for j, (_, ticks, numeric) in enumerate([*axes, (None, [views.fmt(lo), views.fmt(hi)], True)]):
+        for j, (_, ticks, numeric) in enumerate(
+            [*axes, (None, [views.fmt(lo), views.fmt(hi)], True)]
+        ):
             ax.axvline(j, color="#64748b", lw=0.8)
             if numeric:
                 marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
@@ -367,10 +392,18 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
                 denom = max(1, len(ticks) - 1)
                 marks = [(i / denom, t) for i, t in enumerate(ticks)][:12]
             for y, t in marks:
-                ax.text(j + 0.03, y, short(t, 16), fontsize=7, va="center", color="#0f172a",
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+                ax.text(
+                    j + 0.03,
+                    y,
+                    short(t, 16),
+                    fontsize=7,
+                    va="center",
+                    color="#0f172a",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                )
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(lo, hi))
-        fig.colorbar(sm, ax=ax, label=views.metric_label(metric), shrink=0.9, pad=0.01)
+        cax = fig.add_axes((1 - 0.85 / 9.6, 0.45 / 3.8, 0.14 / 9.6, 1 - 0.8 / 3.8))
+        fig.colorbar(sm, cax=cax, label=views.metric_label(metric))
         ax.set_title(f"Params against {views.metric_label(metric)} ({len(sruns)} runs)")
         return to_svg(fig, f"Parallel coordinates of params against {metric}")
 
@@ -382,7 +415,7 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
     )
     scored = [t for t in scored if t[1] is not None]
     with matplotlib.rc_context(_RC):
-        fig, (ax,) = _figure(9.6, 2.6)
+        fig, (ax,) = _figure(9.6, 2.6, left=0.75)
         if not scored:
             _empty(ax, f"no run logged {metric}")
             return to_svg(fig, f"{metric} by run")
@@ -397,8 +430,16 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
         ax.step(xs, frontier, where="post", color=PALETTE[1], lw=1.4, label="best so far")
         for x, (_, y, r) in zip(xs, scored, strict=True):
             if highlight and r.run_id == highlight:
-                ax.scatter([x], [y], s=60, facecolors="none", edgecolors=PALETTE[3], lw=1.6,
-                           zorder=4, label="this pipeline's run")
+                ax.scatter(
+                    [x],
+                    [y],
+                    s=60,
+                    facecolors="none",
+                    edgecolors=PALETTE[3],
+                    lw=1.6,
+                    zorder=4,
+                    label="this pipeline's run",
+                )
         ax.set_xlabel("run, in start order")
         ax.set_ylabel(views.metric_label(metric))
         ax.set_title(f"{views.metric_label(metric)} by run")

@@ -181,7 +181,6 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
     """
     if _is_http(tracking_uri):
         import requests  # mlflow's own dependency
-
         from mlflow.utils.rest_utils import http_request
 
         try:
@@ -201,8 +200,7 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
             return None
         if response.status_code != 200:
             raise TrackingUnreachableError(
-                f"HTTP {response.status_code} from {GET_EXPERIMENT_ENDPOINT}: "
-                f"{response.text[:300]}"
+                f"HTTP {response.status_code} from {GET_EXPERIMENT_ENDPOINT}: {response.text[:300]}"
             )
         return response.json()["experiment"]["experiment_id"]
     import sqlalchemy.exc  # mlflow's own dependency

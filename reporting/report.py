@@ -244,7 +244,9 @@ def _training(ctx: _Context) -> Markup:
     without = [r for r in ordered if not r.has_history]
     keys = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, views.epoch_metric_for(ctx.rank_metric)]
     keys = [k for k in dict.fromkeys(keys) if k in ctx.data.history_keys]
-    overview = Markup(charts.overlay_curves(with_hist, keys, title="All runs")) if with_hist else None
+    overview = (
+        Markup(charts.overlay_curves(with_hist, keys, title="All runs")) if with_hist else None
+    )
     details = []
     for run in with_hist[:DETAIL_RUNS]:
         steps = sorted({s for pts in run.history.values() for s, _ in pts})
@@ -259,9 +261,7 @@ def _training(ctx: _Context) -> Markup:
                 "metric_keys": table_keys,
                 "by_key": by_key,
                 "best_epoch": best_epoch,
-                "best_per_key": {
-                    k: views.best_value(by_key[k].values(), k) for k in table_keys
-                },
+                "best_per_key": {k: views.best_value(by_key[k].values(), k) for k in table_keys},
             }
         )
     return _section(
@@ -393,9 +393,11 @@ def _markdown(ctx: _Context) -> str:
     lines = [
         f"# {md_escape(ctx.experiment)}: experiment report",
         "",
-        f"**{stats.total}** runs: {stats.finished} finished, {stats.failed} failed, "
-        f"{stats.running} running. Ranked by **{md_escape(ctx.rank_metric)}** "
-        f"({'lower' if views.lower_is_better(ctx.rank_metric) else 'higher'} is better).",
+        (
+            f"**{stats.total}** runs: {stats.finished} finished, {stats.failed} failed, "
+            f"{stats.running} running. Ranked by **{md_escape(ctx.rank_metric)}** "
+            f"({'lower' if views.lower_is_better(ctx.rank_metric) else 'higher'} is better)."
+        ),
         "",
     ]
     lines += [f"> {md_escape(n)}" for n in ctx.data.notes]
@@ -444,9 +446,7 @@ def _write(out: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def _unreachable(
-    out: Path, tracking_uri: str, experiment: str, reason: str
-) -> ReportResult:
+def _unreachable(out: Path, tracking_uri: str, experiment: str, reason: str) -> ReportResult:
     safe_uri = redact_uri(tracking_uri)
     section = _section("unreachable", tracking_uri=safe_uri, reason=reason, experiment=experiment)
     pages = {}

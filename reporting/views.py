@@ -231,9 +231,7 @@ def heatmap(runs: Sequence[RunRecord], metric: str) -> Heatmap:
         if value is not None:
             values.setdefault((fc, mc), []).append(value)
     cells = {
-        key: Cell(
-            statistics.fmean(vs), statistics.stdev(vs) if len(vs) > 1 else None, len(vs), vs
-        )
+        key: Cell(statistics.fmean(vs), statistics.stdev(vs) if len(vs) > 1 else None, len(vs), vs)
         for key, vs in values.items()
     }
     means = [c.mean for c in cells.values() if c.mean is not None]
@@ -258,7 +256,9 @@ class CompareRow:
     same: bool
 
 
-def compare_metrics(runs: Sequence[RunRecord], keys: Sequence[str] | None = None) -> list[CompareRow]:
+def compare_metrics(
+    runs: Sequence[RunRecord], keys: Sequence[str] | None = None
+) -> list[CompareRow]:
     """Metric rows for the chosen runs, with the best value per row marked."""
     if keys is None:
         present = {k for r in runs for k in r.metrics}
@@ -311,7 +311,10 @@ def ordered_metric_keys(keys: Iterable[str]) -> list[str]:
 
 
 def choose_compare_runs(
-    rows: Sequence[LeaderRow], runs_by_id: dict[str, RunRecord], run_ids: Sequence[str] | None, top_n: int
+    rows: Sequence[LeaderRow],
+    runs_by_id: dict[str, RunRecord],
+    run_ids: Sequence[str] | None,
+    top_n: int,
 ) -> tuple[list[RunRecord], list[str]]:
     """The runs to compare: the given ids (in order), else the top ``top_n`` of the leaderboard.
 
@@ -352,7 +355,9 @@ def recall_by_config(runs: Sequence[RunRecord]) -> list[RecallSeries]:
     """Mean +- std of test recall@k per (feature config, model config) that ran with >1 seed."""
     groups: dict[tuple[str, str], list[RunRecord]] = {}
     for run in runs:
-        if any(metric_value(run, contract.test_recall_key(k)) is not None for k in contract.RECALL_KS):
+        if any(
+            metric_value(run, contract.test_recall_key(k)) is not None for k in contract.RECALL_KS
+        ):
             groups.setdefault((run.feature_config, run.model_config), []).append(run)
     out = []
     for (fc, mc), members in sorted(groups.items()):
@@ -360,10 +365,16 @@ def recall_by_config(runs: Sequence[RunRecord]) -> list[RecallSeries]:
             continue
         means, stds = [], []
         for k in contract.RECALL_KS:
-            vs = [v for r in members if (v := metric_value(r, contract.test_recall_key(k))) is not None]
+            vs = [
+                v
+                for r in members
+                if (v := metric_value(r, contract.test_recall_key(k))) is not None
+            ]
             means.append(statistics.fmean(vs) if vs else None)
             stds.append(statistics.stdev(vs) if len(vs) > 1 else None)
-        out.append(RecallSeries(f"{fc} \u00d7 {mc}", list(contract.RECALL_KS), means, stds, len(members)))
+        out.append(
+            RecallSeries(f"{fc} \u00d7 {mc}", list(contract.RECALL_KS), means, stds, len(members))
+        )
     return out
 
 

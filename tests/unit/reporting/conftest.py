@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sqlite3
 import time
 import types
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from mlflow.entities import Metric, Param, RunTag
@@ -15,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from trainer import contract
 
 EXPERIMENT = "reporting-test"
-EVIL_KEY = "<script>k(\"1\")</script>\u00fc'"
+EVIL_KEY = '<script>k("1")</script>\u00fc\''
 EVIL = "<script>alert(\"x\")</script> 'q' $a_b$ \u00fc\u00f1\u00ee\u00e7\u00f8d\u00e9 \u2603"
 
 
@@ -133,9 +135,25 @@ def populate_sweep(tracking_uri: str) -> Sweep:
 
 
 @pytest.fixture(scope="session")
-def sweep_store(tmp_path_factory) -> Sweep:
+def _empty_store(tmp_path_factory) -> Path:
+    """An empty, fully migrated MLflow SQLite database (migrating takes seconds; copying doesn't)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking_uri(_empty_store, tmp_path) -> str:
+    """A fresh embedded MLflow SQLite store (a copy of the migrated empty one)."""
+    shutil.copy(_empty_store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def sweep_store(_empty_store, tmp_path_factory) -> Sweep:
     """The standard sweep, logged once per test session (read-only for tests)."""
     path = tmp_path_factory.mktemp("sweep")
+    shutil.copy(_empty_store, path / "mlflow.db")
     return populate_sweep(f"sqlite:///{path}/mlflow.db")
 
 
@@ -185,15 +203,28 @@ def sweep(client: MlflowClient, experiment_id: str, tracking_uri: str) -> dict[s
             test_recall={10: r100 / 4, 50: r100 / 1.6, 100: r100},
             baselines=bl,
             history=standard_history(r100 / 0.2),
-            params={contract.PARAM_SEED: seed, "tower.layers": "[64]" if mc == "mc_small" else "[256, 64]"},
+            params={
+                contract.PARAM_SEED: seed,
+                "tower.layers": "[64]" if mc == "mc_small" else "[256, 64]",
+            },
             start_time=base + i * 1000,
         )
     ids["failed"] = log_run(
-        client, experiment_id, "failed", fc="fc_history", mc="mc_small", status="FAILED",
+        client,
+        experiment_id,
+        "failed",
+        fc="fc_history",
+        mc="mc_small",
+        status="FAILED",
         start_time=base + 10_000,
     )
     ids["running"] = log_run(
-        client, experiment_id, "running", fc="fc_ids", mc="mc_small", status="RUNNING",
+        client,
+        experiment_id,
+        "running",
+        fc="fc_ids",
+        mc="mc_small",
+        status="RUNNING",
         start_time=base + 11_000,
     )
     ids["evil"] = log_run(
@@ -211,8 +242,10 @@ def sweep(client: MlflowClient, experiment_id: str, tracking_uri: str) -> dict[s
     )
     # MLflow's client refuses "<" or quotes in keys, but a store can still hold them (older
     # servers, direct writes); rename in the real database so the report meets them.
-    rename_keys(tracking_uri, {"evil_param": EVIL_KEY + "p", "evil_metric": EVIL_KEY + "m",
-                               "evil_hist": EVIL_KEY + "h"})
+    rename_keys(
+        tracking_uri,
+        {"evil_param": EVIL_KEY + "p", "evil_metric": EVIL_KEY + "m", "evil_hist": EVIL_KEY + "h"},
+    )
     return ids
 
 

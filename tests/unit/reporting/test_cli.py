@@ -1,0 +1,63 @@
+"""``python -m reporting``: renders from a store, exits 2 when MLflow is unreachable."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from reporting.__main__ import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_cli_renders_every_page(sweep_store, tmp_path, capsys):
+    ids = sweep_store.ids
+    rc = main(
+        [
+            "--tracking-uri", sweep_store.tracking_uri,
+            "--experiment", "reporting-test",
+            "--out", str(tmp_path),
+            "--rank-metric", "test_recall_at_10",
+            "--compare-runs", f"{ids['ids-large']},{ids['hist-small']}",
+            "--ui-url", "http://mlflow.local:5000",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Ranked by **test\\_recall\\_at\\_10**" in out
+    for name in ("index", "dashboard", "leaderboard", "comparison", "training_curves", "heatmap"):
+        assert (tmp_path / f"{name}.html").is_file()
+    comparison = (tmp_path / "comparison.html").read_text()
+    head = comparison[comparison.index('id="compare-metrics"') :]
+    head = head[: head.index("</tr>")]
+    assert head.index("ids-large") < head.index("hist-small") and "ids-small-s1" not in head
+    assert "http://mlflow.local:5000/#/experiments/" in (tmp_path / "leaderboard.html").read_text()
+
+
+def test_cli_exit_status_when_unreachable(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [
+        "--tracking-uri",
+        f"http://127.0.0.1:{port}",
+        "--experiment",
+        "e",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 2
+    assert "MLflow unreachable" in capsys.readouterr().err
+    assert main([*args, "--no-fail-on-unreachable"]) == 0
+    assert "MLflow was unreachable" in (tmp_path / "index.html").read_text()
+
+
+def test_reporting_imports_neither_tensorflow_nor_kfp():
+    code = (
+        "import sys, reporting.report, reporting.__main__, reporting.charts\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'kfp', 'keras')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -1,0 +1,75 @@
+"""MLflow queries on a real SQLite store: pagination, bulk histories, no-history runs."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from reporting import query
+from trainer import contract
+
+EXPERIMENT = "reporting-test"
+
+
+def test_search_follows_page_tokens(sweep_store, monkeypatch):
+    calls: list[str | None] = []
+    original = MlflowClient.search_runs
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("page_token"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_runs", spy)
+    monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
+    data = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
+    assert len(calls) == 3  # 8 runs in pages of 3
+    assert calls[0] is None and all(calls[1:])
+    assert sorted(r.run_id for r in data.runs) == sorted(sweep_store.ids.values())
+
+
+def test_histories_come_back_per_run_and_metric(sweep_store):
+    data = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
+    assert data.history_source == "bulk SQL on the tracking database"
+    runs = {r.name: r for r in data.runs}
+    hist = runs["hist-small"].history
+    assert hist[contract.METRIC_LOSS] == [(0, 3.0), (1, 2.84), (2, 2.68)]
+    assert [s for s, _ in hist[contract.val_recall_key(100)]] == [0, 1, 2]
+    assert hist[contract.val_recall_key(100)][-1][1] == 0.256
+    assert not runs["failed"].has_history and runs["failed"].history == {}
+    assert runs["running"].status == "RUNNING" and runs["running"].end_time is None
+    # A history metric outside the contract is found from its step > 0.
+    assert data.history_keys[:5] == contract.history_metrics()
+    assert any(k.endswith("h") and "<script>" in k for k in data.history_keys[5:])
+    # Tags and params arrive with the run, system tags do not.
+    assert runs["ids-large"].model_config == "mc_large"
+    assert not any(k.startswith("mlflow.") for k in runs["ids-large"].tags)
+
+
+def test_sql_batches_and_per_run_fallback_agree(sweep_store, monkeypatch):
+    bulk = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
+    monkeypatch.setattr(query, "SQL_RUNS_PER_QUERY", 2)
+    batched = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
+
+    def per_run(client, uri, runs, keys):
+        return query.fetch_histories_per_run(client, runs, keys), "per run"
+
+    slow = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT, history_fetcher=per_run)
+    as_map = lambda d: {r.run_id: r.history for r in d.runs}
+    assert as_map(bulk) == as_map(batched) == as_map(slow)
+    assert sum(r.has_history for r in bulk.runs) == 6
+
+
+def test_last_value_wins_when_a_step_is_logged_twice(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    eid = client.create_experiment(EXPERIMENT)
+    rid = client.create_run(eid).info.run_id
+    client.log_metric(rid, contract.METRIC_LOSS, 2.0, step=0, timestamp=1)
+    client.log_metric(rid, contract.METRIC_LOSS, 1.5, step=0, timestamp=2)
+    client.log_metric(rid, contract.METRIC_LOSS, 1.0, step=1, timestamp=3)
+    data = query.load_experiment(tracking_uri, EXPERIMENT)
+    assert data.runs[0].history[contract.METRIC_LOSS] == [(0, 1.5), (1, 1.0)]
+    assert data.runs[0].name  # falls back to a generated name
+
+
+def test_missing_experiment_is_not_an_outage(tracking_uri):
+    data = query.load_experiment(tracking_uri, "absent")
+    assert data.runs == [] and "does not exist" in data.notes[0]
