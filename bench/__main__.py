@@ -1,0 +1,28 @@
+"""``python -m bench [NAME ...]``: run the registered benchmarks (all when no name is given)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> module with a ``main()``; add a line per benchmark.
+BENCHMARKS: dict[str, str] = {
+    "report": "bench.report_bench",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmarks (default: all) in registry order."""
+    names = (sys.argv[1:] if argv is None else argv) or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    for name in names:
+        print(f"== {name} ==", flush=True)
+        importlib.import_module(BENCHMARKS[name]).main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

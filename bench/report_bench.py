@@ -1,0 +1,267 @@
+"""Report generation against a local ``mlflow server``: bulk queries against the per-run approach.
+
+Populates a SQLite-backed store with RUNS runs x HISTORY_METRICS per-epoch metrics x EPOCHS
+epochs (plus the summary metrics, params and tags the trainer logs), serves it with
+``mlflow server`` on 127.0.0.1, and renders the full report twice over HTTP:
+
+* bulk (what ``render_report`` does): paged ``search_runs`` + the bulk-interval history
+  endpoint (100 runs per request per metric);
+* per-run (the seed's ``MLflowService`` shape): the same ``search_runs`` listing, then one
+  ``get_run`` plus one ``get_metric_history`` per metric for every run.
+
+Every HTTP request the client sends goes through ``requests.Session.request``, which is
+wrapped in a counter. Both variants render the same pages, so the difference is the queries.
+
+Run: ``python -m bench report`` (or ``make bench``); options via environment variables
+REPORT_BENCH_RUNS, REPORT_BENCH_EPOCHS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+from trainer import contract
+
+EXPERIMENT = "report-bench"
+RUNS = int(os.environ.get("REPORT_BENCH_RUNS", "1000"))
+EPOCHS = int(os.environ.get("REPORT_BENCH_EPOCHS", "20"))
+# The five per-epoch metrics of the contract plus three more a trainer may log per epoch.
+HISTORY_METRICS = [*contract.history_metrics(), "regularization_loss", "total_loss", "lr"]
+FEATURE_CONFIGS = [f"fc_{i}" for i in range(5)]
+MODEL_CONFIGS = [f"mc_{i}" for i in range(4)]
+SERVER_START_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, workdir: Path) -> Iterator[str]:
+    """Run ``mlflow server`` on a free 127.0.0.1 port; yield its URL; stop it on exit.
+
+    Args:
+        backend_uri: Backend store URI (e.g. ``sqlite:///.../mlflow.db``).
+        workdir: Folder for the artifact root and the server log.
+    """
+    port = free_port()
+    log_path = workdir / "mlflow-server.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--default-artifact-root",
+        str(workdir / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.exceptions.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mlflow server did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        # The server forks workers into its own session; stop exactly that group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def populate(tracking_uri: str, runs: int = RUNS, epochs: int = EPOCHS, seed: int = 0) -> None:
+    """Log ``runs`` trainer-shaped runs with one ``log_batch`` per run (direct to the store)."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    rng = random.Random(seed)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    eid = client.create_experiment(EXPERIMENT)
+    t0 = 1_700_000_000_000
+    for i in range(runs):
+        fc, mc = FEATURE_CONFIGS[i % 5], MODEL_CONFIGS[(i // 5) % 4]
+        quality = 0.15 + 0.02 * (i % 5) + 0.015 * ((i // 5) % 4) + rng.gauss(0, 0.01)
+        start = t0 + i * 60_000
+        run = client.create_run(eid, run_name=f"run-{i:04d}-{fc}-{mc}", start_time=start)
+        metrics = []
+        for key in HISTORY_METRICS:
+            values = []
+            for e in range(epochs):
+                frac = (e + 1) / epochs
+                if "loss" in key:
+                    v = 3.0 - quality * 3 * frac + rng.gauss(0, 0.01)
+                elif key == "lr":
+                    v = 0.1 * (0.9**e)
+                else:
+                    k = int(key.rsplit("_", 1)[-1])
+                    v = quality * frac * (k / 100) ** 0.4 + rng.gauss(0, 0.003)
+                values.append(v)
+                metrics.append(Metric(key, v, start + e, e))
+            metrics.append(Metric(contract.final_key(key), values[-1], start, 0))
+            best = min(values) if "loss" in key else max(values)
+            metrics.append(Metric(contract.best_key(key), best, start, 0))
+        metrics.append(Metric(contract.BEST_EPOCH, float(epochs - 1), start, 0))
+        for k in contract.RECALL_KS:
+            metrics.append(
+                Metric(contract.test_recall_key(k), quality * (k / 100) ** 0.4, start, 0)
+            )
+            metrics.append(
+                Metric(contract.baseline_recall_key("popular", k), 0.162 * (k / 100), start, 0)
+            )
+            metrics.append(
+                Metric(contract.baseline_recall_key("own_history", k), 0.304 * (k / 100), start, 0)
+            )
+        params = {
+            contract.PARAM_EPOCHS: str(epochs),
+            contract.PARAM_BATCH_SIZE: "4096",
+            contract.PARAM_LEARNING_RATE: str([0.05, 0.1, 0.2][i % 3]),
+            contract.PARAM_OPTIMIZER: "adagrad",
+            contract.PARAM_EMBEDDING_DIM: str([32, 64, 128][(i // 3) % 3]),
+            contract.PARAM_FEATURE_CONFIG_ID: fc,
+            contract.PARAM_MODEL_CONFIG_ID: mc,
+            contract.PARAM_DATASET_ID: "online_retail",
+            contract.PARAM_SEED: str(i // 20),
+        }
+        tags = {
+            contract.TAG_FEATURE_CONFIG_NAME: fc,
+            contract.TAG_MODEL_CONFIG_NAME: mc,
+            contract.TAG_DATASET_NAME: "Online Retail",
+            contract.TAG_MODEL_TYPE: contract.MODEL_TYPE_TWO_TOWER,
+        }
+        for j in range(0, len(metrics), 1000):
+            client.log_batch(
+                run.info.run_id,
+                metrics=metrics[j : j + 1000],
+                params=[Param(k, v) for k, v in params.items()] if j == 0 else [],
+                tags=[RunTag(k, v) for k, v in tags.items()] if j == 0 else [],
+            )
+        client.set_terminated(run.info.run_id, status="FINISHED", end_time=start + 30_000)
+
+
+@contextlib.contextmanager
+def count_requests() -> Iterator[Counter]:
+    """Count every HTTP request the process sends, by URL path."""
+    counter: Counter = Counter()
+    original = requests.Session.request
+
+    def counting(self, method, url, *args, **kwargs):
+        counter[url.split("?", 1)[0].split("/", 3)[-1]] += 1
+        return original(self, method, url, *args, **kwargs)
+
+    requests.Session.request = counting  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        requests.Session.request = original  # type: ignore[method-assign]
+
+
+def per_run_fetcher(client, tracking_uri, runs, keys):
+    """The per-run approach: one get_run and one get_metric_history per metric, per run."""
+    histories: dict = {}
+    for run in runs:
+        client.get_run(run.run_id)
+        per_key = {}
+        for key in keys:
+            if key in run.metrics:
+                points = client.get_metric_history(run.run_id, key)
+                per_key[key] = sorted((int(m.step), float(m.value)) for m in points)
+        histories[run.run_id] = per_key
+    return histories, "per-run get_run + get_metric_history"
+
+
+def _render(url: str, out: Path, fetcher=None) -> tuple[float, int, Counter, int]:
+    from reporting.report import render_report
+
+    with count_requests() as counter:
+        started = time.perf_counter()
+        result = render_report(url, EXPERIMENT, str(out), _history_fetcher=fetcher)
+        elapsed = time.perf_counter() - started
+    return elapsed, sum(counter.values()), counter, result.run_count
+
+
+def main() -> dict:
+    """Run the benchmark and print a Markdown block for bench/RESULTS.md."""
+    workdir = Path(tempfile.mkdtemp(prefix="report-bench-"))
+    try:
+        db = workdir / "mlflow.db"
+        t = time.perf_counter()
+        populate(f"sqlite:///{db}")
+        populate_s = time.perf_counter() - t
+        print(f"populated {RUNS} runs x {len(HISTORY_METRICS)} metrics x {EPOCHS} epochs "
+              f"in {populate_s:.1f}s", flush=True)  # fmt: skip
+        with mlflow_server(f"sqlite:///{db}", workdir) as url:
+            _render(url, workdir / "warmup")  # imports, font cache, server caches
+            bulk = [_render(url, workdir / f"bulk{i}") for i in range(3)]
+            per_run = _render(url, workdir / "per-run", per_run_fetcher)
+        bulk_s = statistics.median(b[0] for b in bulk)
+        bulk_req = bulk[0][1]
+        figures = {
+            "runs": bulk[0][3],
+            "bulk_seconds": [round(b[0], 2) for b in bulk],
+            "bulk_median_s": round(bulk_s, 2),
+            "bulk_requests": bulk_req,
+            "bulk_by_endpoint": dict(bulk[0][2]),
+            "per_run_s": round(per_run[0], 2),
+            "per_run_requests": per_run[1],
+            "per_run_by_endpoint": dict(per_run[2]),
+            "request_ratio": round(per_run[1] / bulk_req, 1),
+            "time_ratio": round(per_run[0] / bulk_s, 1),
+        }
+        print(
+            f"""
+| | bulk (render_report) | per-run | ratio |
+|---|---:|---:|---:|
+| wall time, full report | {bulk_s:.2f} s (median of {figures["bulk_seconds"]}) | {per_run[0]:.2f} s | {figures["time_ratio"]}x |
+| HTTP requests | {bulk_req} | {per_run[1]} | {figures["request_ratio"]}x |
+
+bulk requests by endpoint: {figures["bulk_by_endpoint"]}
+per-run requests by endpoint: {figures["per_run_by_endpoint"]}
+"""  # noqa: E501
+        )
+        ok = bulk_s <= 10 and figures["request_ratio"] >= 20 and figures["time_ratio"] >= 3
+        print("targets (<= 10 s, >= 20x requests, >= 3x time):", "MET" if ok else "NOT MET")
+        return figures
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

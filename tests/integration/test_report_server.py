@@ -1,0 +1,89 @@
+"""The report against a real ``mlflow server`` on 127.0.0.1: bulk-interval histories over HTTP."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.report_bench import count_requests, mlflow_server
+from reporting import query
+from reporting.report import render_report
+from tests.unit.reporting.mlflow_runs import EXPERIMENT, populate_sweep
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A sweep logged into SQLite, served by ``mlflow server``; yields (url, sqlite uri, ids)."""
+    work = tmp_path_factory.mktemp("server")
+    sqlite_uri = f"sqlite:///{work}/mlflow.db"
+    sweep = populate_sweep(sqlite_uri)
+    with mlflow_server(sqlite_uri, work) as url:
+        yield url, sqlite_uri, sweep.ids
+
+
+def _table(path: str, table_id: str) -> str:
+    page = Path(path).read_text(encoding="utf-8")
+    table = page[page.index(f'id="{table_id}"') :]
+    return table[: table.index("</table>")]
+
+
+def test_histories_come_from_the_bulk_endpoint(server, tmp_path):
+    url, _, _ = server
+    with count_requests() as requests_by_path:
+        data = query.load_experiment(url, EXPERIMENT)
+    assert data.history_source == "tracking server bulk-interval endpoint"
+    # one request per history metric that some run logged (8 runs fit one batch of 100)
+    logged = {k for r in data.runs for k in r.history}
+    assert requests_by_path["api/2.0/mlflow/metrics/get-history-bulk-interval"] == len(logged)
+    assert not any("metrics/get-history" == p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1]
+                   for p in requests_by_path)  # fmt: skip
+    assert requests_by_path["api/2.0/mlflow/runs/search"] == 1
+    assert sum(requests_by_path.values()) == len(logged) + 2  # + probe + search
+    runs = {r.name: r for r in data.runs}
+    assert runs["hist-small"].history["loss"] == [(0, 3.0), (1, 2.84), (2, 2.68)]
+    assert not runs["failed"].has_history
+
+
+def test_server_and_database_paths_render_the_same_tables(server, tmp_path):
+    url, sqlite_uri, ids = server
+    via_http = render_report(url, EXPERIMENT, str(tmp_path / "http"), highlight_run_id=ids["evil"])
+    via_sql = render_report(
+        sqlite_uri, EXPERIMENT, str(tmp_path / "sql"), highlight_run_id=ids["evil"]
+    )
+    assert via_http.reachable and via_http.run_count == 8
+    for view, table in (
+        ("leaderboard", "leaderboard-table"),
+        ("comparison", "compare-metrics"),
+        ("heatmap", "heatmap-table"),
+    ):
+        assert _table(via_http.pages[view], table) == _table(via_sql.pages[view], table)
+    assert via_http.metrics == via_sql.metrics
+    page = Path(via_http.pages["training_curves"]).read_text()
+    assert re.search(r"6 of 8 runs logged a history", page)
+
+
+def test_small_pages_and_batches_over_http(server, monkeypatch):
+    url, _, _ = server
+    monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
+    monkeypatch.setattr(query, "BULK_RUNS_PER_REQUEST", 2)
+    full = query.load_experiment(url, EXPERIMENT)
+    monkeypatch.undo()
+    whole = query.load_experiment(url, EXPERIMENT)
+    assert {r.run_id: r.history for r in full.runs} == {r.run_id: r.history for r in whole.runs}
+    assert len(full.runs) == 8
+
+
+def test_search_pages_over_http(server, monkeypatch):
+    url, _, ids = server
+    monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
+    monkeypatch.setattr(query, "BULK_RUNS_PER_REQUEST", 2)
+    with count_requests() as requests_by_path:
+        data = query.load_experiment(url, EXPERIMENT)
+    assert requests_by_path["api/2.0/mlflow/runs/search"] == 3
+    # 6 runs log the contract metrics: 3 batches of 2 for each of them
+    assert requests_by_path["api/2.0/mlflow/metrics/get-history-bulk-interval"] >= 5 * 3
+    assert sorted(r.run_id for r in data.runs) == sorted(ids.values())
