@@ -254,7 +254,7 @@ def main() -> dict:
 
 bulk requests by endpoint: {figures["bulk_by_endpoint"]}
 per-run requests by endpoint: {figures["per_run_by_endpoint"]}
-"""  # noqa: E501
+"""
         )
         ok = bulk_s <= 10 and figures["request_ratio"] >= 20 and figures["time_ratio"] >= 3
         print("targets (<= 10 s, >= 20x requests, >= 3x time):", "MET" if ok else "NOT MET")
