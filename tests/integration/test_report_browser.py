@@ -1,0 +1,306 @@
+"""Every report page in real headless Chromium over the DevTools protocol.
+
+Each page must load with no console error, no uncaught exception and no failed resource;
+a full-page screenshot of each is kept under ``test-artifacts/screenshots/``. The sorting
+script and the no-JavaScript differences-only toggle are exercised in the browser too.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from reporting.report import VIEWS, render_report
+from tests.unit.reporting.mlflow_runs import EXPERIMENT, populate_sweep
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--window-size=1400,1000",
+]
+
+
+def _chromium() -> str:
+    found = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
+    if found:
+        return found
+    if os.environ.get("CI") or os.environ.get("REQUIRE_BROWSER"):
+        pytest.fail("Chromium is required (CI/REQUIRE_BROWSER set) but not installed")
+    pytest.skip("Chromium not installed (apt-get install chromium); set REQUIRE_BROWSER to fail")
+
+
+class CDP:
+    """A minimal DevTools-protocol client over one page target's websocket."""
+
+    def __init__(self, ws_url: str):
+        import websocket  # websocket-client, an MLflow dependency
+
+        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.ids = itertools.count(1)
+        self.events: list[dict] = []
+
+    def send(self, method: str, **params) -> dict:
+        """Send a command and wait for its reply, keeping the events seen meanwhile."""
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            if "method" in msg:
+                self.events.append(msg)
+
+    def wait_for(self, event: str, timeout: float = 30) -> dict:
+        """Wait for an event (or return it if it already came)."""
+        for e in self.events:
+            if e["method"] == event:
+                self.events.remove(e)
+                return e
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            if msg.get("method") == event:
+                return msg
+            if "method" in msg:
+                self.events.append(msg)
+        raise TimeoutError(event)
+
+    def evaluate(self, expression: str):
+        """Evaluate JavaScript in the page and return its value."""
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
+    def problems(self) -> list[str]:
+        """Console errors/warnings, uncaught exceptions and browser log errors seen so far."""
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e["method"] == "Runtime.exceptionThrown":
+                out.append(f"exception: {p['exceptionDetails']}")
+            elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in (
+                "error",
+                "warning",
+                "assert",
+            ):
+                out.append(f"console.{p['type']}: {p.get('args')}")
+            elif e["method"] == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
+                out.append(
+                    f"log {p['entry']['level']}: {p['entry'].get('text')} {p['entry'].get('url', '')}"
+                )
+        return out
+
+    def close(self) -> None:
+        """Close the websocket."""
+        self.ws.close()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The standard sweep's report (with hostile names), rendered once."""
+    work = tmp_path_factory.mktemp("browser")
+    sweep = populate_sweep(f"sqlite:///{work}/mlflow.db")
+    return render_report(
+        f"sqlite:///{work}/mlflow.db",
+        EXPERIMENT,
+        str(work / "report"),
+        ui_url="http://127.0.0.1:9/mlflow",
+        highlight_run_id=sweep.ids["ids-large"],
+    )
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium with a fresh profile; yields a function opening a CDP page session."""
+    binary = _chromium()
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    proc = subprocess.Popen(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Chromium did not start (exit {proc.poll()})")
+            time.sleep(0.2)
+        port = int(port_file.read_text().split()[0])
+
+        def open_page() -> CDP:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT"
+            )
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                target = json.load(resp)
+            cdp = CDP(target["webSocketDebuggerUrl"])
+            for domain in ("Page", "Runtime", "Log"):
+                cdp.send(f"{domain}.enable")
+            return cdp
+
+        yield open_page
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _load(cdp: CDP, path: str) -> None:
+    cdp.send("Page.navigate", url=Path(path).as_uri())
+    cdp.wait_for("Page.loadEventFired")
+
+
+def _screenshot(cdp: CDP, name: str) -> Path:
+    metrics = cdp.send("Page.getLayoutMetrics")
+    height = min(int(metrics["cssContentSize"]["height"]) + 1, 16000)
+    cdp.send(
+        "Emulation.setDeviceMetricsOverride",
+        width=1400,
+        height=height,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    shot = cdp.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"report_{name}.png"
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
+
+
+@pytest.mark.parametrize("view", ["index", *VIEWS])
+def test_page_loads_without_console_errors(browser, report, view):
+    cdp = browser()
+    try:
+        _load(cdp, report.pages[view])
+        assert cdp.evaluate("document.title").startswith(report.display_names[view])
+        # Charts are inline SVG with real size; hostile names are text, not elements.
+        assert cdp.evaluate("document.querySelectorAll('script').length") == 1
+        assert cdp.evaluate("typeof window.alert") == "function"
+        if view != "heatmap":
+            assert cdp.evaluate(
+                "Array.from(document.querySelectorAll('svg.chart'))"
+                ".every(s => s.getBoundingClientRect().width > 200)"
+            )
+        time.sleep(0.2)  # let late console messages arrive
+        cdp.send("Runtime.evaluate", expression="1")
+        assert cdp.problems() == []
+        shot = _screenshot(cdp, view)
+        assert shot.stat().st_size > 10_000
+    finally:
+        cdp.close()
+
+
+def test_sorting_and_diff_toggle_work_in_the_browser(browser, report):
+    cdp = browser()
+    try:
+        _load(cdp, report.pages["leaderboard"])
+        first = "document.querySelector('#leaderboard-table tbody tr td.name').textContent.trim()"
+        assert cdp.evaluate(first) == "hist-small"
+        # Click the rank-metric header twice: ascending puts the weakest ranked run first.
+        click = (
+            "Array.from(document.querySelectorAll('#leaderboard-table th'))"
+            ".find(th => th.textContent.startsWith('Test recall@100')).click()"
+        )
+        cdp.evaluate(click)
+        assert cdp.evaluate(first).startswith("<script>alert")
+        cdp.evaluate(click)
+        assert cdp.evaluate(first) == "hist-small"
+
+        _load(cdp, report.pages["comparison"])
+        visible = (
+            "Array.from(document.querySelectorAll('#compare-params tbody tr'))"
+            ".filter(r => getComputedStyle(r).display !== 'none').length"
+        )
+        total = cdp.evaluate(visible)
+        cdp.evaluate("document.getElementById('compare-diff-only').click()")
+        assert 0 < cdp.evaluate(visible) < total
+        assert cdp.problems() == []
+    finally:
+        cdp.close()
+
+
+def test_pages_read_without_javascript(browser, report):
+    cdp = browser()
+    try:
+        cdp.send("Emulation.setScriptExecutionDisabled", value=True)
+        _load(cdp, report.pages["index"])
+        cdp.send("Emulation.setScriptExecutionDisabled", value=False)
+        rows = cdp.evaluate("document.querySelectorAll('#leaderboard-table tbody tr').length")
+        assert rows == 8
+        assert cdp.evaluate("document.querySelectorAll('svg.chart').length") >= 6
+        # The differences-only toggle is CSS: it works with scripts off as well.
+        cdp.send("Emulation.setScriptExecutionDisabled", value=True)
+        _load(cdp, report.pages["comparison"])
+        box = cdp.send(
+            "Runtime.evaluate",
+            expression="document.querySelector('label[for=compare-diff-only]').scrollIntoView();"
+            "JSON.stringify(document.querySelector('label[for=compare-diff-only]')"
+            ".getBoundingClientRect())",
+            returnByValue=True,
+        )
+        rect = json.loads(box["result"]["value"])
+        for kind in ("mousePressed", "mouseReleased"):
+            cdp.send(
+                "Input.dispatchMouseEvent",
+                type=kind,
+                x=rect["x"] + 5,
+                y=rect["y"] + rect["height"] / 2,
+                button="left",
+                clickCount=1,
+            )
+        hidden = cdp.send(
+            "Runtime.evaluate",
+            expression="Array.from(document.querySelectorAll('#compare-params tr.same'))"
+            ".every(r => getComputedStyle(r).display === 'none')",
+            returnByValue=True,
+        )
+        assert hidden["result"]["value"] is True
+    finally:
+        cdp.close()
+
+
+def test_the_console_check_catches_errors(browser, tmp_path):
+    canary = tmp_path / "canary.html"
+    canary.write_text(
+        "<!DOCTYPE html><title>c</title><script>console.error('boom'); undefinedFn();</script>"
+    )
+    cdp = browser()
+    try:
+        _load(cdp, str(canary))
+        cdp.send("Runtime.evaluate", expression="1")
+        problems = cdp.problems()
+        assert any("console.error" in p for p in problems)
+        assert any("exception" in p for p in problems)
+    finally:
+        cdp.close()
