@@ -23,6 +23,11 @@ RUN_INFO_FILE = "mlflow_run.json"  # written next to the model: how later steps 
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAM_VALUE = 6000
+# MLflow's HTTP defaults retry a dead server for minutes per call; a tracker that gives up
+# sooner (and then stops calling) keeps a tracking outage from stalling the step. Explicit
+# settings in the environment win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 def _tracking_errors() -> tuple[type[BaseException], ...]:
@@ -66,6 +71,8 @@ class RunTracker:
 
     def __init__(self, tracking_uri: str, experiment: str, backlog_dir: str | None = None,
                  flush_interval_s: float = 2.0):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.backlog_dir = backlog_dir
@@ -91,8 +98,11 @@ class RunTracker:
                       "kept in %s.", self.degraded_reason, self._backlog_path() or "the log")
 
     def _call(self, action: str, fn, *args, **kwargs):
-        if not self.enabled:
+        """Calls ``fn`` (or the client method named by it) unless tracking is off or down."""
+        if not self.enabled or (isinstance(fn, str) and self._client is None):
             return None
+        if isinstance(fn, str):
+            fn = getattr(self._client, fn)
         try:
             return fn(*args, **kwargs)
         except _tracking_errors() as err:
@@ -110,7 +120,7 @@ class RunTracker:
                                         self._client, self.experiment, self.tracking_uri)
         if self.experiment_id is None:
             return None
-        run = self._call("create_run", self._client.create_run, self.experiment_id,
+        run = self._call("create_run", "create_run", self.experiment_id,
                          run_name=run_name, tags=dict(tags))
         if run is None:
             return None
@@ -135,14 +145,14 @@ class RunTracker:
 
         items = [Param(str(k), str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()]
         for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self._call("log_params", self._client.log_batch, self.run_id,
+            self._call("log_params", "log_batch", self.run_id,
                        params=items[start:start + MAX_PARAMS_PER_BATCH], synchronous=True)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Sets tags on the run."""
         from mlflow.entities import RunTag
 
-        self._call("set_tags", self._client.log_batch, self.run_id,
+        self._call("set_tags", "log_batch", self.run_id,
                    tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
@@ -154,9 +164,9 @@ class RunTracker:
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         """Uploads a file or folder to the run's artifacts."""
         if os.path.isdir(path):
-            self._call("log_artifacts", self._client.log_artifacts, self.run_id, path, artifact_path)
+            self._call("log_artifacts", "log_artifacts", self.run_id, path, artifact_path)
         else:
-            self._call("log_artifact", self._client.log_artifact, self.run_id, path, artifact_path)
+            self._call("log_artifact", "log_artifact", self.run_id, path, artifact_path)
 
     def _start_thread(self) -> None:
         if self._thread is None and self.run_id:
@@ -190,7 +200,7 @@ class RunTracker:
             for start in range(0, len(items), MAX_METRICS_PER_BATCH):
                 chunk = items[start:start + MAX_METRICS_PER_BATCH]
                 metrics = [Metric(k, v, ts, step) for k, v, ts, step in chunk]
-                sent = self._call("log_metrics", self._client.log_batch, self.run_id,
+                sent = self._call("log_metrics", "log_batch", self.run_id,
                                   metrics=metrics, synchronous=True)
                 if sent is None and not self.enabled:
                     self._write_backlog(items[start:])
@@ -218,7 +228,7 @@ class RunTracker:
         if self.run_id and self.degraded_reason:
             log.error("MLflow run %s is incomplete: %s", self.run_id, self.degraded_reason)
         if self.run_id and self._client is not None:
-            self._call("set_terminated", self._client.set_terminated, self.run_id, status)
+            self._call("set_terminated", "set_terminated", self.run_id, status)
 
     def write_run_info(self, folder: str, **extra) -> str:
         """Writes mlflow_run.json (run id, experiment, tracking URI) into a folder."""
