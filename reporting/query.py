@@ -39,6 +39,11 @@ BULK_MAX_POINTS = 2500
 # Bound on the SQL IN (...) list, well under SQLite's variable limit.
 SQL_RUNS_PER_QUERY = 500
 BULK_INTERVAL_ENDPOINT = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
+# Full histories of up to 100 runs in one SQL query on the server (the MLflow UI's own chart
+# endpoint). The bulk-interval endpoint samples each run separately server-side, which on a
+# SQLite/PostgreSQL store costs ~1 s per 100 runs per metric (measured, bench/RESULTS.md).
+BULK_HISTORY_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+BULK_HISTORY_MAX_POINTS = 25000
 GET_EXPERIMENT_ENDPOINT = "/api/2.0/mlflow/experiments/get-by-name"
 # A report must not hang for minutes on MLflow's default retry schedule when the server is down.
 PROBE_TIMEOUT_S = 10
@@ -258,22 +263,55 @@ def _wanted(runs: list[RunRecord], keys: list[str]) -> dict[str, list[str]]:
     return {k: [r.run_id for r in runs if k in r.metrics] for k in keys}
 
 
+def _batches_for(runs: list[RunRecord], run_ids: list[str], key: str) -> Iterable[list[str]]:
+    """Batches of run ids whose histories fit one get-history-bulk answer (25,000 points)."""
+    by_id = {r.run_id: r for r in runs}
+    longest = max((by_id[i].metric_steps.get(key, 0) + 1 for i in run_ids), default=1)
+    size = max(1, min(BULK_RUNS_PER_REQUEST, BULK_HISTORY_MAX_POINTS // (2 * longest)))
+    return _chunks(run_ids, size)
+
+
 def fetch_histories_rest(
     client: MlflowClient, runs: list[RunRecord], keys: list[str]
-) -> dict[str, History]:
-    """Histories through the server's bulk-interval endpoint (<= 100 runs per request)."""
+) -> tuple[dict[str, History], str]:
+    """Histories from a tracking server, <= 100 runs per request per metric.
+
+    Uses ``get-history-bulk`` (one SQL query per request on the server) and falls back to the
+    public ``get-history-bulk-interval`` endpoint where the former is not served.
+    """
     from mlflow.utils.rest_utils import http_request_safe
 
     creds = _host_creds(client)
     raw: dict[str, History] = {}
+    use_interval = False
     for key, run_ids in _wanted(runs, keys).items():
-        for batch in _chunks(run_ids, BULK_RUNS_PER_REQUEST):
-            response = http_request_safe(
-                creds,
-                BULK_INTERVAL_ENDPOINT,
-                "GET",
-                params={"run_ids": batch, "metric_key": key, "max_results": BULK_MAX_POINTS},
-            )
+        for batch in _batches_for(runs, run_ids, key):
+            if not use_interval:
+                try:
+                    response = http_request_safe(
+                        creds,
+                        BULK_HISTORY_ENDPOINT,
+                        "GET",
+                        params={
+                            "run_id": batch,
+                            "metric_key": key,
+                            "max_results": BULK_HISTORY_MAX_POINTS,
+                        },
+                    )
+                except MlflowException as exc:
+                    if exc.get_http_status_code() != 404 and exc.error_code != "ENDPOINT_NOT_FOUND":
+                        raise
+                    log.warning(
+                        "%s not served; using %s", BULK_HISTORY_ENDPOINT, BULK_INTERVAL_ENDPOINT
+                    )
+                    use_interval = True
+            if use_interval:
+                response = http_request_safe(
+                    creds,
+                    BULK_INTERVAL_ENDPOINT,
+                    "GET",
+                    params={"run_ids": batch, "metric_key": key, "max_results": BULK_MAX_POINTS},
+                )
             for m in response.json().get("metrics", []):
                 _store_points(
                     raw,
@@ -283,7 +321,12 @@ def fetch_histories_rest(
                     int(m.get("timestamp", 0)),
                     float(m["value"]),
                 )
-    return _finish(raw)
+    source = (
+        "tracking server bulk-interval endpoint"
+        if use_interval
+        else "tracking server get-history-bulk endpoint"
+    )
+    return _finish(raw), source
 
 
 def fetch_histories_sql(store: Any, runs: list[RunRecord], keys: list[str]) -> dict[str, History]:
@@ -334,7 +377,16 @@ def fetch_histories(
         (run_id -> metric -> [(step, value)], a description of the path taken).
     """
     if _is_http(tracking_uri):
-        return fetch_histories_rest(client, runs, keys), "tracking server bulk-interval endpoint"
+        try:
+            return fetch_histories_rest(client, runs, keys)
+        except MlflowException as exc:
+            # Servers with neither bulk endpoint answer ENDPOINT_NOT_FOUND.
+            if exc.error_code != "ENDPOINT_NOT_FOUND":
+                raise
+            log.warning("No bulk-interval endpoint on %s; fetching per run", tracking_uri)
+            return fetch_histories_per_run(
+                client, runs, keys
+            ), "per-run metric history (old server)"
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = client._tracking_client.store

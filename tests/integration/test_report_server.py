@@ -35,10 +35,10 @@ def test_histories_come_from_the_bulk_endpoint(server, tmp_path):
     url, _, _ = server
     with count_requests() as requests_by_path:
         data = query.load_experiment(url, EXPERIMENT)
-    assert data.history_source == "tracking server bulk-interval endpoint"
+    assert data.history_source == "tracking server get-history-bulk endpoint"
     # one request per history metric that some run logged (8 runs fit one batch of 100)
     logged = {k for r in data.runs for k in r.history}
-    assert requests_by_path["api/2.0/mlflow/metrics/get-history-bulk-interval"] == len(logged)
+    assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] == len(logged)
     assert not any("metrics/get-history" == p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1]
                    for p in requests_by_path)  # fmt: skip
     assert requests_by_path["api/2.0/mlflow/runs/search"] == 1
@@ -77,6 +77,19 @@ def test_small_pages_and_batches_over_http(server, monkeypatch):
     assert len(full.runs) == 8
 
 
+def test_bulk_interval_endpoint_is_the_fallback(server, monkeypatch):
+    url, _, _ = server
+    bulk = query.load_experiment(url, EXPERIMENT)
+    monkeypatch.setattr(query, "BULK_HISTORY_ENDPOINT", "/ajax-api/2.0/mlflow/metrics/absent")
+    with count_requests() as requests_by_path:
+        interval = query.load_experiment(url, EXPERIMENT)
+    assert interval.history_source == "tracking server bulk-interval endpoint"
+    assert requests_by_path["ajax-api/2.0/mlflow/metrics/absent"] == 1
+    logged = {k for r in bulk.runs for k in r.history}
+    assert requests_by_path["api/2.0/mlflow/metrics/get-history-bulk-interval"] == len(logged)
+    assert {r.run_id: r.history for r in interval.runs} == {r.run_id: r.history for r in bulk.runs}
+
+
 def test_search_pages_over_http(server, monkeypatch):
     url, _, ids = server
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
@@ -85,5 +98,5 @@ def test_search_pages_over_http(server, monkeypatch):
         data = query.load_experiment(url, EXPERIMENT)
     assert requests_by_path["api/2.0/mlflow/runs/search"] == 3
     # 6 runs log the contract metrics: 3 batches of 2 for each of them
-    assert requests_by_path["api/2.0/mlflow/metrics/get-history-bulk-interval"] >= 5 * 3
+    assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] >= 5 * 3
     assert sorted(r.run_id for r in data.runs) == sorted(ids.values())
