@@ -27,12 +27,21 @@ DESCRIPTION = "description"
 COUNTRY = "country"
 REQUIRED_COLUMNS = (BUYER_ID, PRODUCT_ID, TIMESTAMP)
 OPTIONAL_COLUMNS = (QUANTITY, PRICE, TRANSACTION_ID, DESCRIPTION, COUNTRY)
-NUMERIC_COLUMNS = (QUANTITY, PRICE, TIMESTAMP)
+# Point-in-time buyer columns that ingest derives (trainer/buyer_features.py).
+HISTORY = "history"
+RECENCY_DAYS = "recency_days"
+FREQUENCY = "frequency"
+MONETARY = "monetary"
+DERIVED_COLUMNS = (HISTORY, RECENCY_DAYS, FREQUENCY, MONETARY)
+NUMERIC_COLUMNS = (QUANTITY, PRICE, TIMESTAMP, RECENCY_DAYS, FREQUENCY, MONETARY)
+STRING_COLUMNS = (BUYER_ID, PRODUCT_ID, TRANSACTION_ID, DESCRIPTION, COUNTRY)
 NUMERIC_TRANSFORMS = ("bucketize", "zscore", "log")
 
 SPLIT_STRATEGIES = ("strict_time", "random", "buyer_holdout")
-TRANSFORMS = ("vocabulary", "hashing", "bucketize", "zscore", "log")
+TRANSFORMS = ("vocabulary", "hashing", "bucketize", "zscore", "log", "text", "time", "cross",
+              "history")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "exponential")
 TOWERS = ("buyer", "product")
 
 
@@ -88,6 +97,9 @@ class Feature:
     min_frequency: int = 1
     hash_buckets: int = 1000
     num_buckets: int = 10
+    max_length: int = 50  # text: tokens kept; history: products kept
+    vocab_size: int = 10000  # text: most frequent tokens kept
+    cross_with: str = ""  # cross: the other column
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +124,11 @@ class ModelConfig:
     l2: float = 0.0
     optimizer: str = "adagrad"
     learning_rate: float = 0.1
+    lr_schedule: str = "constant"  # cosine / exponential decay over the training steps
+    lr_decay_rate: float = 0.5  # exponential: factor per epoch
     temperature: float = 1.0
+    logq_correction: bool = False  # subtract log(sampling probability) from in-batch logits
+    remove_accidental_hits: bool = False  # mask in-batch negatives equal to the positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +139,7 @@ class Training:
     batch_size: int = 4096
     seed: int = 42
     eval_batch_size: int = 8192
+    early_stopping_patience: int = 0  # epochs without better validation recall@100; 0: off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +160,13 @@ class ExperimentConfig:
     def model_config(self, config_id: str = "") -> ModelConfig:
         """The model config with this id; the first one when ``config_id`` is empty."""
         return _pick(self.model_configs, config_id, "model_configs", self.source)
+
+    @property
+    def history_length(self) -> int:
+        """Products kept in the derived history column: the most any feature config uses."""
+        lengths = [f.max_length for fc in self.feature_configs for f in fc.buyer
+                   if f.transform == "history"]
+        return max(lengths, default=0)
 
 
 def _pick(items, config_id, field, source):
@@ -192,7 +216,7 @@ class _Reader:
             self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
         if minimum is not None and value < minimum:
             self.fail(path, f"expected a value >= {minimum}, got {value!r}")
-        if kind is str and not value.strip():
+        if kind is str and not value.strip() and default != "":
             self.fail(path, "expected a non-empty string")
         return value
 
@@ -280,16 +304,31 @@ def _dataset(r: _Reader, data: dict, base_dir: str) -> Dataset:
 def _feature(r: _Reader, data: dict, field: str, columns: dict) -> Feature:
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(Feature)})
     name = r.get(data, "name", field, str)
-    if name not in columns:
-        r.fail(f"{field}.name", f"{name!r} is not a column of dataset.columns "
-                                f"({', '.join(sorted(columns))})")
+    known = set(columns) | set(DERIVED_COLUMNS)
+    if name not in known:
+        r.fail(f"{field}.name", f"{name!r} is not a column of dataset.columns nor a derived "
+                                f"buyer column ({', '.join(sorted(known))})")
     transform = r.get(data, "transform", field, str, choices=TRANSFORMS)
     if transform in NUMERIC_TRANSFORMS and name not in NUMERIC_COLUMNS:
         r.fail(f"{field}.transform", f"{transform} needs a numeric column "
                                      f"({', '.join(NUMERIC_COLUMNS)}), got {name!r}")
+    if (transform == "history") != (name == HISTORY):
+        r.fail(f"{field}.transform", "the history column takes (only) the history transform")
+    if transform == "time" and name != TIMESTAMP:
+        r.fail(f"{field}.transform", f"time needs the {TIMESTAMP} column, got {name!r}")
+    if transform in ("text", "vocabulary", "hashing", "cross") and name not in STRING_COLUMNS:
+        r.fail(f"{field}.transform", f"{transform} needs a string column "
+                                     f"({', '.join(STRING_COLUMNS)}), got {name!r}")
+    cross_with = r.get(data, "cross_with", field, str, "")
+    if transform == "cross" and cross_with not in set(columns) & set(STRING_COLUMNS):
+        r.fail(f"{field}.cross_with", f"cross needs another string column of dataset.columns, "
+                                      f"got {cross_with!r}")
     return Feature(
         name=name,
         transform=transform,
+        max_length=r.get(data, "max_length", field, int, 50, minimum=1),
+        vocab_size=r.get(data, "vocab_size", field, int, 10000, minimum=1),
+        cross_with=cross_with,
         embedding_dim=r.get(data, "embedding_dim", field, int, 32, minimum=1),
         oov_buckets=r.get(data, "oov_buckets", field, int, 1, minimum=1),
         min_frequency=r.get(data, "min_frequency", field, int, 1, minimum=1),
@@ -306,6 +345,8 @@ def _feature_config(r: _Reader, data: dict, field: str, columns: dict) -> Featur
             _feature(r, item, f"{field}.{tower}[{i}]", columns)
             for i, item in enumerate(r.items(data, tower, field))
         )
+    if any(f.name == HISTORY for f in towers["product"]):
+        r.fail(f"{field}.product", "history is a buyer feature; put it in the buyer tower")
     if not any(f.name == BUYER_ID and f.transform == "vocabulary" for f in towers["buyer"]):
         r.fail(f"{field}.buyer", "needs a buyer_id feature with transform vocabulary")
     if not any(f.name == PRODUCT_ID and f.transform == "vocabulary" for f in towers["product"]):
@@ -334,7 +375,11 @@ def _model_config(r: _Reader, data: dict, field: str) -> ModelConfig:
         l2=r.get(data, "l2", field, float, 0.0, minimum=0.0),
         optimizer=r.get(data, "optimizer", field, str, "adagrad", choices=OPTIMIZERS),
         learning_rate=r.get(data, "learning_rate", field, float, 0.1, minimum=0.0),
+        lr_schedule=r.get(data, "lr_schedule", field, str, "constant", choices=LR_SCHEDULES),
+        lr_decay_rate=r.get(data, "lr_decay_rate", field, float, 0.5, minimum=1e-6),
         temperature=r.get(data, "temperature", field, float, 1.0, minimum=1e-6),
+        logq_correction=r.get(data, "logq_correction", field, bool, False),
+        remove_accidental_hits=r.get(data, "remove_accidental_hits", field, bool, False),
     )
 
 
@@ -346,6 +391,7 @@ def _training(r: _Reader, data: dict) -> Training:
         batch_size=r.get(data, "batch_size", field, int, 4096, minimum=1),
         seed=r.get(data, "seed", field, int, 42),
         eval_batch_size=r.get(data, "eval_batch_size", field, int, 8192, minimum=1),
+        early_stopping_patience=r.get(data, "early_stopping_patience", field, int, 0, minimum=0),
     )
 
 

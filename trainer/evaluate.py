@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from trainer import contract, evaluation, ingest
+from trainer import buyer_features, contract, evaluation, ingest
 from trainer.tracking import RunTracker, read_run_info
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+TOP_K_FILE = "top_k.parquet"  # the served top-k of every test query, as evaluated
 
 
 def load_serving_model(serving_dir: str):
@@ -58,9 +59,13 @@ def run_evaluation(model_dir: str, ingest_dir: str, output_dir: str,
     Returns:
         The metrics, named by the MLflow contract.
     """
-    from trainer.train import SERVING_DIR, query_frame
+    from trainer import config as cfg
+    from trainer.train import CONFIG_FILE, SERVING_DIR, as_of_time, query_frame
+
+    config = cfg.load_config(os.path.join(model_dir, CONFIG_FILE))
 
     run_info = read_run_info(model_dir)
+    os.makedirs(output_dir, exist_ok=True)
     train = pd.read_parquet(ingest.split_path(ingest_dir, "train"))
     history = pd.concat([train, pd.read_parquet(ingest.split_path(ingest_dir, "eval"))])
     test = pd.read_parquet(ingest.split_path(ingest_dir, "test"))
@@ -69,7 +74,11 @@ def run_evaluation(model_dir: str, ingest_dir: str, output_dir: str,
     k = max(contract.RECALL_KS)
 
     serve = load_serving_model(os.path.join(model_dir, SERVING_DIR))
-    product_ids, _ = serve_top_k(serve, query_frame(history, eval_set.buyers))
+    queries = query_frame(history, eval_set.buyers, as_of_time(history, test),
+                          config.history_length or buyer_features.DEFAULT_MAX_HISTORY)
+    product_ids, scores = serve_top_k(serve, queries)
+    pd.DataFrame({"buyer_id": eval_set.buyers, "product_ids": list(product_ids[:, :k]),
+                  "scores": list(scores[:, :k])}).to_parquet(os.path.join(output_dir, TOP_K_FILE))
     index = evaluation.catalog_index(catalog)
     top = np.vectorize(index.__getitem__, otypes=[np.int64])(product_ids[:, :k])
     metrics = {contract.test_recall_key(kk): v
@@ -85,7 +94,6 @@ def run_evaluation(model_dir: str, ingest_dir: str, output_dir: str,
     tracker.resume(run_info["run_id"])
     tracker.log_metrics(metrics)
     tracker.finish("FINISHED")
-    os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, METRICS_FILE), "w", encoding="utf-8") as f:
         json.dump({"run_id": run_info["run_id"], "metrics": metrics}, f, indent=2)
     log.info("evaluate: %s", metrics)

@@ -15,7 +15,12 @@ import tensorflow_transform as tft
 from trainer import config as cfg
 
 # Transforms whose output is an integer id looked up in an embedding table.
-CATEGORICAL = ("vocabulary", "hashing", "bucketize")
+CATEGORICAL = ("vocabulary", "hashing", "bucketize", "cross")
+# Transforms whose output is a fixed-length list of ids padded with PAD (a bag to average).
+SEQUENCE = ("text", "history")
+PAD = -1
+TIME_WIDTH = 7  # hour, weekday and year cycles as sin/cos pairs, plus recency
+_DAY = 86400.0
 
 
 def transformed_name(feature: cfg.Feature) -> str:
@@ -38,17 +43,61 @@ def all_features(feature_config: cfg.FeatureConfig) -> list[cfg.Feature]:
     return out
 
 
-def _transform(feature: cfg.Feature, x: tf.Tensor) -> tf.Tensor:
+def _threshold(feature: cfg.Feature) -> int | None:
+    return feature.min_frequency if feature.min_frequency > 1 else None
+
+
+def _pad(ids: tf.RaggedTensor, length: int) -> tf.Tensor:
+    return ids.to_tensor(default_value=PAD, shape=[None, length])
+
+
+def tokenize(text: tf.Tensor, max_length: int) -> tf.RaggedTensor:
+    """Lower-cased alphanumeric tokens of each string, the first ``max_length`` kept."""
+    cleaned = tf.strings.regex_replace(tf.strings.lower(text), r"[^a-z0-9]+", " ")
+    return tf.strings.split(tf.strings.strip(cleaned))[:, :max_length]
+
+
+def time_features(seconds: tf.Tensor) -> tf.Tensor:
+    """Cyclical hour / weekday / season encodings and a z-scored recency (days), [N, 7]."""
+    t = tf.cast(seconds, tf.float64)
+    days = t / _DAY
+    cycles = [
+        tf.math.floormod(t, _DAY) / _DAY,  # time of day
+        tf.math.floormod(tf.math.floor(days) + 3.0, 7.0) / 7.0,  # weekday (1970-01-01: Thu)
+        tf.math.floormod(days, 365.2425) / 365.2425,  # season
+    ]
+    parts = []
+    for phase in cycles:
+        angle = 2.0 * 3.141592653589793 * phase
+        parts += [tf.sin(angle), tf.cos(angle)]
+    parts.append(tft.scale_to_z_score(days))
+    return tf.cast(tf.stack(parts, axis=1), tf.float32)
+
+
+def _transform(feature: cfg.Feature, x: tf.Tensor, inputs: dict, vocabularies: dict,
+               product: cfg.Feature) -> tf.Tensor:
     if feature.transform == "vocabulary":
-        return tft.compute_and_apply_vocabulary(
-            x,
-            num_oov_buckets=feature.oov_buckets,
-            frequency_threshold=feature.min_frequency if feature.min_frequency > 1 else None,
-            vocab_filename=vocabulary_name(feature),
-        )
+        return tft.apply_vocabulary(x, vocabularies[feature.name],
+                                    num_oov_buckets=feature.oov_buckets)
+    if feature.transform == "history":
+        # Ids in product_id's vocabulary, so the buyer tower can share its embedding table.
+        tokens = tf.strings.split(x)[:, :feature.max_length]
+        ids = tft.apply_vocabulary(tokens, vocabularies[cfg.PRODUCT_ID],
+                                   num_oov_buckets=product.oov_buckets)
+        return _pad(ids, feature.max_length)
+    if feature.transform == "text":
+        tokens = tokenize(x, feature.max_length)
+        ids = tft.compute_and_apply_vocabulary(
+            tokens, top_k=feature.vocab_size, frequency_threshold=_threshold(feature),
+            num_oov_buckets=feature.oov_buckets, vocab_filename=vocabulary_name(feature))
+        return _pad(ids, feature.max_length)
     if feature.transform == "hashing":
-        return tft.hash_strings(tf.strings.as_string(x) if x.dtype != tf.string else x,
+        return tft.hash_strings(x, feature.hash_buckets)
+    if feature.transform == "cross":
+        return tft.hash_strings(tf.strings.join([x, inputs[feature.cross_with]], "\x1f"),
                                 feature.hash_buckets)
+    if feature.transform == "time":
+        return time_features(x)
     x = tf.cast(x, tf.float32)
     if feature.transform == "bucketize":
         return tft.bucketize(x, feature.num_buckets)
@@ -62,9 +111,23 @@ def _transform(feature: cfg.Feature, x: tf.Tensor) -> tf.Tensor:
 def make_preprocessing_fn(feature_config: cfg.FeatureConfig) -> Callable[[dict], dict]:
     """The ``preprocessing_fn`` for tf.Transform built from one feature config."""
     features = all_features(feature_config)
+    product_vocabulary = next(f for f in feature_config.product
+                              if f.name == cfg.PRODUCT_ID and f.transform == "vocabulary")
 
     def preprocessing_fn(inputs: dict) -> dict:
-        return {transformed_name(f): _transform(f, inputs[f.name]) for f in features}
+        # Vocabularies first: the history feature looks its products up in product_id's.
+        vocabularies = {}
+        for f in features:
+            if f.transform == "vocabulary":
+                vocabularies[f.name] = tft.vocabulary(
+                    inputs[f.name], frequency_threshold=_threshold(f),
+                    vocab_filename=vocabulary_name(f))
+        if any(f.transform == "history" for f in features):
+            vocabularies.setdefault(cfg.PRODUCT_ID, tft.vocabulary(
+                inputs[cfg.PRODUCT_ID], frequency_threshold=_threshold(product_vocabulary),
+                vocab_filename=vocabulary_name(product_vocabulary)))
+        return {transformed_name(f): _transform(f, inputs[f.name], inputs, vocabularies,
+                                                product_vocabulary) for f in features}
 
     return preprocessing_fn
 
@@ -90,10 +153,10 @@ def feature_config_from_json(text: str) -> cfg.FeatureConfig:
 
 def cardinality(feature: cfg.Feature, tft_output: tft.TFTransformOutput) -> int:
     """Number of distinct ids a categorical feature's output can take."""
-    if feature.transform == "vocabulary":
+    if feature.transform in ("vocabulary", "text"):
         return tft_output.vocabulary_size_by_name(vocabulary_name(feature)) + feature.oov_buckets
-    if feature.transform == "hashing":
+    if feature.transform in ("hashing", "cross"):
         return feature.hash_buckets
     if feature.transform == "bucketize":
         return feature.num_buckets + 1
-    raise ValueError(f"feature {feature.name}: {feature.transform} is not categorical")
+    raise ValueError(f"feature {feature.name}: {feature.transform} has no id space of its own")

@@ -22,6 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from trainer import buyer_features
 from trainer import config as cfg
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,12 @@ STATS_FILE = "stats.json"
 SCHEMA_FILE = "schema.pbtxt"
 CATALOG_FILE = "catalog.parquet"
 
-# Every raw column after ingest, with its dtype in the frames and tf.Examples.
-STRING_COLUMNS = (cfg.BUYER_ID, cfg.PRODUCT_ID, cfg.TRANSACTION_ID, cfg.DESCRIPTION, cfg.COUNTRY)
-FLOAT_COLUMNS = (cfg.QUANTITY, cfg.PRICE)
+# Every raw column after ingest, with its dtype in the frames and tf.Examples: the mapped
+# source columns plus the point-in-time buyer columns (trainer/buyer_features.py).
+STRING_COLUMNS = (*cfg.STRING_COLUMNS, cfg.HISTORY)
+FLOAT_COLUMNS = (cfg.QUANTITY, cfg.PRICE, cfg.RECENCY_DAYS, cfg.FREQUENCY, cfg.MONETARY)
 INT_COLUMNS = (cfg.TIMESTAMP,)  # seconds since the epoch, UTC
+SOURCE_FLOAT_COLUMNS = (cfg.QUANTITY, cfg.PRICE)
 
 _FLOAT_ID = re.compile(r"^(\d+)\.0+$")
 
@@ -120,7 +123,7 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
     drop(f"bad_{cfg.TIMESTAMP}", ts.isna())
 
     numbers = {}
-    for name in FLOAT_COLUMNS:
+    for name in SOURCE_FLOAT_COLUMNS:
         if name in frame:
             numbers[name] = pd.to_numeric(frame[name], errors="coerce")
             drop(f"bad_{name}", numbers[name].isna())
@@ -134,12 +137,12 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
         drop("cancelled", frame[cfg.TRANSACTION_ID].fillna("").str.startswith(prefixes))
 
     out = pd.DataFrame(index=frame.index[keep])
-    for name in STRING_COLUMNS:
+    for name in cfg.STRING_COLUMNS:
         values = frame.loc[keep, name] if name in frame else pd.Series("", index=out.index)
         out[name] = values.fillna("").astype(str).str.strip()
     for name in (cfg.BUYER_ID, cfg.PRODUCT_ID):
         out[name] = out[name].str.replace(_FLOAT_ID, r"\1", regex=True)  # "17850.0" -> "17850"
-    for name in FLOAT_COLUMNS:
+    for name in SOURCE_FLOAT_COLUMNS:
         out[name] = numbers[name][keep].astype("float32") if name in numbers else np.float32(0)
     out[cfg.TIMESTAMP] = ts[keep].astype("datetime64[s]").astype("int64")
     stats.rows_kept = len(out)
@@ -244,6 +247,9 @@ def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") 
     dataset = config.dataset
     stats = IngestStats(source=source or dataset.source)
     frame = clean(read_source(dataset, source or None), dataset, stats)
+    # Point-in-time columns over the whole time line: each row sees only earlier purchases.
+    frame = buyer_features.add_buyer_features(
+        frame, config.history_length or buyer_features.DEFAULT_MAX_HISTORY)
     parts = split(frame, dataset.split)
     os.makedirs(output_dir, exist_ok=True)
     for name in SPLITS:

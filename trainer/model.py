@@ -1,7 +1,16 @@
-"""The two-tower retrieval model (TensorFlow Recommenders), built from the configs."""
+"""The two-tower retrieval model (TensorFlow Recommenders), built from the configs.
+
+Each tower embeds its transformed features (id embeddings, averaged bags of ids for text and
+purchase history, dense numeric and time features), concatenates them, runs the configured
+layers and projects to the shared embedding space. Two residual paths keep what B2B demand
+needs: the product tower adds its product-id embedding to its output, and the buyer tower adds
+the mean embedding of the buyer's earlier products, looked up in that same shared table, so a
+buyer's own past products score high from the first step.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
@@ -10,80 +19,162 @@ import tf_keras as keras
 from trainer import config as cfg
 from trainer import features as feats
 
+PRODUCT_KEY = "product_id__vocabulary"
+
 
 class Tower(keras.Model):
     """Embeds a tower's transformed features and maps them to the shared embedding space.
 
-    A tower of one categorical feature whose embedding already has the model's width and no
-    hidden layers is a plain embedding table (the classic ID-only two-tower model).
+    Args:
+        features: The tower's features.
+        cardinalities: Id-space size per transformed feature name (categorical and sequence).
+        model_config: Widths, regularisation, output dimension.
+        name: Layer name.
+        shared: Embedding tables owned by the other tower, by transformed feature name.
+        residual: Transformed feature name whose embedding is added to the output.
     """
 
     def __init__(self, features: tuple[cfg.Feature, ...], cardinalities: dict[str, int],
-                 model_config: cfg.ModelConfig, name: str):
+                 model_config: cfg.ModelConfig, name: str, shared: dict | None = None,
+                 residual: str | None = None):
         super().__init__(name=name)
-        self.feature_names = [feats.transformed_name(f) for f in features]
+        shared = shared or {}
+        self.specs = [(feats.transformed_name(f), f.transform) for f in features]
         regularizer = keras.regularizers.l2(model_config.l2) if model_config.l2 else None
         self.embeddings = {}
         for f in features:
             key = feats.transformed_name(f)
-            if f.transform in feats.CATEGORICAL:
+            if key in shared:
+                self.embeddings[key] = shared[key]
+            elif f.transform in feats.CATEGORICAL or f.transform in feats.SEQUENCE:
                 self.embeddings[key] = keras.layers.Embedding(
                     cardinalities[key], f.embedding_dim, embeddings_regularizer=regularizer,
                     name=f"{key}_embedding")
-        # Keras tracks layers assigned as attributes; a dict of layers is tracked as well.
         self.hidden = [
             keras.layers.Dense(width, activation="relu", kernel_regularizer=regularizer)
             for width in model_config.tower_layers
         ]
         self.dropout = keras.layers.Dropout(model_config.dropout) if model_config.dropout else None
-        direct = (len(features) == 1 and features[0].transform in feats.CATEGORICAL
-                  and features[0].embedding_dim == model_config.embedding_dim
-                  and not model_config.tower_layers)
-        self.output_layer = None if direct else keras.layers.Dense(
+        self.residual = residual
+        residual_dim = self.embeddings[residual].output_dim if residual else None
+        # A lone id feature of the model's width is the classic ID-only tower: no projection.
+        self.direct = (len(features) == 1 and features[0].transform in feats.CATEGORICAL
+                       and features[0].embedding_dim == model_config.embedding_dim
+                       and not model_config.tower_layers)
+        self.projection = None if self.direct else keras.layers.Dense(
             model_config.embedding_dim, kernel_regularizer=regularizer, name="projection")
+        self.residual_projection = None
+        if residual and not self.direct and residual_dim != model_config.embedding_dim:
+            self.residual_projection = keras.layers.Dense(model_config.embedding_dim,
+                                                          use_bias=False, name="residual")
+
+    def _part(self, key: str, transform: str, value: tf.Tensor) -> tf.Tensor:
+        if transform in feats.SEQUENCE:
+            mask = tf.cast(value != feats.PAD, tf.float32)[..., None]
+            vectors = self.embeddings[key](tf.maximum(value, 0)) * mask
+            return tf.math.divide_no_nan(tf.reduce_sum(vectors, 1), tf.reduce_sum(mask, 1))
+        if key in self.embeddings:
+            return self.embeddings[key](value)
+        if transform == "time":
+            return tf.cast(value, tf.float32)
+        return tf.reshape(tf.cast(value, tf.float32), [-1, 1])
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
-        parts = []
-        for key in self.feature_names:
-            value = inputs[key]
-            if key in self.embeddings:
-                parts.append(self.embeddings[key](value))
-            else:
-                parts.append(tf.reshape(tf.cast(value, tf.float32), [-1, 1]))
-        x = parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+        parts = {key: self._part(key, transform, inputs[key]) for key, transform in self.specs}
+        if self.direct:
+            return next(iter(parts.values()))
+        x = tf.concat(list(parts.values()), axis=-1)
         for layer in self.hidden:
             x = layer(x)
             if self.dropout is not None:
                 x = self.dropout(x, training=training)
-        return x if self.output_layer is None else self.output_layer(x)
+        out = self.projection(x)
+        if self.residual:
+            skip = parts[self.residual]
+            out += self.residual_projection(skip) if self.residual_projection else skip
+        return out
 
 
 class TwoTowerModel(tfrs.Model):
-    """Buyer tower x product tower trained with in-batch softmax (tfrs.tasks.Retrieval)."""
+    """Buyer tower x product tower trained with in-batch softmax (tfrs.tasks.Retrieval).
+
+    Args:
+        feature_config: Features of both towers.
+        model_config: Architecture and loss options.
+        cardinalities: Id-space size per transformed feature (see ``cardinalities``).
+        sampling_probability: Per product id (in product_id's id space), the probability of
+            being sampled as an in-batch candidate; needed for log-q correction.
+    """
 
     def __init__(self, feature_config: cfg.FeatureConfig, model_config: cfg.ModelConfig,
-                 cardinalities: dict[str, int]):
+                 cardinalities: dict[str, int], sampling_probability: np.ndarray | None = None):
         super().__init__()
-        self.buyer_tower = Tower(feature_config.buyer, cardinalities, model_config, "buyer_tower")
+        product_has_more = len(feature_config.product) > 1
         self.product_tower = Tower(feature_config.product, cardinalities, model_config,
-                                   "product_tower")
-        self.task = tfrs.tasks.Retrieval(temperature=model_config.temperature)
+                                   "product_tower",
+                                   residual=PRODUCT_KEY if product_has_more else None)
+        product_table = self.product_tower.embeddings[PRODUCT_KEY]
+        history = [feats.transformed_name(f) for f in feature_config.buyer
+                   if f.transform == "history"]
+        self.buyer_tower = Tower(feature_config.buyer, cardinalities, model_config, "buyer_tower",
+                                 shared={key: product_table for key in history},
+                                 residual=history[0] if history else None)
+        self.logq = model_config.logq_correction
+        self.remove_accidental_hits = model_config.remove_accidental_hits
+        if self.logq and sampling_probability is None:
+            raise ValueError("logq_correction needs the products' sampling probabilities")
+        self.sampling_probability = (
+            tf.constant(sampling_probability, tf.float32) if self.logq else None)
+        self.task = tfrs.tasks.Retrieval(temperature=model_config.temperature,
+                                         remove_accidental_hits=self.remove_accidental_hits)
 
     def compute_loss(self, inputs: dict, training: bool = False) -> tf.Tensor:
         buyers = self.buyer_tower(inputs, training=training)
         products = self.product_tower(inputs, training=training)
-        return self.task(buyers, products, compute_metrics=False, training=training)
+        ids = inputs[PRODUCT_KEY]
+        probability = tf.gather(self.sampling_probability, ids) if self.logq else None
+        return self.task(buyers, products, compute_metrics=False,
+                         candidate_sampling_probability=probability,
+                         candidate_ids=ids if self.remove_accidental_hits else None)
 
 
 def cardinalities(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransformOutput) -> dict:
-    """Embedding table sizes of every categorical feature of the config."""
-    return {feats.transformed_name(f): feats.cardinality(f, tft_output)
-            for f in feats.all_features(feature_config) if f.transform in feats.CATEGORICAL}
+    """Id-space size of every feature that is looked up in an embedding table."""
+    product = next(f for f in feature_config.product if f.name == cfg.PRODUCT_ID)
+    out = {}
+    for f in feats.all_features(feature_config):
+        if f.transform == "history":
+            out[feats.transformed_name(f)] = feats.cardinality(product, tft_output)
+        elif f.transform in feats.CATEGORICAL or f.transform in feats.SEQUENCE:
+            out[feats.transformed_name(f)] = feats.cardinality(f, tft_output)
+    return out
 
 
-def make_optimizer(model_config: cfg.ModelConfig) -> keras.optimizers.Optimizer:
-    """The configured optimizer."""
+def sampling_probability(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransformOutput,
+                         train_counts: dict[str, int]) -> np.ndarray:
+    """Per product id: its share of train interactions (the in-batch sampling probability).
+
+    Ids without interactions (OOV buckets) get the smallest observed probability.
+    """
+    product = next(f for f in feature_config.product if f.name == cfg.PRODUCT_ID)
+    vocab = tft_output.vocabulary_by_name(feats.vocabulary_name(product))
+    counts = np.array([train_counts.get(v.decode() if isinstance(v, bytes) else v, 0)
+                       for v in vocab], np.float64)
+    counts = np.concatenate([counts, np.zeros(product.oov_buckets)])
+    floor = counts[counts > 0].min() if (counts > 0).any() else 1.0
+    counts = np.maximum(counts, floor)
+    return (counts / counts.sum()).astype(np.float32)
+
+
+def make_optimizer(model_config: cfg.ModelConfig, steps_per_epoch: int,
+                   epochs: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer with its learning-rate schedule."""
     rate = model_config.learning_rate
+    if model_config.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, max(1, steps_per_epoch * epochs))
+    elif model_config.lr_schedule == "exponential":
+        rate = keras.optimizers.schedules.ExponentialDecay(
+            rate, max(1, steps_per_epoch), model_config.lr_decay_rate)
     if model_config.optimizer == "adagrad":
         return keras.optimizers.Adagrad(rate)
     if model_config.optimizer == "adam":

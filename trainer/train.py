@@ -18,8 +18,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
+from trainer import buyer_features, contract, evaluation, ingest, transform
 from trainer import config as cfg
-from trainer import contract, evaluation, ingest, transform
 from trainer import model as model_lib
 from trainer.tracking import RunTracker
 
@@ -57,10 +57,27 @@ def raw_inputs(frame: pd.DataFrame) -> dict[str, tf.Tensor]:
     return out
 
 
-def query_frame(history: pd.DataFrame, buyers: np.ndarray) -> pd.DataFrame:
-    """Raw buyer features of each query: the buyer's latest row before the evaluated split."""
+def as_of_time(history: pd.DataFrame, split: pd.DataFrame) -> int:
+    """When queries of an evaluated split are asked: its start, or just after the history."""
+    after_history = int(history[cfg.TIMESTAMP].max()) + 1
+    start = int(split[cfg.TIMESTAMP].min()) if len(split) else after_history
+    return max(start, after_history)
+
+
+def query_frame(history: pd.DataFrame, buyers: np.ndarray, as_of: int,
+                max_history: int = buyer_features.DEFAULT_MAX_HISTORY) -> pd.DataFrame:
+    """Raw buyer features of each query as of ``as_of``, from interactions before it only.
+
+    Static columns (country, ...) come from the buyer's latest row; the point-in-time columns
+    (history, recency / frequency / monetary) are computed as of ``as_of``.
+    """
     latest = history.sort_values(cfg.TIMESTAMP, kind="stable").groupby(cfg.BUYER_ID).tail(1)
-    return latest.set_index(cfg.BUYER_ID).loc[list(buyers)].reset_index()
+    frame = latest.set_index(cfg.BUYER_ID).loc[list(buyers)].reset_index()
+    state = buyer_features.buyer_state_as_of(history, buyers, as_of, max_history)
+    for name in buyer_features.COLUMNS:
+        frame[name] = state[name].to_numpy()
+    frame[cfg.TIMESTAMP] = np.int64(as_of)
+    return frame
 
 
 def embed(tower: keras.Model, tft_layer, frame: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
@@ -104,6 +121,7 @@ class ValidationRecall(keras.callbacks.Callback):
         q = embed(self.two_tower.buyer_tower, self.tft_layer, self.queries)
         c = embed(self.two_tower.product_tower, self.tft_layer, self.catalog)
         top, _ = evaluation.exact_top_k(q, c, max(contract.RECALL_KS))
+        self.last_top = top
         for k, value in evaluation.recall_at_k(top, self.eval_set).items():
             logs[contract.val_recall_key(k)] = value
 
@@ -162,11 +180,18 @@ def export_serving_model(path: str, model: model_lib.TwoTowerModel, tft_output, 
     """Saves the serving SavedModel (signature ``serving_default``)."""
     tft_layer = tft_output.transform_features_layer()
     embeddings = embed(model.product_tower, tft_layer, catalog)
-    buyer_columns = sorted({f.name for f in feature_config.buyer})
+    buyer_columns = serving_columns(feature_config)
     module = ServingModel(tft_layer, model.buyer_tower, catalog[cfg.PRODUCT_ID].to_numpy(),
                           embeddings, buyer_columns)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
+
+
+def serving_columns(feature_config: cfg.FeatureConfig) -> list[str]:
+    """Raw columns the serving signature takes: every column the buyer tower reads."""
+    names = {f.name for f in feature_config.buyer}
+    names |= {f.cross_with for f in feature_config.buyer if f.cross_with}
+    return sorted(names)
 
 
 def best_epoch(history: dict[str, list[float]]) -> int:
@@ -239,14 +264,25 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
     eval_frame = pd.read_parquet(ingest.split_path(ingest_dir, "eval"))
     catalog = pd.read_parquet(os.path.join(ingest_dir, ingest.CATALOG_FILE))
     eval_set = evaluation.build_eval_set(eval_frame, train_frame, catalog)
-    queries = query_frame(train_frame, eval_set.buyers)
+    queries = query_frame(train_frame, eval_set.buyers, as_of_time(train_frame, eval_frame),
+                          config.history_length or buyer_features.DEFAULT_MAX_HISTORY)
 
     train_ds = make_dataset(transform.transformed_pattern(transform_dir, "train"), tft_output,
                             training.batch_size, shuffle_seed=training.seed)
     eval_ds = make_dataset(transform.transformed_pattern(transform_dir, "eval"), tft_output,
                            training.batch_size)
-    two_tower = model_lib.TwoTowerModel(fc, mc, model_lib.cardinalities(fc, tft_output))
-    two_tower.compile(optimizer=model_lib.make_optimizer(mc))
+    probability = model_lib.sampling_probability(
+        fc, tft_output, dict(zip(catalog[cfg.PRODUCT_ID], catalog["train_count"])))
+    two_tower = model_lib.TwoTowerModel(fc, mc, model_lib.cardinalities(fc, tft_output),
+                                        sampling_probability=probability)
+    steps_per_epoch = math.ceil(len(train_frame) / training.batch_size)
+    two_tower.compile(optimizer=model_lib.make_optimizer(mc, steps_per_epoch, training.epochs))
+    # Keeps the best epoch's weights (by validation recall) for export, and stops early when
+    # a patience is configured.
+    monitor = contract.val_recall_key(max(contract.RECALL_KS))
+    stopper = keras.callbacks.EarlyStopping(
+        monitor=monitor, mode="max", restore_best_weights=True,
+        patience=training.early_stopping_patience or training.epochs)
 
     os.makedirs(model_dir, exist_ok=True)
     tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
@@ -258,7 +294,7 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
         fit = two_tower.fit(
             train_ds, validation_data=eval_ds, epochs=training.epochs, verbose=2,
             callbacks=[ValidationRecall(two_tower, tft_layer, queries, catalog, eval_set),
-                       TrackEpochs(tracker)],
+                       TrackEpochs(tracker), stopper],
         )
         history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
         best = best_epoch(history)
@@ -269,7 +305,8 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
                 continue
             summary[contract.final_key(name)] = values[-1]
             summary[contract.best_key(name)] = values[best - 1]
-        tracker.log_metrics(summary, step=training.epochs)
+        summary["epochs_run"] = len(history[contract.METRIC_LOSS])
+        tracker.log_metrics(summary, step=len(history[contract.METRIC_LOSS]))
 
         serving_dir = export_serving_model(os.path.join(model_dir, SERVING_DIR), two_tower,
                                            tft_output, catalog, fc)
