@@ -89,12 +89,13 @@ def embed(tower: keras.Model, tft_layer, frame: pd.DataFrame, batch_size: int = 
     return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
 
-def make_dataset(pattern: str, tft_output: tft.TFTransformOutput, batch_size: int,
+def make_dataset(patterns: str | list[str], tft_output: tft.TFTransformOutput, batch_size: int,
                  shuffle_seed: int | None = None) -> tf.data.Dataset:
     """Batches of transformed examples; shuffled (deterministically) when a seed is given."""
-    files = sorted(tf.io.gfile.glob(pattern))
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
     if not files:
-        raise FileNotFoundError(f"no transformed examples match {pattern}")
+        raise FileNotFoundError(f"no transformed examples match {patterns}")
     spec = tft_output.transformed_feature_spec()
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec),
@@ -240,7 +241,9 @@ def run_tags(config: cfg.ExperimentConfig, fc: cfg.FeatureConfig, mc: cfg.ModelC
 def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: str,
                  model_dir: str, tracking_uri: str = "", feature_config_id: str = "",
                  model_config_id: str = "", pipeline_job: str = "",
-                 pipeline_task: str = "") -> TrainResult:
+                 pipeline_task: str = "", train_files: list[str] | None = None,
+                 eval_files: list[str] | None = None,
+                 serving_dir: str | None = None) -> TrainResult:
     """Trains one (feature config, model config) pair and exports its serving model.
 
     Args:
@@ -253,6 +256,9 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
         model_config_id: Which model config (first when empty).
         pipeline_job: KFP pipeline job name, tagged on the run.
         pipeline_task: KFP task name, tagged on the run.
+        train_files: Transformed train example patterns (default: the transform output's).
+        eval_files: Transformed eval example patterns (default: the transform output's).
+        serving_dir: Where to export the serving model (default: ``model_dir/serving``).
     """
     fc, mc = config.feature_config(feature_config_id), config.model_config(model_config_id)
     training = config.training
@@ -267,10 +273,10 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
     queries = query_frame(train_frame, eval_set.buyers, as_of_time(train_frame, eval_frame),
                           config.history_length or buyer_features.DEFAULT_MAX_HISTORY)
 
-    train_ds = make_dataset(transform.transformed_pattern(transform_dir, "train"), tft_output,
-                            training.batch_size, shuffle_seed=training.seed)
-    eval_ds = make_dataset(transform.transformed_pattern(transform_dir, "eval"), tft_output,
-                           training.batch_size)
+    train_ds = make_dataset(train_files or transform.transformed_pattern(transform_dir, "train"),
+                            tft_output, training.batch_size, shuffle_seed=training.seed)
+    eval_ds = make_dataset(eval_files or transform.transformed_pattern(transform_dir, "eval"),
+                           tft_output, training.eval_batch_size)
     probability = model_lib.sampling_probability(
         fc, tft_output, dict(zip(catalog[cfg.PRODUCT_ID], catalog["train_count"])))
     two_tower = model_lib.TwoTowerModel(fc, mc, model_lib.cardinalities(fc, tft_output),
@@ -308,8 +314,8 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
         summary["epochs_run"] = len(history[contract.METRIC_LOSS])
         tracker.log_metrics(summary, step=len(history[contract.METRIC_LOSS]))
 
-        serving_dir = export_serving_model(os.path.join(model_dir, SERVING_DIR), two_tower,
-                                           tft_output, catalog, fc)
+        serving_dir = export_serving_model(serving_dir or os.path.join(model_dir, SERVING_DIR),
+                                           two_tower, tft_output, catalog, fc)
         config_path = os.path.join(model_dir, CONFIG_FILE)
         with open(config_path, "w", encoding="utf-8") as f:
             f.write(cfg.dump_config(config))

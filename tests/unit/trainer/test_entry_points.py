@@ -1,0 +1,89 @@
+"""The trainer runs three ways with the same code: TFX run_fn, python -m trainer, and the
+serving model answers in a fresh process exactly as evaluation saw it."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from trainer import config as cfg
+from trainer import contract, evaluate, transform
+from trainer.tfx_module import preprocessing_fn, run_fn
+
+pytestmark = pytest.mark.integration  # Beam + TensorFlow
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def test_tfx_run_fn_trains_from_fn_args(tiny_prepared, tmp_path, tracking_uri):
+    config, root = tiny_prepared
+    fn_args = types.SimpleNamespace(
+        train_files=[transform.transformed_pattern(str(root / "xf"), "train")],
+        eval_files=[transform.transformed_pattern(str(root / "xf"), "eval")],
+        transform_output=str(root / "xf"),
+        serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "run"),
+        custom_config={"config_yaml": cfg.dump_config(config), "ingest_dir": str(root / "examples"),
+                       "mlflow_tracking_uri": tracking_uri, "model_config_id": "small"},
+    )
+    run_fn(fn_args)
+    assert os.path.exists(tmp_path / "serving" / "saved_model.pb")
+    runs = MlflowClient(tracking_uri).search_runs(
+        [MlflowClient(tracking_uri).get_experiment_by_name(config.experiment).experiment_id])
+    assert len(runs) == 1 and runs[0].data.params[contract.PARAM_MODEL_CONFIG_ID] == "small"
+    assert callable(preprocessing_fn) and preprocessing_fn.__module__ == "trainer.features"
+
+
+def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluation(
+        tiny_dataset, tmp_path, tracking_uri):
+    work = tmp_path / "work"
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "--config", tiny_dataset["config_path"],
+         "--work-dir", str(work), "--tracking-uri", tracking_uri],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    metrics = json.loads(out.stdout[out.stdout.index("{"):])
+    assert 0.0 <= metrics[contract.test_recall_key(10)] <= 1.0
+    run_id = out.stdout.split("run_id=")[1].split()[0]
+    logged = MlflowClient(tracking_uri).get_run(run_id).data.metrics
+    assert logged[contract.test_recall_key(10)] == pytest.approx(metrics[contract.test_recall_key(10)])
+
+    # A fresh interpreter loads the exported model and serves the same top-k for the same
+    # raw buyer features that evaluation used.
+    top_k = pd.read_parquet(work / "evaluate" / evaluate.TOP_K_FILE)
+    probe = (
+        "import json, sys, pandas as pd\n"
+        "from trainer import config as cfg, train, evaluate\n"
+        "work = sys.argv[1]\n"
+        "config = cfg.load_config(work + '/train/experiment.yaml')\n"
+        "history = pd.concat([pd.read_parquet(work + f'/ingest/{s}.parquet') for s in ('train', 'eval')])\n"
+        "test = pd.read_parquet(work + '/ingest/test.parquet')\n"
+        "buyers = json.loads(sys.argv[2])\n"
+        "queries = train.query_frame(history, buyers, train.as_of_time(history, test), config.history_length or 50)\n"
+        "ids, scores = evaluate.serve_top_k(evaluate.load_serving_model(work + '/train/serving'), queries)\n"
+        "print(json.dumps({'ids': ids.tolist(), 'scores': scores.tolist()}))\n"
+    )
+    buyers = top_k["buyer_id"].tolist()[:7]
+    fresh = subprocess.run([sys.executable, "-c", probe, str(work), json.dumps(buyers)], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    served = json.loads(fresh.stdout.strip().splitlines()[-1])
+    for i in range(len(buyers)):
+        k = len(top_k["product_ids"].iloc[i])
+        assert served["ids"][i][:k] == list(top_k["product_ids"].iloc[i])
+        np.testing.assert_allclose(served["scores"][i][:k], top_k["scores"].iloc[i], rtol=1e-5)
+
+
+def test_python_m_trainer_rejects_a_bad_config_with_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: x\n")
+    out = subprocess.run([sys.executable, "-m", "trainer", "--config", str(bad)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert f"{bad}: dataset: required field is missing" in out.stderr
