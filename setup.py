@@ -4,7 +4,11 @@ from setuptools import find_packages, setup
 
 # Versions are pinned in constraints.txt; these are the direct needs of each part.
 REPORTING = ["mlflow>=3.5,<4", "jinja2>=3.1", "matplotlib>=3.8", "pyyaml>=6"]
-PIPELINES = ["kfp==2.17.3", "google-cloud-pipeline-components>=2.20", "google-cloud-aiplatform>=1.100"]
+PIPELINES = [
+    "kfp==2.17.3",
+    "google-cloud-pipeline-components>=2.20",
+    "google-cloud-aiplatform>=1.100",
+]
 TRAINER = [
     "tensorflow==2.21.0",
     "tf-keras==2.21.0",
@@ -15,7 +19,13 @@ TRAINER = [
     "pandas>=2.2",
     "google-cloud-storage>=2.18",
 ] + REPORTING
-DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psycopg2-binary>=2.9"]
+DEV = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "ruff>=0.6",
+    "psycopg2-binary>=2.9",
+    "websocket-client>=1.8",
+]
 
 setup(
     name="b2b-recs",

@@ -25,8 +25,12 @@ def evaluate_model(
 
     from trainer import evaluate, tracking
 
-    metrics = evaluate.run_evaluation(model.path, examples.path, os.path.dirname(evaluation.path),
-                                      tracking_uri=mlflow_tracking_uri)
+    metrics = evaluate.run_evaluation(
+        model.path,
+        examples.path,
+        os.path.dirname(evaluation.path),
+        tracking_uri=mlflow_tracking_uri,
+    )
     for name, value in metrics.items():
         evaluation.log_metric(name, value)
     return tracking.read_run_info(model.path)["run_id"] or ""

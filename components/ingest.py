@@ -20,10 +20,12 @@ def ingest_data(config_yaml: str, examples: Output[Dataset], data_source: str = 
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     stats = ingest.run_ingest(config, examples.path, source=data_source)
-    examples.metadata.update({
-        "rows_read": stats.rows_read,
-        "rows_kept": stats.rows_kept,
-        "rows_dropped": stats.rows_dropped,
-        "rows": stats.rows,
-        "catalog_size": stats.catalog_size,
-    })
+    examples.metadata.update(
+        {
+            "rows_read": stats.rows_read,
+            "rows_kept": stats.rows_kept,
+            "rows_dropped": stats.rows_dropped,
+            "rows": stats.rows,
+            "catalog_size": stats.catalog_size,
+        }
+    )

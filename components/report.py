@@ -6,8 +6,15 @@ from kfp.dsl import HTML, Markdown, Metrics, Output
 from components import COMPONENT_IMAGE
 
 # The HTML outputs of render_report, by output name.
-HTML_OUTPUTS = ("report", "dashboard", "leaderboard", "comparison", "training_curves", "heatmap",
-                "recall_at_k")
+HTML_OUTPUTS = (
+    "report",
+    "dashboard",
+    "leaderboard",
+    "comparison",
+    "training_curves",
+    "heatmap",
+    "recall_at_k",
+)
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -48,7 +55,8 @@ def render_report(
         mlflow_ui_url: MLflow UI base URL; when set each run links to its page.
         compare_run_ids: Runs to compare; the top top_n runs when empty.
         top_n: How many top runs the comparison shows when no ids are given.
-        fail_on_unreachable: Fail the step when MLflow does not answer (the page says so either way).
+        fail_on_unreachable: Fail the step when MLflow does not answer (the pages say so
+            either way).
         highlight_run_id: The run this pipeline trained, marked in every view.
     """
     import shutil
@@ -59,13 +67,25 @@ def render_report(
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     result = render(
-        mlflow_tracking_uri, config.experiment, tempfile.mkdtemp(prefix="report-"),
-        rank_metric=rank_metric, ui_url=mlflow_ui_url, compare_run_ids=list(compare_run_ids),
-        top_n=top_n, fail_on_unreachable=fail_on_unreachable, highlight_run_id=highlight_run_id,
+        mlflow_tracking_uri,
+        config.experiment,
+        tempfile.mkdtemp(prefix="report-"),
+        rank_metric=rank_metric,
+        ui_url=mlflow_ui_url,
+        compare_run_ids=list(compare_run_ids),
+        top_n=top_n,
+        fail_on_unreachable=False,
+        highlight_run_id=highlight_run_id,
     )
-    outputs = {"index": report, "dashboard": dashboard, "leaderboard": leaderboard,
-               "comparison": comparison, "training_curves": training_curves,
-               "heatmap": heatmap, "recall_at_k": recall_at_k}
+    outputs = {
+        "index": report,
+        "dashboard": dashboard,
+        "leaderboard": leaderboard,
+        "comparison": comparison,
+        "training_curves": training_curves,
+        "heatmap": heatmap,
+        "recall_at_k": recall_at_k,
+    }
     for view, artifact in outputs.items():
         shutil.copyfile(result.pages[view], artifact.path)
         artifact.metadata["display_name"] = result.display_names[view]
@@ -73,3 +93,6 @@ def render_report(
         f.write(result.markdown)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
+    # The pages (which say MLflow was unreachable) are written either way; then fail if asked.
+    if fail_on_unreachable and not result.reachable:
+        raise RuntimeError(f"MLflow at {mlflow_tracking_uri} was unreachable; see the report")

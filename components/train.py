@@ -36,10 +36,21 @@ def train_model(
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     result = train.run_training(
-        config, examples.path, transform_graph.path, model.path,
-        tracking_uri=mlflow_tracking_uri, feature_config_id=feature_config_id,
-        model_config_id=model_config_id, pipeline_job=pipeline_job, pipeline_task=pipeline_task,
+        config,
+        examples.path,
+        transform_graph.path,
+        model.path,
+        tracking_uri=mlflow_tracking_uri,
+        feature_config_id=feature_config_id,
+        model_config_id=model_config_id,
+        pipeline_job=pipeline_job,
+        pipeline_task=pipeline_task,
     )
-    model.metadata.update({"mlflow_run_id": result.run_id or "", "best_epoch": result.best_epoch,
-                           "tracking_degraded": result.tracking_degraded or ""})
+    model.metadata.update(
+        {
+            "mlflow_run_id": result.run_id or "",
+            "best_epoch": result.best_epoch,
+            "tracking_degraded": result.tracking_degraded or "",
+        }
+    )
     return result.run_id or ""

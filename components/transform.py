@@ -29,6 +29,7 @@ def transform_data(
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     feature_config = config.feature_config(feature_config_id)
-    transform.run_transform(feature_config, examples.path, transform_graph.path,
-                            beam_pipeline_args=beam_pipeline_args)
+    transform.run_transform(
+        feature_config, examples.path, transform_graph.path, beam_pipeline_args=beam_pipeline_args
+    )
     transform_graph.metadata["feature_config_id"] = feature_config.id

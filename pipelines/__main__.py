@@ -1,8 +1,8 @@
 """Command line: compile the pipelines, run one locally with kfp.local, or submit to Vertex AI.
 
-    python -m pipelines compile --out pipeline_specs
-    python -m pipelines run --config configs/online_retail.yaml --tracking-uri sqlite:///...
-    python -m pipelines submit --config ... --project P --region R --pipeline-root gs://... \
+python -m pipelines compile --out pipeline_specs
+python -m pipelines run --config configs/online_retail.yaml --tracking-uri sqlite:///...
+python -m pipelines submit --config ... --project P --region R --pipeline-root gs://... \
         --tracking-uri https://mlflow-....run.app
 """
 
@@ -55,15 +55,20 @@ def run_local(args: argparse.Namespace) -> str:
     arguments, config = _pipeline_arguments(args)
     root = os.path.abspath(args.local_root)
     if args.tracking_uri.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(args.tracking_uri[len("sqlite:///"):]), exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False),
-               pipeline_root=os.path.join(root, "pipeline_root"))
+        os.makedirs(os.path.dirname(args.tracking_uri[len("sqlite:///") :]), exist_ok=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=os.path.join(root, "pipeline_root"),
+    )
     started = time.monotonic()
     task = training_pipeline(**arguments)
-    report_dir = publish_report(os.path.dirname(task.outputs["Output"].path),
-                                os.path.join(root, "report"))
-    print(f"\nPipeline finished in {time.monotonic() - started:.0f} s. "
-          f"Experiment {config.experiment!r}. Report views in {report_dir}/:")
+    report_dir = publish_report(
+        os.path.dirname(task.outputs["Output"].path), os.path.join(root, "report")
+    )
+    print(
+        f"\nPipeline finished in {time.monotonic() - started:.0f} s. "
+        f"Experiment {config.experiment!r}. Report views in {report_dir}/:"
+    )
     for name in sorted(os.listdir(report_dir)):
         print(f"  {name}")
     return os.path.join(report_dir, "leaderboard.html")
@@ -110,8 +115,11 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_compile = sub.add_parser("compile", help="compile pipelines to YAML")
     p_compile.add_argument("--out", default=SPEC_DIR)
@@ -142,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     store = args.tracking_uri
-    print("Open the MLflow UI on this store with:\n"
-          f"  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000   (or: make mlflow-ui)")
+    print(
+        "Open the MLflow UI on this store with:\n"
+        f"  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000   (or: make mlflow-ui)"
+    )
     print(f"tracking_uri={store}")
     print(f"report={report}")
     return 0

@@ -11,9 +11,13 @@ from components.transform import transform_data
 PIPELINE_NAME = "training-pipeline"
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description=(
-    "Trains one two-tower retrieval model (feature config x model config of an experiment YAML), "
-    "tracks it in MLflow and renders the experiment report."))
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description=(
+        "Trains one two-tower retrieval model (feature config x model config of an experiment "
+        "YAML), tracks it in MLflow and renders the experiment report."
+    ),
+)
 def training_pipeline(
     config_yaml: str,
     mlflow_tracking_uri: str,
@@ -29,7 +33,8 @@ def training_pipeline(
 
     Args:
         config_yaml: The experiment config (YAML text); see configs/online_retail.yaml.
-        mlflow_tracking_uri: MLflow tracking URI (sqlite:///... locally, the Cloud Run URL on Vertex).
+        mlflow_tracking_uri: MLflow tracking URI (sqlite:///... locally, the Cloud Run URL on
+            Vertex).
         feature_config_id: Which feature config of the YAML; the first when empty.
         model_config_id: Which model config of the YAML; the first when empty.
         data_source: Overrides the YAML's dataset.source (local path or gs:// URI).
@@ -39,19 +44,33 @@ def training_pipeline(
         fail_on_unreachable_mlflow: Fail the report step when MLflow does not answer.
     """
     ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
-    transform = transform_data(config_yaml=config_yaml, examples=ingest.outputs["examples"],
-                               feature_config_id=feature_config_id,
-                               beam_pipeline_args=beam_pipeline_args)
-    train = train_model(config_yaml=config_yaml, examples=ingest.outputs["examples"],
-                        transform_graph=transform.outputs["transform_graph"],
-                        mlflow_tracking_uri=mlflow_tracking_uri,
-                        feature_config_id=feature_config_id, model_config_id=model_config_id)
-    evaluate = evaluate_model(examples=ingest.outputs["examples"], model=train.outputs["model"],
-                              mlflow_tracking_uri=mlflow_tracking_uri)
-    report = render_report(config_yaml=config_yaml, mlflow_tracking_uri=mlflow_tracking_uri,
-                           rank_metric=rank_metric, mlflow_ui_url=mlflow_ui_url,
-                           fail_on_unreachable=fail_on_unreachable_mlflow,
-                           highlight_run_id=evaluate.outputs["Output"])
+    transform = transform_data(
+        config_yaml=config_yaml,
+        examples=ingest.outputs["examples"],
+        feature_config_id=feature_config_id,
+        beam_pipeline_args=beam_pipeline_args,
+    )
+    train = train_model(
+        config_yaml=config_yaml,
+        examples=ingest.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        feature_config_id=feature_config_id,
+        model_config_id=model_config_id,
+    )
+    evaluate = evaluate_model(
+        examples=ingest.outputs["examples"],
+        model=train.outputs["model"],
+        mlflow_tracking_uri=mlflow_tracking_uri,
+    )
+    report = render_report(
+        config_yaml=config_yaml,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        rank_metric=rank_metric,
+        mlflow_ui_url=mlflow_ui_url,
+        fail_on_unreachable=fail_on_unreachable_mlflow,
+        highlight_run_id=evaluate.outputs["Output"],
+    )
     # Ingest and transform are pure functions of their inputs and may be cached; the rest write
     # to MLflow, so a rerun must really run them.
     for task in (train, evaluate, report):

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 # search_runs page size; the server caps it at 50,000 and the SQL store at 50,000 too.
 SEARCH_PAGE_SIZE = 1000
-# The tracking server refuses more run ids per bulk-interval request (MAX_RUNS_GET_METRIC_HISTORY_BULK).
+# The tracking server refuses more run ids per bulk request
+# (MAX_RUNS_GET_METRIC_HISTORY_BULK).
 BULK_RUNS_PER_REQUEST = 100
 # Points per run the bulk-interval endpoint returns at most (MAX_RESULTS_PER_RUN); longer
 # histories come back evenly sampled, which is what a chart needs.

@@ -36,14 +36,16 @@ def write_tiny_retail_csv(path, buyers: int = 40, products: int = 30, seed: int 
                 day, hour = rng.randint(1, 28), rng.randint(8, 17)
                 for p in rng.sample(favourites, 3) + [rng.randrange(products)]:
                     rows.append(
-                        f"{invoice},P{p:03d},PRODUCT {p} \"DESC\",{rng.randint(1, 12)},"
+                        f'{invoice},P{p:03d},PRODUCT {p} "DESC",{rng.randint(1, 12)},'
                         f"{year}-{month:02d}-{day:02d} {hour:02d}:00:00,{1 + p % 7}.5,"
                         f"{10000 + b}.0,{'United Kingdom' if b % 3 else 'France'}"
                     )
     bad = {"missing_buyer_id": 3, "quantity_le_0": 2, "cancelled": 1, "bad_timestamp": 1}
     rows += ["600001,P001,X,1,2011-05-01 10:00:00,1.0,,France"] * 3
-    rows += ["600002,P002,X,0,2011-05-01 10:00:00,1.0,10001.0,France",
-             "600003,P002,X,-2,2011-05-01 10:00:00,1.0,10001.0,France"]
+    rows += [
+        "600002,P002,X,0,2011-05-01 10:00:00,1.0,10001.0,France",
+        "600003,P002,X,-2,2011-05-01 10:00:00,1.0,10001.0,France",
+    ]
     rows += ["C600004,P003,X,2,2011-05-01 10:00:00,1.0,10002.0,France"]
     rows += ["600005,P004,X,2,not a date,1.0,10002.0,France"]
     with gzip.open(path, "wt", encoding="utf-8") as f:

@@ -20,8 +20,11 @@ STEPS = ("ingest", "transform", "train", "evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", required=True, help="experiment YAML")
     parser.add_argument("--work-dir", default=".local/trainer")
     parser.add_argument("--feature-config", default="", help="feature config id (first if empty)")
@@ -30,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated steps to run")
     parser.add_argument("--beam-arg", action="append", help="a Beam option (repeatable)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     from trainer import config as cfg
 
@@ -44,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
-        print(f"error: --steps: unknown step(s) {', '.join(unknown)} (known: {', '.join(STEPS)})",
-              file=sys.stderr)
+        print(
+            f"error: --steps: unknown step(s) {', '.join(unknown)} (known: {', '.join(STEPS)})",
+            file=sys.stderr,
+        )
         return 2
     work = {step: os.path.join(args.work_dir, step) for step in STEPS}
     work["transform"] = os.path.join(args.work_dir, f"transform-{feature_config.id}")
@@ -57,21 +64,28 @@ def main(argv: list[str] | None = None) -> int:
     if "transform" in steps:
         from trainer import transform
 
-        transform.run_transform(feature_config, work["ingest"], work["transform"],
-                                beam_pipeline_args=args.beam_arg)
+        transform.run_transform(
+            feature_config, work["ingest"], work["transform"], beam_pipeline_args=args.beam_arg
+        )
     if "train" in steps:
         from trainer import train
 
-        result = train.run_training(config, work["ingest"], work["transform"], work["train"],
-                                    tracking_uri=args.tracking_uri,
-                                    feature_config_id=args.feature_config,
-                                    model_config_id=args.model_config)
+        result = train.run_training(
+            config,
+            work["ingest"],
+            work["transform"],
+            work["train"],
+            tracking_uri=args.tracking_uri,
+            feature_config_id=args.feature_config,
+            model_config_id=args.model_config,
+        )
         print(f"run_id={result.run_id} best_epoch={result.best_epoch}")
     if "evaluate" in steps:
         from trainer import evaluate
 
-        metrics = evaluate.run_evaluation(work["train"], work["ingest"], work["evaluate"],
-                                          tracking_uri=args.tracking_uri)
+        metrics = evaluate.run_evaluation(
+            work["train"], work["ingest"], work["evaluate"], tracking_uri=args.tracking_uri
+        )
         print(json.dumps(metrics, indent=2))
     return 0
 

@@ -31,7 +31,7 @@ def _states(buyer_rows: pd.DataFrame, max_history: int):
     products = buyer_rows[cfg.PRODUCT_ID].to_numpy()
     amounts = (buyer_rows[cfg.QUANTITY] * buyer_rows[cfg.PRICE]).to_numpy(np.float64)
     bounds = np.flatnonzero(np.diff(ts)) + 1
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(ts)]):
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(ts)], strict=True):
         moment = int(ts[start])
         ranked = sorted(counts, key=lambda p: (-counts[p], -last_seen[p]))[:max_history]
         recency = (moment - previous) / _DAY if previous is not None else -1.0
@@ -47,28 +47,35 @@ def _states(buyer_rows: pd.DataFrame, max_history: int):
 def add_buyer_features(frame: pd.DataFrame, max_history: int = DEFAULT_MAX_HISTORY) -> pd.DataFrame:
     """Adds the point-in-time columns to every row (each row sees only earlier moments)."""
     parts = []
-    for buyer, rows in frame.sort_values(cfg.TIMESTAMP, kind="stable").groupby(cfg.BUYER_ID,
-                                                                              sort=False):
-        states = pd.DataFrame(list(_states(rows, max_history)),
-                              columns=[cfg.TIMESTAMP, *COLUMNS])
+    for buyer, rows in frame.sort_values(cfg.TIMESTAMP, kind="stable").groupby(
+        cfg.BUYER_ID, sort=False
+    ):
+        states = pd.DataFrame(list(_states(rows, max_history)), columns=[cfg.TIMESTAMP, *COLUMNS])
         states[cfg.BUYER_ID] = buyer
         parts.append(states)
-    states = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=[cfg.TIMESTAMP, *COLUMNS, cfg.BUYER_ID])
+    states = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=[cfg.TIMESTAMP, *COLUMNS, cfg.BUYER_ID])
+    )
     out = frame.merge(states, on=[cfg.BUYER_ID, cfg.TIMESTAMP], how="left", validate="m:1")
     return _typed(out)
 
 
-def buyer_state_as_of(history: pd.DataFrame, buyers, as_of: int,
-                      max_history: int = DEFAULT_MAX_HISTORY) -> pd.DataFrame:
+def buyer_state_as_of(
+    history: pd.DataFrame, buyers, as_of: int, max_history: int = DEFAULT_MAX_HISTORY
+) -> pd.DataFrame:
     """One row per buyer: the point-in-time columns as of ``as_of`` (epoch seconds).
 
     ``history`` must hold only rows before ``as_of``; buyers without any get empty values.
     """
     rows = []
     wanted = set(buyers)
-    for buyer, group in history[history[cfg.BUYER_ID].isin(wanted)].sort_values(
-            cfg.TIMESTAMP, kind="stable").groupby(cfg.BUYER_ID, sort=False):
+    for buyer, group in (
+        history[history[cfg.BUYER_ID].isin(wanted)]
+        .sort_values(cfg.TIMESTAMP, kind="stable")
+        .groupby(cfg.BUYER_ID, sort=False)
+    ):
         marker = group.iloc[:1].assign(**{cfg.TIMESTAMP: as_of, cfg.QUANTITY: 0.0})
         *_, last = _states(pd.concat([group, marker]), max_history)
         rows.append((buyer, *last[1:]))

@@ -38,8 +38,17 @@ STRING_COLUMNS = (BUYER_ID, PRODUCT_ID, TRANSACTION_ID, DESCRIPTION, COUNTRY)
 NUMERIC_TRANSFORMS = ("bucketize", "zscore", "log")
 
 SPLIT_STRATEGIES = ("strict_time", "random", "buyer_holdout")
-TRANSFORMS = ("vocabulary", "hashing", "bucketize", "zscore", "log", "text", "time", "cross",
-              "history")
+TRANSFORMS = (
+    "vocabulary",
+    "hashing",
+    "bucketize",
+    "zscore",
+    "log",
+    "text",
+    "time",
+    "cross",
+    "history",
+)
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 TOWERS = ("buyer", "product")
@@ -128,6 +137,7 @@ class ModelConfig:
     lr_decay_rate: float = 0.5  # exponential: factor per epoch
     temperature: float = 1.0
     logq_correction: bool = False  # subtract log(sampling probability) from in-batch logits
+    repurchase_scores: bool = False  # sparse part: learned weight per history rank
     remove_accidental_hits: bool = False  # mask in-batch negatives equal to the positive
 
 
@@ -164,8 +174,12 @@ class ExperimentConfig:
     @property
     def history_length(self) -> int:
         """Products kept in the derived history column: the most any feature config uses."""
-        lengths = [f.max_length for fc in self.feature_configs for f in fc.buyer
-                   if f.transform == "history"]
+        lengths = [
+            f.max_length
+            for fc in self.feature_configs
+            for f in fc.buyer
+            if f.transform == "history"
+        ]
         return max(lengths, default=0)
 
 
@@ -239,8 +253,14 @@ class _Reader:
 
 
 def _kind_name(kind) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            list: "a list", dict: "a mapping"}.get(kind, kind.__name__)
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a mapping",
+    }.get(kind, kind.__name__)
 
 
 def _cleaning(r: _Reader, data: dict, field: str) -> Cleaning:
@@ -248,7 +268,9 @@ def _cleaning(r: _Reader, data: dict, field: str) -> Cleaning:
     prefixes = r.get(data, "drop_transaction_prefixes", field, list, [])
     for i, p in enumerate(prefixes):
         if not isinstance(p, str) or not p:
-            r.fail(f"{field}.drop_transaction_prefixes[{i}]", f"expected a non-empty string, got {p!r}")
+            r.fail(
+                f"{field}.drop_transaction_prefixes[{i}]", f"expected a non-empty string, got {p!r}"
+            )
     return Cleaning(
         min_quantity=r.get(data, "min_quantity", field, float, 0.0),
         min_price=r.get(data, "min_price", field, float, 0.0),
@@ -281,8 +303,9 @@ def _split(r: _Reader, data: dict, field: str) -> Split:
 
 def _dataset(r: _Reader, data: dict, base_dir: str) -> Dataset:
     field = "dataset"
-    data = r.mapping(data, field, {"name", "source", "columns", "cleaning", "split",
-                                   "timestamp_format"})
+    data = r.mapping(
+        data, field, {"name", "source", "columns", "cleaning", "split", "timestamp_format"}
+    )
     source = r.get(data, "source", field, str)
     if "://" not in source and not os.path.isabs(source):
         source = os.path.normpath(os.path.join(base_dir, source))
@@ -306,23 +329,32 @@ def _feature(r: _Reader, data: dict, field: str, columns: dict) -> Feature:
     name = r.get(data, "name", field, str)
     known = set(columns) | set(DERIVED_COLUMNS)
     if name not in known:
-        r.fail(f"{field}.name", f"{name!r} is not a column of dataset.columns nor a derived "
-                                f"buyer column ({', '.join(sorted(known))})")
+        r.fail(
+            f"{field}.name",
+            f"{name!r} is not a column of dataset.columns nor a derived "
+            f"buyer column ({', '.join(sorted(known))})",
+        )
     transform = r.get(data, "transform", field, str, choices=TRANSFORMS)
     if transform in NUMERIC_TRANSFORMS and name not in NUMERIC_COLUMNS:
-        r.fail(f"{field}.transform", f"{transform} needs a numeric column "
-                                     f"({', '.join(NUMERIC_COLUMNS)}), got {name!r}")
+        r.fail(
+            f"{field}.transform",
+            f"{transform} needs a numeric column ({', '.join(NUMERIC_COLUMNS)}), got {name!r}",
+        )
     if (transform == "history") != (name == HISTORY):
         r.fail(f"{field}.transform", "the history column takes (only) the history transform")
     if transform == "time" and name != TIMESTAMP:
         r.fail(f"{field}.transform", f"time needs the {TIMESTAMP} column, got {name!r}")
     if transform in ("text", "vocabulary", "hashing", "cross") and name not in STRING_COLUMNS:
-        r.fail(f"{field}.transform", f"{transform} needs a string column "
-                                     f"({', '.join(STRING_COLUMNS)}), got {name!r}")
+        r.fail(
+            f"{field}.transform",
+            f"{transform} needs a string column ({', '.join(STRING_COLUMNS)}), got {name!r}",
+        )
     cross_with = r.get(data, "cross_with", field, str, "")
     if transform == "cross" and cross_with not in set(columns) & set(STRING_COLUMNS):
-        r.fail(f"{field}.cross_with", f"cross needs another string column of dataset.columns, "
-                                      f"got {cross_with!r}")
+        r.fail(
+            f"{field}.cross_with",
+            f"cross needs another string column of dataset.columns, got {cross_with!r}",
+        )
     return Feature(
         name=name,
         transform=transform,
@@ -352,8 +384,12 @@ def _feature_config(r: _Reader, data: dict, field: str, columns: dict) -> Featur
     if not any(f.name == PRODUCT_ID and f.transform == "vocabulary" for f in towers["product"]):
         r.fail(f"{field}.product", "needs a product_id feature with transform vocabulary")
     config_id = r.get(data, "id", field, str)
-    return FeatureConfig(id=config_id, name=r.get(data, "name", field, str, config_id),
-                         buyer=towers["buyer"], product=towers["product"])
+    return FeatureConfig(
+        id=config_id,
+        name=r.get(data, "name", field, str, config_id),
+        buyer=towers["buyer"],
+        product=towers["product"],
+    )
 
 
 def _model_config(r: _Reader, data: dict, field: str) -> ModelConfig:
@@ -379,6 +415,7 @@ def _model_config(r: _Reader, data: dict, field: str) -> ModelConfig:
         lr_decay_rate=r.get(data, "lr_decay_rate", field, float, 0.5, minimum=1e-6),
         temperature=r.get(data, "temperature", field, float, 1.0, minimum=1e-6),
         logq_correction=r.get(data, "logq_correction", field, bool, False),
+        repurchase_scores=r.get(data, "repurchase_scores", field, bool, False),
         remove_accidental_hits=r.get(data, "remove_accidental_hits", field, bool, False),
     )
 
@@ -415,8 +452,9 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str = ".") -> Ex
         ConfigError: naming the source, the dotted field and what was expected.
     """
     r = _Reader(source)
-    data = r.mapping(data, "", {"experiment", "dataset", "feature_configs", "model_configs",
-                                "training"})
+    data = r.mapping(
+        data, "", {"experiment", "dataset", "feature_configs", "model_configs", "training"}
+    )
     dataset = _dataset(r, r.get(data, "dataset", "", dict), base_dir)
     features = tuple(
         _feature_config(r, item, f"feature_configs[{i}]", dataset.columns)
@@ -479,8 +517,9 @@ def dump_config(config: ExperimentConfig) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def run_params(config: ExperimentConfig, feature_config_id: str = "",
-               model_config_id: str = "") -> dict[str, str]:
+def run_params(
+    config: ExperimentConfig, feature_config_id: str = "", model_config_id: str = ""
+) -> dict[str, str]:
     """Flattened params of one run: the resolved config of one (feature, model) pair."""
     fc = config.feature_config(feature_config_id)
     mc = config.model_config(model_config_id)

@@ -52,7 +52,7 @@ def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> di
     if top.shape[0] != len(eval_set.positives):
         raise ValueError(f"top has {top.shape[0]} rows for {len(eval_set.positives)} queries")
     hits = {k: 0 for k in ks}
-    for ranked, positives in zip(top, eval_set.positives):
+    for ranked, positives in zip(top, eval_set.positives, strict=True):
         # Rank of each positive in this query's list (max(ks) when absent).
         found = np.isin(ranked, positives)
         ranks = np.nonzero(found)[0]
@@ -61,8 +61,9 @@ def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> di
     return {k: hits[k] / eval_set.num_pairs for k in ks}
 
 
-def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int,
-                batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def exact_top_k(
+    queries: np.ndarray, candidates: np.ndarray, k: int, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by inner product over the whole catalog, in query batches.
 
     Returns (indices, scores), each queries x k, best first.
@@ -72,12 +73,12 @@ def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int,
     out_score = np.empty((queries.shape[0], k), dtype=np.float32)
     cand_t = np.ascontiguousarray(candidates.T, dtype=np.float32)
     for start in range(0, queries.shape[0], batch_size):
-        scores = queries[start:start + batch_size].astype(np.float32) @ cand_t
+        scores = queries[start : start + batch_size].astype(np.float32) @ cand_t
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         part_scores = np.take_along_axis(scores, part, axis=1)
         order = np.argsort(-part_scores, axis=1, kind="stable")
-        out_idx[start:start + batch_size] = np.take_along_axis(part, order, axis=1)
-        out_score[start:start + batch_size] = np.take_along_axis(part_scores, order, axis=1)
+        out_idx[start : start + batch_size] = np.take_along_axis(part, order, axis=1)
+        out_score[start : start + batch_size] = np.take_along_axis(part_scores, order, axis=1)
     return out_idx, out_score
 
 
@@ -88,15 +89,17 @@ def popularity_ranking(history: pd.DataFrame, catalog: pd.DataFrame) -> np.ndarr
     return np.argsort(-popularity, kind="stable")
 
 
-def most_popular_top_k(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame,
-                       k: int) -> np.ndarray:
+def most_popular_top_k(
+    eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame, k: int
+) -> np.ndarray:
     """The same top-k most popular products for every query."""
     ranking = popularity_ranking(history, catalog)[:k]
     return np.tile(ranking, (len(eval_set.buyers), 1))
 
 
-def own_history_top_k(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame,
-                      k: int) -> np.ndarray:
+def own_history_top_k(
+    eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame, k: int
+) -> np.ndarray:
     """Each buyer's own earlier products (most bought first), filled up with popular ones.
 
     ``history`` holds only interactions before the evaluated split, so nothing leaks.
@@ -105,8 +108,9 @@ def own_history_top_k(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.Data
     popular = popularity_ranking(history, catalog)
     pop_rank = np.empty_like(popular)
     pop_rank[popular] = np.arange(len(popular))
-    known = history[history[cfg.PRODUCT_ID].isin(index) & history[cfg.BUYER_ID].isin(
-        set(eval_set.buyers))]
+    known = history[
+        history[cfg.PRODUCT_ID].isin(index) & history[cfg.BUYER_ID].isin(set(eval_set.buyers))
+    ]
     counts = known.groupby([cfg.BUYER_ID, cfg.PRODUCT_ID]).size().rename("n").reset_index()
     counts["row"] = counts[cfg.PRODUCT_ID].map(index).astype(np.int64)
     counts["pop"] = pop_rank[counts["row"].to_numpy()]
@@ -121,13 +125,16 @@ def own_history_top_k(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.Data
     return top
 
 
-def baseline_recalls(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame,
-                     ks=contract.RECALL_KS) -> dict[str, dict[int, float]]:
+def baseline_recalls(
+    eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame, ks=contract.RECALL_KS
+) -> dict[str, dict[int, float]]:
     """recall@k of every heuristic baseline on the same eval set."""
     k = max(ks)
     return {
-        contract.BASELINE_POPULAR: recall_at_k(most_popular_top_k(eval_set, history, catalog, k),
-                                               eval_set, ks),
-        contract.BASELINE_OWN_HISTORY: recall_at_k(own_history_top_k(eval_set, history, catalog, k),
-                                                   eval_set, ks),
+        contract.BASELINE_POPULAR: recall_at_k(
+            most_popular_top_k(eval_set, history, catalog, k), eval_set, ks
+        ),
+        contract.BASELINE_OWN_HISTORY: recall_at_k(
+            own_history_top_k(eval_set, history, catalog, k), eval_set, ks
+        ),
     }

@@ -74,28 +74,36 @@ def time_features(seconds: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.stack(parts, axis=1), tf.float32)
 
 
-def _transform(feature: cfg.Feature, x: tf.Tensor, inputs: dict, vocabularies: dict,
-               product: cfg.Feature) -> tf.Tensor:
+def _transform(
+    feature: cfg.Feature, x: tf.Tensor, inputs: dict, vocabularies: dict, product: cfg.Feature
+) -> tf.Tensor:
     if feature.transform == "vocabulary":
-        return tft.apply_vocabulary(x, vocabularies[feature.name],
-                                    num_oov_buckets=feature.oov_buckets)
+        return tft.apply_vocabulary(
+            x, vocabularies[feature.name], num_oov_buckets=feature.oov_buckets
+        )
     if feature.transform == "history":
         # Ids in product_id's vocabulary, so the buyer tower can share its embedding table.
-        tokens = tf.strings.split(x)[:, :feature.max_length]
-        ids = tft.apply_vocabulary(tokens, vocabularies[cfg.PRODUCT_ID],
-                                   num_oov_buckets=product.oov_buckets)
+        tokens = tf.strings.split(x)[:, : feature.max_length]
+        ids = tft.apply_vocabulary(
+            tokens, vocabularies[cfg.PRODUCT_ID], num_oov_buckets=product.oov_buckets
+        )
         return _pad(ids, feature.max_length)
     if feature.transform == "text":
         tokens = tokenize(x, feature.max_length)
         ids = tft.compute_and_apply_vocabulary(
-            tokens, top_k=feature.vocab_size, frequency_threshold=_threshold(feature),
-            num_oov_buckets=feature.oov_buckets, vocab_filename=vocabulary_name(feature))
+            tokens,
+            top_k=feature.vocab_size,
+            frequency_threshold=_threshold(feature),
+            num_oov_buckets=feature.oov_buckets,
+            vocab_filename=vocabulary_name(feature),
+        )
         return _pad(ids, feature.max_length)
     if feature.transform == "hashing":
         return tft.hash_strings(x, feature.hash_buckets)
     if feature.transform == "cross":
-        return tft.hash_strings(tf.strings.join([x, inputs[feature.cross_with]], "\x1f"),
-                                feature.hash_buckets)
+        return tft.hash_strings(
+            tf.strings.join([x, inputs[feature.cross_with]], "\x1f"), feature.hash_buckets
+        )
     if feature.transform == "time":
         return time_features(x)
     x = tf.cast(x, tf.float32)
@@ -111,8 +119,11 @@ def _transform(feature: cfg.Feature, x: tf.Tensor, inputs: dict, vocabularies: d
 def make_preprocessing_fn(feature_config: cfg.FeatureConfig) -> Callable[[dict], dict]:
     """The ``preprocessing_fn`` for tf.Transform built from one feature config."""
     features = all_features(feature_config)
-    product_vocabulary = next(f for f in feature_config.product
-                              if f.name == cfg.PRODUCT_ID and f.transform == "vocabulary")
+    product_vocabulary = next(
+        f
+        for f in feature_config.product
+        if f.name == cfg.PRODUCT_ID and f.transform == "vocabulary"
+    )
 
     def preprocessing_fn(inputs: dict) -> dict:
         # Vocabularies first: the history feature looks its products up in product_id's.
@@ -120,14 +131,25 @@ def make_preprocessing_fn(feature_config: cfg.FeatureConfig) -> Callable[[dict],
         for f in features:
             if f.transform == "vocabulary":
                 vocabularies[f.name] = tft.vocabulary(
-                    inputs[f.name], frequency_threshold=_threshold(f),
-                    vocab_filename=vocabulary_name(f))
+                    inputs[f.name],
+                    frequency_threshold=_threshold(f),
+                    vocab_filename=vocabulary_name(f),
+                )
         if any(f.transform == "history" for f in features):
-            vocabularies.setdefault(cfg.PRODUCT_ID, tft.vocabulary(
-                inputs[cfg.PRODUCT_ID], frequency_threshold=_threshold(product_vocabulary),
-                vocab_filename=vocabulary_name(product_vocabulary)))
-        return {transformed_name(f): _transform(f, inputs[f.name], inputs, vocabularies,
-                                                product_vocabulary) for f in features}
+            vocabularies.setdefault(
+                cfg.PRODUCT_ID,
+                tft.vocabulary(
+                    inputs[cfg.PRODUCT_ID],
+                    frequency_threshold=_threshold(product_vocabulary),
+                    vocab_filename=vocabulary_name(product_vocabulary),
+                ),
+            )
+        return {
+            transformed_name(f): _transform(
+                f, inputs[f.name], inputs, vocabularies, product_vocabulary
+            )
+            for f in features
+        }
 
     return preprocessing_fn
 

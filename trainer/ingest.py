@@ -81,8 +81,9 @@ def read_source(dataset: cfg.Dataset, source: str | None = None) -> pd.DataFrame
         else:
             if path.endswith(".gz"):
                 data = gzip.decompress(data)
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False,
-                                na_values=[""], encoding="utf-8")
+            frame = pd.read_csv(
+                io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
+            )
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, gzip.BadGzipFile) as err:
         raise IngestError(f"{path}: cannot read: {err}") from err
     missing = [src for src in wanted if src not in frame.columns]
@@ -129,7 +130,9 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
             drop(f"bad_{name}", numbers[name].isna())
     rules = dataset.cleaning
     if cfg.QUANTITY in numbers and rules.min_quantity is not None:
-        drop(f"{cfg.QUANTITY}_le_{rules.min_quantity:g}", numbers[cfg.QUANTITY] <= rules.min_quantity)
+        drop(
+            f"{cfg.QUANTITY}_le_{rules.min_quantity:g}", numbers[cfg.QUANTITY] <= rules.min_quantity
+        )
     if cfg.PRICE in numbers and rules.min_price is not None:
         drop(f"{cfg.PRICE}_le_{rules.min_price:g}", numbers[cfg.PRICE] <= rules.min_price)
     if rules.drop_transaction_prefixes and cfg.TRANSACTION_ID in frame:
@@ -147,8 +150,9 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
     out[cfg.TIMESTAMP] = ts[keep].astype("datetime64[s]").astype("int64")
     stats.rows_kept = len(out)
     if out.empty:
-        raise IngestError(f"{stats.source}: no usable rows after cleaning "
-                          f"(dropped: {stats.rows_dropped})")
+        raise IngestError(
+            f"{stats.source}: no usable rows after cleaning (dropped: {stats.rows_dropped})"
+        )
     return out.sort_values([cfg.TIMESTAMP, cfg.BUYER_ID], kind="stable").reset_index(drop=True)
 
 
@@ -158,19 +162,25 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
         train_end = pd.Timestamp(rule.train_end).value // 10**9
         eval_end = pd.Timestamp(rule.eval_end).value // 10**9
         ts = frame[cfg.TIMESTAMP]
-        masks = {"train": ts < train_end, "eval": (ts >= train_end) & (ts < eval_end),
-                 "test": ts >= eval_end}
+        masks = {
+            "train": ts < train_end,
+            "eval": (ts >= train_end) & (ts < eval_end),
+            "test": ts >= eval_end,
+        }
     else:
         rng = np.random.default_rng(rule.seed)
         if rule.strategy == "random":
             draw = pd.Series(rng.random(len(frame)), index=frame.index)
         else:  # buyer_holdout: every interaction of a buyer lands in the same split
             buyers = frame[cfg.BUYER_ID].unique()
-            draw = frame[cfg.BUYER_ID].map(dict(zip(buyers, rng.random(len(buyers)))))
+            draw = frame[cfg.BUYER_ID].map(dict(zip(buyers, rng.random(len(buyers)), strict=True)))
         test_cut = 1.0 - rule.test_fraction
         eval_cut = test_cut - rule.eval_fraction
-        masks = {"train": draw < eval_cut, "eval": (draw >= eval_cut) & (draw < test_cut),
-                 "test": draw >= test_cut}
+        masks = {
+            "train": draw < eval_cut,
+            "eval": (draw >= eval_cut) & (draw < test_cut),
+            "test": draw >= test_cut,
+        }
     parts = {name: frame[mask].reset_index(drop=True) for name, mask in masks.items()}
     if parts["train"].empty:
         raise IngestError(f"split {rule.strategy}: the train split is empty")
@@ -180,11 +190,13 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
 def build_catalog(train: pd.DataFrame) -> pd.DataFrame:
     """One row per product seen in train: its latest description, median price, popularity."""
     grouped = train.groupby(cfg.PRODUCT_ID, sort=True)
-    catalog = pd.DataFrame({
-        cfg.DESCRIPTION: grouped[cfg.DESCRIPTION].agg(_last_non_empty),
-        cfg.PRICE: grouped[cfg.PRICE].median().astype("float32"),
-        "train_count": grouped.size().astype("int64"),
-    }).reset_index()
+    catalog = pd.DataFrame(
+        {
+            cfg.DESCRIPTION: grouped[cfg.DESCRIPTION].agg(_last_non_empty),
+            cfg.PRICE: grouped[cfg.PRICE].median().astype("float32"),
+            "train_count": grouped.size().astype("int64"),
+        }
+    ).reset_index()
     return catalog
 
 
@@ -198,8 +210,7 @@ def raw_feature_spec() -> dict:
     import tensorflow as tf
 
     spec = {name: tf.io.FixedLenFeature([], tf.string) for name in STRING_COLUMNS}
-    spec.update({name: tf.io.FixedLenFeature([], tf.float32)
-                 for name in FLOAT_COLUMNS})
+    spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_COLUMNS})
     spec.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_COLUMNS})
     return spec
 
@@ -215,12 +226,15 @@ def write_tfrecords(frame: pd.DataFrame, path: str) -> None:
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for i in range(len(frame)):
             features = {n: feature(bytes_list=bytes_list(value=[v[i]])) for n, v in strings.items()}
-            features.update({n: feature(float_list=tf.train.FloatList(value=[v[i]]))
-                             for n, v in floats.items()})
-            features.update({n: feature(int64_list=tf.train.Int64List(value=[v[i]]))
-                             for n, v in ints.items()})
-            writer.write(tf.train.Example(features=tf.train.Features(feature=features))
-                         .SerializeToString())
+            features.update(
+                {n: feature(float_list=tf.train.FloatList(value=[v[i]])) for n, v in floats.items()}
+            )
+            features.update(
+                {n: feature(int64_list=tf.train.Int64List(value=[v[i]])) for n, v in ints.items()}
+            )
+            writer.write(
+                tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+            )
 
 
 def write_schema(path: str) -> None:
@@ -249,7 +263,8 @@ def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") 
     frame = clean(read_source(dataset, source or None), dataset, stats)
     # Point-in-time columns over the whole time line: each row sees only earlier purchases.
     frame = buyer_features.add_buyer_features(
-        frame, config.history_length or buyer_features.DEFAULT_MAX_HISTORY)
+        frame, config.history_length or buyer_features.DEFAULT_MAX_HISTORY
+    )
     parts = split(frame, dataset.split)
     os.makedirs(output_dir, exist_ok=True)
     for name in SPLITS:
@@ -268,8 +283,13 @@ def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") 
     write_schema(os.path.join(output_dir, SCHEMA_FILE))
     with open(os.path.join(output_dir, STATS_FILE), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(stats), f, indent=2)
-    log.info("ingest: read %d rows, kept %d, dropped %s; rows per split %s",
-             stats.rows_read, stats.rows_kept, stats.rows_dropped, stats.rows)
+    log.info(
+        "ingest: read %d rows, kept %d, dropped %s; rows per split %s",
+        stats.rows_read,
+        stats.rows_kept,
+        stats.rows_dropped,
+        stats.rows,
+    )
     return stats
 
 

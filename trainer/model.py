@@ -6,6 +6,13 @@ layers and projects to the shared embedding space. Two residual paths keep what 
 needs: the product tower adds its product-id embedding to its output, and the buyer tower adds
 the mean embedding of the buyer's earlier products, looked up in that same shared table, so a
 buyer's own past products score high from the first step.
+
+With ``repurchase_scores`` the embeddings also get a sparse part over the product ids: the
+buyer side holds a learned weight for each rank of its purchase history (most bought first),
+the product side the one-hot of its id. Their inner product adds that weight to every product
+the buyer bought before, so repeat demand, which dominates B2B, is scored exactly, and the
+dense part is free to learn what else the buyer needs. Scores stay inner products, so the
+exact index over the catalog still serves them.
 """
 
 from __future__ import annotations
@@ -34,9 +41,15 @@ class Tower(keras.Model):
         residual: Transformed feature name whose embedding is added to the output.
     """
 
-    def __init__(self, features: tuple[cfg.Feature, ...], cardinalities: dict[str, int],
-                 model_config: cfg.ModelConfig, name: str, shared: dict | None = None,
-                 residual: str | None = None):
+    def __init__(
+        self,
+        features: tuple[cfg.Feature, ...],
+        cardinalities: dict[str, int],
+        model_config: cfg.ModelConfig,
+        name: str,
+        shared: dict | None = None,
+        residual: str | None = None,
+    ):
         super().__init__(name=name)
         shared = shared or {}
         self.specs = [(feats.transformed_name(f), f.transform) for f in features]
@@ -48,8 +61,11 @@ class Tower(keras.Model):
                 self.embeddings[key] = shared[key]
             elif f.transform in feats.CATEGORICAL or f.transform in feats.SEQUENCE:
                 self.embeddings[key] = keras.layers.Embedding(
-                    cardinalities[key], f.embedding_dim, embeddings_regularizer=regularizer,
-                    name=f"{key}_embedding")
+                    cardinalities[key],
+                    f.embedding_dim,
+                    embeddings_regularizer=regularizer,
+                    name=f"{key}_embedding",
+                )
         self.hidden = [
             keras.layers.Dense(width, activation="relu", kernel_regularizer=regularizer)
             for width in model_config.tower_layers
@@ -58,15 +74,24 @@ class Tower(keras.Model):
         self.residual = residual
         residual_dim = self.embeddings[residual].output_dim if residual else None
         # A lone id feature of the model's width is the classic ID-only tower: no projection.
-        self.direct = (len(features) == 1 and features[0].transform in feats.CATEGORICAL
-                       and features[0].embedding_dim == model_config.embedding_dim
-                       and not model_config.tower_layers)
-        self.projection = None if self.direct else keras.layers.Dense(
-            model_config.embedding_dim, kernel_regularizer=regularizer, name="projection")
+        self.direct = (
+            len(features) == 1
+            and features[0].transform in feats.CATEGORICAL
+            and features[0].embedding_dim == model_config.embedding_dim
+            and not model_config.tower_layers
+        )
+        self.projection = (
+            None
+            if self.direct
+            else keras.layers.Dense(
+                model_config.embedding_dim, kernel_regularizer=regularizer, name="projection"
+            )
+        )
         self.residual_projection = None
         if residual and not self.direct and residual_dim != model_config.embedding_dim:
-            self.residual_projection = keras.layers.Dense(model_config.embedding_dim,
-                                                          use_bias=False, name="residual")
+            self.residual_projection = keras.layers.Dense(
+                model_config.embedding_dim, use_bias=False, name="residual"
+            )
 
     def _part(self, key: str, transform: str, value: tf.Tensor) -> tf.Tensor:
         if transform in feats.SEQUENCE:
@@ -106,36 +131,107 @@ class TwoTowerModel(tfrs.Model):
             being sampled as an in-batch candidate; needed for log-q correction.
     """
 
-    def __init__(self, feature_config: cfg.FeatureConfig, model_config: cfg.ModelConfig,
-                 cardinalities: dict[str, int], sampling_probability: np.ndarray | None = None):
+    def __init__(
+        self,
+        feature_config: cfg.FeatureConfig,
+        model_config: cfg.ModelConfig,
+        cardinalities: dict[str, int],
+        sampling_probability: np.ndarray | None = None,
+    ):
         super().__init__()
         product_has_more = len(feature_config.product) > 1
-        self.product_tower = Tower(feature_config.product, cardinalities, model_config,
-                                   "product_tower",
-                                   residual=PRODUCT_KEY if product_has_more else None)
+        self.product_tower = Tower(
+            feature_config.product,
+            cardinalities,
+            model_config,
+            "product_tower",
+            residual=PRODUCT_KEY if product_has_more else None,
+        )
         product_table = self.product_tower.embeddings[PRODUCT_KEY]
-        history = [feats.transformed_name(f) for f in feature_config.buyer
-                   if f.transform == "history"]
-        self.buyer_tower = Tower(feature_config.buyer, cardinalities, model_config, "buyer_tower",
-                                 shared={key: product_table for key in history},
-                                 residual=history[0] if history else None)
+        history = [
+            feats.transformed_name(f) for f in feature_config.buyer if f.transform == "history"
+        ]
+        self.buyer_tower = Tower(
+            feature_config.buyer,
+            cardinalities,
+            model_config,
+            "buyer_tower",
+            shared={key: product_table for key in history},
+            residual=history[0] if history else None,
+        )
+        self.history_key = history[0] if history else None
+        self.repurchase = model_config.repurchase_scores
+        if self.repurchase and not history:
+            raise ValueError(
+                f"model config {model_config.id!r}: repurchase_scores needs a "
+                f"history feature in feature config {feature_config.id!r}"
+            )
+        if self.repurchase:
+            length = next(f.max_length for f in feature_config.buyer if f.transform == "history")
+            self.num_products = cardinalities[PRODUCT_KEY]
+            self.rank_weights = self.add_weight(
+                name="repurchase_rank_weights",
+                shape=(length,),
+                initializer=keras.initializers.Constant(1.0),
+            )
         self.logq = model_config.logq_correction
         self.remove_accidental_hits = model_config.remove_accidental_hits
         if self.logq and sampling_probability is None:
             raise ValueError("logq_correction needs the products' sampling probabilities")
         self.sampling_probability = (
-            tf.constant(sampling_probability, tf.float32) if self.logq else None)
-        self.task = tfrs.tasks.Retrieval(temperature=model_config.temperature,
-                                         remove_accidental_hits=self.remove_accidental_hits)
+            tf.constant(sampling_probability, tf.float32) if self.logq else None
+        )
+        self.task = tfrs.tasks.Retrieval(
+            temperature=model_config.temperature, remove_accidental_hits=self.remove_accidental_hits
+        )
+
+    def repurchase_bonus(self, inputs: dict, candidate_ids: tf.Tensor) -> tf.Tensor:
+        """[queries, candidates]: the sparse part of the score (0 when it is off)."""
+        history = inputs[self.history_key]
+        batch, length = tf.shape(history)[0], tf.shape(history)[1]
+        valid = history != feats.PAD
+        rows = tf.repeat(tf.range(batch, dtype=history.dtype)[:, None], length, axis=1)
+        indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(history, valid)], 1)
+        weights = tf.boolean_mask(tf.broadcast_to(self.rank_weights, tf.shape(history)), valid)
+        dense = tf.scatter_nd(
+            indices,
+            weights,
+            tf.stack([tf.cast(batch, tf.int64), tf.constant(self.num_products, tf.int64)]),
+        )
+        return tf.gather(dense, candidate_ids, axis=1)
+
+    def scores(
+        self, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor, training: bool = False
+    ) -> tf.Tensor:
+        """Scores of queries (transformed buyer features) against candidate embeddings."""
+        buyers = self.buyer_tower(inputs, training=training)
+        out = tf.matmul(buyers, candidates, transpose_b=True)
+        if self.repurchase:
+            out += self.repurchase_bonus(inputs, candidate_ids)
+        return out
 
     def compute_loss(self, inputs: dict, training: bool = False) -> tf.Tensor:
-        buyers = self.buyer_tower(inputs, training=training)
         products = self.product_tower(inputs, training=training)
         ids = inputs[PRODUCT_KEY]
         probability = tf.gather(self.sampling_probability, ids) if self.logq else None
-        return self.task(buyers, products, compute_metrics=False,
-                         candidate_sampling_probability=probability,
-                         candidate_ids=ids if self.remove_accidental_hits else None)
+        hit_ids = ids if self.remove_accidental_hits else None
+        if not self.repurchase:
+            buyers = self.buyer_tower(inputs, training=training)
+            return self.task(
+                buyers,
+                products,
+                compute_metrics=False,
+                candidate_sampling_probability=probability,
+                candidate_ids=hit_ids,
+            )
+        # The same in-batch softmax as tfrs.tasks.Retrieval, on scores with the sparse part.
+        scores = self.scores(inputs, products, ids, training=training) / self.task._temperature
+        labels = tf.eye(tf.shape(scores)[0], tf.shape(scores)[1])
+        if probability is not None:
+            scores = tfrs.layers.loss.SamplingProbablityCorrection()(scores, probability)
+        if hit_ids is not None:
+            scores = tfrs.layers.loss.RemoveAccidentalHits()(labels, scores, hit_ids)
+        return self.task._loss(y_true=labels, y_pred=scores)
 
 
 def cardinalities(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransformOutput) -> dict:
@@ -150,31 +246,39 @@ def cardinalities(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransform
     return out
 
 
-def sampling_probability(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransformOutput,
-                         train_counts: dict[str, int]) -> np.ndarray:
+def sampling_probability(
+    vocabulary: list, oov_buckets: int, train_counts: dict[str, int]
+) -> np.ndarray:
     """Per product id: its share of train interactions (the in-batch sampling probability).
+
+    Args:
+        vocabulary: product_id's vocabulary, in id order (bytes or str).
+        oov_buckets: OOV ids that follow the vocabulary.
+        train_counts: Train interactions per product id.
 
     Ids without interactions (OOV buckets) get the smallest observed probability.
     """
-    product = next(f for f in feature_config.product if f.name == cfg.PRODUCT_ID)
-    vocab = tft_output.vocabulary_by_name(feats.vocabulary_name(product))
-    counts = np.array([train_counts.get(v.decode() if isinstance(v, bytes) else v, 0)
-                       for v in vocab], np.float64)
-    counts = np.concatenate([counts, np.zeros(product.oov_buckets)])
+    counts = np.array(
+        [train_counts.get(v.decode() if isinstance(v, bytes) else v, 0) for v in vocabulary],
+        np.float64,
+    )
+    counts = np.concatenate([counts, np.zeros(oov_buckets)])
     floor = counts[counts > 0].min() if (counts > 0).any() else 1.0
     counts = np.maximum(counts, floor)
     return (counts / counts.sum()).astype(np.float32)
 
 
-def make_optimizer(model_config: cfg.ModelConfig, steps_per_epoch: int,
-                   epochs: int) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    model_config: cfg.ModelConfig, steps_per_epoch: int, epochs: int
+) -> keras.optimizers.Optimizer:
     """The configured optimizer with its learning-rate schedule."""
     rate = model_config.learning_rate
     if model_config.lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, max(1, steps_per_epoch * epochs))
     elif model_config.lr_schedule == "exponential":
         rate = keras.optimizers.schedules.ExponentialDecay(
-            rate, max(1, steps_per_epoch), model_config.lr_decay_rate)
+            rate, max(1, steps_per_epoch), model_config.lr_decay_rate
+        )
     if model_config.optimizer == "adagrad":
         return keras.optimizers.Adagrad(rate)
     if model_config.optimizer == "adam":

@@ -26,8 +26,11 @@ MAX_PARAM_VALUE = 6000
 # MLflow's HTTP defaults retry a dead server for minutes per call; a tracker that gives up
 # sooner (and then stops calling) keeps a tracking outage from stalling the step. Explicit
 # settings in the environment win.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 def _tracking_errors() -> tuple[type[BaseException], ...]:
@@ -44,7 +47,7 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     """
     parsed = urlparse(tracking_uri)
     if parsed.scheme == "sqlite":
-        db_path = tracking_uri[len("sqlite:///"):]
+        db_path = tracking_uri[len("sqlite:///") :]
         return "file://" + os.path.join(os.path.dirname(os.path.abspath(db_path)), "artifacts")
     if parsed.scheme in ("", "file"):
         return None
@@ -69,8 +72,13 @@ class RunTracker:
         flush_interval_s: How often the background thread flushes queued metrics.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, backlog_dir: str | None = None,
-                 flush_interval_s: float = 2.0):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        backlog_dir: str | None = None,
+        flush_interval_s: float = 2.0,
+    ):
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         self.tracking_uri = tracking_uri
@@ -94,8 +102,12 @@ class RunTracker:
     def _degrade(self, action: str, err: BaseException) -> None:
         if self.degraded_reason is None:
             self.degraded_reason = f"{action}: {type(err).__name__}: {err}"
-            log.error("MLFLOW TRACKING UNAVAILABLE (%s). Training goes on; unsent metrics are "
-                      "kept in %s.", self.degraded_reason, self._backlog_path() or "the log")
+            log.error(
+                "MLFLOW TRACKING UNAVAILABLE (%s). Training goes on; unsent metrics are "
+                "kept in %s.",
+                self.degraded_reason,
+                self._backlog_path() or "the log",
+            )
 
     def _call(self, action: str, fn, *args, **kwargs):
         """Calls ``fn`` (or the client method named by it) unless tracking is off or down."""
@@ -109,19 +121,27 @@ class RunTracker:
             self._degrade(action, err)
             return None
 
-    def start(self, run_name: str, params: Mapping[str, object], tags: Mapping[str, str]) -> str | None:
+    def start(
+        self, run_name: str, params: Mapping[str, object], tags: Mapping[str, str]
+    ) -> str | None:
         """Creates the run and logs params and tags. Returns the run id (None when off)."""
         if not self.tracking_uri:
             return None
         from mlflow.tracking import MlflowClient
 
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        self.experiment_id = self._call("get_or_create_experiment", get_or_create_experiment,
-                                        self._client, self.experiment, self.tracking_uri)
+        self.experiment_id = self._call(
+            "get_or_create_experiment",
+            get_or_create_experiment,
+            self._client,
+            self.experiment,
+            self.tracking_uri,
+        )
         if self.experiment_id is None:
             return None
-        run = self._call("create_run", "create_run", self.experiment_id,
-                         run_name=run_name, tags=dict(tags))
+        run = self._call(
+            "create_run", "create_run", self.experiment_id, run_name=run_name, tags=dict(tags)
+        )
         if run is None:
             return None
         self.run_id = run.info.run_id
@@ -145,15 +165,25 @@ class RunTracker:
 
         items = [Param(str(k), str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()]
         for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self._call("log_params", "log_batch", self.run_id,
-                       params=items[start:start + MAX_PARAMS_PER_BATCH], synchronous=True)
+            self._call(
+                "log_params",
+                "log_batch",
+                self.run_id,
+                params=items[start : start + MAX_PARAMS_PER_BATCH],
+                synchronous=True,
+            )
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Sets tags on the run."""
         from mlflow.entities import RunTag
 
-        self._call("set_tags", "log_batch", self.run_id,
-                   tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+        self._call(
+            "set_tags",
+            "log_batch",
+            self.run_id,
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            synchronous=True,
+        )
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Queues metrics for the background thread; returns at once."""
@@ -198,10 +228,11 @@ class RunTracker:
                 self._write_backlog(items)
                 return
             for start in range(0, len(items), MAX_METRICS_PER_BATCH):
-                chunk = items[start:start + MAX_METRICS_PER_BATCH]
+                chunk = items[start : start + MAX_METRICS_PER_BATCH]
                 metrics = [Metric(k, v, ts, step) for k, v, ts, step in chunk]
-                sent = self._call("log_metrics", "log_batch", self.run_id,
-                                  metrics=metrics, synchronous=True)
+                sent = self._call(
+                    "log_metrics", "log_batch", self.run_id, metrics=metrics, synchronous=True
+                )
                 if sent is None and not self.enabled:
                     self._write_backlog(items[start:])
                     return
@@ -216,7 +247,9 @@ class RunTracker:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             for key, value, ts, step in items:
-                f.write(json.dumps({"key": key, "value": value, "timestamp": ts, "step": step}) + "\n")
+                f.write(
+                    json.dumps({"key": key, "value": value, "timestamp": ts, "step": step}) + "\n"
+                )
 
     def finish(self, status: str = "FINISHED") -> None:
         """Flushes, stops the thread and marks the run terminated."""
@@ -232,9 +265,14 @@ class RunTracker:
 
     def write_run_info(self, folder: str, **extra) -> str:
         """Writes mlflow_run.json (run id, experiment, tracking URI) into a folder."""
-        info = {"run_id": self.run_id, "experiment_id": self.experiment_id,
-                "experiment": self.experiment, "tracking_uri": self.tracking_uri,
-                "tracking_degraded": self.degraded_reason, **extra}
+        info = {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "experiment": self.experiment,
+            "tracking_uri": self.tracking_uri,
+            "tracking_degraded": self.degraded_reason,
+            **extra,
+        }
         path = os.path.join(folder, RUN_INFO_FILE)
         os.makedirs(folder, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:

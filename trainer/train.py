@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import buyer_features, contract, evaluation, ingest, transform
+from trainer import buyer_features, contract, evaluation, features, ingest, transform
 from trainer import config as cfg
 from trainer import model as model_lib
 from trainer.tracking import RunTracker
@@ -64,8 +64,12 @@ def as_of_time(history: pd.DataFrame, split: pd.DataFrame) -> int:
     return max(start, after_history)
 
 
-def query_frame(history: pd.DataFrame, buyers: np.ndarray, as_of: int,
-                max_history: int = buyer_features.DEFAULT_MAX_HISTORY) -> pd.DataFrame:
+def query_frame(
+    history: pd.DataFrame,
+    buyers: np.ndarray,
+    as_of: int,
+    max_history: int = buyer_features.DEFAULT_MAX_HISTORY,
+) -> pd.DataFrame:
     """Raw buyer features of each query as of ``as_of``, from interactions before it only.
 
     Static columns (country, ...) come from the buyer's latest row; the point-in-time columns
@@ -80,17 +84,44 @@ def query_frame(history: pd.DataFrame, buyers: np.ndarray, as_of: int,
     return frame
 
 
-def embed(tower: keras.Model, tft_layer, frame: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
-    """Tower embeddings of raw rows (transformed by the TFT graph first)."""
-    parts = []
-    for start in range(0, len(frame), batch_size):
-        transformed = tft_layer(raw_inputs(frame.iloc[start:start + batch_size]))
-        parts.append(tower(transformed, training=False).numpy())
-    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+def embed_catalog(
+    two_tower: model_lib.TwoTowerModel, tft_layer, catalog: pd.DataFrame, batch_size: int = 8192
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Product-tower embeddings of the catalog and its product ids (in the vocabulary's space)."""
+    embeddings, ids = [], []
+    for start in range(0, len(catalog), batch_size):
+        transformed = tft_layer(raw_inputs(catalog.iloc[start : start + batch_size]))
+        embeddings.append(two_tower.product_tower(transformed, training=False))
+        ids.append(transformed[model_lib.PRODUCT_KEY])
+    return tf.concat(embeddings, 0), tf.concat(ids, 0)
 
 
-def make_dataset(patterns: str | list[str], tft_output: tft.TFTransformOutput, batch_size: int,
-                 shuffle_seed: int | None = None) -> tf.data.Dataset:
+def top_k_for_queries(
+    two_tower: model_lib.TwoTowerModel,
+    tft_layer,
+    queries: pd.DataFrame,
+    candidates: tf.Tensor,
+    candidate_ids: tf.Tensor,
+    k: int,
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k catalog rows (and scores) of raw query rows, best first."""
+    k = min(k, int(candidates.shape[0]))
+    rows, values = [], []
+    for start in range(0, len(queries), batch_size):
+        transformed = tft_layer(raw_inputs(queries.iloc[start : start + batch_size]))
+        top = tf.math.top_k(two_tower.scores(transformed, candidates, candidate_ids), k=k)
+        rows.append(top.indices.numpy())
+        values.append(top.values.numpy())
+    return np.concatenate(rows), np.concatenate(values)
+
+
+def make_dataset(
+    patterns: str | list[str],
+    tft_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
     """Batches of transformed examples; shuffled (deterministically) when a seed is given."""
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
@@ -98,8 +129,11 @@ def make_dataset(patterns: str | list[str], tft_output: tft.TFTransformOutput, b
         raise FileNotFoundError(f"no transformed examples match {patterns}")
     spec = tft_output.transformed_feature_spec()
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec),
-                                  num_parallel_calls=tf.data.AUTOTUNE).cache()
+    ds = (
+        ds.batch(batch_size)
+        .map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        .cache()
+    )
     if shuffle_seed is not None:
         # Shuffle whole rows across the cached batches, then re-batch.
         ds = ds.unbatch().shuffle(200_000, seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -110,8 +144,14 @@ def make_dataset(patterns: str | list[str], tft_output: tft.TFTransformOutput, b
 class ValidationRecall(keras.callbacks.Callback):
     """Exact validation recall@k over the full catalog at the end of each epoch."""
 
-    def __init__(self, model: model_lib.TwoTowerModel, tft_layer, queries: pd.DataFrame,
-                 catalog: pd.DataFrame, eval_set: evaluation.EvalSet):
+    def __init__(
+        self,
+        model: model_lib.TwoTowerModel,
+        tft_layer,
+        queries: pd.DataFrame,
+        catalog: pd.DataFrame,
+        eval_set: evaluation.EvalSet,
+    ):
         super().__init__()
         self.two_tower, self.tft_layer = model, tft_layer
         self.queries, self.catalog, self.eval_set = queries, catalog, eval_set
@@ -119,10 +159,10 @@ class ValidationRecall(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None or self.eval_set.num_pairs == 0:
             return
-        q = embed(self.two_tower.buyer_tower, self.tft_layer, self.queries)
-        c = embed(self.two_tower.product_tower, self.tft_layer, self.catalog)
-        top, _ = evaluation.exact_top_k(q, c, max(contract.RECALL_KS))
-        self.last_top = top
+        candidates, ids = embed_catalog(self.two_tower, self.tft_layer, self.catalog)
+        top, _ = top_k_for_queries(
+            self.two_tower, self.tft_layer, self.queries, candidates, ids, max(contract.RECALL_KS)
+        )
         for k, value in evaluation.recall_at_k(top, self.eval_set).items():
             logs[contract.val_recall_key(k)] = value
 
@@ -136,34 +176,49 @@ class TrackEpochs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         names = contract.history_metrics()
-        self.tracker.log_metrics({k: v for k, v in (logs or {}).items() if k in names},
-                                 step=epoch + 1)
+        self.tracker.log_metrics(
+            {k: v for k, v in (logs or {}).items() if k in names}, step=epoch + 1
+        )
 
 
 class ServingModel(tf.Module):
     """Raw buyer features in, top-K product ids and scores out (exact search over the catalog)."""
 
-    def __init__(self, tft_layer, buyer_tower: keras.Model, product_ids: np.ndarray,
-                 product_embeddings: np.ndarray, buyer_columns: list[str], k: int = SERVING_K):
+    def __init__(
+        self,
+        tft_layer,
+        two_tower: model_lib.TwoTowerModel,
+        product_ids: np.ndarray,
+        product_embeddings: tf.Tensor,
+        product_vocab_ids: tf.Tensor,
+        buyer_columns: list[str],
+        k: int = SERVING_K,
+    ):
         super().__init__()
         self.tft_layer = tft_layer
-        self.buyer_tower = buyer_tower
+        self.two_tower = two_tower
         self.product_ids = tf.constant(product_ids.astype(object), dtype=tf.string)
         self.product_embeddings = tf.Variable(product_embeddings, trainable=False)
+        self.product_vocab_ids = tf.Variable(product_vocab_ids, trainable=False)
         self.k = min(k, len(product_ids))
         specs = raw_specs()
         self.buyer_columns = buyer_columns
         self.serve = tf.function(
-            self._serve, input_signature=[{c: specs[c] for c in buyer_columns}])
+            self._serve, input_signature=[{c: specs[c] for c in buyer_columns}]
+        )
 
     def _serve(self, features: dict) -> dict:
         batch = tf.shape(next(iter(features.values())))[0]
         raw = {}
         for name, spec in raw_specs().items():
-            raw[name] = features[name] if name in features else tf.fill(
-                [batch], tf.constant("" if spec.dtype == tf.string else 0, spec.dtype))
-        buyers = self.buyer_tower(self.tft_layer(raw), training=False)
-        scores = tf.matmul(buyers, self.product_embeddings, transpose_b=True)
+            raw[name] = (
+                features[name]
+                if name in features
+                else tf.fill([batch], tf.constant("" if spec.dtype == tf.string else 0, spec.dtype))
+            )
+        scores = self.two_tower.scores(
+            self.tft_layer(raw), self.product_embeddings, self.product_vocab_ids
+        )
         top = tf.math.top_k(scores, k=self.k)
         return {"product_ids": tf.gather(self.product_ids, top.indices), "scores": top.values}
 
@@ -176,14 +231,24 @@ def raw_specs() -> dict[str, tf.TensorSpec]:
     return specs
 
 
-def export_serving_model(path: str, model: model_lib.TwoTowerModel, tft_output, catalog,
-                         feature_config: cfg.FeatureConfig) -> str:
+def export_serving_model(
+    path: str,
+    model: model_lib.TwoTowerModel,
+    tft_output,
+    catalog,
+    feature_config: cfg.FeatureConfig,
+) -> str:
     """Saves the serving SavedModel (signature ``serving_default``)."""
     tft_layer = tft_output.transform_features_layer()
-    embeddings = embed(model.product_tower, tft_layer, catalog)
-    buyer_columns = serving_columns(feature_config)
-    module = ServingModel(tft_layer, model.buyer_tower, catalog[cfg.PRODUCT_ID].to_numpy(),
-                          embeddings, buyer_columns)
+    embeddings, vocab_ids = embed_catalog(model, tft_layer, catalog)
+    module = ServingModel(
+        tft_layer,
+        model,
+        catalog[cfg.PRODUCT_ID].to_numpy(),
+        embeddings,
+        vocab_ids,
+        serving_columns(feature_config),
+    )
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
 
@@ -208,22 +273,29 @@ def best_epoch(history: dict[str, list[float]]) -> int:
 def run_params(config: cfg.ExperimentConfig, fc: cfg.FeatureConfig, mc: cfg.ModelConfig) -> dict:
     """The contract params plus the flattened resolved config."""
     params = cfg.run_params(config, fc.id, mc.id)
-    params.update({
-        contract.PARAM_EPOCHS: config.training.epochs,
-        contract.PARAM_BATCH_SIZE: config.training.batch_size,
-        contract.PARAM_LEARNING_RATE: mc.learning_rate,
-        contract.PARAM_OPTIMIZER: mc.optimizer,
-        contract.PARAM_EMBEDDING_DIM: mc.embedding_dim,
-        contract.PARAM_FEATURE_CONFIG_ID: fc.id,
-        contract.PARAM_MODEL_CONFIG_ID: mc.id,
-        contract.PARAM_DATASET_ID: config.dataset.name,
-        contract.PARAM_SEED: config.training.seed,
-    })
+    params.update(
+        {
+            contract.PARAM_EPOCHS: config.training.epochs,
+            contract.PARAM_BATCH_SIZE: config.training.batch_size,
+            contract.PARAM_LEARNING_RATE: mc.learning_rate,
+            contract.PARAM_OPTIMIZER: mc.optimizer,
+            contract.PARAM_EMBEDDING_DIM: mc.embedding_dim,
+            contract.PARAM_FEATURE_CONFIG_ID: fc.id,
+            contract.PARAM_MODEL_CONFIG_ID: mc.id,
+            contract.PARAM_DATASET_ID: config.dataset.name,
+            contract.PARAM_SEED: config.training.seed,
+        }
+    )
     return params
 
 
-def run_tags(config: cfg.ExperimentConfig, fc: cfg.FeatureConfig, mc: cfg.ModelConfig,
-             pipeline_job: str = "", pipeline_task: str = "") -> dict[str, str]:
+def run_tags(
+    config: cfg.ExperimentConfig,
+    fc: cfg.FeatureConfig,
+    mc: cfg.ModelConfig,
+    pipeline_job: str = "",
+    pipeline_task: str = "",
+) -> dict[str, str]:
     """The contract tags of a run."""
     tags = {
         contract.TAG_FEATURE_CONFIG_NAME: fc.name,
@@ -238,12 +310,20 @@ def run_tags(config: cfg.ExperimentConfig, fc: cfg.FeatureConfig, mc: cfg.ModelC
     return tags
 
 
-def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: str,
-                 model_dir: str, tracking_uri: str = "", feature_config_id: str = "",
-                 model_config_id: str = "", pipeline_job: str = "",
-                 pipeline_task: str = "", train_files: list[str] | None = None,
-                 eval_files: list[str] | None = None,
-                 serving_dir: str | None = None) -> TrainResult:
+def run_training(
+    config: cfg.ExperimentConfig,
+    ingest_dir: str,
+    transform_dir: str,
+    model_dir: str,
+    tracking_uri: str = "",
+    feature_config_id: str = "",
+    model_config_id: str = "",
+    pipeline_job: str = "",
+    pipeline_task: str = "",
+    train_files: list[str] | None = None,
+    eval_files: list[str] | None = None,
+    serving_dir: str | None = None,
+) -> TrainResult:
     """Trains one (feature config, model config) pair and exports its serving model.
 
     Args:
@@ -270,37 +350,63 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
     eval_frame = pd.read_parquet(ingest.split_path(ingest_dir, "eval"))
     catalog = pd.read_parquet(os.path.join(ingest_dir, ingest.CATALOG_FILE))
     eval_set = evaluation.build_eval_set(eval_frame, train_frame, catalog)
-    queries = query_frame(train_frame, eval_set.buyers, as_of_time(train_frame, eval_frame),
-                          config.history_length or buyer_features.DEFAULT_MAX_HISTORY)
+    queries = query_frame(
+        train_frame,
+        eval_set.buyers,
+        as_of_time(train_frame, eval_frame),
+        config.history_length or buyer_features.DEFAULT_MAX_HISTORY,
+    )
 
-    train_ds = make_dataset(train_files or transform.transformed_pattern(transform_dir, "train"),
-                            tft_output, training.batch_size, shuffle_seed=training.seed)
-    eval_ds = make_dataset(eval_files or transform.transformed_pattern(transform_dir, "eval"),
-                           tft_output, training.eval_batch_size)
+    train_ds = make_dataset(
+        train_files or transform.transformed_pattern(transform_dir, "train"),
+        tft_output,
+        training.batch_size,
+        shuffle_seed=training.seed,
+    )
+    eval_ds = make_dataset(
+        eval_files or transform.transformed_pattern(transform_dir, "eval"),
+        tft_output,
+        training.eval_batch_size,
+    )
+    product = next(f for f in fc.product if f.name == cfg.PRODUCT_ID)
     probability = model_lib.sampling_probability(
-        fc, tft_output, dict(zip(catalog[cfg.PRODUCT_ID], catalog["train_count"])))
-    two_tower = model_lib.TwoTowerModel(fc, mc, model_lib.cardinalities(fc, tft_output),
-                                        sampling_probability=probability)
+        tft_output.vocabulary_by_name(features.vocabulary_name(product)),
+        product.oov_buckets,
+        dict(zip(catalog[cfg.PRODUCT_ID], catalog["train_count"], strict=True)),
+    )
+    two_tower = model_lib.TwoTowerModel(
+        fc, mc, model_lib.cardinalities(fc, tft_output), sampling_probability=probability
+    )
     steps_per_epoch = math.ceil(len(train_frame) / training.batch_size)
     two_tower.compile(optimizer=model_lib.make_optimizer(mc, steps_per_epoch, training.epochs))
     # Keeps the best epoch's weights (by validation recall) for export, and stops early when
     # a patience is configured.
     monitor = contract.val_recall_key(max(contract.RECALL_KS))
     stopper = keras.callbacks.EarlyStopping(
-        monitor=monitor, mode="max", restore_best_weights=True,
-        patience=training.early_stopping_patience or training.epochs)
+        monitor=monitor,
+        mode="max",
+        restore_best_weights=True,
+        patience=training.early_stopping_patience or training.epochs,
+    )
 
     os.makedirs(model_dir, exist_ok=True)
     tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
-    run_name = f"{fc.id}-{mc.id}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
-    tracker.start(run_name, run_params(config, fc, mc),
-                  run_tags(config, fc, mc, pipeline_job, pipeline_task))
+    run_name = f"{fc.id}-{mc.id}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+    tracker.start(
+        run_name, run_params(config, fc, mc), run_tags(config, fc, mc, pipeline_job, pipeline_task)
+    )
     status = "FAILED"
     try:
         fit = two_tower.fit(
-            train_ds, validation_data=eval_ds, epochs=training.epochs, verbose=2,
-            callbacks=[ValidationRecall(two_tower, tft_layer, queries, catalog, eval_set),
-                       TrackEpochs(tracker), stopper],
+            train_ds,
+            validation_data=eval_ds,
+            epochs=training.epochs,
+            verbose=2,
+            callbacks=[
+                ValidationRecall(two_tower, tft_layer, queries, catalog, eval_set),
+                TrackEpochs(tracker),
+                stopper,
+            ],
         )
         history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
         best = best_epoch(history)
@@ -314,8 +420,9 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
         summary["epochs_run"] = len(history[contract.METRIC_LOSS])
         tracker.log_metrics(summary, step=len(history[contract.METRIC_LOSS]))
 
-        serving_dir = export_serving_model(serving_dir or os.path.join(model_dir, SERVING_DIR),
-                                           two_tower, tft_output, catalog, fc)
+        serving_dir = export_serving_model(
+            serving_dir or os.path.join(model_dir, SERVING_DIR), two_tower, tft_output, catalog, fc
+        )
         config_path = os.path.join(model_dir, CONFIG_FILE)
         with open(config_path, "w", encoding="utf-8") as f:
             f.write(cfg.dump_config(config))
@@ -325,5 +432,10 @@ def run_training(config: cfg.ExperimentConfig, ingest_dir: str, transform_dir: s
     finally:
         tracker.finish(status)
         tracker.write_run_info(model_dir, feature_config_id=fc.id, model_config_id=mc.id)
-    return TrainResult(run_id=tracker.run_id, history=history, best_epoch=best,
-                       serving_dir=serving_dir, tracking_degraded=tracker.degraded_reason)
+    return TrainResult(
+        run_id=tracker.run_id,
+        history=history,
+        best_epoch=best,
+        serving_dir=serving_dir,
+        tracking_degraded=tracker.degraded_reason,
+    )

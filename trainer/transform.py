@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 
 TRANSFORMED_DIR = "transformed"
 # On 2 cores in_memory beat multi_processing for plain Beam (DESIGN.md, "Scale").
-DEFAULT_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=in_memory",
-                     "--direct_num_workers=1")
+DEFAULT_BEAM_ARGS = (
+    "--runner=DirectRunner",
+    "--direct_running_mode=in_memory",
+    "--direct_num_workers=1",
+)
 
 
 def transformed_pattern(folder: str, split: str) -> str:
@@ -43,8 +46,12 @@ def _source(ingest_dir: str, split: str, schema) -> tfxio.TFExampleRecord:
     )
 
 
-def run_transform(feature_config: cfg.FeatureConfig, ingest_dir: str, output_dir: str,
-                  beam_pipeline_args: list[str] | None = None) -> tft.TFTransformOutput:
+def run_transform(
+    feature_config: cfg.FeatureConfig,
+    ingest_dir: str,
+    output_dir: str,
+    beam_pipeline_args: list[str] | None = None,
+) -> tft.TFTransformOutput:
     """Analyzes train and transforms every split with the feature config's preprocessing_fn.
 
     Args:

@@ -59,12 +59,9 @@ def find_postgres_bindir() -> Path | None:
         version = Path(path).parent.name
         return float(version) if version.replace(".", "", 1).isdigit() else -1.0
 
-    for bindir in sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True
-    ):
+    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True):
         if all(
-            (Path(bindir) / tool).is_file()
-            for tool in ("initdb", "postgres", "pg_ctl", "createdb")
+            (Path(bindir) / tool).is_file() for tool in ("initdb", "postgres", "pg_ctl", "createdb")
         ):
             return Path(bindir)
     return None
@@ -166,11 +163,7 @@ def postgres_uri() -> Iterator[str]:
                 **run_kwargs,
             )
         except RuntimeError as error:
-            server_log = (
-                log_file.read_text(errors="replace")
-                if log_file.exists()
-                else "(no log)"
-            )
+            server_log = log_file.read_text(errors="replace") if log_file.exists() else "(no log)"
             raise RuntimeError(f"{error}\npostgres.log:\n{server_log}") from None
         started = True
         _run(
@@ -261,18 +254,14 @@ class MlflowServer:
                     f"entrypoint.sh exited with {self.process.returncode}:\n{self.log()}"
                 )
             try:
-                with urllib.request.urlopen(
-                    f"{self.url}/health", timeout=2
-                ) as response:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(
-            f"MLflow server not healthy after {timeout_s}s:\n{self.log()}"
-        )
+        raise RuntimeError(f"MLflow server not healthy after {timeout_s}s:\n{self.log()}")
 
     def stop(self) -> None:
         if self.process.poll() is None:

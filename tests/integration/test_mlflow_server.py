@@ -38,9 +38,7 @@ def test_server_requirements_match_constraints():
     assert {name: constraints.get(name) for name in image} == image
 
 
-@pytest.mark.parametrize(
-    "missing", ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACT_ROOT"]
-)
+@pytest.mark.parametrize("missing", ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACT_ROOT"])
 def test_entrypoint_names_the_missing_variable(missing, tmp_path):
     env = entrypoint_env(
         MLFLOW_BACKEND_STORE_URI=f"sqlite:///{tmp_path}/mlflow.db",
@@ -63,9 +61,7 @@ def test_entrypoint_names_the_missing_variable(missing, tmp_path):
 
 
 def test_entrypoint_rejects_a_non_database_store(tmp_path):
-    env = entrypoint_env(
-        MLFLOW_BACKEND_STORE_URI=str(tmp_path), MLFLOW_ARTIFACT_ROOT=str(tmp_path)
-    )
+    env = entrypoint_env(MLFLOW_BACKEND_STORE_URI=str(tmp_path), MLFLOW_ARTIFACT_ROOT=str(tmp_path))
 
     result = subprocess.run(
         ["bash", str(ENTRYPOINT)],
@@ -92,16 +88,12 @@ def _log_run(client, experiment_name: str, artifact_dir: Path) -> str:
     for step, value in METRIC_HISTORY:
         client.log_metric(run_id, "loss", value, step=step)
     (artifact_dir / "summary.json").write_text('{"recall_at_100": 0.42}')
-    client.log_artifact(
-        run_id, str(artifact_dir / "summary.json"), artifact_path="eval"
-    )
+    client.log_artifact(run_id, str(artifact_dir / "summary.json"), artifact_path="eval")
     client.set_terminated(run_id)
     return run_id
 
 
-def test_run_round_trips_through_server_into_postgres(
-    mlflow_server, postgres_dsn, tmp_path
-):
+def test_run_round_trips_through_server_into_postgres(mlflow_server, postgres_dsn, tmp_path):
     import psycopg2
     from mlflow.tracking import MlflowClient
 
@@ -118,12 +110,8 @@ def test_run_round_trips_through_server_into_postgres(
 
     # Artifacts are proxied: the client sees mlflow-artifacts:/, the server wrote the bytes.
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
-    assert [f.path for f in client.list_artifacts(run_id, "eval")] == [
-        "eval/summary.json"
-    ]
-    downloaded = client.download_artifacts(
-        run_id, "eval/summary.json", str(tmp_path / "back")
-    )
+    assert [f.path for f in client.list_artifacts(run_id, "eval")] == ["eval/summary.json"]
+    downloaded = client.download_artifacts(run_id, "eval/summary.json", str(tmp_path / "back"))
     assert Path(downloaded).read_text() == '{"recall_at_100": 0.42}'
     stored = list(Path(mlflow_server.env["MLFLOW_ARTIFACT_ROOT"]).rglob("summary.json"))
     assert len(stored) == 1 and run_id in stored[0].parts
@@ -135,18 +123,14 @@ def test_run_round_trips_through_server_into_postgres(
             (run_id,),
         )
         assert cur.fetchall() == [("two-tower-smoke", "FINISHED", "server-round-trip")]
-        cur.execute(
-            "SELECT key, value FROM params WHERE run_uuid = %s ORDER BY key", (run_id,)
-        )
+        cur.execute("SELECT key, value FROM params WHERE run_uuid = %s ORDER BY key", (run_id,))
         assert cur.fetchall() == [("embedding_dim", "64"), ("learning_rate", "0.05")]
         cur.execute(
             "SELECT step, value FROM metrics WHERE run_uuid = %s AND key = 'loss' ORDER BY step",
             (run_id,),
         )
         assert cur.fetchall() == METRIC_HISTORY
-        cur.execute(
-            "SELECT value FROM tags WHERE run_uuid = %s AND key = 'dataset'", (run_id,)
-        )
+        cur.execute("SELECT value FROM tags WHERE run_uuid = %s AND key = 'dataset'", (run_id,))
         assert cur.fetchall() == [("online_retail",)]
     conn.close()
 
@@ -160,9 +144,7 @@ def test_restart_on_existing_schema_keeps_runs_and_hides_password(
     """
     from mlflow.tracking import MlflowClient
 
-    run_id = _log_run(
-        MlflowClient(tracking_uri=mlflow_server.url), "survives-restart", tmp_path
-    )
+    run_id = _log_run(MlflowClient(tracking_uri=mlflow_server.url), "survives-restart", tmp_path)
     # Trust authentication ignores the password; it is here to check that the log masks it.
     with_password = postgres_uri.replace(
         "postgresql+psycopg2://mlflow@", "postgresql://mlflow:s3cret-pw@", 1
@@ -191,9 +173,7 @@ def _status(url: str, host: str) -> int:
         return error.code
 
 
-def test_cloud_run_host_header_is_accepted_and_others_rejected(
-    mlflow_server_factory, tmp_path
-):
+def test_cloud_run_host_header_is_accepted_and_others_rejected(mlflow_server_factory, tmp_path):
     """Cloud Run forwards Host: <service>-<project number>.<region>.run.app; mlflow 3.x must accept it."""
     server = mlflow_server_factory(
         {
@@ -207,9 +187,7 @@ def test_cloud_run_host_header_is_accepted_and_others_rejected(
 
     assert _status(search, "mlflow-server-555035914949.europe-central2.run.app") == 200
     assert _status(search, "mlflow-server-abc123xyz-lm.a.run.app") == 200
-    assert _status(search, "mlflow.example.com") == 200, (
-        "a custom domain adds to the run.app names"
-    )
+    assert _status(search, "mlflow.example.com") == 200, "a custom domain adds to the run.app names"
     assert _status(search, "evil.example.com") == 403
     assert _status(search, "other-service-555035914949.europe-central2.run.app") == 403
     assert _status(f"{server.url}/health", "evil.example.com") == 200, (

@@ -16,9 +16,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _run_pipeline(config_path, tracking_uri, local_root):
     out = subprocess.run(
-        [sys.executable, "-m", "pipelines", "run", "--config", config_path,
-         "--tracking-uri", tracking_uri, "--local-root", str(local_root)],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "run",
+            "--config",
+            config_path,
+            "--tracking-uri",
+            tracking_uri,
+            "--local-root",
+            str(local_root),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     return out.stdout.strip().splitlines()
@@ -29,7 +42,7 @@ def test_pipeline_runs_end_to_end_and_reports_every_run(tiny_dataset, tmp_path):
     lines = _run_pipeline(tiny_dataset["config_path"], tracking_uri, tmp_path / "local")
     assert lines[-2] == f"tracking_uri={tracking_uri}"
     assert lines[-1].startswith("report=") and lines[-1].endswith("leaderboard.html")
-    report_path = lines[-1][len("report="):]
+    report_path = lines[-1][len("report=") :]
 
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("tiny-experiment")
@@ -53,5 +66,5 @@ def test_pipeline_runs_end_to_end_and_reports_every_run(tiny_dataset, tmp_path):
     lines = _run_pipeline(tiny_dataset["config_path"], tracking_uri, tmp_path / "local")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2
-    html = open(lines[-1][len("report="):], encoding="utf-8").read()
+    html = open(lines[-1][len("report=") :], encoding="utf-8").read()
     assert all(r.info.run_name in html for r in runs)

@@ -31,8 +31,9 @@ def test_compiling_imports_no_tensorflow_beam_or_mlflow(tmp_path):
         "'mlflow', 'tf_keras', 'pandas'))\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "", f"compiling imported: {out.stdout.strip()}"
 
 
@@ -62,6 +63,8 @@ def test_pipeline_spec_documents_every_parameter():
     with open(os.path.join(REPO, SPEC_DIR, "training_pipeline.yaml")) as f:
         spec = yaml.safe_load(f)
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"config_yaml", "mlflow_tracking_uri", "feature_config_id", "model_config_id"} <= set(params)
+    assert {"config_yaml", "mlflow_tracking_uri", "feature_config_id", "model_config_id"} <= set(
+        params
+    )
     for name, definition in params.items():
         assert definition.get("description"), f"pipeline parameter {name} has no description"

@@ -29,30 +29,51 @@ def test_tfx_run_fn_trains_from_fn_args(tiny_prepared, tmp_path, tracking_uri):
         transform_output=str(root / "xf"),
         serving_model_dir=str(tmp_path / "serving"),
         model_run_dir=str(tmp_path / "run"),
-        custom_config={"config_yaml": cfg.dump_config(config), "ingest_dir": str(root / "examples"),
-                       "mlflow_tracking_uri": tracking_uri, "model_config_id": "small"},
+        custom_config={
+            "config_yaml": cfg.dump_config(config),
+            "ingest_dir": str(root / "examples"),
+            "mlflow_tracking_uri": tracking_uri,
+            "model_config_id": "small",
+        },
     )
     run_fn(fn_args)
     assert os.path.exists(tmp_path / "serving" / "saved_model.pb")
     runs = MlflowClient(tracking_uri).search_runs(
-        [MlflowClient(tracking_uri).get_experiment_by_name(config.experiment).experiment_id])
+        [MlflowClient(tracking_uri).get_experiment_by_name(config.experiment).experiment_id]
+    )
     assert len(runs) == 1 and runs[0].data.params[contract.PARAM_MODEL_CONFIG_ID] == "small"
     assert callable(preprocessing_fn) and preprocessing_fn.__module__ == "trainer.features"
 
 
 def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluation(
-        tiny_dataset, tmp_path, tracking_uri):
+    tiny_dataset, tmp_path, tracking_uri
+):
     work = tmp_path / "work"
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", "--config", tiny_dataset["config_path"],
-         "--work-dir", str(work), "--tracking-uri", tracking_uri],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--config",
+            tiny_dataset["config_path"],
+            "--work-dir",
+            str(work),
+            "--tracking-uri",
+            tracking_uri,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
-    metrics = json.loads(out.stdout[out.stdout.index("{"):])
+    metrics = json.loads(out.stdout[out.stdout.index("{") :])
     assert 0.0 <= metrics[contract.test_recall_key(10)] <= 1.0
     run_id = out.stdout.split("run_id=")[1].split()[0]
     logged = MlflowClient(tracking_uri).get_run(run_id).data.metrics
-    assert logged[contract.test_recall_key(10)] == pytest.approx(metrics[contract.test_recall_key(10)])
+    assert logged[contract.test_recall_key(10)] == pytest.approx(
+        metrics[contract.test_recall_key(10)]
+    )
 
     # A fresh interpreter loads the exported model and serves the same top-k for the same
     # raw buyer features that evaluation used.
@@ -70,8 +91,13 @@ def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluatio
         "print(json.dumps({'ids': ids.tolist(), 'scores': scores.tolist()}))\n"
     )
     buyers = top_k["buyer_id"].tolist()[:7]
-    fresh = subprocess.run([sys.executable, "-c", probe, str(work), json.dumps(buyers)], cwd=REPO,
-                           capture_output=True, text=True, timeout=300)
+    fresh = subprocess.run(
+        [sys.executable, "-c", probe, str(work), json.dumps(buyers)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     served = json.loads(fresh.stdout.strip().splitlines()[-1])
     for i in range(len(buyers)):
@@ -83,7 +109,12 @@ def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluatio
 def test_python_m_trainer_rejects_a_bad_config_with_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("experiment: x\n")
-    out = subprocess.run([sys.executable, "-m", "trainer", "--config", str(bad)], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "--config", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert f"{bad}: dataset: required field is missing" in out.stderr

@@ -11,8 +11,9 @@ def _frame(rows):
     return pd.DataFrame(rows, columns=[cfg.BUYER_ID, cfg.PRODUCT_ID])
 
 
-TRAIN = _frame([("a", "p1"), ("a", "p1"), ("a", "p2"), ("b", "p3"), ("b", "p3"), ("c", "p1"),
-                ("c", "p4")])
+TRAIN = _frame(
+    [("a", "p1"), ("a", "p1"), ("a", "p2"), ("b", "p3"), ("b", "p3"), ("c", "p1"), ("c", "p4")]
+)
 CATALOG = pd.DataFrame({cfg.PRODUCT_ID: ["p1", "p2", "p3", "p4"]})
 
 
@@ -25,8 +26,9 @@ def test_eval_set_keeps_distinct_pairs_of_known_buyers_and_products():
 
 
 def test_recall_at_k_is_micro_averaged_over_pairs():
-    es = ev.EvalSet(buyers=np.array(["a", "b"]), positives=[np.array([1, 3]), np.array([0])],
-                    num_pairs=3)
+    es = ev.EvalSet(
+        buyers=np.array(["a", "b"]), positives=[np.array([1, 3]), np.array([0])], num_pairs=3
+    )
     top = np.array([[3, 0, 2, 1], [2, 1, 3, 0]])
     assert ev.recall_at_k(top, es, ks=(1, 2, 4)) == {1: 1 / 3, 2: 1 / 3, 4: 1.0}
 

@@ -23,45 +23,76 @@ SPEC = {
     cfg.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
 }
 ROWS = [
-    {"buyer_id": "b1", "product_id": "p1", "country": "UK", "description": "Red MUG, large",
-     "history": "p2 p1", "price": 1.0, "timestamp": 0},
-    {"buyer_id": "b1", "product_id": "p1", "country": "FR", "description": "red mug",
-     "history": "", "price": math.e - 1, "timestamp": 6 * 3600},
-    {"buyer_id": "b2", "product_id": "p2", "country": "UK", "description": "blue bowl!",
-     "history": "p9 p2 p1", "price": math.e**2 - 1, "timestamp": 86400 * 2},
+    {
+        "buyer_id": "b1",
+        "product_id": "p1",
+        "country": "UK",
+        "description": "Red MUG, large",
+        "history": "p2 p1",
+        "price": 1.0,
+        "timestamp": 0,
+    },
+    {
+        "buyer_id": "b1",
+        "product_id": "p1",
+        "country": "FR",
+        "description": "red mug",
+        "history": "",
+        "price": math.e - 1,
+        "timestamp": 6 * 3600,
+    },
+    {
+        "buyer_id": "b2",
+        "product_id": "p2",
+        "country": "UK",
+        "description": "blue bowl!",
+        "history": "p9 p2 p1",
+        "price": math.e**2 - 1,
+        "timestamp": 86400 * 2,
+    },
 ]
 
 
 def _fc(*buyer: cfg.Feature) -> cfg.FeatureConfig:
     return cfg.FeatureConfig(
-        id="t", name="t",
+        id="t",
+        name="t",
         buyer=(cfg.Feature(cfg.BUYER_ID, "vocabulary"), *buyer),
         product=(cfg.Feature(cfg.PRODUCT_ID, "vocabulary"),),
     )
 
 
 # buyer_id and product_id vocabularies: by frequency (b1, p1 twice), then OOV bucket = size.
-IDS = [{"buyer_id__vocabulary": 0, "product_id__vocabulary": 0},
-       {"buyer_id__vocabulary": 0, "product_id__vocabulary": 0},
-       {"buyer_id__vocabulary": 1, "product_id__vocabulary": 1}]
+IDS = [
+    {"buyer_id__vocabulary": 0, "product_id__vocabulary": 0},
+    {"buyer_id__vocabulary": 0, "product_id__vocabulary": 0},
+    {"buyer_id__vocabulary": 1, "product_id__vocabulary": 1},
+]
 
 
 class FeatureTransformTest(tft_unit.TransformTestCase):
-
     def _check(self, feature: cfg.Feature, expected: list, **kwargs):
         key = feats.transformed_name(feature)
         self.assertAnalyzeAndTransformResults(
-            ROWS, DatasetMetadata.from_feature_spec(SPEC),
+            ROWS,
+            DatasetMetadata.from_feature_spec(SPEC),
             feats.make_preprocessing_fn(_fc(feature)),
-            expected_data=[{**ids, key: value} for ids, value in zip(IDS, expected)], **kwargs)
+            expected_data=[{**ids, key: value} for ids, value in zip(IDS, expected)],
+            **kwargs,
+        )
 
     def test_vocabulary_with_min_frequency_sends_rare_values_to_oov(self):
         feature = cfg.Feature(cfg.COUNTRY, "vocabulary", min_frequency=2, oov_buckets=1)
         # Only UK is seen twice: vocabulary [UK], FR falls into the OOV bucket 1.
-        self._check(feature, [0, 1, 0],
-                    expected_vocab_file_contents={"country_vocab": [b"UK"],
-                                                  "buyer_id_vocab": [b"b1", b"b2"],
-                                                  "product_id_vocab": [b"p1", b"p2"]})
+        self._check(
+            feature,
+            [0, 1, 0],
+            expected_vocab_file_contents={
+                "country_vocab": [b"UK"],
+                "buyer_id_vocab": [b"b1", b"b2"],
+                "product_id_vocab": [b"p1", b"p2"],
+            },
+        )
 
     def test_hashing_matches_tensorflow_fingerprint_buckets(self):
         feature = cfg.Feature(cfg.COUNTRY, "hashing", hash_buckets=7)
@@ -91,10 +122,15 @@ class FeatureTransformTest(tft_unit.TransformTestCase):
     def test_text_is_a_padded_bag_of_lowercased_tokens(self):
         feature = cfg.Feature(cfg.DESCRIPTION, "text", max_length=3, oov_buckets=1)
         # Vocabulary by frequency (ties by token, descending): red, mug (x2), then the rest.
-        self._check(feature, [[0, 1, 2], [0, 1, -1], [4, 3, -1]],
-                    expected_vocab_file_contents={
-                        "description_vocab": [b"red", b"mug", b"large", b"bowl", b"blue"],
-                        "buyer_id_vocab": [b"b1", b"b2"], "product_id_vocab": [b"p1", b"p2"]})
+        self._check(
+            feature,
+            [[0, 1, 2], [0, 1, -1], [4, 3, -1]],
+            expected_vocab_file_contents={
+                "description_vocab": [b"red", b"mug", b"large", b"bowl", b"blue"],
+                "buyer_id_vocab": [b"b1", b"b2"],
+                "product_id_vocab": [b"p1", b"p2"],
+            },
+        )
 
     def test_history_uses_the_product_vocabulary(self):
         feature = cfg.Feature(cfg.HISTORY, "history", max_length=3)
@@ -107,7 +143,11 @@ class FeatureTransformTest(tft_unit.TransformTestCase):
         recency = (days - days.mean()) / days.std()
         expected = []
         for d, r in zip(days, recency):
-            hour, weekday, season = d % 1.0, ((math.floor(d) + 3) % 7) / 7.0, (d % 365.2425) / 365.2425
+            hour, weekday, season = (
+                d % 1.0,
+                ((math.floor(d) + 3) % 7) / 7.0,
+                (d % 365.2425) / 365.2425,
+            )
             row = []
             for phase in (hour, weekday, season):
                 row += [math.sin(2 * math.pi * phase), math.cos(2 * math.pi * phase)]

@@ -21,8 +21,12 @@ def test_clean_counts_each_bad_row_once_under_its_reason(config, tiny_dataset):
     stats = ingest.IngestStats(source="tiny")
     frame = ingest.clean(ingest.read_source(config.dataset), config.dataset, stats)
     assert stats.rows_read == tiny_dataset["rows"]
-    assert stats.rows_dropped == {"missing_buyer_id": 3, "bad_timestamp": 1,
-                                  "quantity_le_0": 2, "cancelled": 1}
+    assert stats.rows_dropped == {
+        "missing_buyer_id": 3,
+        "bad_timestamp": 1,
+        "quantity_le_0": 2,
+        "cancelled": 1,
+    }
     assert stats.rows_kept == stats.rows_read - 7 == len(frame)
     # Float-written ids lose their ".0"; timestamps are epoch seconds.
     assert frame[cfg.BUYER_ID].str.fullmatch(r"\d+").all()

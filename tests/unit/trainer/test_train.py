@@ -23,9 +23,15 @@ def prepared(tiny_prepared):
 
 def test_training_run_carries_the_mlflow_contract(prepared, tmp_path, tracking_uri):
     config, root = prepared
-    result = train.run_training(config, str(root / "examples"), str(root / "xf"),
-                                str(tmp_path / "model"), tracking_uri=tracking_uri,
-                                pipeline_job="job-1", pipeline_task="train-model")
+    result = train.run_training(
+        config,
+        str(root / "examples"),
+        str(root / "xf"),
+        str(tmp_path / "model"),
+        tracking_uri=tracking_uri,
+        pipeline_job="job-1",
+        pipeline_task="train-model",
+    )
     client = MlflowClient(tracking_uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
@@ -48,8 +54,9 @@ def test_training_run_carries_the_mlflow_contract(prepared, tmp_path, tracking_u
 
 def test_serving_model_returns_the_same_top_k_as_the_towers(prepared, tmp_path):
     config, root = prepared
-    result = train.run_training(config, str(root / "examples"), str(root / "xf"),
-                                str(tmp_path / "model"))
+    result = train.run_training(
+        config, str(root / "examples"), str(root / "xf"), str(tmp_path / "model")
+    )
     serve = evaluate.load_serving_model(result.serving_dir)
     test = pd.read_parquet(ingest.split_path(str(root / "examples"), "test"))
     queries = test.drop_duplicates(cfg.BUYER_ID).head(5)
@@ -62,8 +69,13 @@ def test_serving_model_returns_the_same_top_k_as_the_towers(prepared, tmp_path):
 def test_tracking_outage_does_not_stop_training(prepared, tmp_path):
     config, root = prepared
     started = time.monotonic()
-    result = train.run_training(config, str(root / "examples"), str(root / "xf"),
-                                str(tmp_path / "model"), tracking_uri="http://127.0.0.1:9")
+    result = train.run_training(
+        config,
+        str(root / "examples"),
+        str(root / "xf"),
+        str(tmp_path / "model"),
+        tracking_uri="http://127.0.0.1:9",
+    )
     assert result.run_id is None and "get_or_create_experiment" in result.tracking_degraded
     assert os.path.isdir(result.serving_dir)
     backlog = (tmp_path / "model" / "mlflow_backlog.jsonl").read_text().splitlines()
@@ -71,18 +83,27 @@ def test_tracking_outage_does_not_stop_training(prepared, tmp_path):
     assert time.monotonic() - started < 120
 
 
-def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, tmp_path,
-                                                                      tracking_uri):
+def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(
+    prepared, tmp_path, tracking_uri
+):
     config, root = prepared
-    result = train.run_training(config, str(root / "examples"), str(root / "xf"),
-                                str(tmp_path / "model"), tracking_uri=tracking_uri)
-    metrics = evaluate.run_evaluation(str(tmp_path / "model"), str(root / "examples"),
-                                      str(tmp_path / "eval"))
+    result = train.run_training(
+        config,
+        str(root / "examples"),
+        str(root / "xf"),
+        str(tmp_path / "model"),
+        tracking_uri=tracking_uri,
+    )
+    metrics = evaluate.run_evaluation(
+        str(tmp_path / "model"), str(root / "examples"), str(tmp_path / "eval")
+    )
     logged = MlflowClient(tracking_uri).get_run(result.run_id).data.metrics
     for k in contract.RECALL_KS:
-        for key in (contract.test_recall_key(k),
-                    contract.baseline_recall_key(contract.BASELINE_POPULAR, k),
-                    contract.baseline_recall_key(contract.BASELINE_OWN_HISTORY, k)):
+        for key in (
+            contract.test_recall_key(k),
+            contract.baseline_recall_key(contract.BASELINE_POPULAR, k),
+            contract.baseline_recall_key(contract.BASELINE_OWN_HISTORY, k),
+        ):
             assert 0.0 <= metrics[key] <= 1.0
             assert logged[key] == pytest.approx(metrics[key])
     # The tiny catalog has 30 products, so recall@50 and @100 cover everything.
