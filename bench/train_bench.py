@@ -65,9 +65,7 @@ class Settings:
     """What one benchmark run does."""
 
     quick: bool = False
-    throughput_epochs: int = (
-        6  # per model, alternating; the first is warm-up, not counted
-    )
+    throughput_epochs: int = 6  # per model, alternating; the first is warm-up, not counted
     tracking_epochs: int = 5
     tracking_repeats: int = 3
 
@@ -113,9 +111,7 @@ def _subsample_source(source: str, out_path: Path, buyer_column: str) -> str:
 
     frame = pd.read_csv(source, dtype=str, keep_default_na=False)
     ids = frame[buyer_column].str.replace(r"\.0+$", "", regex=True)
-    keep = ids.map(
-        lambda b: int(hashlib.md5(b.encode()).hexdigest(), 16) % QUICK_BUYER_SHARE == 0
-    )
+    keep = ids.map(lambda b: int(hashlib.md5(b.encode()).hexdigest(), 16) % QUICK_BUYER_SHARE == 0)
     with gzip.open(out_path, "wt", encoding="utf-8", newline="") as f:
         frame[keep].to_csv(f, index=False)
     return str(out_path)
@@ -147,9 +143,7 @@ def prepare_data(quick: bool) -> Data:
         ingest.run_ingest(config, str(ingest_dir), source=source)
         t_ingest = time.perf_counter() - t
         t = time.perf_counter()
-        transform.run_transform(
-            config.feature_config(), str(ingest_dir), str(transform_dir)
-        )
+        transform.run_transform(config.feature_config(), str(ingest_dir), str(transform_dir))
         t_transform = time.perf_counter() - t
         stamp.write_text(key)
         print(
@@ -157,9 +151,7 @@ def prepare_data(quick: bool) -> Data:
             flush=True,
         )
     stats = ingest.load_stats(str(ingest_dir))
-    return Data(
-        config, str(ingest_dir), str(transform_dir), int(stats["rows"]["train"])
-    )
+    return Data(config, str(ingest_dir), str(transform_dir), int(stats["rows"]["train"]))
 
 
 def ids_only(config):
@@ -175,12 +167,8 @@ def ids_only(config):
     fc = cfg.FeatureConfig(
         id="ids",
         name="IDs only",
-        buyer=(
-            cfg.Feature(name=cfg.BUYER_ID, transform="vocabulary", embedding_dim=dim),
-        ),
-        product=(
-            cfg.Feature(name=cfg.PRODUCT_ID, transform="vocabulary", embedding_dim=dim),
-        ),
+        buyer=(cfg.Feature(name=cfg.BUYER_ID, transform="vocabulary", embedding_dim=dim),),
+        product=(cfg.Feature(name=cfg.PRODUCT_ID, transform="vocabulary", embedding_dim=dim),),
     )
     mc = cfg.ModelConfig(
         id="adagrad64",
@@ -242,18 +230,12 @@ def build_bare(data: Data):
     buyer_key = feats.transformed_name(fc.buyer[0])
     product_key = feats.transformed_name(fc.product[0])
     tft_output = tft.TFTransformOutput(data.transform_dir)
-    spec = {
-        k: tft_output.transformed_feature_spec()[k] for k in (buyer_key, product_key)
-    }
-    files = sorted(
-        tf.io.gfile.glob(transform.transformed_pattern(data.transform_dir, "train"))
-    )
+    spec = {k: tft_output.transformed_feature_spec()[k] for k in (buyer_key, product_key)}
+    files = sorted(tf.io.gfile.glob(transform.transformed_pattern(data.transform_dir, "train")))
     ds = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
         .batch(training.batch_size)
-        .map(
-            lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        .map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
         .cache()
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -267,9 +249,7 @@ def build_bare(data: Data):
             self.task = tfrs.tasks.Retrieval()
 
         def compute_loss(self, features, training=False):
-            return self.task(
-                self.buyer(features[buyer_key]), self.product(features[product_key])
-            )
+            return self.task(self.buyer(features[buyer_key]), self.product(features[product_key]))
 
     return Bare(), ds
 
@@ -286,9 +266,7 @@ def bench_throughput(data: Data, s: Settings) -> tuple[dict, object]:
     keras.utils.set_random_seed(data.config.training.seed)
     models = {"ours": build_ours(data), "bare": build_bare(data)}
     for model, _ in models.values():
-        model.compile(
-            optimizer=_optimizer(data, data.config.model_config(), s.throughput_epochs)
-        )
+        model.compile(optimizer=_optimizer(data, data.config.model_config(), s.throughput_epochs))
     wall: dict[str, list[float]] = {n: [] for n in models}
     cpu: dict[str, list[float]] = {n: [] for n in models}
     loss: dict[str, list[float]] = {n: [] for n in models}
@@ -307,7 +285,7 @@ def bench_throughput(data: Data, s: Settings) -> tuple[dict, object]:
         )
     rate = {n: data.train_rows / statistics.median(wall[n][1:]) for n in models}
     cpu_rate = {n: data.train_rows / statistics.median(cpu[n][1:]) for n in models}
-    paired = [b / o for o, b in zip(wall["ours"][1:], wall["bare"][1:])]
+    paired = [b / o for o, b in zip(wall["ours"][1:], wall["bare"][1:], strict=True)]
     return {
         "train_rows": data.train_rows,
         "batch_size": data.config.training.batch_size,
@@ -330,25 +308,35 @@ def bench_throughput(data: Data, s: Settings) -> tuple[dict, object]:
 # 2. Exact evaluation vs tfrs.metrics.FactorizedTopK
 
 
+def _embed(tower, tft_layer, frame, batch_size: int = 8192):
+    """Tower embeddings of raw rows, transformed by the TFT graph first."""
+    import numpy as np
+
+    from trainer import train
+
+    parts = []
+    for start in range(0, len(frame), batch_size):
+        transformed = tft_layer(train.raw_inputs(frame.iloc[start : start + batch_size]))
+        parts.append(tower(transformed, training=False).numpy())
+    return np.concatenate(parts)
+
+
 def test_embeddings(data: Data, model):
-    """Test queries (buyers' latest row before test) and catalog, embedded by ``model``."""
+    """Test queries (buyers as of the test split's start) and catalog, embedded by ``model``."""
     import pandas as pd
     import tensorflow_transform as tft
 
     from trainer import evaluation, ingest, train
 
-    split = {
-        n: pd.read_parquet(ingest.split_path(data.ingest_dir, n)) for n in ingest.SPLITS
-    }
+    split = {n: pd.read_parquet(ingest.split_path(data.ingest_dir, n)) for n in ingest.SPLITS}
     catalog = pd.read_parquet(os.path.join(data.ingest_dir, ingest.CATALOG_FILE))
     eval_set = evaluation.build_eval_set(split["test"], split["train"], catalog)
     history = pd.concat([split["train"], split["eval"]])
     tft_layer = tft.TFTransformOutput(data.transform_dir).transform_features_layer()
     as_of = train.as_of_time(history, split["test"])
-    queries = train.embed(
-        model.buyer_tower, tft_layer, train.query_frame(history, eval_set.buyers, as_of)
-    )
-    candidates = train.embed(model.product_tower, tft_layer, catalog)
+    queries = _embed(model.buyer_tower, tft_layer,
+                     train.query_frame(history, eval_set.buyers, as_of))  # fmt: skip
+    candidates = _embed(model.product_tower, tft_layer, catalog)
     return queries, candidates, eval_set
 
 
@@ -371,9 +359,7 @@ def factorized_top_k(queries, candidates, eval_set, index: str, batch_size: int)
 
     from trainer import contract
 
-    rows = np.repeat(
-        np.arange(len(eval_set.positives)), [len(p) for p in eval_set.positives]
-    )
+    rows = np.repeat(np.arange(len(eval_set.positives)), [len(p) for p in eval_set.positives])
     ids = np.concatenate(eval_set.positives).astype(np.int64)
     pair_q = tf.constant(queries[rows], tf.float32)
     pair_c = tf.constant(candidates[ids], tf.float32)
@@ -382,9 +368,7 @@ def factorized_top_k(queries, candidates, eval_set, index: str, batch_size: int)
     cand_ids = np.arange(len(candidates), dtype=np.int64)
     if index == "BruteForce":
         layer = tfrs.layers.factorized_top_k.BruteForce(k=k)
-        layer.index(
-            tf.constant(candidates, tf.float32), identifiers=tf.constant(cand_ids)
-        )
+        layer.index(tf.constant(candidates, tf.float32), identifiers=tf.constant(cand_ids))
     else:  # FactorizedTopK's default: Streaming over a dataset of candidate batches
         cands = tf.data.Dataset.from_tensor_slices((cand_ids, candidates)).batch(128)
         layer = tfrs.layers.factorized_top_k.Streaming(k=k).index_from_dataset(cands)
@@ -404,7 +388,7 @@ def factorized_top_k(queries, candidates, eval_set, index: str, batch_size: int)
         for start in range(0, len(ids), batch_size):
             end = start + batch_size
             update(pair_q[start:end], pair_c[start:end], pair_ids[start:end])
-        return {kk: float(v) for kk, v in zip(contract.RECALL_KS, metric.result())}
+        return {kk: float(v) for kk, v in zip(contract.RECALL_KS, metric.result(), strict=True)}
 
     return run
 
@@ -430,9 +414,7 @@ def bench_evaluation(data: Data, model, repeats: int = 3) -> dict:
     ours_s, ours = _timed(lambda: ours_recall(queries, candidates, eval_set), repeats)
     # Score ties at a cut-off would let two exact methods disagree; count them.
     scores = np.sort(queries @ candidates.T, axis=1)[:, ::-1]
-    ties = {
-        k: int(np.sum(scores[:, k - 1] == scores[:, k])) for k in contract.RECALL_KS
-    }
+    ties = {k: int(np.sum(scores[:, k - 1] == scores[:, k])) for k in contract.RECALL_KS}
     figures = {
         "queries": len(eval_set.buyers),
         "pairs": eval_set.num_pairs,
@@ -443,9 +425,7 @@ def bench_evaluation(data: Data, model, repeats: int = 3) -> dict:
     }
     batch = data.config.training.eval_batch_size
     for index in ("BruteForce", "Streaming"):
-        t, rec = _timed(
-            factorized_top_k(queries, candidates, eval_set, index, batch), repeats
-        )
+        t, rec = _timed(factorized_top_k(queries, candidates, eval_set, index, batch), repeats)
         diff = max(abs(rec[k] - ours[k]) for k in contract.RECALL_KS)
         figures[index] = {
             "s": round(t, 3),
@@ -499,9 +479,7 @@ def _tracker_classes():
 
         def flush(self):
             if threading.current_thread() is threading.main_thread():
-                return RunTracker.flush(
-                    self
-                )  # inside finish(): already metered as blocked
+                return RunTracker.flush(self)  # inside finish(): already metered as blocked
             c = time.thread_time()
             try:
                 return RunTracker.flush(self)
@@ -539,9 +517,7 @@ def _patched_tracker(cls) -> Iterator[None]:
         train.RunTracker = original
 
 
-def _run_training(
-    data: Data, config, uri: str, tracker_cls, workdir: Path, tag: str
-) -> dict:
+def _run_training(data: Data, config, uri: str, tracker_cls, workdir: Path, tag: str) -> dict:
     """One run_training call: wall and process CPU seconds, and the tracking costs."""
     from trainer import train
 
@@ -568,9 +544,7 @@ def _cold_start_s(uri: str) -> dict:
         f"MlflowClient({uri!r}).search_experiments(max_results=1); "
         "print(i-t, time.perf_counter()-i)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     imp, store = map(float, out.stdout.strip().splitlines()[-1].split())
     return {"import_s": imp, "store_s": store}
 
@@ -629,9 +603,7 @@ def bench_tracking(data: Data, s: Settings) -> dict:
     figures = {
         "epochs": s.tracking_epochs,
         "repeats": s.tracking_repeats,
-        "cold_start_s": {
-            k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in cold.items()
-        },
+        "cold_start_s": {k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in cold.items()},
     }
     for name in names:
         cost = med(name, "blocked_s") + med(name, "background_cpu_s")
@@ -698,8 +670,8 @@ def print_table(f: dict) -> None:
             f"{tp['ours_cpu_examples_per_s']:,} | {tp['ours_epoch_s']} | {tp['ours_loss']} |"
         ),
         (
-            f"| bare TFRS loop | {tp['bare_examples_per_s']:,} | {tp['bare_cpu_examples_per_s']:,} | "
-            f"{tp['bare_epoch_s']} | {tp['bare_loss']} |"
+            f"| bare TFRS loop | {tp['bare_examples_per_s']:,} | "
+            f"{tp['bare_cpu_examples_per_s']:,} | {tp['bare_epoch_s']} | {tp['bare_loss']} |"
         ),
         (
             f"| ours/bare | {tp['ratio']} (paired epochs: {tp['paired_ratio_median']}) | "
@@ -708,8 +680,8 @@ def print_table(f: dict) -> None:
         f"target ours/bare >= 0.9: {_verdict(tp['ratio'] >= 0.9)}",
         "",
         (
-            f"### Exact evaluation ({ev['queries']:,} test buyers, {ev['pairs']:,} (buyer, product) "
-            f"pairs, catalog {ev['catalog']:,}; score ties at the cut-offs: {ev['ties_at_cutoff']})"
+            f"### Exact evaluation ({ev['queries']:,} test buyers, "
+            f"{ev['pairs']:,} (buyer, product) pairs, catalog {ev['catalog']:,}; score ties at the cut-offs: {ev['ties_at_cutoff']})"
         ),
         "| | time (s) | ours faster by | "
         + " | ".join(f"recall@{k}" for k in ks)
@@ -727,9 +699,7 @@ def print_table(f: dict) -> None:
             + f" | {e['max_abs_diff']:.1e} |"
         )
     best = min(ev["BruteForce"]["speedup"], ev["Streaming"]["speedup"])
-    same = (
-        max(ev["BruteForce"]["max_abs_diff"], ev["Streaming"]["max_abs_diff"]) <= 1e-5
-    )
+    same = max(ev["BruteForce"]["max_abs_diff"], ev["Streaming"]["max_abs_diff"]) <= 1e-5
     lines += [
         (
             f"target >= 5x faster than the faster FactorizedTopK, recall equal to 1e-5: "
@@ -741,8 +711,8 @@ def print_table(f: dict) -> None:
             f"{tr['repeats']}; once per fresh process: {tr['cold_start_s']})"
         ),
         (
-            "| variant | wall (s) | runs (s) | wall vs off | process CPU vs off | blocked in tracker "
-            "| flush thread CPU | metered / off wall |"
+            "| variant | wall (s) | runs (s) | wall vs off | process CPU vs off "
+            "| blocked in tracker | flush thread CPU | metered / off wall |"
         ),
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
