@@ -681,7 +681,8 @@ def print_table(f: dict) -> None:
         "",
         (
             f"### Exact evaluation ({ev['queries']:,} test buyers, "
-            f"{ev['pairs']:,} (buyer, product) pairs, catalog {ev['catalog']:,}; score ties at the cut-offs: {ev['ties_at_cutoff']})"
+            f"{ev['pairs']:,} (buyer, product) pairs, catalog {ev['catalog']:,}; "
+            f"score ties at the cut-offs: {ev['ties_at_cutoff']})"
         ),
         "| | time (s) | ours faster by | "
         + " | ".join(f"recall@{k}" for k in ks)
