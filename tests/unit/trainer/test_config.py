@@ -85,7 +85,7 @@ def _error(data: dict) -> cfg.ConfigError:
             lambda d: d["feature_configs"][0]["buyer"].append(
                 {"name": "country", "transform": "zscore"}
             ),
-            "feature_configs[0].buyer[1].transform",
+            "feature_configs[0].buyer[6].transform",
             "numeric column",
         ),
         (
@@ -95,7 +95,7 @@ def _error(data: dict) -> cfg.ConfigError:
         ),
         (
             lambda d: d["feature_configs"].append(dict(d["feature_configs"][0])),
-            "feature_configs[1].id",
+            "feature_configs[2].id",
             "duplicate",
         ),
     ],
