@@ -117,3 +117,43 @@ def tiny_prepared(tmp_path_factory):
     ingest.run_ingest(config, str(root / "examples"))
     transform.run_transform(config.feature_config(), str(root / "examples"), str(root / "xf"))
     return config, root
+
+
+def rich_config_text(source) -> str:
+    """TINY_CONFIG with every transform in use and every loss option on."""
+    text = TINY_CONFIG.format(source=source)
+    text = text.replace(
+        "      - {name: buyer_id, transform: vocabulary, embedding_dim: 16}\n",
+        "      - {name: buyer_id, transform: vocabulary, embedding_dim: 16}\n"
+        "      - {name: history, transform: history, max_length: 10}\n"
+        "      - {name: monetary, transform: log}\n"
+        "      - {name: recency_days, transform: zscore}\n"
+        "      - {name: timestamp, transform: time}\n"
+        "      - {name: country, transform: cross, cross_with: buyer_id, hash_buckets: 50}\n",
+    )
+    text = text.replace(
+        "      - {name: product_id, transform: vocabulary, embedding_dim: 16}\n",
+        "      - {name: product_id, transform: vocabulary, embedding_dim: 16}\n"
+        "      - {name: description, transform: text, embedding_dim: 8, max_length: 4}\n"
+        "      - {name: price, transform: bucketize, num_buckets: 4}\n",
+    )
+    return text.replace(
+        "    learning_rate: 0.2\n",
+        "    learning_rate: 0.2\n    tower_layers: [16]\n    dropout: 0.1\n    l2: 0.0001\n"
+        "    lr_schedule: cosine\n    repurchase_scores: true\n    logq_correction: true\n"
+        "    remove_accidental_hits: true\n    temperature: 0.5\n",
+    )
+
+
+@pytest.fixture(scope="session")
+def rich_prepared(tmp_path_factory):
+    """The tiny dataset with the rich config, ingested and transformed once per session."""
+    from trainer import config as cfg
+    from trainer import ingest, transform
+
+    root = tmp_path_factory.mktemp("rich-prepared")
+    write_tiny_retail_csv(root / "tiny.csv.gz")
+    config = cfg.parse_config_text(rich_config_text(root / "tiny.csv.gz"))
+    ingest.run_ingest(config, str(root / "examples"))
+    transform.run_transform(config.feature_config(), str(root / "examples"), str(root / "xf"))
+    return config, root

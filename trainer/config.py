@@ -379,8 +379,6 @@ def _feature_config(r: _Reader, data: dict, field: str, columns: dict) -> Featur
         )
     if any(f.name == HISTORY for f in towers["product"]):
         r.fail(f"{field}.product", "history is a buyer feature; put it in the buyer tower")
-    if not any(f.name == BUYER_ID and f.transform == "vocabulary" for f in towers["buyer"]):
-        r.fail(f"{field}.buyer", "needs a buyer_id feature with transform vocabulary")
     if not any(f.name == PRODUCT_ID and f.transform == "vocabulary" for f in towers["product"]):
         r.fail(f"{field}.product", "needs a product_id feature with transform vocabulary")
     config_id = r.get(data, "id", field, str)
