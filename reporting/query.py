@@ -34,6 +34,8 @@ SEARCH_PAGE_SIZE = 1000
 # The tracking server refuses more run ids per bulk request
 # (MAX_RUNS_GET_METRIC_HISTORY_BULK).
 BULK_RUNS_PER_REQUEST = 100
+# History requests in flight at once: enough to overlap the server's SQL with the transfer.
+PARALLEL_REQUESTS = 4
 # Points per run the bulk-interval endpoint returns at most (MAX_RESULTS_PER_RUN); longer
 # histories come back evenly sampled, which is what a chart needs.
 BULK_MAX_POINTS = 2500
@@ -275,53 +277,58 @@ def _batches_for(runs: list[RunRecord], run_ids: list[str], key: str) -> Iterabl
 def fetch_histories_rest(
     client: MlflowClient, runs: list[RunRecord], keys: list[str]
 ) -> tuple[dict[str, History], str]:
-    """Histories from a tracking server, <= 100 runs per request per metric.
+    """Histories from a tracking server, <= 100 runs per request per metric, requests in parallel.
 
     Uses ``get-history-bulk`` (one SQL query per request on the server) and falls back to the
     public ``get-history-bulk-interval`` endpoint where the former is not served.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from mlflow.utils.rest_utils import http_request_safe
 
     creds = _host_creds(client)
-    raw: dict[str, History] = {}
+    requests = [
+        (key, batch)
+        for key, run_ids in _wanted(runs, keys).items()
+        for batch in _batches_for(runs, run_ids, key)
+    ]
     use_interval = False
-    for key, run_ids in _wanted(runs, keys).items():
-        for batch in _batches_for(runs, run_ids, key):
-            if not use_interval:
-                try:
-                    response = http_request_safe(
-                        creds,
-                        BULK_HISTORY_ENDPOINT,
-                        "GET",
-                        params={
-                            "run_id": batch,
-                            "metric_key": key,
-                            "max_results": BULK_HISTORY_MAX_POINTS,
-                        },
-                    )
-                except MlflowException as exc:
-                    if exc.get_http_status_code() != 404 and exc.error_code != "ENDPOINT_NOT_FOUND":
-                        raise
-                    log.warning(
-                        "%s not served; using %s", BULK_HISTORY_ENDPOINT, BULK_INTERVAL_ENDPOINT
-                    )
-                    use_interval = True
-            if use_interval:
-                response = http_request_safe(
-                    creds,
-                    BULK_INTERVAL_ENDPOINT,
-                    "GET",
-                    params={"run_ids": batch, "metric_key": key, "max_results": BULK_MAX_POINTS},
-                )
-            for m in response.json().get("metrics", []):
-                _store_points(
-                    raw,
-                    m["run_id"],
-                    key,
-                    int(m.get("step", 0)),
-                    int(m.get("timestamp", 0)),
-                    float(m["value"]),
-                )
+
+    def fetch(request: tuple[str, list[str]]) -> tuple[str, list[dict]]:
+        key, batch = request
+        if use_interval:
+            params = {"run_ids": batch, "metric_key": key, "max_results": BULK_MAX_POINTS}
+            endpoint = BULK_INTERVAL_ENDPOINT
+        else:
+            params = {"run_id": batch, "metric_key": key, "max_results": BULK_HISTORY_MAX_POINTS}
+            endpoint = BULK_HISTORY_ENDPOINT
+        response = http_request_safe(creds, endpoint, "GET", params=params)
+        return key, response.json().get("metrics", [])
+
+    results = []
+    if requests:
+        # The first request tells whether the server has get-history-bulk at all.
+        try:
+            results.append(fetch(requests[0]))
+        except MlflowException as exc:
+            if exc.get_http_status_code() != 404 and exc.error_code != "ENDPOINT_NOT_FOUND":
+                raise
+            log.warning("%s not served; using %s", BULK_HISTORY_ENDPOINT, BULK_INTERVAL_ENDPOINT)
+            use_interval = True
+            results.append(fetch(requests[0]))
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            results.extend(pool.map(fetch, requests[1:]))
+    raw: dict[str, History] = {}
+    for key, metrics in results:
+        for m in metrics:
+            _store_points(
+                raw,
+                m["run_id"],
+                key,
+                int(m.get("step", 0)),
+                int(m.get("timestamp", 0)),
+                float(m["value"]),
+            )
     source = (
         "tracking server bulk-interval endpoint"
         if use_interval
