@@ -51,13 +51,17 @@ def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> di
     # A list shorter than k (a catalog smaller than k) is the whole catalog: recall@k counts it.
     if top.shape[0] != len(eval_set.positives):
         raise ValueError(f"top has {top.shape[0]} rows for {len(eval_set.positives)} queries")
-    hits = {k: 0 for k in ks}
-    for ranked, positives in zip(top, eval_set.positives, strict=True):
-        # Rank of each positive in this query's list (max(ks) when absent).
-        found = np.isin(ranked, positives)
-        ranks = np.nonzero(found)[0]
-        for k in ks:
-            hits[k] += int(np.count_nonzero(ranks < k))
+    # One vectorised membership test: encode (query, catalog row) pairs as single integers.
+    width = (
+        int(max(top.max(initial=0), max((p.max(initial=0) for p in eval_set.positives), default=0)))
+        + 1
+    )
+    query_of_positive = np.repeat(
+        np.arange(len(eval_set.positives)), [len(p) for p in eval_set.positives]
+    )
+    positives = query_of_positive * width + np.concatenate(eval_set.positives)
+    found = np.isin(np.arange(top.shape[0])[:, None] * width + top, positives)
+    hits = {k: int(found[:, :k].sum()) for k in ks}
     return {k: hits[k] / eval_set.num_pairs for k in ks}
 
 

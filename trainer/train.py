@@ -129,15 +129,24 @@ def make_dataset(
         raise FileNotFoundError(f"no transformed examples match {patterns}")
     spec = tft_output.transformed_feature_spec()
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    ds = (
-        ds.batch(batch_size)
-        .map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
-        .cache()
+    ds = ds.batch(batch_size).map(
+        lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE
     )
-    if shuffle_seed is not None:
-        # Shuffle whole rows across the cached batches, then re-batch.
-        ds = ds.unbatch().shuffle(200_000, seed=shuffle_seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
+    if shuffle_seed is None:
+        return ds.cache().prefetch(tf.data.AUTOTUNE)
+    # Training: hold the parsed columns in memory and shuffle row indices each epoch (a full
+    # shuffle, and far cheaper than unbatch/shuffle/re-batch of the rows themselves).
+    columns = {key: [] for key in spec}
+    for batch in ds:
+        for key, value in batch.items():
+            columns[key].append(value)
+    columns = {key: tf.concat(parts, 0) for key, parts in columns.items()}
+    rows = int(next(iter(columns.values())).shape[0])
+    ds = tf.data.Dataset.range(rows).shuffle(rows, seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda i: {key: tf.gather(value, i) for key, value in columns.items()},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
