@@ -22,9 +22,10 @@ def test_example_config_loads_with_the_design_split():
     assert config.dataset.split.eval_end == dt.date(2011, 11, 1)
     assert config.dataset.source.endswith("data/online_retail/online_retail.csv.gz")
     assert config.dataset.cleaning.drop_transaction_prefixes == ("C",)
-    assert config.feature_config().buyer[0].name == cfg.BUYER_ID
+    assert config.feature_config().buyer[0].name == cfg.HISTORY
+    assert config.feature_config("ids").buyer[0].name == cfg.BUYER_ID
     assert config.model_config("adagrad64").optimizer == "adagrad"
-    assert config.model_config().repurchase_scores and config.history_length == 50
+    assert config.model_config().repurchase_scores and config.history_length == 200
 
 
 def test_dump_then_parse_gives_the_same_config():
@@ -85,7 +86,7 @@ def _error(data: dict) -> cfg.ConfigError:
             lambda d: d["feature_configs"][0]["buyer"].append(
                 {"name": "country", "transform": "zscore"}
             ),
-            "feature_configs[0].buyer[6].transform",
+            "feature_configs[0].buyer[5].transform",
             "numeric column",
         ),
         (
