@@ -426,7 +426,6 @@ def run_training(
                 continue
             summary[contract.final_key(name)] = values[-1]
             summary[contract.best_key(name)] = values[best - 1]
-        summary["epochs_run"] = len(history[contract.METRIC_LOSS])
         tracker.log_metrics(summary, step=len(history[contract.METRIC_LOSS]))
 
         serving_dir = export_serving_model(
