@@ -53,8 +53,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# As many server workers as mlflow_server/entrypoint.sh runs by default (MLFLOW_WORKERS=2).
+SERVER_WORKERS = 2
+
+
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, workdir: Path) -> Iterator[str]:
+def mlflow_server(backend_uri: str, workdir: Path, workers: int = SERVER_WORKERS) -> Iterator[str]:
     """Run ``mlflow server`` on a free 127.0.0.1 port; yield its URL; stop it on exit.
 
     Args:
@@ -77,7 +81,7 @@ def mlflow_server(backend_uri: str, workdir: Path) -> Iterator[str]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
     ]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:

@@ -65,6 +65,15 @@ def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> di
     return {k: hits[k] / eval_set.num_pairs for k in ks}
 
 
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of each row's k highest scores, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
 def exact_top_k(
     queries: np.ndarray, candidates: np.ndarray, k: int, batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -72,18 +81,15 @@ def exact_top_k(
 
     Returns (indices, scores), each queries x k, best first.
     """
-    k = min(k, candidates.shape[0])
-    out_idx = np.empty((queries.shape[0], k), dtype=np.int64)
-    out_score = np.empty((queries.shape[0], k), dtype=np.float32)
     cand_t = np.ascontiguousarray(candidates.T, dtype=np.float32)
-    for start in range(0, queries.shape[0], batch_size):
-        scores = queries[start : start + batch_size].astype(np.float32) @ cand_t
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        out_idx[start : start + batch_size] = np.take_along_axis(part, order, axis=1)
-        out_score[start : start + batch_size] = np.take_along_axis(part_scores, order, axis=1)
-    return out_idx, out_score
+    parts = [
+        top_k_rows(queries[start : start + batch_size].astype(np.float32) @ cand_t, k)
+        for start in range(0, queries.shape[0], batch_size)
+    ]
+    if not parts:
+        k = min(k, candidates.shape[0])
+        return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def popularity_ranking(history: pd.DataFrame, catalog: pd.DataFrame) -> np.ndarray:

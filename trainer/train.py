@@ -110,9 +110,10 @@ def top_k_for_queries(
     rows, values = [], []
     for start in range(0, len(queries), batch_size):
         transformed = tft_layer(raw_inputs(queries.iloc[start : start + batch_size]))
-        top = tf.math.top_k(two_tower.scores(transformed, candidates, candidate_ids), k=k)
-        rows.append(top.indices.numpy())
-        values.append(top.values.numpy())
+        scores = two_tower.scores(transformed, candidates, candidate_ids).numpy()
+        top, top_scores = evaluation.top_k_rows(scores, k)
+        rows.append(top)
+        values.append(top_scores)
     return np.concatenate(rows), np.concatenate(values)
 
 
