@@ -119,7 +119,13 @@ def test_every_transform_and_loss_option_trains_exports_and_evaluates(rich_prepa
     serve = evaluate.load_serving_model(result.serving_dir)
     # The serving signature takes exactly the raw columns the buyer tower reads.
     assert sorted(serve.structured_input_signature[1]) == [
-        "buyer_id", "country", "history", "monetary", "recency_days", "timestamp"]
+        "buyer_id",
+        "country",
+        "history",
+        "monetary",
+        "recency_days",
+        "timestamp",
+    ]
     metrics = evaluate.run_evaluation(
         str(tmp_path / "model"), str(root / "examples"), str(tmp_path / "eval")
     )
@@ -127,5 +133,7 @@ def test_every_transform_and_loss_option_trains_exports_and_evaluates(rich_prepa
     # must do at least as well as the own-history heuristic at k=10.
     own = metrics[contract.baseline_recall_key(contract.BASELINE_OWN_HISTORY, 10)]
     assert metrics[contract.test_recall_key(10)] >= own - 0.02
-    assert metrics[contract.test_recall_key(10)] > metrics[
-        contract.baseline_recall_key(contract.BASELINE_POPULAR, 10)]
+    assert (
+        metrics[contract.test_recall_key(10)]
+        > metrics[contract.baseline_recall_key(contract.BASELINE_POPULAR, 10)]
+    )
