@@ -43,15 +43,12 @@ def _tracking_errors() -> tuple[type[BaseException], ...]:
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Artifact root for a new experiment in an embedded store: beside the SQLite file.
 
-    A server decides its own artifact root, so None for http(s) URIs.
+    Other stores (a server, a file store) decide their own artifact root: None.
     """
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite":
-        db_path = tracking_uri[len("sqlite:///") :]
-        return "file://" + os.path.join(os.path.dirname(os.path.abspath(db_path)), "artifacts")
-    if parsed.scheme in ("", "file"):
+    if urlparse(tracking_uri).scheme != "sqlite":
         return None
-    return None
+    db_path = tracking_uri[len("sqlite:///") :]
+    return "file://" + os.path.join(os.path.dirname(os.path.abspath(db_path)), "artifacts")
 
 
 def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
