@@ -21,17 +21,26 @@ def prepared(tiny_prepared):
     return tiny_prepared
 
 
-def test_training_run_carries_the_mlflow_contract(prepared, tmp_path, tracking_uri):
-    config, root = prepared
+@pytest.fixture(scope="module")
+def tracked(tiny_prepared, tmp_path_factory):
+    """One tracked training run on the tiny data, shared by the tests that only read it."""
+    config, root = tiny_prepared
+    folder = tmp_path_factory.mktemp("tracked")
+    tracking_uri = f"sqlite:///{folder}/mlflow.db"
     result = train.run_training(
         config,
         str(root / "examples"),
         str(root / "xf"),
-        str(tmp_path / "model"),
+        str(folder / "model"),
         tracking_uri=tracking_uri,
         pipeline_job="job-1",
         pipeline_task="train-model",
     )
+    return result, folder, tracking_uri
+
+
+def test_training_run_carries_the_mlflow_contract(tracked):
+    result, folder, tracking_uri = tracked
     client = MlflowClient(tracking_uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
@@ -49,14 +58,12 @@ def test_training_run_carries_the_mlflow_contract(prepared, tmp_path, tracking_u
     assert metrics[contract.final_key("loss")] == pytest.approx(result.history["loss"][-1])
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"experiment.yaml", "serving_model"} <= artifacts
-    assert read_run_info(str(tmp_path / "model"))["run_id"] == result.run_id
+    assert read_run_info(str(folder / "model"))["run_id"] == result.run_id
 
 
-def test_serving_model_returns_the_same_top_k_as_the_towers(prepared, tmp_path):
+def test_serving_model_returns_the_same_top_k_as_the_towers(prepared, tracked):
     config, root = prepared
-    result = train.run_training(
-        config, str(root / "examples"), str(root / "xf"), str(tmp_path / "model")
-    )
+    result = tracked[0]
     serve = evaluate.load_serving_model(result.serving_dir)
     test = pd.read_parquet(ingest.split_path(str(root / "examples"), "test"))
     queries = test.drop_duplicates(cfg.BUYER_ID).head(5)
@@ -83,19 +90,11 @@ def test_tracking_outage_does_not_stop_training(prepared, tmp_path):
     assert time.monotonic() - started < 120
 
 
-def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(
-    prepared, tmp_path, tracking_uri
-):
+def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, tracked, tmp_path):
     config, root = prepared
-    result = train.run_training(
-        config,
-        str(root / "examples"),
-        str(root / "xf"),
-        str(tmp_path / "model"),
-        tracking_uri=tracking_uri,
-    )
+    result, folder, tracking_uri = tracked
     metrics = evaluate.run_evaluation(
-        str(tmp_path / "model"), str(root / "examples"), str(tmp_path / "eval")
+        str(folder / "model"), str(root / "examples"), str(tmp_path / "eval")
     )
     logged = MlflowClient(tracking_uri).get_run(result.run_id).data.metrics
     for k in contract.RECALL_KS:
