@@ -38,6 +38,13 @@ def test_server_requirements_match_constraints():
     assert {name: constraints.get(name) for name in image} == image
 
 
+def run_entrypoint(env: dict) -> subprocess.CompletedProcess:
+    """Runs entrypoint.sh with ``env`` and returns what it did (expected to exit early)."""
+    return subprocess.run(
+        ["bash", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 @pytest.mark.parametrize("missing", ["MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACT_ROOT"])
 def test_entrypoint_names_the_missing_variable(missing, tmp_path):
     env = entrypoint_env(
@@ -46,14 +53,7 @@ def test_entrypoint_names_the_missing_variable(missing, tmp_path):
     )
     del env[missing]
 
-    result = subprocess.run(
-        ["bash", str(ENTRYPOINT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_entrypoint(env)
 
     assert result.returncode != 0
     assert f"{missing} is not set" in result.stderr
@@ -63,14 +63,7 @@ def test_entrypoint_names_the_missing_variable(missing, tmp_path):
 def test_entrypoint_rejects_a_non_database_store(tmp_path):
     env = entrypoint_env(MLFLOW_BACKEND_STORE_URI=str(tmp_path), MLFLOW_ARTIFACT_ROOT=str(tmp_path))
 
-    result = subprocess.run(
-        ["bash", str(ENTRYPOINT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_entrypoint(env)
 
     assert result.returncode != 0
     assert "must be a database URI" in result.stderr
