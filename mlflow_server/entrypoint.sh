@@ -21,6 +21,8 @@
 #   MLFLOW_SERVER_CORS_ALLOWED_ORIGINS: browser origins allowed to POST (mlflow's own variable).
 #   MLFLOW_SERVER_ENABLE_JOB_EXECUTION (false here; mlflow's own default is true): mlflow's
 #       background job runner, used only by GenAI features (scorers, prompt optimisation).
+#   MLFLOW_GC_THRESHOLD (50000,20,20): the server processes' garbage-collector thresholds, set
+#       by python/sitecustomize.py (next to this script), or "default" for CPython's own.
 set -euo pipefail
 
 die() {
@@ -95,6 +97,11 @@ fi
 # The job runner starts a pool of huey consumers per instance and schedules periodic tasks on
 # every instance; nothing here uses it, and on Cloud Run its CPU is throttled between requests.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
+
+# Every Python process of the server imports python/sitecustomize.py (GC thresholds).
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+[[ -f "$here/python/sitecustomize.py" ]] || die "$here/python/sitecustomize.py is missing"
+export PYTHONPATH="$here/python${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "entrypoint.sh: mlflow server on $HOST:$PORT, store $(redact "$store_uri"), artifacts $MLFLOW_ARTIFACT_ROOT" >&2
 exec mlflow server "${args[@]}"

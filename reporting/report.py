@@ -23,10 +23,10 @@ from markupsafe import Markup
 from reporting import charts, views
 from reporting.query import (
     ExperimentData,
+    ExperimentReader,
     HistoryFetcher,
     RunRecord,
     TrackingUnreachableError,
-    load_experiment,
 )
 from trainer import contract
 
@@ -117,6 +117,8 @@ class ReportResult:
         metrics: Flat name -> float for KFP Metrics (Vertex run compare).
         run_count: Runs in the experiment.
         reachable: Whether MLflow answered.
+        mlflow_s: Seconds spent reading from MLflow.
+        total_s: Seconds for the whole report.
     """
 
     pages: dict[str, str]
@@ -125,6 +127,8 @@ class ReportResult:
     metrics: dict[str, float]
     run_count: int
     reachable: bool
+    mlflow_s: float = 0.0
+    total_s: float = 0.0
 
 
 def redact_uri(uri: str) -> str:
@@ -238,12 +242,17 @@ def _comparison(ctx: _Context) -> Markup:
     )
 
 
+def _overview_keys(rank_metric: str) -> list[str]:
+    """History metrics drawn for every run: losses and the ranking metric's per-epoch twin."""
+    keys = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, views.epoch_metric_for(rank_metric)]
+    return list(dict.fromkeys(keys))
+
+
 def _training(ctx: _Context) -> Markup:
     ordered = [r.run for r in ctx.rows]
     with_hist = [r for r in ordered if r.has_history]
     without = [r for r in ordered if not r.has_history]
-    keys = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, views.epoch_metric_for(ctx.rank_metric)]
-    keys = [k for k in dict.fromkeys(keys) if k in ctx.data.history_keys]
+    keys = [k for k in _overview_keys(ctx.rank_metric) if k in ctx.data.history_keys]
     overview = (
         Markup(charts.overlay_curves(with_hist, keys, title="All runs")) if with_hist else None
     )
@@ -510,8 +519,18 @@ def render_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    reader = ExperimentReader(tracking_uri, _history_fetcher)
     try:
-        data = load_experiment(tracking_uri, experiment, _history_fetcher)
+        data = reader.read(experiment)
+        # Every run's curves of the metrics the overview draws (and the leaderboard's epoch
+        # values fall back to) ...
+        reader.fill_histories(data, data.runs, _overview_keys(rank_metric))
+        rows = views.leaderboard(data.runs, rank_metric)
+        by_id = {r.run_id: r for r in data.runs}
+        compare_runs, missing = views.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
+        # ... and every history metric only for the runs shown in detail.
+        detail = [r.run for r in rows if r.run.has_history][:DETAIL_RUNS]
+        reader.fill_histories(data, [*detail, *compare_runs], data.history_keys)
     except TrackingUnreachableError as exc:
         log.error("MLflow unreachable at %s: %s", redact_uri(tracking_uri), exc)
         result = _unreachable(out, tracking_uri, experiment, str(exc))
@@ -520,10 +539,7 @@ def render_report(
                 f"MLflow unreachable at {redact_uri(tracking_uri)}: {exc}", result
             ) from exc
         return result
-    fetched = time.perf_counter() - started
-    rows = views.leaderboard(data.runs, rank_metric)
-    by_id = {r.run_id: r for r in data.runs}
-    compare_runs, missing = views.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
+    fetched = reader.fetch_s
     if missing:
         data.notes.append("Runs asked for in the comparison but not found: " + ", ".join(missing))
     if data.runs and not any(r.rank is not None for r in rows):
@@ -579,16 +595,19 @@ def render_report(
     markdown = _markdown(ctx)
     (out / "summary.md").write_text(markdown, encoding="utf-8")
     metrics = _summary_metrics(ctx)
+    total = time.perf_counter() - started
     log.info(
         "Report for %r: %d runs, %d pages in %s (%.2fs; MLflow %.2fs)",
         experiment,
         len(data.runs),
         len(pages),
         os.fspath(out),
-        time.perf_counter() - started,
+        total,
         fetched,
     )
-    return ReportResult(pages, dict(DISPLAY_NAMES), markdown, metrics, len(data.runs), True)
+    return ReportResult(
+        pages, dict(DISPLAY_NAMES), markdown, metrics, len(data.runs), True, fetched, total
+    )
 
 
 __all__ = ["ReportResult", "ReportUnreachableError", "render_report"]
