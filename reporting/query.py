@@ -504,13 +504,16 @@ class ExperimentReader:
         """Fetch the histories of ``keys`` for ``runs`` that were not fetched before."""
         started = time.perf_counter()
         wanted_keys = [k for k in dict.fromkeys(keys) if k in data.history_keys]
-        todo = {
-            run.run_id: run
+        # (run, metric) pairs this run logged and nobody fetched yet.
+        pairs = [
+            (run, k)
             for run in runs
             for k in wanted_keys
             if k in run.logged_history and (run.run_id, k) not in self._fetched
-        }
-        todo_keys = [k for k in wanted_keys if any((rid, k) not in self._fetched for rid in todo)]
+        ]
+        todo = {run.run_id: run for run, _ in pairs}
+        pending = {k for _, k in pairs}
+        todo_keys = [k for k in wanted_keys if k in pending]
         if not todo:
             return
         histories, source = self._fetcher(
@@ -528,7 +531,7 @@ class ExperimentReader:
         elapsed = time.perf_counter() - started
         self.fetch_s += elapsed
         log.info(
-            "Fetched %d histories of %d runs (%s) in %.2fs",
+            "Fetched %d history metrics of %d runs (%s) in %.2fs",
             len(todo_keys),
             len(todo),
             source,

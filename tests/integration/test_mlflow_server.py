@@ -186,3 +186,36 @@ def test_cloud_run_host_header_is_accepted_and_others_rejected(mlflow_server_fac
     assert _status(f"{server.url}/health", "evil.example.com") == 200, (
         "probes need /health on any host"
     )
+
+
+def _group_environments(pgid: int) -> list[dict[str, str]]:
+    """The environment of every process in a process group (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            # Fields after the ")" that closes the command name: state, ppid, pgrp, ...
+            stat = (proc / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            raw = (proc / "environ").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        found.append(dict(e.split("=", 1) for e in raw.decode().split("\0") if "=" in e))
+    return found
+
+
+def test_every_server_process_loads_the_start_up_settings(mlflow_server_factory, tmp_path):
+    server = mlflow_server_factory(
+        {
+            "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db",
+            "MLFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+            "MLFLOW_WORKERS": "2",
+        }
+    )
+    envs = _group_environments(server.process.pid)
+    site_dir = str(REPO_ROOT / "mlflow_server" / "python")
+    # bash exec'd the mlflow launcher; it runs the uvicorn supervisor, which spawns 2 workers.
+    assert len(envs) >= 4, envs
+    assert all(e.get("PYTHONPATH", "").split(":")[0] == site_dir for e in envs)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from bench.report_bench import count_requests, mlflow_server
 from reporting import query
@@ -100,3 +104,47 @@ def test_search_pages_over_http(server, monkeypatch):
     # 6 runs log the contract metrics: 3 batches of 2 for each of them
     assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] >= 5 * 3
     assert sorted(r.run_id for r in data.runs) == sorted(ids.values())
+
+
+def test_runs_read_as_json_match_the_database_records(server):
+    url, sqlite_uri, _ = server
+    # NaN travels as the JSON string "NaN"; log odd values over HTTP into their own experiment.
+    client = MlflowClient(url)
+    eid = client.create_experiment("json-values")
+    rid = client.create_run(eid, run_name="odd values").info.run_id
+    client.log_metric(rid, "nan_metric", float("nan"))
+    client.log_metric(rid, "inf_metric", float("inf"), step=3)
+    client.log_metric(rid, "neg_inf_metric", float("-inf"))
+    for experiment in (EXPERIMENT, "json-values"):
+        via_http = query.ExperimentReader(url).read(experiment)
+        via_sql = query.ExperimentReader(sqlite_uri).read(experiment)
+        assert [r.run_id for r in via_http.runs] == [r.run_id for r in via_sql.runs]
+        assert via_http.history_keys == via_sql.history_keys
+        for a, b in zip(via_http.runs, via_sql.runs, strict=True):
+            a_fields, b_fields = dataclasses.asdict(a), dataclasses.asdict(b)
+            a_metrics, b_metrics = a_fields.pop("metrics"), b_fields.pop("metrics")
+            assert a_fields == b_fields
+            assert a_metrics.keys() == b_metrics.keys()
+            for key, value in a_metrics.items():
+                assert value == b_metrics[key] or (math.isnan(value) and math.isnan(b_metrics[key]))
+    odd = query.ExperimentReader(url).read("json-values").runs[0]
+    assert math.isnan(odd.metrics["nan_metric"])
+    # MLflow's SQL store keeps +-inf as +-max float; both paths read back the same number.
+    assert odd.metrics["inf_metric"] == sys.float_info.max and odd.metric_steps["inf_metric"] == 3
+    assert odd.metrics["neg_inf_metric"] == -sys.float_info.max
+
+
+def test_report_over_http_asks_for_full_histories_of_detail_runs_only(
+    server, tmp_path, monkeypatch
+):
+    url, _, _ = server
+    from reporting import report
+
+    monkeypatch.setattr(report, "DETAIL_RUNS", 1)
+    with count_requests() as requests_by_path:
+        render_report(url, EXPERIMENT, str(tmp_path), top_n=1)
+    # loss, val_loss, val_recall_at_100 for every run; then val_recall_at_10 and _50 for the
+    # one run shown in detail (all 8 runs fit one batch of 100).
+    assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] == 3 + 2
+    assert requests_by_path["api/2.0/mlflow/runs/search"] == 1
+    assert sum(requests_by_path.values()) == 5 + 2

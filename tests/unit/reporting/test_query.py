@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlflow.tracking import MlflowClient
 
 from reporting import query
+from tests.unit.reporting.mlflow_runs import EVIL
 from trainer import contract
 
 EXPERIMENT = "reporting-test"
@@ -73,3 +76,66 @@ def test_last_value_wins_when_a_step_is_logged_twice(tracking_uri):
 def test_missing_experiment_is_not_an_outage(tracking_uri):
     data = query.load_experiment(tracking_uri, "absent")
     assert data.runs == [] and "does not exist" in data.notes[0]
+
+
+def _recording(calls: list):
+    """A history fetcher that records each call's runs and keys, then does the real fetch."""
+
+    def fetch(client, uri, runs, keys):
+        calls.append(({r.name for r in runs}, list(keys)))
+        return query.fetch_histories(client, uri, runs, keys)
+
+    return fetch
+
+
+def test_reader_knows_who_logged_history_before_fetching_and_fetches_once(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    eid = client.create_experiment(EXPERIMENT)
+    only_lr = client.create_run(eid, run_name="only-lr").info.run_id
+    for step, value in enumerate([0.1, 0.05, 0.02]):
+        client.log_metric(only_lr, "lr", value, step=step)
+    summary_only = client.create_run(eid, run_name="summary-only").info.run_id
+    client.log_metric(summary_only, contract.test_recall_key(100), 0.3)
+    calls: list = []
+    reader = query.ExperimentReader(tracking_uri, _recording(calls))
+    data = reader.read(EXPERIMENT)
+    runs = {r.name: r for r in data.runs}
+    # Known from the latest metrics alone: no history request yet.
+    assert calls == []
+    assert runs["only-lr"].has_history and runs["only-lr"].history == {}
+    assert runs["only-lr"].logged_history == ("lr",)
+    assert not runs["summary-only"].has_history
+    reader.fill_histories(data, data.runs, [contract.METRIC_LOSS])
+    assert calls == []  # nobody logged loss: nothing to ask for
+    reader.fill_histories(data, data.runs, data.history_keys)
+    assert calls == [({"only-lr"}, ["lr"])]
+    assert runs["only-lr"].history == {"lr": [(0, 0.1), (1, 0.05), (2, 0.02)]}
+    reader.fill_histories(data, data.runs, data.history_keys)
+    assert len(calls) == 1  # already fetched: no second request
+
+
+def test_report_fetches_every_history_only_for_runs_shown_in_detail(
+    sweep_store, tmp_path, monkeypatch
+):
+    from reporting import report
+
+    monkeypatch.setattr(report, "DETAIL_RUNS", 2)
+    calls: list = []
+    result = report.render_report(
+        sweep_store.tracking_uri,
+        EXPERIMENT,
+        str(tmp_path),
+        top_n=1,
+        _history_fetcher=_recording(calls),
+    )
+    overview = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, contract.val_recall_key(100)]
+    with_history = {"ids-small-s1", "ids-small-s2", "ids-small-s3", "ids-large", "hist-small"}
+    # 1: the overview's three curves for every run that logged them.
+    assert calls[0] == (with_history | {EVIL}, overview)
+    # 2: the rest of the history metrics for the two best runs (the one compared is among them).
+    assert calls[1] == ({"hist-small", "ids-large"}, [contract.val_recall_key(k) for k in (10, 50)])
+    assert len(calls) == 2
+    page = Path(result.pages["training_curves"]).read_text(encoding="utf-8")
+    assert "6 of 8 runs logged a history" in page
+    # The epoch tables of the two runs shown in detail carry every metric they logged.
+    assert page.count('<th class="num mono">val_recall_at_10</th>') == 2
