@@ -46,6 +46,9 @@ _RC = {
     "axes.titlesize": 10,
     "axes.titleweight": "bold",
     "axes.titlelocation": "left",
+    # A fixed title position: automatic placement measures every tick label of every axes.
+    "axes.titley": 1.0,
+    "axes.titlepad": 6.0,
     "axes.labelsize": 9,
     "axes.edgecolor": "#94a3b8",
     "axes.labelcolor": "#334155",

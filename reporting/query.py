@@ -118,6 +118,14 @@ class RunRecord:
         return bool(self.logged_history) or any(self.history.values())
 
     @property
+    def last_step(self) -> int | None:
+        """Step of the latest history value logged (the last epoch), None without history."""
+        steps = [self.metric_steps[k] for k in self.logged_history if k in self.metric_steps]
+        if not steps:
+            steps = [pts[-1][0] for pts in self.history.values() if pts]
+        return max(steps) if steps else None
+
+    @property
     def duration_s(self) -> float | None:
         """Wall time of the run in seconds, None while running or unknown."""
         if not self.end_time or not self.start_time:
