@@ -36,6 +36,7 @@ def render_report(
     top_n: int = 5,
     fail_on_unreachable: bool = True,
     highlight_run_id: str = "",
+    detail_runs: int = 12,
 ):
     """Queries the experiment's MLflow runs and writes the report views.
 
@@ -58,6 +59,8 @@ def render_report(
         fail_on_unreachable: Fail the step when MLflow does not answer (the pages say so
             either way).
         highlight_run_id: The run this pipeline trained, marked in every view.
+        detail_runs: Runs (best first) with their own chart and epoch table on the
+            training-curves page; 0 for every run.
     """
     import shutil
     import tempfile
@@ -76,6 +79,7 @@ def render_report(
         top_n=top_n,
         fail_on_unreachable=False,
         highlight_run_id=highlight_run_id,
+        detail_runs=detail_runs,
     )
     outputs = {
         "index": report,

@@ -36,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-n", type=int, default=5, help="Runs to compare when no ids are given")
     p.add_argument("--highlight-run", default="", help="Run id to mark as 'this run'")
     p.add_argument(
+        "--detail-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Runs (best first) with their own chart and epoch table on the training-curves "
+        "page; 0 = every run (default: 12)",
+    )
+    p.add_argument(
         "--fail-on-unreachable",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -53,7 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         Process exit status: 0 on success, 2 when MLflow was unreachable and that is fatal.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.detail_runs is not None and args.detail_runs < 0:
+        parser.error(
+            f"--detail-runs: expected 0 (every run) or a positive count, got {args.detail_runs}"
+        )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from reporting.report import ReportUnreachableError, render_report
 
@@ -69,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             top_n=args.top_n,
             fail_on_unreachable=args.fail_on_unreachable,
             highlight_run_id=args.highlight_run,
+            detail_runs=args.detail_runs,
         )
     except ReportUnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr)

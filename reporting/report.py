@@ -49,8 +49,8 @@ DISPLAY_NAMES: dict[str, str] = {
     "heatmap": "Config heatmap",
     "recall_at_k": "Recall@k and params",
 }
-# Per-run chart + epoch table on the training-curves page for this many runs (leaderboard order);
-# every run still appears in the overview chart.
+# Per-run chart + epoch table on the training-curves page for this many runs (leaderboard order)
+# unless render_report is told otherwise; every run still appears in the overview chart.
 DETAIL_RUNS = 12
 LATEST_RUNS = 10
 MARKDOWN_TOP = 10
@@ -183,6 +183,7 @@ class _Context:
     generated: str
     tracking_uri: str
     elapsed_fetch_s: float
+    detail_runs: int
 
     def url(self, run: RunRecord) -> str:
         return run_url(self.ui_url, self.data.experiment_id, run.run_id)
@@ -257,7 +258,7 @@ def _training(ctx: _Context) -> Markup:
         Markup(charts.overlay_curves(with_hist, keys, title="All runs")) if with_hist else None
     )
     details = []
-    for run in with_hist[:DETAIL_RUNS]:
+    for run in with_hist[: ctx.detail_runs]:
         steps = sorted({s for pts in run.history.values() for s, _ in pts})
         table_keys = [k for k in ctx.data.history_keys if run.history.get(k)]
         by_key = {k: dict(run.history[k]) for k in table_keys}
@@ -277,7 +278,7 @@ def _training(ctx: _Context) -> Markup:
         "training_curves",
         overview=overview,
         details=details,
-        more=with_hist[DETAIL_RUNS:],
+        more=with_hist[ctx.detail_runs :],
         without=without,
         n_with=len(with_hist),
         **_common(ctx),
@@ -493,6 +494,7 @@ def render_report(
     top_n: int = 5,
     fail_on_unreachable: bool = True,
     highlight_run_id: str = "",
+    detail_runs: int | None = None,
     _history_fetcher: HistoryFetcher | None = None,
 ) -> ReportResult:
     """Query an MLflow experiment and write the report's HTML views, Markdown and metrics.
@@ -508,6 +510,9 @@ def render_report(
         fail_on_unreachable: Raise :class:`ReportUnreachableError` (after writing a page saying
             so) when MLflow does not answer; otherwise return with ``reachable=False``.
         highlight_run_id: Run to mark as "this run" (the pipeline's own training run).
+        detail_runs: How many runs (best first) get their own chart and epoch table on the
+            training-curves page; 0 means every run with a history. Default: ``DETAIL_RUNS``.
+            Only these runs' full histories are fetched; the others' overview curves are.
         _history_fetcher: Benchmark hook replacing the history fetch strategy.
 
     Returns:
@@ -516,6 +521,12 @@ def render_report(
     Raises:
         ReportUnreachableError: MLflow was unreachable and ``fail_on_unreachable`` is set.
     """
+    if detail_runs is None:
+        detail_runs = DETAIL_RUNS
+    if detail_runs < 0:
+        raise ValueError(
+            f"detail_runs: expected 0 (every run) or a positive count, got {detail_runs}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -529,7 +540,9 @@ def render_report(
         by_id = {r.run_id: r for r in data.runs}
         compare_runs, missing = views.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
         # ... and every history metric only for the runs shown in detail.
-        detail = [r.run for r in rows if r.run.has_history][:DETAIL_RUNS]
+        with_history = [r.run for r in rows if r.run.has_history]
+        detail_runs = detail_runs or len(with_history)
+        detail = with_history[:detail_runs]
         reader.fill_histories(data, [*detail, *compare_runs], data.history_keys)
     except TrackingUnreachableError as exc:
         log.error("MLflow unreachable at %s: %s", redact_uri(tracking_uri), exc)
@@ -557,6 +570,7 @@ def render_report(
         generated=dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         tracking_uri=redact_uri(tracking_uri),
         elapsed_fetch_s=fetched,
+        detail_runs=detail_runs,
     )
     sections = {view: _BUILDERS[view](ctx) for view in VIEWS}
     footer = {

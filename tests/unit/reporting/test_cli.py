@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reporting.__main__ import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -61,3 +63,20 @@ def test_reporting_imports_neither_tensorflow_nor_kfp():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_cli_detail_runs_sets_how_many_runs_get_their_own_chart(sweep_store, tmp_path, capsys):
+    def details(n: str) -> tuple[int, str]:
+        out = tmp_path / n
+        args = ["--tracking-uri", sweep_store.tracking_uri, "--experiment", "reporting-test"]
+        assert main([*args, "--out", str(out), "--detail-runs", n]) == 0
+        page = (out / "training_curves.html").read_text(encoding="utf-8")
+        return page.count('<details class="run"'), page
+
+    one, page = details("1")
+    assert one == 1 and 'id="more-history"' in page  # the 5 others are listed below
+    every, page = details("0")
+    assert every == 6 and 'id="more-history"' not in page  # every run that logged a history
+    with pytest.raises(SystemExit) as exc:
+        main(["--tracking-uri", "x", "--experiment", "e", "--out", "o", "--detail-runs", "-1"])
+    assert exc.value.code == 2 and "--detail-runs" in capsys.readouterr().err
