@@ -66,6 +66,19 @@ class TrackingUnreachableError(RuntimeError):
     """MLflow could not be reached (connection refused, DNS, auth, unreadable store)."""
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a failed read from MLflow raises, over HTTP or from a database store."""
+    import requests  # mlflow's own dependencies
+    import sqlalchemy.exc
+
+    return (
+        MlflowException,
+        OSError,
+        requests.exceptions.RequestException,
+        sqlalchemy.exc.SQLAlchemyError,
+    )
+
+
 @dataclasses.dataclass
 class RunRecord:
     """One MLflow run as the report sees it.
@@ -118,12 +131,10 @@ class RunRecord:
         return bool(self.logged_history) or any(self.history.values())
 
     @property
-    def last_step(self) -> int | None:
-        """Step of the latest history value logged (the last epoch), None without history."""
-        steps = [self.metric_steps[k] for k in self.logged_history if k in self.metric_steps]
-        if not steps:
-            steps = [pts[-1][0] for pts in self.history.values() if pts]
-        return max(steps) if steps else None
+    def epochs(self) -> int | None:
+        """Points in the longest history fetched so far (None when none was fetched)."""
+        lengths = [len(pts) for pts in self.history.values() if pts]
+        return max(lengths) if lengths else None
 
     @property
     def duration_s(self) -> float | None:
@@ -496,7 +507,10 @@ class ExperimentReader:
             return ExperimentData(
                 "", [], [], "", notes=[f"Experiment {experiment!r} does not exist (yet)."]
             )
-        runs = search_all_runs(self.client, self.tracking_uri, experiment_id)
+        try:
+            runs = search_all_runs(self.client, self.tracking_uri, experiment_id)
+        except _read_errors() as exc:
+            raise TrackingUnreachableError(f"searching runs: {type(exc).__name__}: {exc}") from exc
         keys = history_keys_for(runs)
         for run in runs:
             run.logged_history = tuple(k for k in keys if k in run.metrics)
@@ -509,7 +523,11 @@ class ExperimentReader:
     def fill_histories(
         self, data: ExperimentData, runs: Iterable[RunRecord], keys: Iterable[str]
     ) -> None:
-        """Fetch the histories of ``keys`` for ``runs`` that were not fetched before."""
+        """Fetch the histories of ``keys`` for ``runs`` that were not fetched before.
+
+        Raises:
+            TrackingUnreachableError: MLflow stopped answering (what was fetched before stays).
+        """
         started = time.perf_counter()
         wanted_keys = [k for k in dict.fromkeys(keys) if k in data.history_keys]
         # (run, metric) pairs this run logged and nobody fetched yet.
@@ -524,9 +542,14 @@ class ExperimentReader:
         todo_keys = [k for k in wanted_keys if k in pending]
         if not todo:
             return
-        histories, source = self._fetcher(
-            self.client, self.tracking_uri, list(todo.values()), todo_keys
-        )
+        try:
+            histories, source = self._fetcher(
+                self.client, self.tracking_uri, list(todo.values()), todo_keys
+            )
+        except _read_errors() as exc:
+            raise TrackingUnreachableError(
+                f"fetching metric histories: {type(exc).__name__}: {exc}"
+            ) from exc
         for run_id, run in todo.items():
             fetched = histories.get(run_id, {})
             for key in {*todo_keys, *fetched}:

@@ -243,6 +243,18 @@ def _comparison(ctx: _Context) -> Markup:
     )
 
 
+def _fill_histories(
+    reader: ExperimentReader, data: ExperimentData, runs: list[RunRecord], keys: list[str]
+) -> str | None:
+    """Fetch histories; on an MLflow failure return what went wrong instead of raising."""
+    try:
+        reader.fill_histories(data, runs, keys)
+    except TrackingUnreachableError as exc:
+        log.error("Reading metric histories failed: %s", exc)
+        return str(exc)
+    return None
+
+
 def _overview_keys(rank_metric: str) -> list[str]:
     """History metrics drawn for every run: losses and the ranking metric's per-epoch twin."""
     keys = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, views.epoch_metric_for(rank_metric)]
@@ -533,17 +545,6 @@ def render_report(
     reader = ExperimentReader(tracking_uri, _history_fetcher)
     try:
         data = reader.read(experiment)
-        # Every run's curves of the metrics the overview draws (and the leaderboard's epoch
-        # values fall back to) ...
-        reader.fill_histories(data, data.runs, _overview_keys(rank_metric))
-        rows = views.leaderboard(data.runs, rank_metric)
-        by_id = {r.run_id: r for r in data.runs}
-        compare_runs, missing = views.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
-        # ... and every history metric only for the runs shown in detail.
-        with_history = [r.run for r in rows if r.run.has_history]
-        detail_runs = detail_runs or len(with_history)
-        detail = with_history[:detail_runs]
-        reader.fill_histories(data, [*detail, *compare_runs], data.history_keys)
     except TrackingUnreachableError as exc:
         log.error("MLflow unreachable at %s: %s", redact_uri(tracking_uri), exc)
         result = _unreachable(out, tracking_uri, experiment, str(exc))
@@ -552,6 +553,24 @@ def render_report(
                 f"MLflow unreachable at {redact_uri(tracking_uri)}: {exc}", result
             ) from exc
         return result
+    # Every run's curves of the metrics the overview draws (and the leaderboard's epoch values
+    # fall back to) ...
+    history_error = _fill_histories(reader, data, data.runs, _overview_keys(rank_metric))
+    rows = views.leaderboard(data.runs, rank_metric)
+    by_id = {r.run_id: r for r in data.runs}
+    compare_runs, missing = views.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
+    # ... and every history metric only for the runs shown in detail.
+    with_history = [r.run for r in rows if r.run.has_history]
+    detail_runs = detail_runs or len(with_history)
+    if history_error is None:
+        detail = with_history[:detail_runs]
+        history_error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
+    if history_error is not None:
+        # The runs were read: report them, say what is missing.
+        data.notes.append(
+            f"MLflow stopped answering while per-epoch histories were read ({history_error}); "
+            "some training curves and epoch tables are missing."
+        )
     fetched = reader.fetch_s
     if missing:
         data.notes.append("Runs asked for in the comparison but not found: " + ", ".join(missing))

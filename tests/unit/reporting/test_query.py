@@ -143,4 +143,4 @@ def test_report_fetches_every_history_only_for_runs_shown_in_detail(
     # ids-small-s1 logged val_recall_at_10 = 0.02, 0.03, 0.04 at epochs 0, 1, 2.
     table = page[page.index('id="more-history"') :]
     row = next(r for r in table.split("<tr>") if ">ids-small-s1<" in r)
-    assert 'data-v="0.04"' in row and '<td class="num">2</td>' in row
+    assert 'data-v="0.04"' in row and '<td class="num">3</td>' in row  # 3 epochs

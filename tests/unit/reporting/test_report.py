@@ -360,3 +360,26 @@ def test_report_without_ui_url_has_no_links(tracking_uri, tmp_path, fx):
 
 def test_evil_key_constants_are_really_hostile(fx):
     assert "<script>" in fx.EVIL and "<script>" in fx.EVIL_KEY and "'" in fx.EVIL_KEY
+
+
+def test_histories_failing_midway_keep_the_runs_and_say_so(sweep_store, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from reporting import query
+
+    # The runs come from the store; the history requests go to a server that is gone.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    dead = f"http://127.0.0.1:{_closed_port()}"
+
+    def gone(client, uri, runs, keys):
+        return query.fetch_histories(MlflowClient(dead), dead, runs, keys)
+
+    result = render_report(
+        sweep_store.tracking_uri, EXPERIMENT, str(tmp_path), _history_fetcher=gone
+    )
+    assert result.reachable and result.run_count == 8
+    assert "MLflow stopped answering while per-epoch histories were read" in result.markdown
+    leaderboard = Path(result.pages["leaderboard"]).read_text(encoding="utf-8")
+    assert "stopped answering" in leaderboard and "hist-small" in leaderboard
+    # The ranking does not need histories: the best run is still first.
+    assert result.metrics["best_run_test_recall_at_100"] == pytest.approx(0.32)
