@@ -283,7 +283,10 @@ def _training(ctx: _Context) -> Markup:
                 "metric_keys": table_keys,
                 "by_key": by_key,
                 "best_epoch": best_epoch,
-                "best_per_key": {k: views.best_value(by_key[k].values(), k) for k in table_keys},
+                "best_per_key": {
+                    k: views.best_value(by_key[k].values(), k) if views.has_direction(k) else None
+                    for k in table_keys
+                },
             }
         )
     return _section(

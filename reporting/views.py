@@ -20,6 +20,19 @@ def lower_is_better(metric: str) -> bool:
     return "loss" in metric.lower()
 
 
+# Name parts of metrics that improve upwards (losses improve downwards, see lower_is_better).
+_HIGHER_IS_BETTER_PARTS = frozenset(
+    {"recall", "precision", "accuracy", "auc", "ndcg", "mrr", "f1", "hitrate", "hits"}
+)
+
+
+def has_direction(metric: str) -> bool:
+    """Whether "best" means something for ``metric``: a loss or a quality metric, not e.g. lr."""
+    if lower_is_better(metric):
+        return True
+    return bool(_HIGHER_IS_BETTER_PARTS & set(metric.lower().replace("@", "_").split("_")))
+
+
 def metric_label(metric: str) -> str:
     """Human label for a metric key: ``test_recall_at_100`` -> ``Test recall@100``."""
     text = metric.replace("_at_", "@").replace("_", " ").strip()
@@ -270,7 +283,7 @@ def compare_metrics(
             vals = [None if v is None else int(v) for v in vals]
         if all(v is None for v in vals):
             continue
-        best = best_value(vals, key)
+        best = best_value(vals, key) if has_direction(key) else None
         present = [v for v in vals if v is not None]
         # A row where everyone ties is no contest: no highlight.
         winners = (
