@@ -1,44 +1,38 @@
-"""The MLflow contract: every param, tag and metric name a run carries, defined once.
+"""The product's vocabulary, defined once: the MLflow contract, columns, files and report views.
 
-The trainer writes these names and the report reads them; neither spells them out itself.
-This module imports nothing heavy so a reporting-only install can use it.
+Every name that two parts of the product must agree on lives here: the params, tags and
+metrics a run carries (and which way each metric improves), the canonical column names and
+their types, the file names of each step's output folder, and the report's views and
+defaults. ``components/``, ``pipelines/``, ``trainer/`` and ``reporting/`` import it; it
+imports only the standard library, so compiling a pipeline or installing only the reporting
+part still can.
 """
 
 from __future__ import annotations
 
+# --- Metrics -----------------------------------------------------------------------------
+
 # Recall is measured at these cut-offs everywhere (validation, test, baselines, report).
 RECALL_KS: tuple[int, ...] = (10, 50, 100)
-
-# Params every run carries (the rest of the resolved config is flattened beside them).
-PARAM_EPOCHS = "epochs"
-PARAM_BATCH_SIZE = "batch_size"
-PARAM_LEARNING_RATE = "learning_rate"
-PARAM_OPTIMIZER = "optimizer"
-PARAM_EMBEDDING_DIM = "embedding_dim"
-PARAM_FEATURE_CONFIG_ID = "feature_config_id"
-PARAM_MODEL_CONFIG_ID = "model_config_id"
-PARAM_DATASET_ID = "dataset_id"
-PARAM_SEED = "seed"
-
-# Tags.
-TAG_FEATURE_CONFIG_NAME = "feature_config_name"
-TAG_MODEL_CONFIG_NAME = "model_config_name"
-TAG_DATASET_NAME = "dataset_name"
-TAG_MODEL_TYPE = "model_type"
-TAG_PIPELINE_JOB = "kfp.pipeline_job"
-TAG_PIPELINE_TASK = "kfp.task"
-TAG_TRACKING_DEGRADED = "tracking_degraded"
-MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
 
 # Per-epoch history metrics (step = epoch).
 METRIC_LOSS = "loss"
 METRIC_VAL_LOSS = "val_loss"
+METRIC_EPOCH_SECONDS = "epoch_seconds"
 BEST_EPOCH = "best_epoch"
+TEST_PAIRS = "test_pairs"
+TEST_BUYERS = "test_buyers"
 
 # Baselines evaluated on the same test split as the model.
 BASELINE_POPULAR = "popular"
 BASELINE_OWN_HISTORY = "own_history"
 BASELINES: tuple[str, ...] = (BASELINE_POPULAR, BASELINE_OWN_HISTORY)
+
+HIGHER = "higher"  # a metric that improves upwards (recall)
+LOWER = "lower"  # a metric that improves downwards (loss)
+
+_FINAL_PREFIX = "final_"
+_BEST_PREFIX = "best_"
 
 
 def val_recall_key(k: int) -> str:
@@ -58,18 +52,197 @@ def baseline_recall_key(baseline: str, k: int) -> str:
 
 def final_key(metric: str) -> str:
     """Last-epoch value of a history metric."""
-    return f"final_{metric}"
+    return f"{_FINAL_PREFIX}{metric}"
 
 
 def best_key(metric: str) -> str:
     """Value of a history metric at the best epoch."""
-    return f"best_{metric}"
+    return f"{_BEST_PREFIX}{metric}"
 
 
 def history_metrics() -> list[str]:
-    """The metrics logged once per epoch."""
+    """The metrics logged once per epoch whose curves the report draws."""
     return [METRIC_LOSS, METRIC_VAL_LOSS] + [val_recall_key(k) for k in RECALL_KS]
 
 
-# The metric the report ranks by unless told otherwise.
-DEFAULT_RANK_METRIC = test_recall_key(100)
+# The metric training selects its best epoch by, and the one the report ranks by by default.
+SELECTION_METRIC = val_recall_key(max(RECALL_KS))
+DEFAULT_RANK_METRIC = test_recall_key(max(RECALL_KS))
+
+
+def recall_k(metric: str) -> int | None:
+    """The k of a ``..._recall_at_<k>`` metric (any prefix), else None."""
+    head, sep, tail = metric.rpartition("_at_")
+    if sep and head.endswith("recall") and tail.isdigit():
+        return int(tail)
+    return None
+
+
+def metric_direction(metric: str) -> str | None:
+    """Which way ``metric`` improves: ``HIGHER``, ``LOWER``, or None (e.g. lr, best_epoch).
+
+    The product's own metrics are recall (higher) and losses (lower). Metrics other tools
+    logged into the experiment are judged by their name: losses and errors improve downwards,
+    the usual quality measures upwards, anything else has no direction.
+    """
+    name = metric.lower()
+    if name in (BEST_EPOCH, TEST_PAIRS, TEST_BUYERS, METRIC_EPOCH_SECONDS):
+        return None
+    parts = set(name.replace("@", "_").split("_"))
+    if parts & {"loss", "error", "rmse", "mae", "mse"}:
+        return LOWER
+    if parts & {"recall", "precision", "accuracy", "auc", "ndcg", "mrr", "f1", "hitrate", "hits"}:
+        return HIGHER
+    return None
+
+
+def history_metric_of(metric: str) -> str:
+    """The per-epoch metric that goes with a summary or test metric.
+
+    ``final_loss`` -> ``loss``; ``test_recall_at_50`` -> ``val_recall_at_50``; a metric
+    without a per-epoch counterpart gets the selection metric.
+    """
+    history = history_metrics()
+    if metric in history:
+        return metric
+    for prefix in (_FINAL_PREFIX, _BEST_PREFIX):
+        if metric.startswith(prefix) and metric[len(prefix) :] in history:
+            return metric[len(prefix) :]
+    k = recall_k(metric)
+    if k in RECALL_KS:
+        return val_recall_key(k)
+    return SELECTION_METRIC
+
+
+# --- Params and tags ---------------------------------------------------------------------
+
+# Params every run carries under exactly these names (the rest of the resolved config keeps
+# its flattened dotted name, e.g. ``model.temperature``).
+PARAM_EPOCHS = "epochs"
+PARAM_BATCH_SIZE = "batch_size"
+PARAM_LEARNING_RATE = "learning_rate"
+PARAM_OPTIMIZER = "optimizer"
+PARAM_EMBEDDING_DIM = "embedding_dim"
+PARAM_FEATURE_CONFIG_ID = "feature_config_id"
+PARAM_MODEL_CONFIG_ID = "model_config_id"
+PARAM_DATASET_ID = "dataset_id"
+PARAM_SEED = "seed"
+
+TAG_FEATURE_CONFIG_NAME = "feature_config_name"
+TAG_MODEL_CONFIG_NAME = "model_config_name"
+TAG_DATASET_NAME = "dataset_name"
+TAG_MODEL_TYPE = "model_type"
+TAG_PIPELINE_JOB = "kfp.pipeline_job"
+TAG_PIPELINE_TASK = "kfp.task"
+TAG_TRACKING_DEGRADED = "tracking_degraded"
+TAG_FAILURE_REASON = "failure_reason"
+MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
+
+# MLflow run statuses the product writes and reads.
+STATUS_FINISHED = "FINISHED"
+STATUS_FAILED = "FAILED"
+STATUS_KILLED = "KILLED"
+STATUS_RUNNING = "RUNNING"
+
+# --- Columns -----------------------------------------------------------------------------
+
+# Canonical column names; a dataset's ``columns`` maps them to the source's names.
+BUYER_ID = "buyer_id"
+PRODUCT_ID = "product_id"
+TIMESTAMP = "timestamp"  # seconds since the epoch, UTC, after ingest
+QUANTITY = "quantity"
+PRICE = "price"
+TRANSACTION_ID = "transaction_id"
+DESCRIPTION = "description"
+COUNTRY = "country"
+REQUIRED_COLUMNS = (BUYER_ID, PRODUCT_ID, TIMESTAMP)
+OPTIONAL_COLUMNS = (QUANTITY, PRICE, TRANSACTION_ID, DESCRIPTION, COUNTRY)
+SOURCE_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+# Point-in-time buyer columns that ingest derives (trainer/buyer_features.py).
+HISTORY = "history"  # space-joined product ids, most bought first, then most recent
+RECENCY_DAYS = "recency_days"  # days since the buyer's previous purchase (-1: none)
+FREQUENCY = "frequency"  # distinct earlier purchase moments (invoices)
+MONETARY = "monetary"  # earlier spend, sum of quantity x price
+DERIVED_COLUMNS = (HISTORY, RECENCY_DAYS, FREQUENCY, MONETARY)
+
+# Catalog column: train interactions per product (the in-batch sampling frequency).
+TRAIN_COUNT = "train_count"
+
+STRING = "string"
+FLOAT = "float"
+INT = "int"
+# Every raw column after ingest and its type, in frames, tf.Examples and the serving signature.
+RAW_COLUMN_TYPES: dict[str, str] = {
+    BUYER_ID: STRING,
+    PRODUCT_ID: STRING,
+    TRANSACTION_ID: STRING,
+    DESCRIPTION: STRING,
+    COUNTRY: STRING,
+    HISTORY: STRING,
+    QUANTITY: FLOAT,
+    PRICE: FLOAT,
+    RECENCY_DAYS: FLOAT,
+    FREQUENCY: FLOAT,
+    MONETARY: FLOAT,
+    TIMESTAMP: INT,
+}
+
+
+def columns_of_type(kind: str) -> tuple[str, ...]:
+    """Raw columns of one type (``STRING``, ``FLOAT`` or ``INT``), in a fixed order."""
+    return tuple(name for name, k in RAW_COLUMN_TYPES.items() if k == kind)
+
+
+# --- Step outputs ------------------------------------------------------------------------
+
+SPLITS = ("train", "eval", "test")
+# Ingest folder: {split}.parquet, {split}.tfrecord.gz, and these.
+CATALOG_FILE = "catalog.parquet"
+SCHEMA_FILE = "schema.pbtxt"
+STATS_FILE = "stats.json"
+# Transform folder: the TFTransformOutput plus transformed/{split}-*.tfrecord.gz.
+TRANSFORMED_DIR = "transformed"
+# Model folder.
+SERVING_DIR = "serving"
+CONFIG_FILE = "experiment.yaml"
+RUN_INFO_FILE = "mlflow_run.json"
+BACKLOG_FILE = "mlflow_backlog.jsonl"
+# Evaluation folder.
+METRICS_FILE = "metrics.json"
+TOP_K_FILE = "top_k.parquet"
+# The serving model returns this many products per query.
+SERVING_K = max(RECALL_KS)
+
+# --- Report ------------------------------------------------------------------------------
+
+# The report's views, in page order; each is an HTML output of render_report.
+VIEW_DASHBOARD = "dashboard"
+VIEW_LEADERBOARD = "leaderboard"
+VIEW_COMPARISON = "comparison"
+VIEW_TRAINING_CURVES = "training_curves"
+VIEW_HEATMAP = "heatmap"
+VIEW_RECALL_AT_K = "recall_at_k"
+VIEWS: tuple[str, ...] = (
+    VIEW_DASHBOARD,
+    VIEW_LEADERBOARD,
+    VIEW_COMPARISON,
+    VIEW_TRAINING_CURVES,
+    VIEW_HEATMAP,
+    VIEW_RECALL_AT_K,
+)
+VIEW_COMBINED = "report"  # every view on one page
+VIEW_TITLES: dict[str, str] = {
+    VIEW_COMBINED: "Experiment report",
+    VIEW_DASHBOARD: "Dashboard",
+    VIEW_LEADERBOARD: "Leaderboard",
+    VIEW_COMPARISON: "Run comparison",
+    VIEW_TRAINING_CURVES: "Training curves",
+    VIEW_HEATMAP: "Config heatmap",
+    VIEW_RECALL_AT_K: "Recall@k and params",
+}
+SUMMARY_FILE = "summary.md"
+# Runs (best first) with their own chart and epoch table on the training-curves page.
+DEFAULT_DETAIL_RUNS = 12
+# Runs the comparison shows when none are named.
+DEFAULT_TOP_N = 5
