@@ -14,27 +14,35 @@ import datetime as dt
 import os
 from typing import Any
 
-import yaml
+from trainer import config_yaml, contract
+from trainer.config_schema import (  # the schema types are part of this module's API
+    Cleaning,
+    ConfigError,
+    Dataset,
+    ExperimentConfig,
+    Feature,
+    FeatureConfig,
+    Grid,
+    ModelConfig,
+    Pair,
+    Split,
+    Training,
+)
+from trainer.config_yaml import Reader, line_of
 
-# Canonical column names; the dataset's ``columns`` maps them to the source's names.
-BUYER_ID = "buyer_id"
-PRODUCT_ID = "product_id"
-TIMESTAMP = "timestamp"
-QUANTITY = "quantity"
-PRICE = "price"
-TRANSACTION_ID = "transaction_id"
-DESCRIPTION = "description"
-COUNTRY = "country"
-REQUIRED_COLUMNS = (BUYER_ID, PRODUCT_ID, TIMESTAMP)
-OPTIONAL_COLUMNS = (QUANTITY, PRICE, TRANSACTION_ID, DESCRIPTION, COUNTRY)
-# Point-in-time buyer columns that ingest derives (trainer/buyer_features.py).
-HISTORY = "history"
-RECENCY_DAYS = "recency_days"
-FREQUENCY = "frequency"
-MONETARY = "monetary"
-DERIVED_COLUMNS = (HISTORY, RECENCY_DAYS, FREQUENCY, MONETARY)
-NUMERIC_COLUMNS = (QUANTITY, PRICE, TIMESTAMP, RECENCY_DAYS, FREQUENCY, MONETARY)
-STRING_COLUMNS = (BUYER_ID, PRODUCT_ID, TRANSACTION_ID, DESCRIPTION, COUNTRY)
+# Over 400 lines: one validator per section of the schema, in file order, so the whole check
+# reads top to bottom. The types and defaults are in config_schema.py, YAML reading and typed
+# access in config_yaml.py.
+
+# Which source columns each transform can take (names and types live in trainer/contract.py).
+STRING_COLUMNS = tuple(
+    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.STRING
+)
+NUMERIC_COLUMNS = tuple(
+    c
+    for c in (*contract.SOURCE_COLUMNS, *contract.DERIVED_COLUMNS)
+    if contract.RAW_COLUMN_TYPES[c] != contract.STRING
+)
 NUMERIC_TRANSFORMS = ("bucketize", "zscore", "log")
 
 SPLIT_STRATEGIES = ("strict_time", "random", "buyer_holdout")
@@ -54,240 +62,31 @@ LR_SCHEDULES = ("constant", "cosine", "exponential")
 TOWERS = ("buyer", "product")
 
 
-class ConfigError(ValueError):
-    """A config file or mapping that does not match the schema."""
-
-    def __init__(self, source: str, field: str, problem: str):
-        self.source, self.field, self.problem = source, field, problem
-        super().__init__(f"{source}: {field}: {problem}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Cleaning:
-    """Row filters applied by ingest; each dropped row is counted under its reason."""
-
-    min_quantity: float | None = 0.0  # rows with quantity <= this are dropped
-    min_price: float | None = 0.0  # rows with price <= this are dropped
-    drop_transaction_prefixes: tuple[str, ...] = ()  # e.g. "C" marks a cancellation
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """How interactions are split into train / eval / test."""
-
-    strategy: str = "strict_time"
-    train_end: dt.date | None = None  # strict_time: train is before this date
-    eval_end: dt.date | None = None  # strict_time: eval is [train_end, eval_end), test after
-    eval_fraction: float = 0.1  # random / buyer_holdout
-    test_fraction: float = 0.1
-    seed: int = 42
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """Where the interactions come from and how to read them."""
-
-    name: str
-    source: str
-    columns: dict[str, str]
-    cleaning: Cleaning
-    split: Split
-    timestamp_format: str = "%Y-%m-%d %H:%M:%S"
-
-
-@dataclasses.dataclass(frozen=True)
-class Feature:
-    """One input feature of a tower and how it is transformed and embedded."""
-
-    name: str  # canonical column name
-    transform: str
-    embedding_dim: int = 32
-    oov_buckets: int = 1
-    min_frequency: int = 1
-    hash_buckets: int = 1000
-    num_buckets: int = 10
-    max_length: int = 50  # text: tokens kept; history: products kept
-    vocab_size: int = 10000  # text: most frequent tokens kept
-    cross_with: str = ""  # cross: the other column
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureConfig:
-    """The features of both towers; one transform graph per feature config."""
-
-    id: str
-    name: str
-    buyer: tuple[Feature, ...]
-    product: tuple[Feature, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and optimisation of the two-tower model."""
-
-    id: str
-    name: str
-    embedding_dim: int = 64
-    tower_layers: tuple[int, ...] = ()
-    dropout: float = 0.0
-    l2: float = 0.0
-    optimizer: str = "adagrad"
-    learning_rate: float = 0.1
-    lr_schedule: str = "constant"  # cosine / exponential decay over the training steps
-    lr_decay_rate: float = 0.5  # exponential: factor per epoch
-    temperature: float = 1.0
-    logq_correction: bool = False  # subtract log(sampling probability) from in-batch logits
-    repurchase_scores: bool = False  # sparse part: learned weight per history rank
-    remove_accidental_hits: bool = False  # mask in-batch negatives equal to the positive
-
-
-@dataclasses.dataclass(frozen=True)
-class Training:
-    """Training-loop params shared by every run of the experiment."""
-
-    epochs: int = 5
-    batch_size: int = 4096
-    seed: int = 42
-    eval_batch_size: int = 8192
-    early_stopping_patience: int = 0  # epochs without better validation recall@100; 0: off
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """A validated experiment file."""
-
-    experiment: str
-    dataset: Dataset
-    feature_configs: tuple[FeatureConfig, ...]
-    model_configs: tuple[ModelConfig, ...]
-    training: Training
-    source: str = "<config>"
-
-    def feature_config(self, config_id: str = "") -> FeatureConfig:
-        """The feature config with this id; the first one when ``config_id`` is empty."""
-        return _pick(self.feature_configs, config_id, "feature_configs", self.source)
-
-    def model_config(self, config_id: str = "") -> ModelConfig:
-        """The model config with this id; the first one when ``config_id`` is empty."""
-        return _pick(self.model_configs, config_id, "model_configs", self.source)
-
-    @property
-    def history_length(self) -> int:
-        """Products kept in the derived history column: the most any feature config uses."""
-        lengths = [
-            f.max_length
-            for fc in self.feature_configs
-            for f in fc.buyer
-            if f.transform == "history"
-        ]
-        return max(lengths, default=0)
-
-
-def _pick(items, config_id, field, source):
-    if not config_id:
-        return items[0]
-    for item in items:
-        if item.id == config_id:
-            return item
-    known = ", ".join(repr(i.id) for i in items)
-    raise ConfigError(source, field, f"no entry with id {config_id!r} (known: {known})")
-
-
-class _Reader:
-    """Typed access to a YAML mapping that reports errors by dotted field path."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, field: str, problem: str):
-        raise ConfigError(self.source, field, problem)
-
-    def mapping(self, value: Any, field: str, allowed: set[str]) -> dict:
-        if not isinstance(value, dict):
-            self.fail(field, f"expected a mapping, got {type(value).__name__}")
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            self.fail(
-                f"{field}.{unknown[0]}" if field else unknown[0],
-                f"unknown field (expected one of: {', '.join(sorted(allowed))})",
-            )
-        return value
-
-    def get(self, data: dict, key: str, field: str, kind, default=..., choices=None, minimum=None):
-        path = f"{field}.{key}" if field else key
-        if key not in data or data[key] is None:
-            if default is ...:
-                self.fail(path, "required field is missing")
-            return default
-        value = data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is dt.date:
-            return self.date(value, path)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(path, f"expected {_kind_name(kind)}, got {value!r}")
-        if choices is not None and value not in choices:
-            self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(path, f"expected a value >= {minimum}, got {value!r}")
-        if kind is str and not value.strip() and default != "":
-            self.fail(path, "expected a non-empty string")
-        return value
-
-    def date(self, value: Any, path: str) -> dt.date:
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            self.fail(path, f"expected a date YYYY-MM-DD, got {value!r}")
-
-    def items(self, data: dict, key: str, field: str) -> list:
-        path = f"{field}.{key}" if field else key
-        value = data.get(key)
-        if not isinstance(value, list) or not value:
-            self.fail(path, "expected a non-empty list")
-        return value
-
-
-def _kind_name(kind) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "true or false",
-        list: "a list",
-        dict: "a mapping",
-    }.get(kind, kind.__name__)
-
-
-def _cleaning(r: _Reader, data: dict, field: str) -> Cleaning:
+def _cleaning(r: Reader, data: dict, field: str) -> Cleaning:
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(Cleaning)})
-    prefixes = r.get(data, "drop_transaction_prefixes", field, list, [])
+    prefixes = r.items(data, "drop_transaction_prefixes", field, required=False)
     for i, p in enumerate(prefixes):
         if not isinstance(p, str) or not p:
             r.fail(
                 f"{field}.drop_transaction_prefixes[{i}]", f"expected a non-empty string, got {p!r}"
             )
     return Cleaning(
-        min_quantity=r.get(data, "min_quantity", field, float, 0.0),
-        min_price=r.get(data, "min_price", field, float, 0.0),
+        min_quantity=r.field(Cleaning, data, "min_quantity", field, float),
+        min_price=r.field(Cleaning, data, "min_price", field, float),
         drop_transaction_prefixes=tuple(prefixes),
     )
 
 
-def _split(r: _Reader, data: dict, field: str) -> Split:
+def _split(r: Reader, data: dict, field: str) -> Split:
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(Split)})
     strategy = r.get(data, "strategy", field, str, choices=SPLIT_STRATEGIES)
     split = Split(
         strategy=strategy,
-        train_end=r.get(data, "train_end", field, dt.date, None),
-        eval_end=r.get(data, "eval_end", field, dt.date, None),
-        eval_fraction=r.get(data, "eval_fraction", field, float, 0.1, minimum=0.0),
-        test_fraction=r.get(data, "test_fraction", field, float, 0.1, minimum=0.0),
-        seed=r.get(data, "seed", field, int, 42),
+        train_end=r.field(Split, data, "train_end", field, dt.date),
+        eval_end=r.field(Split, data, "eval_end", field, dt.date),
+        eval_fraction=r.field(Split, data, "eval_fraction", field, float, minimum=0.0),
+        test_fraction=r.field(Split, data, "test_fraction", field, float, minimum=0.0),
+        seed=r.field(Split, data, "seed", field, int),
     )
     if strategy == "strict_time":
         if split.train_end is None:
@@ -295,24 +94,26 @@ def _split(r: _Reader, data: dict, field: str) -> Split:
         if split.eval_end is None:
             r.fail(f"{field}.eval_end", "required for strategy strict_time")
         if split.eval_end <= split.train_end:
-            r.fail(f"{field}.eval_end", f"expected a date after train_end ({split.train_end})")
+            r.fail(
+                f"{field}.eval_end",
+                f"expected a date after train_end ({split.train_end})",
+                line_of(data, "eval_end"),
+            )
     elif split.eval_fraction + split.test_fraction >= 1.0:
         r.fail(f"{field}.test_fraction", "eval_fraction + test_fraction must be below 1")
     return split
 
 
-def _dataset(r: _Reader, data: dict, base_dir: str) -> Dataset:
+def _dataset(r: Reader, data: dict, base_dir: str) -> Dataset:
     field = "dataset"
-    data = r.mapping(
-        data, field, {"name", "source", "columns", "cleaning", "split", "timestamp_format"}
-    )
+    data = r.mapping(data, field, {f.name for f in dataclasses.fields(Dataset)})
     source = r.get(data, "source", field, str)
     if "://" not in source and not os.path.isabs(source):
         source = os.path.normpath(os.path.join(base_dir, source))
-    columns = r.get(data, "columns", field, dict)
-    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
-    r.mapping(columns, f"{field}.columns", known)
-    for name in REQUIRED_COLUMNS:
+    columns = r.mapping(
+        r.get(data, "columns", field, dict), f"{field}.columns", set(contract.SOURCE_COLUMNS)
+    )
+    for name in contract.REQUIRED_COLUMNS:
         r.get(columns, name, f"{field}.columns", str)
     return Dataset(
         name=r.get(data, "name", field, str),
@@ -320,56 +121,67 @@ def _dataset(r: _Reader, data: dict, base_dir: str) -> Dataset:
         columns={k: r.get(columns, k, f"{field}.columns", str) for k in columns},
         cleaning=_cleaning(r, data.get("cleaning") or {}, f"{field}.cleaning"),
         split=_split(r, r.get(data, "split", field, dict), f"{field}.split"),
-        timestamp_format=r.get(data, "timestamp_format", field, str, "%Y-%m-%d %H:%M:%S"),
+        timestamp_format=r.field(Dataset, data, "timestamp_format", field, str),
     )
 
 
-def _feature(r: _Reader, data: dict, field: str, columns: dict) -> Feature:
+def _check_transform(r: Reader, name: str, transform: str, field: str, columns: dict) -> None:
+    """The transform fits the column (numeric, string, history, time)."""
+    path = f"{field}.transform"
+    if transform in NUMERIC_TRANSFORMS and name not in NUMERIC_COLUMNS:
+        r.fail(
+            path, f"{transform} needs a numeric column ({', '.join(NUMERIC_COLUMNS)}), got {name!r}"
+        )
+    if (transform == "history") != (name == contract.HISTORY):
+        r.fail(path, "the history column takes (only) the history transform")
+    if transform == "time" and name != contract.TIMESTAMP:
+        r.fail(path, f"time needs the {contract.TIMESTAMP} column, got {name!r}")
+    if transform in ("text", "vocabulary", "hashing", "cross") and name not in STRING_COLUMNS:
+        r.fail(
+            path, f"{transform} needs a string column ({', '.join(STRING_COLUMNS)}), got {name!r}"
+        )
+
+
+def _feature(r: Reader, data: dict, field: str, columns: dict) -> Feature:
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(Feature)})
     name = r.get(data, "name", field, str)
-    known = set(columns) | set(DERIVED_COLUMNS)
+    known = set(columns) | set(contract.DERIVED_COLUMNS)
     if name not in known:
         r.fail(
             f"{field}.name",
             f"{name!r} is not a column of dataset.columns nor a derived "
             f"buyer column ({', '.join(sorted(known))})",
+            line_of(data, "name"),
         )
     transform = r.get(data, "transform", field, str, choices=TRANSFORMS)
-    if transform in NUMERIC_TRANSFORMS and name not in NUMERIC_COLUMNS:
-        r.fail(
-            f"{field}.transform",
-            f"{transform} needs a numeric column ({', '.join(NUMERIC_COLUMNS)}), got {name!r}",
-        )
-    if (transform == "history") != (name == HISTORY):
-        r.fail(f"{field}.transform", "the history column takes (only) the history transform")
-    if transform == "time" and name != TIMESTAMP:
-        r.fail(f"{field}.transform", f"time needs the {TIMESTAMP} column, got {name!r}")
-    if transform in ("text", "vocabulary", "hashing", "cross") and name not in STRING_COLUMNS:
-        r.fail(
-            f"{field}.transform",
-            f"{transform} needs a string column ({', '.join(STRING_COLUMNS)}), got {name!r}",
-        )
-    cross_with = r.get(data, "cross_with", field, str, "")
+    _check_transform(r, name, transform, field, columns)
+    cross_with = r.field(Feature, data, "cross_with", field, str)
     if transform == "cross" and cross_with not in set(columns) & set(STRING_COLUMNS):
         r.fail(
             f"{field}.cross_with",
             f"cross needs another string column of dataset.columns, got {cross_with!r}",
         )
+    sizes = {"num_buckets": 2}
     return Feature(
         name=name,
         transform=transform,
-        max_length=r.get(data, "max_length", field, int, 50, minimum=1),
-        vocab_size=r.get(data, "vocab_size", field, int, 10000, minimum=1),
         cross_with=cross_with,
-        embedding_dim=r.get(data, "embedding_dim", field, int, 32, minimum=1),
-        oov_buckets=r.get(data, "oov_buckets", field, int, 1, minimum=1),
-        min_frequency=r.get(data, "min_frequency", field, int, 1, minimum=1),
-        hash_buckets=r.get(data, "hash_buckets", field, int, 1000, minimum=1),
-        num_buckets=r.get(data, "num_buckets", field, int, 10, minimum=2),
+        **{
+            key: r.field(Feature, data, key, field, int, minimum=sizes.get(key, 1))
+            for key in (
+                "embedding_dim",
+                "oov_buckets",
+                "min_frequency",
+                "hash_buckets",
+                "num_buckets",
+                "max_length",
+                "vocab_size",
+            )
+        },
     )
 
 
-def _feature_config(r: _Reader, data: dict, field: str, columns: dict) -> FeatureConfig:
+def _feature_config(r: Reader, data: dict, field: str, columns: dict) -> FeatureConfig:
     data = r.mapping(data, field, {"id", "name", *TOWERS})
     towers = {}
     for tower in TOWERS:
@@ -377,9 +189,11 @@ def _feature_config(r: _Reader, data: dict, field: str, columns: dict) -> Featur
             _feature(r, item, f"{field}.{tower}[{i}]", columns)
             for i, item in enumerate(r.items(data, tower, field))
         )
-    if any(f.name == HISTORY for f in towers["product"]):
+    if any(f.name == contract.HISTORY for f in towers["product"]):
         r.fail(f"{field}.product", "history is a buyer feature; put it in the buyer tower")
-    if not any(f.name == PRODUCT_ID and f.transform == "vocabulary" for f in towers["product"]):
+    if not any(
+        f.name == contract.PRODUCT_ID and f.transform == "vocabulary" for f in towers["product"]
+    ):
         r.fail(f"{field}.product", "needs a product_id feature with transform vocabulary")
     config_id = r.get(data, "id", field, str)
     return FeatureConfig(
@@ -390,47 +204,112 @@ def _feature_config(r: _Reader, data: dict, field: str, columns: dict) -> Featur
     )
 
 
-def _model_config(r: _Reader, data: dict, field: str) -> ModelConfig:
+def _model_config(r: Reader, data: dict, field: str) -> ModelConfig:
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(ModelConfig)})
-    layers = r.get(data, "tower_layers", field, list, [])
+    layers = r.items(data, "tower_layers", field, required=False)
     for i, width in enumerate(layers):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             r.fail(f"{field}.tower_layers[{i}]", f"expected a positive integer, got {width!r}")
     config_id = r.get(data, "id", field, str)
-    dropout = r.get(data, "dropout", field, float, 0.0, minimum=0.0)
+    dropout = r.field(ModelConfig, data, "dropout", field, float, minimum=0.0)
     if dropout >= 1.0:
         r.fail(f"{field}.dropout", f"expected a value in [0, 1), got {dropout!r}")
+
+    def get(key: str, kind, **checks):
+        return r.field(ModelConfig, data, key, field, kind, **checks)
+
     return ModelConfig(
         id=config_id,
         name=r.get(data, "name", field, str, config_id),
-        embedding_dim=r.get(data, "embedding_dim", field, int, 64, minimum=1),
+        embedding_dim=get("embedding_dim", int, minimum=1),
         tower_layers=tuple(layers),
         dropout=dropout,
-        l2=r.get(data, "l2", field, float, 0.0, minimum=0.0),
-        optimizer=r.get(data, "optimizer", field, str, "adagrad", choices=OPTIMIZERS),
-        learning_rate=r.get(data, "learning_rate", field, float, 0.1, minimum=0.0),
-        lr_schedule=r.get(data, "lr_schedule", field, str, "constant", choices=LR_SCHEDULES),
-        lr_decay_rate=r.get(data, "lr_decay_rate", field, float, 0.5, minimum=1e-6),
-        temperature=r.get(data, "temperature", field, float, 1.0, minimum=1e-6),
-        logq_correction=r.get(data, "logq_correction", field, bool, False),
-        repurchase_scores=r.get(data, "repurchase_scores", field, bool, False),
-        remove_accidental_hits=r.get(data, "remove_accidental_hits", field, bool, False),
+        l2=get("l2", float, minimum=0.0),
+        optimizer=get("optimizer", str, choices=OPTIMIZERS),
+        learning_rate=get("learning_rate", float, minimum=0.0),
+        lr_schedule=get("lr_schedule", str, choices=LR_SCHEDULES),
+        lr_decay_rate=get("lr_decay_rate", float, minimum=1e-6),
+        temperature=get("temperature", float, minimum=1e-6),
+        logq_correction=get("logq_correction", bool),
+        repurchase_scores=get("repurchase_scores", bool),
+        remove_accidental_hits=get("remove_accidental_hits", bool),
     )
 
 
-def _training(r: _Reader, data: dict) -> Training:
+def _training(r: Reader, data: dict) -> Training:
     field = "training"
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(Training)})
+    seeds = r.ints(data, "seeds", field)
+    if len(set(seeds)) != len(seeds):
+        r.fail(
+            f"{field}.seeds",
+            f"expected distinct seeds, got {seeds}",
+            line_of(data, "seeds"),
+        )
+
+    def get(key: str, minimum: int | None = None) -> int:
+        return r.field(Training, data, key, field, int, minimum=minimum)
+
     return Training(
-        epochs=r.get(data, "epochs", field, int, 5, minimum=1),
-        batch_size=r.get(data, "batch_size", field, int, 4096, minimum=1),
-        seed=r.get(data, "seed", field, int, 42),
-        eval_batch_size=r.get(data, "eval_batch_size", field, int, 8192, minimum=1),
-        early_stopping_patience=r.get(data, "early_stopping_patience", field, int, 0, minimum=0),
+        epochs=get("epochs", 1),
+        batch_size=get("batch_size", 1),
+        seed=get("seed"),
+        seeds=tuple(seeds),
+        eval_batch_size=get("eval_batch_size", 1),
+        early_stopping_patience=get("early_stopping_patience", 0),
     )
 
 
-def _unique_ids(r: _Reader, items, field: str) -> None:
+def _pairs(r: Reader, data: dict, key: str, features, models) -> tuple[Pair, ...]:
+    """The grid's include / exclude entries, each naming ids that exist."""
+    out = []
+    for i, item in enumerate(r.items(data, key, "grid", required=False)):
+        path = f"grid.{key}[{i}]"
+        item = r.mapping(item, path, {"feature_config", "model_config"})
+        pair = Pair(
+            r.get(item, "feature_config", path, str), r.get(item, "model_config", path, str)
+        )
+        for name, value, known in (
+            ("feature_config", pair.feature_config, features),
+            ("model_config", pair.model_config, models),
+        ):
+            if value not in {c.id for c in known}:
+                ids = ", ".join(repr(c.id) for c in known)
+                r.fail(
+                    f"{path}.{name}",
+                    f"no {name} with id {value!r} (known: {ids})",
+                    line_of(item, name),
+                )
+        out.append(pair)
+    return tuple(out)
+
+
+def _grid(r: Reader, data: dict, features, models) -> Grid:
+    data = r.mapping(data, "grid", {f.name for f in dataclasses.fields(Grid)})
+    return Grid(
+        include=_pairs(r, data, "include", features, models),
+        exclude=_pairs(r, data, "exclude", features, models),
+        max_runs=r.field(Grid, data, "max_runs", "grid", int, minimum=1),
+    )
+
+
+def _check_runs(r: Reader, config: ExperimentConfig) -> None:
+    """The sweep's grid is not empty and not larger than ``grid.max_runs``."""
+    runs = config.runs()
+    seeds = len(config.training.sweep_seeds)
+    if not runs:
+        r.fail("grid", "selects no run: every pair of grid.include is also in grid.exclude")
+    if len(runs) > config.grid.max_runs:
+        pairs = len(runs) // seeds
+        r.fail(
+            "grid.max_runs",
+            f"the grid has {len(runs)} runs ({pairs} pairs x {seeds} seeds), more than "
+            f"max_runs {config.grid.max_runs}; narrow grid.include / grid.exclude or raise "
+            "grid.max_runs",
+        )
+
+
+def _unique_ids(r: Reader, items, field: str) -> None:
     seen = set()
     for i, item in enumerate(items):
         if item.id in seen:
@@ -447,12 +326,10 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str = ".") -> Ex
         base_dir: Directory that relative dataset sources are resolved against.
 
     Raises:
-        ConfigError: naming the source, the dotted field and what was expected.
+        ConfigError: naming the source, the dotted field (and line) and what was expected.
     """
-    r = _Reader(source)
-    data = r.mapping(
-        data, "", {"experiment", "dataset", "feature_configs", "model_configs", "training"}
-    )
+    r = Reader(source)
+    data = r.mapping(data, "", {f.name for f in dataclasses.fields(ExperimentConfig)} - {"source"})
     dataset = _dataset(r, r.get(data, "dataset", "", dict), base_dir)
     features = tuple(
         _feature_config(r, item, f"feature_configs[{i}]", dataset.columns)
@@ -464,34 +341,38 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str = ".") -> Ex
     )
     _unique_ids(r, features, "feature_configs")
     _unique_ids(r, models, "model_configs")
-    return ExperimentConfig(
+    config = ExperimentConfig(
         experiment=r.get(data, "experiment", "", str),
         dataset=dataset,
         feature_configs=features,
         model_configs=models,
         training=_training(r, data.get("training") or {}),
+        grid=_grid(r, data.get("grid") or {}, features, models),
         source=source,
     )
+    _check_runs(r, config)
+    return config
 
 
 def parse_config_text(text: str, source: str = "<config>", base_dir: str = ".") -> ExperimentConfig:
     """Parses and validates YAML text (as passed to a pipeline parameter)."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(document)"
-        raise ConfigError(source, where, f"not valid YAML: {getattr(err, 'problem', err)}") from err
+        data = config_yaml.loads(text)
+    except config_yaml.YamlProblem as err:
+        field = err.key or (f"line {err.line}" if err.line else "(document)")
+        raise ConfigError(source, field, err.problem, err.line) from err
     return parse_config(data, source=source, base_dir=base_dir)
 
 
 def load_config(path: str) -> ExperimentConfig:
     """Reads and validates an experiment YAML file; relative sources resolve beside it."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            text = config_yaml.decode(f.read())
     except OSError as err:
         raise ConfigError(path, "(file)", f"cannot read: {err.strerror}") from err
+    except config_yaml.YamlProblem as err:
+        raise ConfigError(path, "(file)", err.problem, err.line) from err
     return parse_config_text(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
@@ -510,26 +391,47 @@ def to_dict(value: Any) -> Any:
 
 def dump_config(config: ExperimentConfig) -> str:
     """YAML text that ``parse_config_text`` reads back into an equal config."""
+    import yaml
+
     data = to_dict(config)
     data.pop("source")
     return yaml.safe_dump(data, sort_keys=False)
 
 
+# Flattened config keys that the MLflow contract logs under its own name instead.
+_CONTRACT_PARAM_KEYS = {
+    "training.epochs": contract.PARAM_EPOCHS,
+    "training.batch_size": contract.PARAM_BATCH_SIZE,
+    "model.learning_rate": contract.PARAM_LEARNING_RATE,
+    "model.optimizer": contract.PARAM_OPTIMIZER,
+    "model.embedding_dim": contract.PARAM_EMBEDDING_DIM,
+    "model.id": contract.PARAM_MODEL_CONFIG_ID,
+    "dataset.name": contract.PARAM_DATASET_ID,
+}
+
+
 def run_params(
-    config: ExperimentConfig, feature_config_id: str = "", model_config_id: str = ""
+    config: ExperimentConfig, fc: FeatureConfig, mc: ModelConfig, seed: int | None = None
 ) -> dict[str, str]:
-    """Flattened params of one run: the resolved config of one (feature, model) pair."""
-    fc = config.feature_config(feature_config_id)
-    mc = config.model_config(model_config_id)
+    """MLflow params of one run, each value under exactly one name.
+
+    The contract params (``epochs``, ``learning_rate``, ``seed``, ...) plus the rest of the
+    resolved config of the (feature config, model config) pair, flattened with dotted names
+    (``model.temperature``, ``feature.buyer.history.max_length``, ...).
+    """
+    training = {k: v for k, v in to_dict(config.training).items() if k not in ("seed", "seeds")}
     resolved = {
         "dataset": to_dict(config.dataset),
         "feature": {"buyer": to_dict(fc.buyer), "product": to_dict(fc.product)},
         "model": to_dict(mc),
-        "training": to_dict(config.training),
+        "training": training,
     }
     flat: dict[str, str] = {}
     _flatten(resolved, "", flat)
-    return flat
+    params = {_CONTRACT_PARAM_KEYS.get(k, k): v for k, v in flat.items()}
+    params[contract.PARAM_FEATURE_CONFIG_ID] = fc.id
+    params[contract.PARAM_SEED] = str(config.training.seed if seed is None else seed)
+    return params
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:

@@ -6,6 +6,8 @@ import pytest
 import yaml
 
 from trainer import config as cfg
+from trainer import contract
+from trainer.config_schema import RunSpec
 
 EXAMPLE = "configs/online_retail.yaml"
 
@@ -22,8 +24,8 @@ def test_example_config_loads_with_the_design_split():
     assert config.dataset.split.eval_end == dt.date(2011, 11, 1)
     assert config.dataset.source.endswith("data/online_retail/online_retail.csv.gz")
     assert config.dataset.cleaning.drop_transaction_prefixes == ("C",)
-    assert config.feature_config().buyer[0].name == cfg.HISTORY
-    assert config.feature_config("ids").buyer[0].name == cfg.BUYER_ID
+    assert config.feature_config().buyer[0].name == contract.HISTORY
+    assert config.feature_config("ids").buyer[0].name == contract.BUYER_ID
     assert config.model_config("adagrad64").optimizer == "adagrad"
     assert config.model_config().repurchase_scores and config.history_length == 200
 
@@ -129,10 +131,154 @@ def test_unknown_config_id_lists_the_known_ones():
         config.feature_config("nope")
 
 
-def test_run_params_flatten_the_resolved_config():
+def test_run_params_flatten_the_resolved_config_under_one_name_each():
     config = cfg.load_config(EXAMPLE)
-    params = cfg.run_params(config, "ids", "adagrad64")
-    assert params["model.learning_rate"] == "0.1"
+    params = cfg.run_params(config, config.feature_config("ids"), config.model_config("adagrad64"))
+    assert params["model.temperature"] == "1.0"
     assert params["dataset.split.train_end"] == "2011-10-01"
     assert params["feature.buyer.buyer_id.transform"] == "vocabulary"
-    assert params["training.batch_size"] == "4096"
+    # Contract params carry the value once, under the contract's name.
+    assert params[contract.PARAM_LEARNING_RATE] == "0.1"
+    assert params[contract.PARAM_BATCH_SIZE] == "4096"
+    assert params[contract.PARAM_EPOCHS] == str(config.training.epochs)
+    assert params[contract.PARAM_EMBEDDING_DIM] == "64"
+    assert params[contract.PARAM_MODEL_CONFIG_ID] == "adagrad64"
+    assert params[contract.PARAM_FEATURE_CONFIG_ID] == "ids"
+    assert params[contract.PARAM_DATASET_ID] == "online_retail"
+    assert params[contract.PARAM_SEED] == str(config.training.seed)
+    for duplicate in (
+        "model.learning_rate",
+        "training.batch_size",
+        "training.epochs",
+        "training.seed",
+        "model.embedding_dim",
+        "model.id",
+        "dataset.name",
+    ):
+        assert duplicate not in params
+    values = list(params.values())
+    assert (
+        cfg.run_params(
+            config, config.feature_config("ids"), config.model_config("adagrad64"), seed=7
+        )[contract.PARAM_SEED]
+        == "7"
+    )
+    assert len(values) == len(params)
+
+
+def _load_text(tmp_path, text: str, name: str = "x.yaml", encoding: str = "utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return cfg.load_config(str(path))
+
+
+def _example_text() -> str:
+    with open(EXAMPLE, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_an_impossible_unquoted_date_names_file_line_and_field(tmp_path):
+    text = _example_text().replace("train_end: 2011-10-01", "train_end: 2011-13-01")
+    line = text.splitlines().index(next(l for l in text.splitlines() if "2011-13-01" in l)) + 1
+    with pytest.raises(cfg.ConfigError) as info:
+        _load_text(tmp_path, text)
+    err = info.value
+    assert err.field == "dataset.split.train_end"
+    assert err.line == line
+    assert str(err).startswith(f"{tmp_path / 'x.yaml'}:{line}: dataset.split.train_end: ")
+    assert "expected a date YYYY-MM-DD, got '2011-13-01'" in str(err)
+
+
+def test_a_file_that_is_not_utf8_names_the_file(tmp_path):
+    text = _example_text().replace("name: online_retail", "name: caf\u00e9")
+    with pytest.raises(cfg.ConfigError) as info:
+        _load_text(tmp_path, text, encoding="latin-1")
+    assert info.value.source == str(tmp_path / "x.yaml")
+    assert "not UTF-8" in info.value.problem and "0xe9" in info.value.problem
+    assert info.value.line == next(i for i, l in enumerate(text.splitlines(), 1) if "caf" in l)
+
+
+def test_a_duplicate_key_is_an_error_not_the_last_value(tmp_path):
+    text = _example_text().replace("  epochs: 10\n", "  epochs: 3\n  epochs: 300\n")
+    with pytest.raises(cfg.ConfigError) as info:
+        _load_text(tmp_path, text)
+    assert info.value.field == "epochs"
+    assert "duplicate key 'epochs'" in info.value.problem
+    assert info.value.line == text.splitlines().index("  epochs: 300") + 1
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused(tmp_path, value):
+    text = _example_text().replace("learning_rate: 0.005", f"learning_rate: {value}")
+    with pytest.raises(cfg.ConfigError) as info:
+        _load_text(tmp_path, text)
+    assert info.value.field == "model_configs[0].learning_rate"
+    assert "finite" in info.value.problem
+    assert info.value.line is not None
+
+
+def test_runs_are_the_grid_of_pairs_and_seeds():
+    data = _example()
+    data["training"]["seeds"] = [1, 2, 3]
+    config = cfg.parse_config(data)
+    runs = config.runs()
+    assert len(runs) == 2 * 2 * 3
+    assert runs[0] == RunSpec("history", "logq", 1)
+    assert len({r.key for r in runs}) == len(runs)
+    data["grid"] = {
+        "include": [
+            {"feature_config": "ids", "model_config": "adagrad64"},
+            {"feature_config": "history", "model_config": "logq"},
+        ],
+        "exclude": [{"feature_config": "history", "model_config": "logq"}],
+    }
+    assert [(r.feature_config_id, r.model_config_id) for r in cfg.parse_config(data).runs()] == [
+        ("ids", "adagrad64")
+    ] * 3
+
+
+def test_one_seed_stays_the_default():
+    config = cfg.load_config(EXAMPLE)
+    assert {r.seed for r in config.runs()} == {config.training.seed}
+
+
+@pytest.mark.parametrize(
+    "grid, field, expected",
+    [
+        (
+            {"include": [{"feature_config": "nope", "model_config": "logq"}]},
+            "grid.include[0].feature_config",
+            "known: 'history', 'ids'",
+        ),
+        (
+            {"exclude": [{"feature_config": "ids", "model_config": "lbfgs"}]},
+            "grid.exclude[0].model_config",
+            "known: 'logq', 'adagrad64'",
+        ),
+        (
+            {
+                "include": [{"feature_config": "ids", "model_config": "logq"}],
+                "exclude": [{"feature_config": "ids", "model_config": "logq"}],
+            },
+            "grid",
+            "selects no run",
+        ),
+        ({"max_runs": 3}, "grid.max_runs", "4 runs (4 pairs x 1 seeds), more than max_runs 3"),
+        ({"include": [{"feature_config": "ids"}]}, "grid.include[0].model_config", "required"),
+        ({"max_runz": 3}, "grid.max_runz", "unknown field"),
+    ],
+)
+def test_a_bad_grid_is_refused_before_anything_runs(grid, field, expected):
+    data = _example()
+    data["grid"] = grid
+    err = _error(data)
+    assert err.field == field
+    assert expected in err.problem
+
+
+def test_seeds_must_be_distinct_integers():
+    data = _example()
+    data["training"]["seeds"] = [1, 1]
+    assert _error(data).field == "training.seeds"
+    data["training"]["seeds"] = [1, "two"]
+    assert _error(data).field == "training.seeds[1]"

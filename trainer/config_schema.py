@@ -1,0 +1,212 @@
+"""The experiment config's schema: dataclasses with their defaults, and ``ConfigError``.
+
+Each field's default is written here once; ``trainer/config.py`` reads YAML into these
+classes and validates every value. Standard library only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+DEFAULT_MAX_RUNS = 50
+
+
+class ConfigError(ValueError):
+    """A config file or mapping that does not match the schema.
+
+    The message reads ``<file>[:<line>]: <dotted field>: <what was expected>``.
+    """
+
+    def __init__(self, source: str, field: str, problem: str, line: int | None = None):
+        self.source, self.field, self.problem, self.line = source, field, problem, line
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {field}: {problem}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cleaning:
+    """Row filters applied by ingest; each dropped row is counted under its reason."""
+
+    min_quantity: float | None = 0.0  # rows with quantity <= this are dropped
+    min_price: float | None = 0.0  # rows with price <= this are dropped
+    drop_transaction_prefixes: tuple[str, ...] = ()  # e.g. "C" marks a cancellation
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """How interactions are split into train / eval / test."""
+
+    strategy: str = "strict_time"
+    train_end: dt.date | None = None  # strict_time: train is before this date
+    eval_end: dt.date | None = None  # strict_time: eval is [train_end, eval_end), test after
+    eval_fraction: float = 0.1  # random / buyer_holdout
+    test_fraction: float = 0.1
+    seed: int = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Where the interactions come from and how to read them."""
+
+    name: str
+    source: str
+    columns: dict[str, str]
+    cleaning: Cleaning
+    split: Split
+    timestamp_format: str = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One input feature of a tower and how it is transformed and embedded."""
+
+    name: str  # canonical column name
+    transform: str
+    embedding_dim: int = 32
+    oov_buckets: int = 1
+    min_frequency: int = 1
+    hash_buckets: int = 1000
+    num_buckets: int = 10
+    max_length: int = 50  # text: tokens kept; history: products kept
+    vocab_size: int = 10000  # text: most frequent tokens kept
+    cross_with: str = ""  # cross: the other column
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """The features of both towers; one transform graph per feature config."""
+
+    id: str
+    name: str
+    buyer: tuple[Feature, ...]
+    product: tuple[Feature, ...]
+
+    @property
+    def has_history(self) -> bool:
+        """Whether the buyer tower reads the purchase history."""
+        return any(f.transform == "history" for f in self.buyer)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and optimisation of the two-tower model."""
+
+    id: str
+    name: str
+    embedding_dim: int = 64
+    tower_layers: tuple[int, ...] = ()
+    dropout: float = 0.0
+    l2: float = 0.0
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.1
+    lr_schedule: str = "constant"  # cosine / exponential decay over the training steps
+    lr_decay_rate: float = 0.5  # exponential: factor per epoch
+    temperature: float = 1.0
+    logq_correction: bool = False  # subtract log(sampling probability) from in-batch logits
+    # Sparse part: a learned weight per history rank. Needs a history feature; with a feature
+    # config that has none the model has no sparse part (the run is tagged so).
+    repurchase_scores: bool = False
+    remove_accidental_hits: bool = False  # mask in-batch negatives equal to the positive
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """Training-loop params shared by every run of the experiment."""
+
+    epochs: int = 5
+    batch_size: int = 4096
+    seed: int = 42  # the seed of a single run
+    seeds: tuple[int, ...] = ()  # a sweep trains every pair once per seed; empty: (seed,)
+    eval_batch_size: int = 8192
+    early_stopping_patience: int = 0  # epochs without better validation recall@100; 0: off
+
+    @property
+    def sweep_seeds(self) -> tuple[int, ...]:
+        """The seeds a sweep trains each pair with."""
+        return self.seeds or (self.seed,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """A (feature config id, model config id) pair named in the ``grid`` section."""
+
+    feature_config: str
+    model_config: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Which pairs a sweep trains: every pair, or ``include``, less ``exclude``."""
+
+    include: tuple[Pair, ...] = ()
+    exclude: tuple[Pair, ...] = ()
+    max_runs: int = DEFAULT_MAX_RUNS  # guard against a grid that would cost too much
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training of a sweep: a pair and a seed."""
+
+    feature_config_id: str
+    model_config_id: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """Stable name of the run within a pipeline job (used to find it again on retry)."""
+        return f"{self.feature_config_id}.{self.model_config_id}.seed{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A validated experiment file."""
+
+    experiment: str
+    dataset: Dataset
+    feature_configs: tuple[FeatureConfig, ...]
+    model_configs: tuple[ModelConfig, ...]
+    training: Training
+    grid: Grid = Grid()
+    source: str = "<config>"
+
+    def feature_config(self, config_id: str = "") -> FeatureConfig:
+        """The feature config with this id; the first one when ``config_id`` is empty."""
+        return _pick(self.feature_configs, config_id, "feature_configs", self.source)
+
+    def model_config(self, config_id: str = "") -> ModelConfig:
+        """The model config with this id; the first one when ``config_id`` is empty."""
+        return _pick(self.model_configs, config_id, "model_configs", self.source)
+
+    @property
+    def history_length(self) -> int:
+        """Products kept in the derived history column: the most any feature config uses."""
+        lengths = [
+            f.max_length
+            for fc in self.feature_configs
+            for f in fc.buyer
+            if f.transform == "history"
+        ]
+        return max(lengths, default=Feature.max_length)
+
+    def runs(self) -> list[RunSpec]:
+        """Every training of the sweep: grid pairs x seeds, in config order."""
+        include = set(self.grid.include)
+        exclude = set(self.grid.exclude)
+        return [
+            RunSpec(fc.id, mc.id, seed)
+            for fc in self.feature_configs
+            for mc in self.model_configs
+            if (not include or Pair(fc.id, mc.id) in include) and Pair(fc.id, mc.id) not in exclude
+            for seed in self.training.sweep_seeds
+        ]
+
+
+def _pick(items, config_id, field, source):
+    if not config_id:
+        return items[0]
+    for item in items:
+        if item.id == config_id:
+            return item
+    known = ", ".join(repr(i.id) for i in items)
+    raise ConfigError(source, field, f"no entry with id {config_id!r} (known: {known})")
