@@ -15,7 +15,7 @@ EXPERIMENT ?= online-retail-two-tower
 REPORT_DIR ?= $(LOCAL)/report
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup demo test test-unit test-integration compile lint format report \
+.PHONY: help setup demo demo-one test test-unit test-integration compile lint format report \
         mlflow-local mlflow-ui bench constraints clean
 
 help:  ## List the targets.
@@ -29,8 +29,12 @@ $(STAMP): setup.py constraints.txt
 
 setup: $(STAMP)  ## Create .venv and install the package with pinned versions (idempotent).
 
-demo: $(STAMP)  ## Run the training pipeline on Online Retail with kfp.local and an embedded MLflow store.
-	$(PY) -m pipelines run --config $(CONFIG) --tracking-uri $(TRACKING_URI) --local-root $(LOCAL)
+demo: $(STAMP)  ## Run the sweep pipeline (the config's whole grid) on Online Retail with kfp.local.
+	$(PY) -m pipelines run --pipeline sweep --config $(CONFIG) --tracking-uri $(TRACKING_URI) --local-root $(LOCAL)
+
+demo-one: $(STAMP)  ## Run the training pipeline for one config pair (FEATURE_CONFIG, MODEL_CONFIG).
+	$(PY) -m pipelines run --pipeline training --config $(CONFIG) --tracking-uri $(TRACKING_URI) \
+	  --local-root $(LOCAL) --feature-config "$(FEATURE_CONFIG)" --model-config "$(MODEL_CONFIG)"
 
 test: $(STAMP)  ## Run the whole test suite (unit + integration).
 	$(PY) -m pytest

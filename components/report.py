@@ -4,17 +4,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Markdown, Metrics, Output
 
 from components import COMPONENT_IMAGE
-
-# The HTML outputs of render_report, by output name.
-HTML_OUTPUTS = (
-    "report",
-    "dashboard",
-    "leaderboard",
-    "comparison",
-    "training_curves",
-    "heatmap",
-    "recall_at_k",
-)
+from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -30,13 +20,14 @@ def render_report(
     recall_at_k: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
-    rank_metric: str = "test_recall_at_100",
+    rank_metric: str = DEFAULT_RANK_METRIC,
     mlflow_ui_url: str = "",
     compare_run_ids: list = [],
-    top_n: int = 5,
+    top_n: int = DEFAULT_TOP_N,
     fail_on_unreachable: bool = True,
     highlight_run_id: str = "",
-    detail_runs: int = 12,
+    detail_runs: int = DEFAULT_DETAIL_RUNS,
+    highlight_pipeline_job: str = "",
 ):
     """Queries the experiment's MLflow runs and writes the report views.
 
@@ -61,12 +52,15 @@ def render_report(
         highlight_run_id: The run this pipeline trained, marked in every view.
         detail_runs: Runs (best first) with their own chart and epoch table on the
             training-curves page; 0 for every run.
+        highlight_pipeline_job: A pipeline job whose runs are marked among the experiment's
+            others (a sweep's own runs).
     """
     import shutil
     import tempfile
 
     from reporting.report import render_report as render
     from trainer import config as cfg
+    from trainer import contract
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     result = render(
@@ -80,16 +74,11 @@ def render_report(
         fail_on_unreachable=False,
         highlight_run_id=highlight_run_id,
         detail_runs=detail_runs,
+        highlight_pipeline_job=highlight_pipeline_job,
     )
-    outputs = {
-        "index": report,
-        "dashboard": dashboard,
-        "leaderboard": leaderboard,
-        "comparison": comparison,
-        "training_curves": training_curves,
-        "heatmap": heatmap,
-        "recall_at_k": recall_at_k,
-    }
+    # The HTML outputs are named after the report's views (trainer.contract.VIEWS).
+    arguments = locals()
+    outputs = {view: arguments[view] for view in (contract.VIEW_COMBINED, *contract.VIEWS)}
     for view, artifact in outputs.items():
         shutil.copyfile(result.pages[view], artifact.path)
         artifact.metadata["display_name"] = result.display_names[view]

@@ -1,5 +1,7 @@
 """train_model: fit and export the two-tower model, tracked in MLflow (Trainer)."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
@@ -15,24 +17,27 @@ def train_model(
     mlflow_tracking_uri: str,
     feature_config_id: str = "",
     model_config_id: str = "",
-    pipeline_job: str = dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    pipeline_task: str = dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+    seed: Optional[int] = None,  # noqa: UP045 (kfp 2.17 reads Optional, not int | None)
+    pipeline_job: str = "",
+    pipeline_task: str = "",
 ) -> str:
-    """Trains one (feature config, model config) pair; returns the MLflow run id.
+    """Trains one (feature config, model config, seed); returns the MLflow run id.
 
     Args:
         config_yaml: The experiment config (YAML text).
         examples: The ingest output (catalog and raw splits for validation recall).
-        transform_graph: The transform output.
+        transform_graph: The transform output of the feature config.
         model: Output folder: the serving SavedModel, the resolved config, mlflow_run.json.
         mlflow_tracking_uri: MLflow tracking URI; a tracking outage does not stop training.
         feature_config_id: Which feature config; the first when empty.
         model_config_id: Which model config; the first when empty.
-        pipeline_job: KFP pipeline job name, tagged on the MLflow run.
+        seed: Random seed; the config's training.seed when not given.
+        pipeline_job: KFP pipeline job name, tagged on the MLflow run; with the configs and
+            the seed it keys the run, so a retried task resumes it instead of adding another.
         pipeline_task: KFP task name, tagged on the MLflow run.
     """
     from trainer import config as cfg
-    from trainer import train
+    from trainer import contract, sweep, train
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     result = train.run_training(
@@ -43,8 +48,11 @@ def train_model(
         tracking_uri=mlflow_tracking_uri,
         feature_config_id=feature_config_id,
         model_config_id=model_config_id,
+        seed=seed,
         pipeline_job=pipeline_job,
         pipeline_task=pipeline_task,
+        run_key=sweep.run_key(config, pipeline_job, feature_config_id, model_config_id, seed),
+        extra_tags={contract.TAG_MODEL_URI: model.uri},
     )
     model.metadata.update(
         {

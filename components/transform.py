@@ -13,7 +13,7 @@ def transform_data(
     transform_graph: Output[Artifact],
     feature_config_id: str = "",
     beam_pipeline_args: list = [],
-):
+) -> dict:
     """Analyzes the train split and transforms every split with the feature config.
 
     Args:
@@ -23,6 +23,9 @@ def transform_data(
         feature_config_id: Which feature config; the first when empty.
         beam_pipeline_args: Beam options; DirectRunner when empty, DataflowRunner options to
             scale out (--runner=DataflowRunner --project=... --region=... --temp_location=gs://...).
+
+    Returns:
+        The feature config id and the transform output's URI, for the sweep's trainings.
     """
     from trainer import config as cfg
     from trainer import transform
@@ -33,3 +36,4 @@ def transform_data(
         feature_config, examples.path, transform_graph.path, beam_pipeline_args=beam_pipeline_args
     )
     transform_graph.metadata["feature_config_id"] = feature_config.id
+    return {"feature_config_id": feature_config.id, "uri": transform_graph.uri}

@@ -7,6 +7,7 @@ from components.ingest import ingest_data
 from components.report import render_report
 from components.train import train_model
 from components.transform import transform_data
+from trainer.contract import DEFAULT_RANK_METRIC
 
 PIPELINE_NAME = "training-pipeline"
 
@@ -25,7 +26,7 @@ def training_pipeline(
     model_config_id: str = "",
     data_source: str = "",
     beam_pipeline_args: list = [],
-    rank_metric: str = "test_recall_at_100",
+    rank_metric: str = DEFAULT_RANK_METRIC,
     mlflow_ui_url: str = "",
     fail_on_unreachable_mlflow: bool = True,
 ) -> dsl.HTML:
@@ -57,6 +58,8 @@ def training_pipeline(
         mlflow_tracking_uri=mlflow_tracking_uri,
         feature_config_id=feature_config_id,
         model_config_id=model_config_id,
+        pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        pipeline_task=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
     )
     evaluate = evaluate_model(
         examples=ingest.outputs["examples"],

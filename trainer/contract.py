@@ -136,6 +136,7 @@ TAG_PIPELINE_JOB = "kfp.pipeline_job"
 TAG_PIPELINE_TASK = "kfp.task"
 TAG_TRACKING_DEGRADED = "tracking_degraded"
 TAG_FAILURE_REASON = "failure_reason"
+TAG_MODEL_URI = "kfp.model_uri"  # where the train step wrote the model (its artifact URI)
 MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
 
 # MLflow run statuses the product writes and reads.

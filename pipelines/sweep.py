@@ -1,0 +1,128 @@
+"""sweep_pipeline: the whole grid of an experiment in one pipeline run, ending in one report."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.evaluate import evaluate_model
+from components.ingest import ingest_data
+from components.report import render_report
+from components.select import select_best_model
+from components.sweep import bind_transforms, plan_sweep
+from components.train import train_model
+from components.transform import transform_data
+from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N
+
+PIPELINE_NAME = "sweep-pipeline"
+# Trainings at once. KFP compiles a loop's parallelism into the spec (an integer, not a
+# runtime parameter), so this is set when compiling: `python -m pipelines compile --parallelism`.
+DEFAULT_PARALLELISM = 2
+
+
+class SweepOutputs(NamedTuple):
+    """The sweep's outputs: every report view on one page, and the best run's model."""
+
+    report: dsl.HTML
+    best_model: dsl.Model
+
+
+def make_sweep_pipeline(parallelism: int = DEFAULT_PARALLELISM):
+    """The sweep pipeline with at most ``parallelism`` trainings at once."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=(
+            "Trains the grid of an experiment YAML (feature configs x model configs x seeds): "
+            "one ingest, one transform per feature config, the trainings in parallel, one "
+            "report over all runs and the best run's model."
+        ),
+    )
+    def sweep_pipeline(
+        config_yaml: str,
+        mlflow_tracking_uri: str,
+        data_source: str = "",
+        beam_pipeline_args: list = [],
+        rank_metric: str = DEFAULT_RANK_METRIC,
+        mlflow_ui_url: str = "",
+        fail_on_unreachable_mlflow: bool = True,
+    ) -> SweepOutputs:
+        """Trains, evaluates and reports every run of an experiment's grid.
+
+        Args:
+            config_yaml: The experiment config (YAML text); its feature configs, model
+                configs, training.seeds and grid section decide the runs.
+            mlflow_tracking_uri: MLflow tracking URI (sqlite:///... locally, the Cloud Run URL
+                on Vertex).
+            data_source: Overrides the YAML's dataset.source (local path or gs:// URI).
+            beam_pipeline_args: Beam options for the transforms; DirectRunner when empty.
+            rank_metric: Metric that ranks the runs and picks the best model.
+            mlflow_ui_url: MLflow UI base URL for links from the report.
+            fail_on_unreachable_mlflow: Fail the report step when MLflow does not answer.
+        """
+        job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+        ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
+        plan = plan_sweep(config_yaml=config_yaml)
+        with dsl.ParallelFor(plan.outputs["feature_config_ids"], name="transforms") as fc_id:
+            transform = transform_data(
+                config_yaml=config_yaml,
+                examples=ingest.outputs["examples"],
+                feature_config_id=fc_id,
+                beam_pipeline_args=beam_pipeline_args,
+            )
+        bound = bind_transforms(
+            trainings=plan.outputs["trainings"],
+            transforms=dsl.Collected(transform.outputs["Output"]),
+        )
+        with dsl.ParallelFor(bound.output, parallelism=parallelism, name="trainings") as run:
+            transform_graph = dsl.importer(
+                artifact_uri=run.transform_uri, artifact_class=dsl.Artifact, reimport=False
+            )
+            train = train_model(
+                config_yaml=config_yaml,
+                examples=ingest.outputs["examples"],
+                transform_graph=transform_graph.output,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                feature_config_id=run.feature_config_id,
+                model_config_id=run.model_config_id,
+                seed=run.seed,
+                pipeline_job=job,
+                pipeline_task=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+            )
+            evaluate = evaluate_model(
+                examples=ingest.outputs["examples"],
+                model=train.outputs["model"],
+                mlflow_tracking_uri=mlflow_tracking_uri,
+            )
+        # A failed training must not cost the others their report: these run once every
+        # training has ended, whatever its outcome, and read the runs from MLflow.
+        report = render_report(
+            config_yaml=config_yaml,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            rank_metric=rank_metric,
+            mlflow_ui_url=mlflow_ui_url,
+            fail_on_unreachable=fail_on_unreachable_mlflow,
+            highlight_pipeline_job=job,
+            # kfp 2.17's ignore_upstream_failure() looks up every input, defaults included.
+            compare_run_ids=[],
+            top_n=DEFAULT_TOP_N,
+            highlight_run_id="",
+            detail_runs=DEFAULT_DETAIL_RUNS,
+        ).after(evaluate)
+        report.ignore_upstream_failure()
+        best = select_best_model(
+            config_yaml=config_yaml,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            rank_metric=rank_metric,
+            pipeline_job=job,
+        ).after(evaluate)
+        best.ignore_upstream_failure()
+        # Ingest, the plan and the transforms are pure functions of their inputs and may be
+        # cached; the rest write to MLflow or read it, so a rerun must really run them.
+        for task in (train, evaluate, report, best):
+            task.set_caching_options(False)
+        return SweepOutputs(report=report.outputs["report"], best_model=best.outputs["best_model"])
+
+    return sweep_pipeline
+
+
+sweep_pipeline = make_sweep_pipeline()
