@@ -60,9 +60,11 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
     from kfp import local
 
     from trainer import config as cfg
+    from trainer import preflight
 
     config = cfg.load_config(args.config)
     arguments = pipeline_arguments(config, args)
+    preflight.check_source(config)
     root = os.path.abspath(args.local_root)
     if args.tracking_uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(args.tracking_uri[len("sqlite:///") :]), exist_ok=True)
