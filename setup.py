@@ -20,6 +20,9 @@ TRAINER = [
     "pandas>=2.2",
     "google-cloud-storage>=2.18",
 ] + REPORTING
+# The component image installs this too: CUDA / cuDNN / NCCL wheels that TensorFlow loads on a
+# GPU machine (versions pinned in constraints.txt, checked by a resolver dry run in tests).
+GPU = ["tensorflow[and-cuda]==2.21.0"]
 DEV = [
     "pytest>=8",
     "pytest-timeout>=2.3",
@@ -49,6 +52,7 @@ setup(
         "pipelines": PIPELINES,
         "trainer": TRAINER,
         "all": sorted(set(REPORTING + PIPELINES + TRAINER)),
+        "gpu": GPU,
         "dev": DEV,
     },
 )
