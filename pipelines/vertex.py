@@ -173,21 +173,23 @@ def build_job_request(
     job_id = (
         job_id or f"{spec['pipelineInfo']['name']}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     )
-    sent = os.path.join(tempfile.mkdtemp(prefix="b2b-recs-submit-"), os.path.basename(path))
-    with open(sent, "w", encoding="utf-8") as f:
-        f.write(text)
-    job = aiplatform.PipelineJob(
-        display_name=display_name or job_id,
-        template_path=sent,
-        job_id=job_id,
-        pipeline_root=env.pipeline_root,
-        parameter_values=values,
-        enable_caching=enable_caching,
-        labels=dict(env.labels),
-        credentials=credentials,
-        project=env.project,
-        location=env.region,
-    )
+    # PipelineJob reads the template when it is built; the file is needed only until then.
+    with tempfile.TemporaryDirectory(prefix="b2b-recs-submit-") as folder:
+        sent = os.path.join(folder, os.path.basename(path))
+        with open(sent, "w", encoding="utf-8") as f:
+            f.write(text)
+        job = aiplatform.PipelineJob(
+            display_name=display_name or job_id,
+            template_path=sent,
+            job_id=job_id,
+            pipeline_root=env.pipeline_root,
+            parameter_values=values,
+            enable_caching=enable_caching,
+            labels=dict(env.labels),
+            credentials=credentials,
+            project=env.project,
+            location=env.region,
+        )
     url = CONSOLE_URL.format(region=env.region, job_id=job_id, project=env.project)
     return JobRequest(job, env.service_account, env.network, experiment, url)
 

@@ -131,10 +131,6 @@ def test_submit_sends_template_parameters_labels_network_and_service_account(
         "https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/"
         "training-pipeline-20261127?project=my-gcp-project" in printed
     )
-    # Kept for the report to the lead: what a submit sends, trimmed.
-    trimmed = {**job, "pipelineSpec": f"<{len(json.dumps(spec))} chars>"}
-    (tmp_path / "request.json").write_text(json.dumps({**body, "pipelineJob": trimmed}, indent=1))
-    print(json.dumps({**body, "pipelineJob": trimmed}, indent=1))
 
 
 def test_enable_caching_flag_overrides_every_task(tmp_path, captured):
