@@ -31,7 +31,7 @@ _DURATION = re.compile(r"^[0-9]+s$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$")
-_SERVICE_ACCOUNT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.gserviceaccount\.com$")
+_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][-a-z0-9]{4,62}@[-a-z0-9.]+\.gserviceaccount\.com$")
 # GCP label keys start with a lowercase letter; keys and values: lowercase, digits, - and _.
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")

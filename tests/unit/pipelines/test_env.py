@@ -161,3 +161,16 @@ def test_an_explicit_worker_image_and_directrunner_are_left_alone():
 def test_env_path_resolves_names():
     assert envmod.env_path("dev") == os.path.join("configs", "env", "dev.yaml")
     assert envmod.env_path("elsewhere/prod.yaml") == "elsewhere/prod.yaml"
+
+
+@pytest.mark.parametrize(
+    "account",
+    [
+        "pipelines@my-gcp-project.iam.gserviceaccount.com",
+        "123456789012-compute@developer.gserviceaccount.com",
+    ],
+)
+def test_service_accounts_including_the_compute_default(account):
+    data = _example()
+    data["service_account"] = account
+    assert envmod.parse_env(data, "x.yaml").service_account == account
