@@ -16,7 +16,7 @@ REPORT_DIR ?= $(LOCAL)/report
 MLFLOW_PORT ?= 5000
 
 .PHONY: help setup demo demo-one test test-unit test-integration compile lint format report \
-        mlflow-local mlflow-ui bench constraints clean
+        mlflow-local mlflow-ui bench constraints clean image image-push cloudbuild
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,8 +45,37 @@ test-unit: $(STAMP)  ## Run only the fast unit tests.
 test-integration: $(STAMP)  ## Run only the integration tests (kfp.local, Beam, MLflow server, PostgreSQL).
 	$(PY) -m pytest -m integration
 
-compile: $(STAMP)  ## Compile the pipelines into pipeline_specs/.
+# The component image: components.COMPONENT_IMAGE is its one default reference; the tags
+# built here are the package version and version-gitsha. IMAGE_REPO=... builds for your registry.
+DEFAULT_IMAGE := $(shell sed -n 's/^COMPONENT_IMAGE = "\(.*\)"/\1/p' components/__init__.py)
+IMAGE_REPO ?= $(firstword $(subst :, ,$(DEFAULT_IMAGE)))
+VERSION := $(shell sed -n 's/^ *version="\(.*\)",/\1/p' setup.py)
+GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null)
+
+compile: $(STAMP)  ## Compile the pipelines into pipeline_specs/ (IMAGE=REF: into .local/pipeline_specs, running in REF).
+ifeq ($(strip $(IMAGE)),)
 	$(PY) -m pipelines compile --out pipeline_specs
+else
+	$(PY) -m pipelines compile --out $(LOCAL)/pipeline_specs --image $(IMAGE)
+endif
+
+image:  ## Build the component image with docker (IMAGE_REPO, tags VERSION and VERSION-GIT_SHA).
+	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed here; install it, or build in Google Cloud with: make cloudbuild IMAGE_REPO=$(IMAGE_REPO)" >&2; exit 1; }
+	@test -n "$(GIT_SHA)" || { echo "make image: not a git checkout, no commit to tag the image with" >&2; exit 1; }
+	DOCKER_BUILDKIT=1 docker build --tag $(IMAGE_REPO):$(VERSION) --tag $(IMAGE_REPO):$(VERSION)-$(GIT_SHA) \
+	  --label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.revision=$(GIT_SHA) .
+	@echo "image=$(IMAGE_REPO):$(VERSION)-$(GIT_SHA)"
+
+image-push: image  ## Build and push the component image (docker login to the registry first).
+	docker push $(IMAGE_REPO):$(VERSION)
+	docker push $(IMAGE_REPO):$(VERSION)-$(GIT_SHA)
+
+cloudbuild:  ## Build and push the component image with Cloud Build (cloudbuild.yaml; needs gcloud).
+	@command -v gcloud >/dev/null 2>&1 || { echo "make cloudbuild: gcloud is not installed (https://cloud.google.com/sdk/docs/install)" >&2; exit 1; }
+	@test -n "$(GIT_SHA)" || { echo "make cloudbuild: not a git checkout, no commit to tag the image with" >&2; exit 1; }
+	gcloud builds submit --config=cloudbuild.yaml \
+	  --substitutions=_IMAGE=$(IMAGE_REPO),_VERSION=$(VERSION),_GIT_SHA=$(GIT_SHA) .
+	@echo "image=$(IMAGE_REPO):$(VERSION)-$(GIT_SHA)"
 
 lint: $(STAMP)  ## Check formatting and lint with ruff.
 	$(VENV)/bin/ruff check .
@@ -74,7 +103,7 @@ bench: $(STAMP)  ## Run the benchmarks in bench/ (results go to bench/RESULTS.md
 
 constraints:  ## Re-resolve constraints.txt from setup.py in a scratch venv.
 	rm -rf /tmp/b2b-recs-constraints && $(PYTHON) -m venv /tmp/b2b-recs-constraints
-	/tmp/b2b-recs-constraints/bin/pip install --quiet '.[all,dev]'
+	/tmp/b2b-recs-constraints/bin/pip install --quiet '.[all,gpu,dev]'
 	{ echo "# Pinned versions: every install resolves to exactly these. Regenerate with: make constraints"; \
 	  /tmp/b2b-recs-constraints/bin/pip freeze --exclude b2b-recs; } > constraints.txt
 

@@ -3,7 +3,8 @@
 from setuptools import find_packages, setup
 
 # Versions are pinned in constraints.txt; these are the direct needs of each part.
-REPORTING = ["mlflow>=3.5,<4", "jinja2>=3.1", "matplotlib>=3.8", "pyyaml>=6"]
+# google-auth: trainer/mlflow_auth.py fetches ID tokens for a private MLflow server.
+REPORTING = ["mlflow>=3.5,<4", "google-auth>=2.30", "jinja2>=3.1", "matplotlib>=3.8", "pyyaml>=6"]
 PIPELINES = [
     "kfp==2.17.3",
     "google-cloud-pipeline-components>=2.20",
@@ -19,6 +20,9 @@ TRAINER = [
     "pandas>=2.2",
     "google-cloud-storage>=2.18",
 ] + REPORTING
+# The component image installs this too: CUDA / cuDNN / NCCL wheels that TensorFlow loads on a
+# GPU machine (versions pinned in constraints.txt, checked by a resolver dry run in tests).
+GPU = ["tensorflow[and-cuda]==2.21.0"]
 DEV = [
     "pytest>=8",
     "pytest-timeout>=2.3",
@@ -34,12 +38,21 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["components*", "pipelines*", "trainer*", "reporting*"]),
     package_data={"reporting": ["templates/*.j2"]},
+    # MLflow finds request-header providers through this group: every MLflow client in an
+    # environment with the package installed adds a Google ID token for the private Cloud Run
+    # server (only for the hosts trainer/mlflow_auth.py allows).
+    entry_points={
+        "mlflow.request_header_provider": [
+            "google-id-token=trainer.mlflow_auth:GoogleIdTokenHeaderProvider",
+        ],
+    },
     install_requires=["pyyaml>=6"],
     extras_require={
         "reporting": REPORTING,
         "pipelines": PIPELINES,
         "trainer": TRAINER,
         "all": sorted(set(REPORTING + PIPELINES + TRAINER)),
+        "gpu": GPU,
         "dev": DEV,
     },
 )

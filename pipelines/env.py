@@ -1,0 +1,366 @@
+"""Environments as files: configs/env/<name>.yaml, its schema, validation and pipeline parameters.
+
+An environment file says where and how a pipeline runs on Vertex AI (project, region,
+pipeline root, service account, network, labels, MLflow server, component image, per-step
+resources, the training machine, Beam options). Pipelines stay environment-free: the values
+that vary at run time reach them as pipeline parameters (``pipeline_parameters``), the rest
+is used by ``pipelines.vertex`` when it builds the job. A bad file raises ``EnvError`` naming
+the file, the field and what was expected, e.g.
+``configs/env/dev.yaml: resources.train.memory_limit: expected a quantity like 16G or 512Mi,
+got '16 GB'``.
+
+Standard library only at module top (``pipelines/`` compiles with kfp alone); PyYAML is
+imported where a file is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any
+
+ENV_DIR = os.path.join("configs", "env")
+# Steps that take CPU / memory limits; their names match the pipeline's components.
+STEPS = ("ingest", "transform", "train", "evaluate", "report")
+
+# Kubernetes-style quantities, as KFP's set_cpu_limit / set_memory_limit accept them.
+_CPU = re.compile(r"^([0-9]*\.)?[0-9]+m?$")
+_MEMORY = re.compile(r"^([0-9]*\.)?[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+_DURATION = re.compile(r"^[0-9]+s$")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][-a-z0-9]{4,62}@[-a-z0-9.]+\.gserviceaccount\.com$")
+# GCP label keys start with a lowercase letter; keys and values: lowercase, digits, - and _.
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_ACCELERATOR = re.compile(r"^(NVIDIA_[A-Z0-9_]+|TPU_[A-Z0-9_]+)$")
+_IMAGE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$")
+
+_TOP_KEYS = (
+    "project",
+    "region",
+    "pipeline_root",
+    "service_account",
+    "network",
+    "labels",
+    "image",
+    "mlflow",
+    "resources",
+    "train",
+    "beam_args",
+)
+
+
+class EnvError(ValueError):
+    """An environment file is invalid; the message names the file and the field."""
+
+    def __init__(self, source: str, field: str, problem: str):
+        super().__init__(f"{source}: {field}: {problem}")
+        self.source, self.field, self.problem = source, field, problem
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResources:
+    """CPU and memory limits of one step; empty means Vertex's default machine."""
+
+    cpu_limit: str = ""
+    memory_limit: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainMachine:
+    """The Vertex custom job that trains; an empty machine_type trains in-pipeline."""
+
+    machine_type: str = ""
+    accelerator_type: str = ""
+    accelerator_count: int = 0
+    timeout: str = "86400s"
+
+
+@dataclasses.dataclass(frozen=True)
+class MlflowEnv:
+    """Where the MLflow tracking server and its UI are."""
+
+    tracking_uri: str
+    ui_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """One validated environment file."""
+
+    name: str
+    source: str
+    project: str
+    region: str
+    pipeline_root: str
+    mlflow: MlflowEnv
+    service_account: str = ""
+    network: str = ""
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    image: str = ""
+    resources: dict[str, StepResources] = dataclasses.field(default_factory=dict)
+    train: TrainMachine = TrainMachine()
+    beam_args: tuple[str, ...] = ()
+
+    def pipeline_parameters(self) -> dict[str, Any]:
+        """The pipeline parameters this environment sets (the same names in every pipeline).
+
+        Resource and machine values the file leaves empty are left out, so the pipeline's own
+        defaults apply. ``beam_pipeline_args`` gets ``--sdk_container_image=<image>`` when the
+        runner is Dataflow and the file does not name a worker image, so Dataflow's workers
+        run the same code as the component.
+        """
+        optional: dict[str, Any] = {
+            "train_machine_type": self.train.machine_type,
+            "train_accelerator_type": self.train.accelerator_type,
+            "train_accelerator_count": self.train.accelerator_count,
+            "train_timeout": self.train.timeout,
+        }
+        for step in STEPS:
+            resources = self.resources.get(step, StepResources())
+            optional[f"{step}_cpu_limit"] = resources.cpu_limit
+            optional[f"{step}_memory_limit"] = resources.memory_limit
+        return {
+            "mlflow_tracking_uri": self.mlflow.tracking_uri,
+            "mlflow_ui_url": self.mlflow.ui_url,
+            "beam_pipeline_args": _beam_args_with_image(list(self.beam_args), self.image),
+            **{k: v for k, v in optional.items() if v not in ("", 0)},
+        }
+
+
+def parameter_names() -> tuple[str, ...]:
+    """Every pipeline parameter an environment file can set; each pipeline accepts them all."""
+    resources = tuple(f"{s}_{r}" for s in STEPS for r in ("cpu_limit", "memory_limit"))
+    train = ("train_machine_type", "train_accelerator_type", "train_accelerator_count")
+    return (
+        "mlflow_tracking_uri",
+        "mlflow_ui_url",
+        "beam_pipeline_args",
+        *train,
+        "train_timeout",
+        *resources,
+    )
+
+
+def _beam_args_with_image(args: list[str], image: str) -> list[str]:
+    dataflow = any(a in ("--runner=DataflowRunner", "--runner=dataflow") for a in args)
+    named = any(
+        a.startswith(("--sdk_container_image=", "--worker_harness_container_image=")) for a in args
+    )
+    if dataflow and image and not named:
+        args.append(f"--sdk_container_image={image}")
+    return args
+
+
+class _Reader:
+    """Reads typed fields out of one mapping, naming the file and the dotted field on error."""
+
+    def __init__(self, source: str, data: Any, where: str = ""):
+        self.source, self.where = source, where
+        if not isinstance(data, dict):
+            self.fail("", f"expected a mapping, got {type(data).__name__}")
+        self.data = data
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, problem: str) -> None:
+        raise EnvError(self.source, self.path(key) if key else (self.where or "(file)"), problem)
+
+    def only(self, allowed: tuple[str, ...]) -> None:
+        unknown = sorted(set(self.data) - set(allowed))
+        if unknown:
+            self.fail(unknown[0], f"unknown field (allowed: {', '.join(allowed)})")
+
+    def string(
+        self, key: str, pattern: re.Pattern | None = None, expected: str = "", *, required=False
+    ) -> str:
+        value = self.data.get(key)
+        if value is None or value == "":
+            if required:
+                self.fail(key, f"is required ({expected or 'a string'})")
+            return ""
+        if not isinstance(value, str):
+            self.fail(key, f"expected {expected or 'a string'}, got {value!r}")
+        if pattern is not None and not pattern.match(value):
+            self.fail(key, f"expected {expected}, got {value!r}")
+        return value
+
+    def child(self, key: str) -> _Reader:
+        return _Reader(self.source, self.data.get(key) or {}, self.path(key))
+
+
+def _tracking_uri(r: _Reader) -> str:
+    uri = r.string("tracking_uri", expected="the MLflow server's https:// URL", required=True)
+    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+        r.fail(
+            "tracking_uri",
+            f"expected the MLflow server's https:// URL, got {uri!r}: a local store "
+            "(sqlite:, file:, a path) lives on the submitter's disk, which no Vertex worker can "
+            "read; deploy mlflow_server/ and use its URL",
+        )
+    if not uri.startswith(("https://", "http://")):
+        r.fail("tracking_uri", f"expected an http(s):// URL, got {uri!r}")
+    return uri.rstrip("/")
+
+
+def _mlflow(r: _Reader) -> MlflowEnv:
+    r.only(("tracking_uri", "ui_url"))
+    ui_url = r.string("ui_url", re.compile(r"^https?://"), "an http(s):// URL")
+    return MlflowEnv(tracking_uri=_tracking_uri(r), ui_url=ui_url.rstrip("/"))
+
+
+def _resources(r: _Reader) -> dict[str, StepResources]:
+    r.only(STEPS)
+    out = {}
+    for step in STEPS:
+        s = r.child(step)
+        s.only(("cpu_limit", "memory_limit"))
+        # YAML reads `cpu_limit: 4` as an int; a count of CPUs is what it means.
+        cpu = s.data.get("cpu_limit")
+        if isinstance(cpu, (int, float)) and not isinstance(cpu, bool):
+            s.data = {**s.data, "cpu_limit": str(cpu)}
+        out[step] = StepResources(
+            cpu_limit=s.string("cpu_limit", _CPU, "a CPU count like 4, 0.5 or 500m"),
+            memory_limit=s.string("memory_limit", _MEMORY, "a quantity like 16G or 512Mi"),
+        )
+    return out
+
+
+def _train(r: _Reader) -> TrainMachine:
+    r.only(("machine_type", "accelerator_type", "accelerator_count", "timeout"))
+    machine = r.string(
+        "machine_type", re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$"), "a machine type like n1-standard-8"
+    )
+    accelerator = r.string(
+        "accelerator_type", _ACCELERATOR, "a Vertex accelerator like NVIDIA_TESLA_T4 or NVIDIA_L4"
+    )
+    count = r.data.get("accelerator_count", 1 if accelerator else 0)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        r.fail("accelerator_count", f"expected a whole number >= 0, got {count!r}")
+    if accelerator and not machine:
+        r.fail("machine_type", f"is required when accelerator_type is set ({accelerator})")
+    if accelerator and count == 0:
+        r.fail("accelerator_count", f"expected >= 1 with accelerator_type {accelerator}, got 0")
+    if count and not accelerator:
+        r.fail("accelerator_type", f"is required when accelerator_count is {count}")
+    timeout = r.string("timeout", _DURATION, "a duration in seconds like 86400s") or "86400s"
+    return TrainMachine(machine, accelerator, count, timeout)
+
+
+def _labels(r: _Reader) -> dict[str, str]:
+    labels = {}
+    for key, value in r.data.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            r.fail(
+                str(key), "expected a label key: lowercase letter first, then a-z 0-9 - _ (63 max)"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (str, int))
+            or not _LABEL_VALUE.match(str(value))
+        ):
+            r.fail(key, f"expected a label value: a-z 0-9 - _ (63 max), got {value!r}")
+        labels[key] = str(value)
+    return labels
+
+
+def _beam_args(r: _Reader) -> tuple[str, ...]:
+    args = r.data.get("beam_args") or []
+    if not isinstance(args, list) or not all(
+        isinstance(a, str) and a.startswith("--") for a in args
+    ):
+        r.fail(
+            "beam_args",
+            f"expected a list of Beam options like --runner=DataflowRunner, got {args!r}",
+        )
+    for arg in args:
+        if arg.startswith("--temp_location=") and not arg.startswith("--temp_location=gs://"):
+            r.fail("beam_args", f"expected a gs:// temp_location for Dataflow, got {arg!r}")
+    return tuple(args)
+
+
+def parse_env(data: Any, source: str, name: str = "") -> EnvConfig:
+    """Validates the parsed YAML of an environment file.
+
+    Args:
+        data: The parsed YAML (a mapping).
+        source: What to call the file in errors (its path).
+        name: The environment's name; the file's base name when empty.
+
+    Returns:
+        The validated environment.
+
+    Raises:
+        EnvError: A field is missing or invalid.
+    """
+    r = _Reader(source, data)
+    r.only(_TOP_KEYS)
+    root = r.string("pipeline_root", expected="a gs:// folder", required=True)
+    if not root.startswith("gs://") or len(root) <= len("gs://"):
+        r.fail(
+            "pipeline_root",
+            f"expected a gs:// folder (Vertex writes artifacts there), got {root!r}",
+        )
+    image = r.string(
+        "image", _IMAGE, "an image reference like REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG"
+    )
+    if not isinstance(r.data.get("labels") or {}, dict):
+        r.fail("labels", "expected a mapping of label keys to values")
+    return EnvConfig(
+        name=name or os.path.splitext(os.path.basename(source))[0],
+        source=source,
+        project=r.string(
+            "project", _PROJECT, "a GCP project id like my-project-123", required=True
+        ),
+        region=r.string("region", _REGION, "a region like europe-west4", required=True),
+        pipeline_root=root.rstrip("/"),
+        mlflow=_mlflow(r.child("mlflow")),
+        service_account=r.string(
+            "service_account",
+            _SERVICE_ACCOUNT,
+            "a service account e-mail like NAME@PROJECT.iam.gserviceaccount.com",
+        ),
+        network=r.string("network", _NETWORK, "projects/PROJECT_NUMBER/global/networks/NAME"),
+        labels=_labels(r.child("labels")),
+        image=image,
+        resources=_resources(r.child("resources")),
+        train=_train(r.child("train")),
+        beam_args=_beam_args(r),
+    )
+
+
+def load_env(path: str) -> EnvConfig:
+    """Reads and validates ``configs/env/<name>.yaml`` (or any path).
+
+    Args:
+        path: The environment file.
+
+    Returns:
+        The validated environment.
+
+    Raises:
+        EnvError: The file cannot be read, is not YAML, or a field is invalid.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as err:
+        raise EnvError(path, "(file)", f"cannot read: {err.strerror}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise EnvError(path, "(file)", f"not valid YAML: {getattr(err, 'problem', err)}") from err
+    return parse_env(data, path)
+
+
+def env_path(name_or_path: str) -> str:
+    """``dev`` -> ``configs/env/dev.yaml``; a path (has / or .yaml) is returned as it is."""
+    if os.sep in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        return name_or_path
+    return os.path.join(ENV_DIR, f"{name_or_path}.yaml")

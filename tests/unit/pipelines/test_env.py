@@ -1,0 +1,176 @@
+"""Environment files: every file in configs/env/ is valid and fits the compiled pipelines."""
+
+import glob
+import os
+
+import pytest
+import yaml
+
+from pipelines import env as envmod
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+ENV_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "env", "*.yaml")))
+SPECS = sorted(glob.glob(os.path.join(REPO, "pipeline_specs", "*.yaml")))
+
+
+def _example() -> dict:
+    with open(os.path.join(REPO, "configs", "env", "example.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def test_there_is_an_example_and_a_spec_to_check_against():
+    assert "example.yaml" in [os.path.basename(p) for p in ENV_FILES]
+    assert SPECS, "no compiled pipeline specs: run `make compile`"
+
+
+@pytest.mark.parametrize("path", ENV_FILES, ids=os.path.basename)
+def test_every_env_file_is_valid(path):
+    env = envmod.load_env(path)
+    assert env.pipeline_root.startswith("gs://")
+    assert env.mlflow.tracking_uri.startswith(("https://", "http://"))
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=os.path.basename)
+@pytest.mark.parametrize("path", ENV_FILES, ids=os.path.basename)
+def test_env_parameters_are_parameters_of_every_compiled_pipeline(path, spec_path):
+    with open(spec_path) as f:
+        spec = yaml.safe_load(f)
+    accepted = spec["root"]["inputDefinitions"]["parameters"]
+    params = envmod.load_env(path).pipeline_parameters()
+    assert set(params) <= set(envmod.parameter_names())
+    missing = sorted(set(envmod.parameter_names()) - set(accepted))
+    assert not missing, (
+        f"{os.path.basename(spec_path)} has no parameter(s) {missing} that an env file "
+        f"can set (pipelines/env.py parameter_names)"
+    )
+    kinds = {"STRING": str, "NUMBER_INTEGER": int, "LIST": list, "BOOLEAN": bool}
+    for name, value in params.items():
+        expected = kinds.get(accepted[name]["parameterType"])
+        assert expected is None or isinstance(value, expected), (name, value)
+
+
+def test_example_parses_into_typed_fields():
+    env = envmod.load_env(os.path.join(REPO, "configs", "env", "example.yaml"))
+    assert env.name == "example"
+    assert env.resources["train"] == envmod.StepResources(cpu_limit="8", memory_limit="32G")
+    assert env.train == envmod.TrainMachine("n1-standard-8", "NVIDIA_TESLA_T4", 1, "86400s")
+    params = env.pipeline_parameters()
+    assert params["train_accelerator_count"] == 1
+    assert params["ingest_memory_limit"] == "16G"
+    # Dataflow workers get the component image unless the file names one.
+    assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={env.image}"
+    # What the file leaves empty is left to the pipeline's defaults.
+    data = _example()
+    data["train"] = {}
+    data["resources"] = {"train": {"cpu_limit": 2}}
+    params = envmod.parse_env(data, "x.yaml").pipeline_parameters()
+    assert "train_machine_type" not in params and "train_accelerator_count" not in params
+    assert params["train_cpu_limit"] == "2" and "train_memory_limit" not in params
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(envmod.EnvError) as err:
+        envmod.parse_env(data, "configs/env/x.yaml")
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            {"resources": {"train": {"memory_limit": "16 GB"}}},
+            "configs/env/x.yaml: resources.train.memory_limit: expected a quantity like 16G or "
+            "512Mi, got '16 GB'",
+        ),
+        (
+            {"resources": {"train": {"cpu_limit": "four"}}},
+            "configs/env/x.yaml: resources.train.cpu_limit: expected a CPU count",
+        ),
+        ({"resources": {"trian": {}}}, "configs/env/x.yaml: resources.trian: unknown field"),
+        (
+            {"pipeline_root": "/tmp/root"},
+            "configs/env/x.yaml: pipeline_root: expected a gs:// folder",
+        ),
+        ({"project": None}, "configs/env/x.yaml: project: is required"),
+        ({"region": "Europe West"}, "configs/env/x.yaml: region: expected a region"),
+        ({"labels": {"Team": "x"}}, "configs/env/x.yaml: labels.Team: expected a label key"),
+        ({"labels": {"team": "A B"}}, "configs/env/x.yaml: labels.team: expected a label value"),
+        ({"network": "my-vpc"}, "configs/env/x.yaml: network: expected projects/"),
+        ({"service_account": "me"}, "configs/env/x.yaml: service_account: expected a service"),
+        ({"image": "b2b-recs"}, "configs/env/x.yaml: image: expected an image reference"),
+        ({"beam_args": "--runner=x"}, "configs/env/x.yaml: beam_args: expected a list"),
+        (
+            {"train": {"accelerator_type": "NVIDIA_TESLA_T4", "machine_type": ""}},
+            "configs/env/x.yaml: train.machine_type: is required when accelerator_type is set",
+        ),
+        (
+            {"train": {"machine_type": "n1-standard-8", "accelerator_type": "T4"}},
+            "configs/env/x.yaml: train.accelerator_type: expected a Vertex accelerator",
+        ),
+        (
+            {"train": {"accelerator_type": "", "accelerator_count": 2}},
+            "configs/env/x.yaml: train.accelerator_type: is required when accelerator_count is 2",
+        ),
+        ({"train": {"timeout": "1h"}}, "configs/env/x.yaml: train.timeout: expected a duration"),
+        ({"retries": 3}, "configs/env/x.yaml: retries: unknown field"),
+    ],
+)
+def test_errors_name_file_field_and_expectation(edit, message):
+    data = _example()
+    for key, value in edit.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "labels":
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    assert _error(data).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["sqlite:///mlflow.db", "file:///tmp/mlruns", "mlruns", "/home/me/mlruns", "databricks"],
+)
+def test_local_tracking_uris_are_refused(uri):
+    data = _example()
+    data["mlflow"] = {"tracking_uri": uri}
+    message = _error(data)
+    assert message.startswith("configs/env/x.yaml: mlflow.tracking_uri: expected the MLflow")
+    assert "no Vertex worker can read" in message
+
+
+def test_missing_mlflow_and_unreadable_file(tmp_path):
+    data = _example()
+    del data["mlflow"]
+    assert _error(data).startswith("configs/env/x.yaml: mlflow.tracking_uri: is required")
+    with pytest.raises(envmod.EnvError, match=r"nope.yaml: \(file\): cannot read"):
+        envmod.load_env(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("project: [unclosed\n")
+    with pytest.raises(envmod.EnvError, match=r"bad.yaml: \(file\): not valid YAML"):
+        envmod.load_env(str(bad))
+
+
+def test_an_explicit_worker_image_and_directrunner_are_left_alone():
+    data = _example()
+    data["beam_args"] = ["--runner=DataflowRunner", "--sdk_container_image=x/y:1"]
+    args = envmod.parse_env(data, "x.yaml").pipeline_parameters()["beam_pipeline_args"]
+    assert args == ["--runner=DataflowRunner", "--sdk_container_image=x/y:1"]
+    data["beam_args"] = []
+    assert envmod.parse_env(data, "x.yaml").pipeline_parameters()["beam_pipeline_args"] == []
+
+
+def test_env_path_resolves_names():
+    assert envmod.env_path("dev") == os.path.join("configs", "env", "dev.yaml")
+    assert envmod.env_path("elsewhere/prod.yaml") == "elsewhere/prod.yaml"
+
+
+@pytest.mark.parametrize(
+    "account",
+    [
+        "pipelines@my-gcp-project.iam.gserviceaccount.com",
+        "123456789012-compute@developer.gserviceaccount.com",
+    ],
+)
+def test_service_accounts_including_the_compute_default(account):
+    data = _example()
+    data["service_account"] = account
+    assert envmod.parse_env(data, "x.yaml").service_account == account
