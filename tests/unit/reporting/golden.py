@@ -1,0 +1,70 @@
+"""The report's golden files: fixed scenarios on the standard sweep, and a normaliser.
+
+A report rendered from the standard sweep (``mlflow_runs.populate_sweep``: fixed start times,
+fixed values) is the same every time except for what no code change should be judged by:
+run ids (random UUIDs), the store's folder, the generation time and matplotlib's per-chart
+element ids (a process-wide counter salts them). :func:`normalise` replaces exactly those;
+everything else must match the files under ``golden/`` byte for byte.
+
+``test_golden.py`` checks it; ``bench/report_identity.py`` renders any commit's code the same
+way, so a refactor can be diffed against the code before it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
+# Scenario name -> options; "highlight" and "compare" name runs of the sweep (ids differ per
+# store), "compare" may name a run that does not exist.
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "default": {"ui_url": "https://mlflow.example.com/", "highlight": "ids-large"},
+    "loss_compare": {
+        "rank_metric": "final_val_loss",
+        "compare": ["ids-small-s1", "failed", "deadbeef"],
+        "detail_runs": 2,
+    },
+    "recall10_top3": {"rank_metric": "test_recall_at_10", "top_n": 3, "detail_runs": 0},
+}
+
+_GENERATED = re.compile(r"<dt>Generated</dt><dd>[^<]*</dd>")
+# matplotlib's SVG element ids: clip paths (p...) and markers (m...), 10 hex digits.
+_SVG_ID = re.compile(r"\b([pm][0-9a-f]{10})\b")
+
+
+def options(scenario: str, ids: dict[str, str]) -> dict[str, Any]:
+    """Keyword arguments of the report function for ``scenario`` on a sweep with ``ids``."""
+    spec = dict(SCENARIOS[scenario])
+    kwargs: dict[str, Any] = {}
+    if "highlight" in spec:
+        kwargs["highlight_run_id"] = ids[spec.pop("highlight")]
+    if "compare" in spec:
+        kwargs["compare_run_ids"] = [ids.get(name, name) for name in spec.pop("compare")]
+    kwargs.update(spec)
+    return kwargs
+
+
+def normalise(text: str, ids: dict[str, str], store_dir: str) -> str:
+    """Replace what differs between two renders of the same sweep by stable placeholders."""
+    for name, run_id in ids.items():
+        text = text.replace(run_id, f"RUN-{name}")
+    text = text.replace(store_dir, "STORE")
+    text = _GENERATED.sub("<dt>Generated</dt><dd>GENERATED</dd>", text)
+    seen: dict[str, str] = {}
+
+    def stable(m: re.Match) -> str:
+        return seen.setdefault(m.group(1), f"{m.group(1)[0]}id{len(seen):05d}")
+
+    return _SVG_ID.sub(stable, text)
+
+
+def files_of(pages: dict[str, str], markdown: str, metrics: dict[str, float]) -> dict[str, str]:
+    """A report's outputs as file name -> text: every page, the summary and the metrics."""
+    out = {Path(path).name: Path(path).read_text(encoding="utf-8") for path in pages.values()}
+    out["summary.md"] = markdown
+    out["metrics.json"] = json.dumps(metrics, indent=1, sort_keys=True) + "\n"
+    return out
