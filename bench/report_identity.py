@@ -60,9 +60,9 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="report-identity-"))
     for scenario in golden.SCENARIOS:
         raw = scratch / scenario
-        kwargs = json.dumps(golden.options(scenario, ids))
+        scenario_uri, kwargs = golden.options(scenario, uri, ids)
         answer = subprocess.run(
-            [sys.executable, "-c", _RENDER, uri, EXPERIMENT, str(raw), kwargs],
+            [sys.executable, "-c", _RENDER, scenario_uri, EXPERIMENT, str(raw), json.dumps(kwargs)],
             env=env,
             check=True,
             capture_output=True,

@@ -29,23 +29,34 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "detail_runs": 2,
     },
     "recall10_top3": {"rank_metric": "test_recall_at_10", "top_n": 3, "detail_runs": 0},
+    # Nothing listens on port 9 (discard): the pages that say MLflow was unreachable.
+    "unreachable": {"tracking_uri": "http://127.0.0.1:9", "fail_on_unreachable": False},
 }
 
+# Object reprs in error messages carry memory addresses.
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 _GENERATED = re.compile(r"<dt>Generated</dt><dd>[^<]*</dd>")
 # matplotlib's SVG element ids: clip paths (p...) and markers (m...), 10 hex digits.
 _SVG_ID = re.compile(r"\b([pm][0-9a-f]{10})\b")
 
 
-def options(scenario: str, ids: dict[str, str]) -> dict[str, Any]:
-    """Keyword arguments of the report function for ``scenario`` on a sweep with ``ids``."""
+def options(scenario: str, tracking_uri: str, ids: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """(tracking URI, keyword arguments) of the report function for ``scenario``.
+
+    Args:
+        scenario: A key of :data:`SCENARIOS`.
+        tracking_uri: The sweep's store, used unless the scenario names another URI.
+        ids: Run name -> run id of the sweep.
+    """
     spec = dict(SCENARIOS[scenario])
+    tracking_uri = spec.pop("tracking_uri", tracking_uri)
     kwargs: dict[str, Any] = {}
     if "highlight" in spec:
         kwargs["highlight_run_id"] = ids[spec.pop("highlight")]
     if "compare" in spec:
         kwargs["compare_run_ids"] = [ids.get(name, name) for name in spec.pop("compare")]
     kwargs.update(spec)
-    return kwargs
+    return tracking_uri, kwargs
 
 
 def normalise(text: str, ids: dict[str, str], store_dir: str) -> str:
@@ -53,6 +64,7 @@ def normalise(text: str, ids: dict[str, str], store_dir: str) -> str:
     for name, run_id in ids.items():
         text = text.replace(run_id, f"RUN-{name}")
     text = text.replace(store_dir, "STORE")
+    text = _ADDRESS.sub(" at 0x0", text)
     text = _GENERATED.sub("<dt>Generated</dt><dd>GENERATED</dd>", text)
     seen: dict[str, str] = {}
 
