@@ -65,11 +65,11 @@ def render_report(
     import shutil
     import tempfile
 
-    from reporting.report import render_report as render
+    from reporting.build import write_report
     from trainer import config as cfg
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
-    result = render(
+    result = write_report(
         mlflow_tracking_uri,
         config.experiment,
         tempfile.mkdtemp(prefix="report-"),
@@ -82,7 +82,7 @@ def render_report(
         detail_runs=detail_runs,
     )
     outputs = {
-        "index": report,
+        "report": report,
         "dashboard": dashboard,
         "leaderboard": leaderboard,
         "comparison": comparison,

@@ -19,6 +19,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from reporting import views
+from reporting.metric import RankMetric, better, fmt, label
 from reporting.query import RunRecord
 from trainer import contract
 
@@ -223,7 +224,7 @@ def overlay_curves(
             if not drawn:
                 _empty(ax, f"no {key} history")
                 continue
-            ax.set_title(views.metric_label(key))
+            ax.set_title(label(key))
             _epoch_axis(ax)
         handles, labels = axes[0].get_legend_handles_labels()
         for ax in axes[1:]:
@@ -343,7 +344,7 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
         f = math.log10 if use_log else (lambda x: x)
         span = (f(hi) - f(lo)) or 1.0
         pos = [None if v is None else (f(v) - f(lo)) / span for v in nums]
-        return pos, [views.fmt(lo, 4), views.fmt(hi, 4)], True
+        return pos, [fmt(lo, 4), fmt(hi, 4)], True
     cats = sorted({str(v) for v in raw if v is not None})
     index = {c: i for i, c in enumerate(cats)}
     denom = max(1, len(cats) - 1)
@@ -351,8 +352,9 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
     return pos, cats, False
 
 
-def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metric: str) -> str:
-    """Params against ``metric``: one polyline per run, coloured by the metric."""
+def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank: RankMetric) -> str:
+    """Params against the rank metric: one polyline per run, coloured by the metric."""
+    metric = rank.name
     scored = [(r, views.metric_value(r, metric)) for r in runs]
     scored = [(r, v) for r, v in scored if v is not None]
     with matplotlib.rc_context(_RC):
@@ -367,7 +369,7 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
         span = (hi - lo) or 1.0
         metric_pos = [(v - lo) / span for v in values]
         lines, colors = [], []
-        cmap = matplotlib.colormaps["viridis_r" if views.lower_is_better(metric) else "viridis"]
+        cmap = matplotlib.colormaps["viridis_r" if rank.lower_better else "viridis"]
         order = sorted(range(len(sruns)), key=lambda i: metric_pos[i])
         for i in order:
             pts = [(j, a[0][i]) for j, a in enumerate(axes) if a[0][i] is not None]
@@ -385,9 +387,7 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
         ax.spines["bottom"].set_visible(False)
         ax.set_xticks(range(n))
         ax.set_xticklabels([short(p, 18) for p in params] + [short(metric, 22)], rotation=0)
-        for j, (_, ticks, numeric) in enumerate(
-            [*axes, (None, [views.fmt(lo), views.fmt(hi)], True)]
-        ):
+        for j, (_, ticks, numeric) in enumerate([*axes, (None, [fmt(lo), fmt(hi)], True)]):
             ax.axvline(j, color="#64748b", lw=0.8)
             if numeric:
                 marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
@@ -406,8 +406,8 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
                 )
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(lo, hi))
         cax = fig.add_axes((1 - 0.85 / 9.6, 0.45 / 3.8, 0.14 / 9.6, 1 - 0.8 / 3.8))
-        fig.colorbar(sm, cax=cax, label=views.metric_label(metric))
-        ax.set_title(f"Params against {views.metric_label(metric)} ({len(sruns)} runs)")
+        fig.colorbar(sm, cax=cax, label=rank.label)
+        ax.set_title(f"Params against {rank.label} ({len(sruns)} runs)")
         return to_svg(fig, f"Parallel coordinates of params against {metric}")
 
 
@@ -427,7 +427,7 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
         ax.scatter(xs, ys, s=12 if len(xs) < 200 else 4, color=PALETTE[0], alpha=0.75, zorder=3)
         best, frontier = None, []
         for y in ys:
-            if best is None or views.better(y, best, metric):
+            if best is None or better(y, best, metric):
                 best = y
             frontier.append(best)
         ax.step(xs, frontier, where="post", color=PALETTE[1], lw=1.4, label="best so far")
@@ -444,7 +444,7 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
                     label="this pipeline's run",
                 )
         ax.set_xlabel("run, in start order")
-        ax.set_ylabel(views.metric_label(metric))
-        ax.set_title(f"{views.metric_label(metric)} by run")
+        ax.set_ylabel(label(metric))
+        ax.set_title(f"{label(metric)} by run")
         ax.legend(loc="lower right")
         return to_svg(fig, f"{metric} of each run in start order")

@@ -164,21 +164,55 @@ class ExperimentData:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
-def _run_record(run: Any) -> RunRecord:
-    info, data = run.info, run.data
-    latest = {m.key: m for m in getattr(data, "_metric_objs", [])}
-    steps = {k: int(m.step) for k, m in latest.items()}
+def record_from_json(run: dict[str, Any]) -> RunRecord:
+    """A RunRecord from one run in the REST API's ``runs/search`` shape (the one parser).
+
+    Runs from a database store come through :func:`_as_json` first, so both paths share the
+    same rules (name fallback, system tags dropped, NaN/infinity read back as floats).
+    """
+    info, data = run.get("info", {}), run.get("data", {})
+    metrics = data.get("metrics", [])
+    run_id = info.get("run_id") or info["run_uuid"]
+    end_time = info.get("end_time")
     return RunRecord(
-        run_id=info.run_id,
-        name=info.run_name or info.run_id[:8],
-        status=info.status,
-        start_time=int(info.start_time or 0),
-        end_time=int(info.end_time) if info.end_time else None,
-        params=dict(data.params),
-        tags={k: v for k, v in data.tags.items() if not k.startswith("mlflow.")},
-        metrics={k: float(v) for k, v in data.metrics.items()},
-        metric_steps=steps,
+        run_id=run_id,
+        name=info.get("run_name") or run_id[:8],
+        status=info.get("status", contract.STATUS_RUNNING),
+        start_time=int(info.get("start_time") or 0),
+        end_time=int(end_time) if end_time else None,
+        params={p["key"]: p.get("value", "") for p in data.get("params", [])},
+        tags={
+            t["key"]: t.get("value", "")
+            for t in data.get("tags", [])
+            if not t["key"].startswith("mlflow.")
+        },
+        # JSON carries NaN and infinities as the strings "NaN" / "Infinity"; float() reads both.
+        metrics={m["key"]: float(m.get("value", "NaN")) for m in metrics},
+        metric_steps={m["key"]: int(m.get("step", 0)) for m in metrics},
     )
+
+
+def _as_json(run: Any) -> dict[str, Any]:
+    """An ``mlflow.entities.Run`` in the ``runs/search`` JSON shape (fields only, no rules)."""
+    info, data = run.info, run.data
+    return {
+        "info": {
+            "run_id": info.run_id,
+            "run_name": info.run_name,
+            "status": info.status,
+            "start_time": info.start_time,
+            "end_time": info.end_time,
+        },
+        "data": {
+            "params": [{"key": k, "value": v} for k, v in data.params.items()],
+            "tags": [{"key": k, "value": v} for k, v in data.tags.items()],
+            # The latest value of each metric, with its step (data.metrics drops the step).
+            "metrics": [
+                {"key": m.key, "value": m.value, "step": m.step}
+                for m in getattr(data, "_metric_objs", [])
+            ],
+        },
+    }
 
 
 def history_keys_for(runs: Iterable[RunRecord]) -> list[str]:
@@ -248,30 +282,6 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
     return exp.experiment_id if exp is not None else None
 
 
-def _record_from_json(run: dict[str, Any]) -> RunRecord:
-    """A RunRecord from one run of the REST API's ``runs/search`` answer."""
-    info, data = run.get("info", {}), run.get("data", {})
-    metrics = data.get("metrics", [])
-    run_id = info.get("run_id") or info["run_uuid"]
-    end_time = info.get("end_time")
-    return RunRecord(
-        run_id=run_id,
-        name=info.get("run_name") or run_id[:8],
-        status=info.get("status", "RUNNING"),
-        start_time=int(info.get("start_time") or 0),
-        end_time=int(end_time) if end_time else None,
-        params={p["key"]: p.get("value", "") for p in data.get("params", [])},
-        tags={
-            t["key"]: t.get("value", "")
-            for t in data.get("tags", [])
-            if not t["key"].startswith("mlflow.")
-        },
-        # JSON carries NaN and infinities as the strings "NaN" / "Infinity"; float() reads both.
-        metrics={m["key"]: float(m.get("value", "NaN")) for m in metrics},
-        metric_steps={m["key"]: int(m.get("step", 0)) for m in metrics},
-    )
-
-
 def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str) -> list[RunRecord]:
     """All active runs of an experiment, following ``page_token`` until the last page.
 
@@ -293,7 +303,7 @@ def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str)
             if token:
                 body["page_token"] = token
             page = http_request_safe(creds, SEARCH_RUNS_ENDPOINT, "POST", json=body).json()
-            records.extend(_record_from_json(r) for r in page.get("runs", []))
+            records.extend(record_from_json(r) for r in page.get("runs", []))
             token = page.get("next_page_token")
             if not token:
                 return records
@@ -304,7 +314,7 @@ def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str)
             max_results=SEARCH_PAGE_SIZE,
             page_token=token,
         )
-        records.extend(_run_record(r) for r in page)
+        records.extend(record_from_json(_as_json(r)) for r in page)
         token = page.token
         if not token:
             return records

@@ -114,18 +114,16 @@ def test_reader_knows_who_logged_history_before_fetching_and_fetches_once(tracki
     assert len(calls) == 1  # already fetched: no second request
 
 
-def test_report_fetches_every_history_only_for_runs_shown_in_detail(
-    sweep_store, tmp_path, monkeypatch
-):
-    from reporting import report
+def test_report_fetches_every_history_only_for_runs_shown_in_detail(sweep_store, tmp_path):
+    from reporting.build import write_report
 
-    monkeypatch.setattr(report, "DETAIL_RUNS", 2)
     calls: list = []
-    result = report.render_report(
+    result = write_report(
         sweep_store.tracking_uri,
         EXPERIMENT,
         str(tmp_path),
         top_n=1,
+        detail_runs=2,
         _history_fetcher=_recording(calls),
     )
     overview = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, contract.val_recall_key(100)]
