@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from reporting import pages, summary
+from reporting.histories import HistoryFetcher
 from reporting.model import read_model, redact_uri
-from reporting.query import HistoryFetcher, TrackingUnreachableError
+from reporting.query import TrackingUnreachableError
 from trainer import contract
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ def _write(out: Path, html_pages: dict[str, str], markdown: str) -> dict[str, st
 
 
 def _unreachable(out: Path, tracking_uri: str, experiment: str, reason: str) -> ReportResult:
+    """Write pages and a summary that say MLflow could not be read, and why."""
     safe_uri = redact_uri(tracking_uri)
+    log.error("MLflow unreachable at %s: %s", safe_uri, reason)
     markdown = summary.unreachable_markdown(safe_uri, experiment, reason)
     paths = _write(out, pages.unreachable_pages(safe_uri, experiment, reason), markdown)
     metrics = dict(summary.UNREACHABLE_METRICS)
@@ -136,31 +139,19 @@ def write_report(
             history_fetcher=_history_fetcher,
         )
     except TrackingUnreachableError as exc:
-        message = f"MLflow unreachable at {redact_uri(tracking_uri)}: {exc}"
-        log.error("%s", message)
         result = _unreachable(out, tracking_uri, experiment, str(exc))
         if fail_on_unreachable:
+            message = f"MLflow unreachable at {redact_uri(tracking_uri)}: {exc}"
             raise ReportUnreachableError(message, result) from exc
         return result
     markdown = summary.markdown(model)
     paths = _write(out, pages.render_pages(model), markdown)
     total = time.perf_counter() - started
+    runs = len(model.data.runs)
     log.info(
         "Report for %r: %d runs, %d pages in %s (%.2fs; MLflow %.2fs)",
-        experiment,
-        len(model.data.runs),
-        len(paths),
-        out,
-        total,
-        fetched,
+        *(experiment, runs, len(paths), out, total, fetched),
     )
-    return ReportResult(
-        paths,
-        dict(contract.VIEW_TITLES),
-        markdown,
-        summary.kfp_metrics(model),
-        len(model.data.runs),
-        True,
-        fetched,
-        total,
-    )
+    metrics = summary.kfp_metrics(model)
+    titles = dict(contract.VIEW_TITLES)
+    return ReportResult(paths, titles, markdown, metrics, runs, True, fetched, total)

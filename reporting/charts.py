@@ -3,6 +3,9 @@
 Text from MLflow reaches the SVG as ``<text>`` elements (``svg.fonttype: none``); matplotlib's
 SVG writer escapes it, mathtext is off (``text.parse_math: False``) so a ``$`` in a run name is
 just a dollar, and long names are shortened with an ellipsis (the tables carry the full name).
+
+Longer than 400 lines on purpose: the report's six charts share one style (``_RC``), one
+figure layout and one SVG writer, and read best next to each other; each function is short.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from matplotlib.figure import Figure
 
 from reporting import views
 from reporting.metric import RankMetric, better, fmt, label
-from reporting.query import RunRecord
+from reporting.records import RunRecord
 from trainer import contract
 
 PALETTE = [
@@ -182,6 +185,19 @@ def run_curves(run: RunRecord) -> str:
         return to_svg(fig, f"Training curves of run {run.name}")
 
 
+def _background_curves(ax, runs: Sequence[RunRecord], key: str) -> bool:
+    """Thin grey context lines, one LineCollection for all runs; whether any was drawn."""
+    background = []
+    for run in runs:
+        xs, ys = _points(run, key)
+        if xs:
+            background.append(list(zip(xs, ys, strict=True)))
+    if background:
+        ax.add_collection(LineCollection(background, colors=MUTED, linewidths=0.6))
+        ax.autoscale_view()
+    return bool(background)
+
+
 def overlay_curves(
     runs: Sequence[RunRecord],
     keys: Sequence[str],
@@ -199,15 +215,7 @@ def overlay_curves(
             4.2 * len(keys), 2.9 + 0.2 * legend_rows, len(keys), bottom=0.62 + 0.2 * legend_rows
         )
         for ax, key in zip(axes, keys, strict=True):
-            background = []
-            for run in runs[named:]:
-                xs, ys = _points(run, key)
-                if xs:
-                    background.append(list(zip(xs, ys, strict=True)))
-            if background:
-                ax.add_collection(LineCollection(background, colors=MUTED, linewidths=0.6))
-                ax.autoscale_view()
-            drawn = bool(background)
+            drawn = _background_curves(ax, runs[named:], key)
             for i, run in enumerate(runs[:named]):
                 xs, ys = _points(run, key)
                 if xs:
@@ -243,86 +251,99 @@ def overlay_curves(
         return to_svg(fig, title)
 
 
+def _recall_baselines(ax, baselines: dict[str, list[float | None]]) -> None:
+    """The heuristic baselines as black dashed/dotted lines."""
+    ks = list(contract.RECALL_KS)
+    for j, (name, vals) in enumerate(sorted(baselines.items())):
+        pts = [(k, v) for k, v in zip(ks, vals, strict=True) if v is not None]
+        if pts:
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                ls=":" if j else "--",
+                color="#0f172a",
+                lw=1.2,
+                label=f"baseline: {name}",
+            )
+
+
+def _recall_per_run(ax, by_run: Sequence[views.RecallSeries]) -> None:
+    for i, s in enumerate(by_run):
+        pts = [(k, v) for k, v in zip(s.ks, s.mean, strict=True) if v is not None]
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            ms=3.5,
+            lw=1.5,
+            color=PALETTE[i % len(PALETTE)],
+            label=short(s.label),
+        )
+
+
+def _recall_per_config(ax, by_config: Sequence[views.RecallSeries]) -> None:
+    """Mean with error bars and a shaded +- std band per config."""
+    for i, s in enumerate(by_config):
+        pts = [
+            (k, m, sd or 0.0) for k, m, sd in zip(s.ks, s.mean, s.std, strict=True) if m is not None
+        ]
+        color = PALETTE[i % len(PALETTE)]
+        xs = [p[0] for p in pts]
+        ax.errorbar(
+            xs,
+            [p[1] for p in pts],
+            yerr=[p[2] for p in pts],
+            marker="o",
+            ms=3.5,
+            lw=1.5,
+            capsize=3,
+            color=color,
+            label=f"{short(s.label, 44)} (n={s.n})",
+        )
+        ax.fill_between(
+            xs,
+            [p[1] - p[2] for p in pts],
+            [p[1] + p[2] for p in pts],
+            color=color,
+            alpha=0.12,
+            lw=0,
+        )
+
+
+def _recall_axes(ax, title: str, has_series: bool, has_baselines: bool, missing: str) -> None:
+    """Title, labels and legend of a recall@k panel; says what is missing."""
+    if not has_series and not has_baselines:
+        _empty(ax, "no test recall logged")
+        return
+    if not has_series:
+        ax.text(0.5, 0.92, missing, ha="center", color="#64748b", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_xlabel("k")
+    ax.set_ylabel("test recall@k")
+    ax.set_xticks(list(contract.RECALL_KS))
+    ax.legend(loc="upper left", fontsize=7)
+
+
 def recall_at_k(
     by_run: Sequence[views.RecallSeries],
     by_config: Sequence[views.RecallSeries],
     baselines: dict[str, list[float | None]],
 ) -> str:
     """Test recall against k: per run, and mean +- std per config that ran several seeds."""
-    ks = list(contract.RECALL_KS)
     with matplotlib.rc_context(_RC):
         fig, (ax_run, ax_cfg) = _figure(9.6, 3.6, 2, left=0.7)
-        for ax in (ax_run, ax_cfg):
-            for j, (name, vals) in enumerate(sorted(baselines.items())):
-                pts = [(k, v) for k, v in zip(ks, vals, strict=True) if v is not None]
-                if pts:
-                    ax.plot(
-                        [p[0] for p in pts],
-                        [p[1] for p in pts],
-                        ls=":" if j else "--",
-                        color="#0f172a",
-                        lw=1.2,
-                        label=f"baseline: {name}",
-                    )
-        for i, s in enumerate(by_run):
-            pts = [(k, v) for k, v in zip(s.ks, s.mean, strict=True) if v is not None]
-            ax_run.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                ms=3.5,
-                lw=1.5,
-                color=PALETTE[i % len(PALETTE)],
-                label=short(s.label),
-            )
-        for i, s in enumerate(by_config):
-            pts = [
-                (k, m, sd or 0.0)
-                for k, m, sd in zip(s.ks, s.mean, s.std, strict=True)
-                if m is not None
-            ]
-            color = PALETTE[i % len(PALETTE)]
-            xs = [p[0] for p in pts]
-            ax_cfg.errorbar(
-                xs,
-                [p[1] for p in pts],
-                yerr=[p[2] for p in pts],
-                marker="o",
-                ms=3.5,
-                lw=1.5,
-                capsize=3,
-                color=color,
-                label=f"{short(s.label, 44)} (n={s.n})",
-            )
-            ax_cfg.fill_between(
-                xs,
-                [p[1] - p[2] for p in pts],
-                [p[1] + p[2] for p in pts],
-                color=color,
-                alpha=0.12,
-                lw=0,
-            )
-        for ax, title, has in (
-            (ax_run, "Per run", bool(by_run)),
-            (ax_cfg, "Mean \u00b1 std over seeds, per config", bool(by_config)),
-        ):
-            if not has and not baselines:
-                _empty(ax, "no test recall logged")
-                continue
-            if not has:
-                ax.text(
-                    0.5,
-                    0.92,
-                    "no config ran with several seeds" if ax is ax_cfg else "no test recall",
-                    ha="center",
-                    color="#64748b",
-                    transform=ax.transAxes,
-                )
-            ax.set_title(title)
-            ax.set_xlabel("k")
-            ax.set_ylabel("test recall@k")
-            ax.set_xticks(ks)
-            ax.legend(loc="upper left", fontsize=7)
+        _recall_baselines(ax_run, baselines)
+        _recall_baselines(ax_cfg, baselines)
+        _recall_per_run(ax_run, by_run)
+        _recall_per_config(ax_cfg, by_config)
+        _recall_axes(ax_run, "Per run", bool(by_run), bool(baselines), "no test recall")
+        _recall_axes(
+            ax_cfg,
+            "Mean \u00b1 std over seeds, per config",
+            bool(by_config),
+            bool(baselines),
+            "no config ran with several seeds",
+        )
         return to_svg(fig, "Test recall against k")
 
 
@@ -350,6 +371,26 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
     denom = max(1, len(cats) - 1)
     pos = [None if v is None else index[str(v)] / denom for v in raw]
     return pos, cats, False
+
+
+def _parallel_axis(ax, j: int, ticks: list[str], numeric: bool) -> None:
+    """Axis ``j`` of a parallel-coordinates chart: a vertical line and its labelled marks."""
+    ax.axvline(j, color="#64748b", lw=0.8)
+    if numeric:
+        marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
+    else:
+        denom = max(1, len(ticks) - 1)
+        marks = [(i / denom, t) for i, t in enumerate(ticks)][:12]
+    for y, t in marks:
+        ax.text(
+            j + 0.03,
+            y,
+            short(t, 16),
+            fontsize=7,
+            va="center",
+            color="#0f172a",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )
 
 
 def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank: RankMetric) -> str:
@@ -388,22 +429,7 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank:
         ax.set_xticks(range(n))
         ax.set_xticklabels([short(p, 18) for p in params] + [short(metric, 22)], rotation=0)
         for j, (_, ticks, numeric) in enumerate([*axes, (None, [fmt(lo), fmt(hi)], True)]):
-            ax.axvline(j, color="#64748b", lw=0.8)
-            if numeric:
-                marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
-            else:
-                denom = max(1, len(ticks) - 1)
-                marks = [(i / denom, t) for i, t in enumerate(ticks)][:12]
-            for y, t in marks:
-                ax.text(
-                    j + 0.03,
-                    y,
-                    short(t, 16),
-                    fontsize=7,
-                    va="center",
-                    color="#0f172a",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                )
+            _parallel_axis(ax, j, ticks, numeric)
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(lo, hi))
         cax = fig.add_axes((1 - 0.85 / 9.6, 0.45 / 3.8, 0.14 / 9.6, 1 - 0.8 / 3.8))
         fig.colorbar(sm, cax=cax, label=rank.label)

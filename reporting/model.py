@@ -13,14 +13,10 @@ import logging
 import urllib.parse
 
 from reporting import views
+from reporting.histories import HistoryFetcher
 from reporting.metric import RankMetric
-from reporting.query import (
-    ExperimentData,
-    ExperimentReader,
-    HistoryFetcher,
-    RunRecord,
-    TrackingUnreachableError,
-)
+from reporting.query import ExperimentReader, TrackingUnreachableError
+from reporting.records import ExperimentData, RunRecord
 from trainer import contract
 
 log = logging.getLogger(__name__)
@@ -114,6 +110,28 @@ def _fill_histories(
     return None
 
 
+def _notes(
+    history_error: str | None,
+    missing: list[str],
+    any_runs: bool,
+    rows: list[views.LeaderRow],
+    rank: RankMetric,
+) -> list[str]:
+    """What the reader must know beyond the tables: missing histories, runs or metric."""
+    notes = []
+    if history_error is not None:
+        # The runs were read: report them, say what is missing.
+        notes.append(
+            f"MLflow stopped answering while per-epoch histories were read ({history_error}); "
+            "some training curves and epoch tables are missing."
+        )
+    if missing:
+        notes.append("Runs asked for in the comparison but not found: " + ", ".join(missing))
+    if any_runs and not any(r.rank is not None for r in rows):
+        notes.append(f"No run has logged the ranking metric {rank.name!r}.")
+    return notes
+
+
 def read_model(
     tracking_uri: str,
     experiment: str,
@@ -149,16 +167,7 @@ def read_model(
     if history_error is None:
         detail = with_history[:detail_runs]
         history_error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
-    if history_error is not None:
-        # The runs were read: report them, say what is missing.
-        data.notes.append(
-            f"MLflow stopped answering while per-epoch histories were read ({history_error}); "
-            "some training curves and epoch tables are missing."
-        )
-    if missing:
-        data.notes.append("Runs asked for in the comparison but not found: " + ", ".join(missing))
-    if data.runs and not any(r.rank is not None for r in rows):
-        data.notes.append(f"No run has logged the ranking metric {rank_metric!r}.")
+    data.notes += _notes(history_error, missing, bool(data.runs), rows, rank)
     model = ReportModel(
         experiment=experiment,
         data=data,

@@ -11,7 +11,7 @@ from markupsafe import Markup
 from reporting import charts, views
 from reporting.metric import best_value, fmt, has_direction, label, pct
 from reporting.model import HEADLINE_METRIC, ReportModel, overview_keys
-from reporting.query import RunRecord
+from reporting.records import RunRecord
 from trainer import contract
 
 # The dashboard lists this many latest runs and this many top runs.

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 
 from reporting.metric import RankMetric, best_value, has_direction, label, lower_is_better, present
-from reporting.query import RunRecord
+from reporting.records import RunRecord
 from trainer import contract
 
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.report_bench import count_requests, mlflow_server
-from reporting import query
+from reporting import histories, query
 from reporting.build import write_report
 from tests.unit.reporting.mlflow_runs import EXPERIMENT, populate_sweep
 
@@ -73,7 +73,7 @@ def test_server_and_database_paths_render_the_same_tables(server, tmp_path):
 def test_small_pages_and_batches_over_http(server, monkeypatch):
     url, _, _ = server
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
-    monkeypatch.setattr(query, "BULK_RUNS_PER_REQUEST", 2)
+    monkeypatch.setattr(histories, "BULK_RUNS_PER_REQUEST", 2)
     full = query.load_experiment(url, EXPERIMENT)
     monkeypatch.undo()
     whole = query.load_experiment(url, EXPERIMENT)
@@ -84,7 +84,7 @@ def test_small_pages_and_batches_over_http(server, monkeypatch):
 def test_bulk_interval_endpoint_is_the_fallback(server, monkeypatch):
     url, _, _ = server
     bulk = query.load_experiment(url, EXPERIMENT)
-    monkeypatch.setattr(query, "BULK_HISTORY_ENDPOINT", "/ajax-api/2.0/mlflow/metrics/absent")
+    monkeypatch.setattr(histories, "BULK_HISTORY_ENDPOINT", "/ajax-api/2.0/mlflow/metrics/absent")
     with count_requests() as requests_by_path:
         interval = query.load_experiment(url, EXPERIMENT)
     assert interval.history_source == "tracking server bulk-interval endpoint"
@@ -97,7 +97,7 @@ def test_bulk_interval_endpoint_is_the_fallback(server, monkeypatch):
 def test_search_pages_over_http(server, monkeypatch):
     url, _, ids = server
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
-    monkeypatch.setattr(query, "BULK_RUNS_PER_REQUEST", 2)
+    monkeypatch.setattr(histories, "BULK_RUNS_PER_REQUEST", 2)
     with count_requests() as requests_by_path:
         data = query.load_experiment(url, EXPERIMENT)
     assert requests_by_path["api/2.0/mlflow/runs/search"] == 3

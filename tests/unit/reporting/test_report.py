@@ -362,14 +362,14 @@ def test_evil_key_constants_are_really_hostile(fx):
 def test_histories_failing_midway_keep_the_runs_and_say_so(sweep_store, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from reporting import query
+    from reporting import histories
 
     # The runs come from the store; the history requests go to a server that is gone.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     dead = f"http://127.0.0.1:{_closed_port()}"
 
     def gone(client, uri, runs, keys):
-        return query.fetch_histories(MlflowClient(dead), dead, runs, keys)
+        return histories.fetch_histories(MlflowClient(dead), dead, runs, keys)
 
     result = write_report(
         sweep_store.tracking_uri, EXPERIMENT, str(tmp_path), _history_fetcher=gone

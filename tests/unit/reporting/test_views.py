@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reporting import views
-from reporting.query import RunRecord
+from reporting.records import RunRecord
 
 
 def _run(name: str, **metrics: float) -> RunRecord:
