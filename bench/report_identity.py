@@ -54,6 +54,11 @@ def main() -> None:
     parser.add_argument("--store", required=True, type=Path)
     parser.add_argument("--code", required=True, type=Path, help="checkout whose code renders")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--hash-blobs",
+        action="store_true",
+        help="charts, style and script as hashes (the golden files' form)",
+    )
     args = parser.parse_args()
     uri, ids = _store(args.store.resolve())
     env = {**os.environ, "PYTHONPATH": str(args.code.resolve())}
@@ -73,7 +78,7 @@ def main() -> None:
         target = args.out / scenario
         target.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            text = golden.normalise(text, ids, str(args.store.resolve()))
+            text = golden.normalise(text, ids, str(args.store.resolve()), args.hash_blobs)
             text = text.replace('href="index.html"', 'href="report.html"')
             (target / name.replace("index.html", "report.html")).write_text(text, encoding="utf-8")
         print(f"{scenario}: {len(files)} files in {target}")

@@ -12,6 +12,7 @@ way, so a refactor can be diffed against the code before it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -36,8 +37,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 # Object reprs in error messages carry memory addresses.
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 _GENERATED = re.compile(r"<dt>Generated</dt><dd>[^<]*</dd>")
-# matplotlib's SVG element ids: clip paths (p...) and markers (m...), 10 hex digits.
-_SVG_ID = re.compile(r"\b([pm][0-9a-f]{10})\b")
+# matplotlib's SVG element ids: clip paths (p...), markers (m...) and images (image...), each
+# with 10 hex digits.
+_SVG_ID = re.compile(r"\b(p|m|image)[0-9a-f]{10}\b")
+# Charts and the layout's style sheet and script: long, and unreadable in a diff.
+_BLOB = re.compile(r"<(svg|style|script)\b.*?</\1>", re.DOTALL)
 
 
 def options(scenario: str, tracking_uri: str, ids: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -59,8 +63,17 @@ def options(scenario: str, tracking_uri: str, ids: dict[str, str]) -> tuple[str,
     return tracking_uri, kwargs
 
 
-def normalise(text: str, ids: dict[str, str], store_dir: str) -> str:
-    """Replace what differs between two renders of the same sweep by stable placeholders."""
+def normalise(text: str, ids: dict[str, str], store_dir: str, hash_blobs: bool = False) -> str:
+    """Replace what differs between two renders of the same sweep by stable placeholders.
+
+    Args:
+        text: A page, the summary or the metrics.
+        ids: Run name -> run id of the sweep.
+        store_dir: The sweep store's folder.
+        hash_blobs: Replace each chart (``<svg>``), ``<style>`` and ``<script>`` element by
+            the SHA-256 of its normalised text, so golden files stay small and readable while
+            any change to them still shows.
+    """
     for name, run_id in ids.items():
         text = text.replace(run_id, f"RUN-{name}")
     text = text.replace(store_dir, "STORE")
@@ -69,9 +82,14 @@ def normalise(text: str, ids: dict[str, str], store_dir: str) -> str:
     seen: dict[str, str] = {}
 
     def stable(m: re.Match) -> str:
-        return seen.setdefault(m.group(1), f"{m.group(1)[0]}id{len(seen):05d}")
+        return seen.setdefault(m[0], f"{m[1]}id{len(seen):05d}")
 
-    return _SVG_ID.sub(stable, text)
+    text = _SVG_ID.sub(stable, text)
+    if hash_blobs:
+        text = _BLOB.sub(
+            lambda m: f"<{m[1]} sha256={hashlib.sha256(m[0].encode()).hexdigest()}/>", text
+        )
+    return text
 
 
 def files_of(pages: dict[str, str], markdown: str, metrics: dict[str, float]) -> dict[str, str]:
