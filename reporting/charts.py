@@ -121,10 +121,12 @@ def to_svg(fig: Figure, label: str) -> str:
     def opening(m: re.Match) -> str:
         # Natural size: the viewBox is in points (1pt = 4/3 CSS px); shrink only to fit.
         width_px = float(m.group(1).split()[2]) * 4 / 3
+        # The xlink namespace matplotlib declared here too: markers are <use xlink:href>, and
+        # without it the chart is no well-formed XML outside an HTML page.
         return (
             f'<svg class="chart" role="img" aria-label="{html.escape(label)}" '
             f'style="max-width:{width_px:.0f}px" preserveAspectRatio="xMinYMin meet" '
-            f'viewBox="{m.group(1)}"'
+            f'viewBox="{m.group(1)}" xmlns:xlink="http://www.w3.org/1999/xlink"'
         )
 
     return _SVG_OPEN.sub(

@@ -1,8 +1,9 @@
 """The report is byte-identical to its golden files, up to what :mod:`golden` normalises.
 
 The golden files under ``golden/`` were rendered by the code before the reporting split
-(commit ba1f252) and after it, identically. After an intended change to the pages, rewrite
-them with ``UPDATE_GOLDEN=1 pytest tests/unit/reporting/test_golden.py`` and review the diff.
+(commit ba1f252) and after it, identically; the one change since is the xlink namespace each
+chart now declares. After an intended change to the pages, rewrite them with
+``UPDATE_GOLDEN=1 pytest tests/unit/reporting/test_golden.py`` and review the diff.
 """
 
 from __future__ import annotations
