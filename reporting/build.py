@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reporting import pages, summary
 from reporting.histories import HistoryFetcher
-from reporting.model import read_model, redact_uri
+from reporting.model import ReportModel, read_model, redact_uri
 from reporting.query import TrackingUnreachableError
 from trainer import contract
 
@@ -78,6 +78,21 @@ def _unreachable(out: Path, tracking_uri: str, experiment: str, reason: str) -> 
     paths = _write(out, pages.unreachable_pages(safe_uri, experiment, reason), markdown)
     metrics = dict(summary.UNREACHABLE_METRICS)
     return ReportResult(paths, dict(contract.VIEW_TITLES), markdown, metrics, 0, False)
+
+
+def _written(out: Path, model: ReportModel, fetched: float, started: float) -> ReportResult:
+    """Write the pages and the summary of a model read from MLflow."""
+    markdown = summary.markdown(model)
+    paths = _write(out, pages.render_pages(model), markdown)
+    total = time.perf_counter() - started
+    runs = len(model.data.runs)
+    log.info(
+        "Report for %r: %d runs, %d pages in %s (%.2fs; MLflow %.2fs)",
+        *(model.experiment, runs, len(paths), out, total, fetched),
+    )
+    metrics = summary.kfp_metrics(model)
+    titles = dict(contract.VIEW_TITLES)
+    return ReportResult(paths, titles, markdown, metrics, runs, True, fetched, total)
 
 
 def write_report(
@@ -144,14 +159,4 @@ def write_report(
             message = f"MLflow unreachable at {redact_uri(tracking_uri)}: {exc}"
             raise ReportUnreachableError(message, result) from exc
         return result
-    markdown = summary.markdown(model)
-    paths = _write(out, pages.render_pages(model), markdown)
-    total = time.perf_counter() - started
-    runs = len(model.data.runs)
-    log.info(
-        "Report for %r: %d runs, %d pages in %s (%.2fs; MLflow %.2fs)",
-        *(experiment, runs, len(paths), out, total, fetched),
-    )
-    metrics = summary.kfp_metrics(model)
-    titles = dict(contract.VIEW_TITLES)
-    return ReportResult(paths, titles, markdown, metrics, runs, True, fetched, total)
+    return _written(out, model, fetched, started)

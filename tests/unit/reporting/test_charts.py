@@ -8,6 +8,7 @@ import pytest
 
 from reporting import charts, query, views
 from reporting.metric import RankMetric
+from reporting.records import RunRecord
 from tests.unit.reporting.mlflow_runs import EVIL, EXPERIMENT
 from trainer import contract
 
@@ -16,7 +17,7 @@ RANKED = ["hist-small", "ids-large", "ids-small-s3", "ids-small-s2", "ids-small-
 
 
 @pytest.fixture(scope="module")
-def runs(sweep_store) -> dict[str, views.RunRecord]:
+def runs(sweep_store) -> dict[str, RunRecord]:
     """The sweep's runs by name, every history fetched."""
     data = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
     return {("evil" if r.name == EVIL else r.name): r for r in data.runs}
