@@ -5,7 +5,7 @@ epochs (plus the summary metrics, params and tags the trainer logs), serves it o
 through ``mlflow_server/entrypoint.sh`` (the server as deployed: 2 workers, GC thresholds
 raised, job runner off), and renders the full report over HTTP (after one warm-up render):
 
-* bulk (what ``render_report`` does), RENDERS times: paged ``search_runs`` + the
+* bulk (what ``write_report`` does), RENDERS times: paged ``search_runs`` + the
   ``get-history-bulk`` endpoint (100 runs per request per metric) for the metrics the pages
   draw (loss, val_loss and the ranking metric's curve for every run; every history metric for
   the runs shown in detail);
@@ -248,11 +248,11 @@ def per_run_fetcher(client, tracking_uri, runs, keys):
 
 
 def _render(url: str, out: Path, fetcher=None) -> dict:
-    from reporting.report import render_report
+    from reporting.build import write_report
 
     with count_requests() as counter:
         started = time.perf_counter()
-        result = render_report(url, EXPERIMENT, str(out), _history_fetcher=fetcher)
+        result = write_report(url, EXPERIMENT, str(out), _history_fetcher=fetcher)
         elapsed = time.perf_counter() - started
     return {
         "s": elapsed,
@@ -309,7 +309,7 @@ def main() -> dict:
         }
         print(
             f"""
-| | bulk (render_report) | per-run | ratio |
+| | bulk (write_report) | per-run | ratio |
 |---|---:|---:|---:|
 | wall time, full report | {bulk_s:.2f} s (median of {figures["bulk_seconds"]}) | {per_run["s"]:.2f} s | {figures["time_ratio"]}x |
 | of which reading MLflow | {figures["bulk_mlflow_median_s"]:.2f} s | {figures["per_run_mlflow_s"]:.2f} s | |

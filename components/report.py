@@ -58,12 +58,12 @@ def render_report(
     import shutil
     import tempfile
 
-    from reporting.report import render_report as render
+    from reporting.build import write_report
     from trainer import config as cfg
     from trainer import contract
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
-    result = render(
+    result = write_report(
         mlflow_tracking_uri,
         config.experiment,
         tempfile.mkdtemp(prefix="report-"),

@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
         "--tracking-uri", required=True, help="MLflow tracking URI (http(s)://, sqlite:///...)"
     )
     p.add_argument("--experiment", required=True, help="MLflow experiment name")
-    p.add_argument("--out", required=True, help="Output folder for the HTML pages and summary.md")
+    p.add_argument(
+        "--out", required=True, help="Output folder for the HTML pages and the Markdown summary"
+    )
     p.add_argument(
         "--rank-metric",
         default=contract.DEFAULT_RANK_METRIC,
@@ -33,15 +35,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_ID",
         help="Run ids to compare (space or comma separated); default: the top N",
     )
-    p.add_argument("--top-n", type=int, default=5, help="Runs to compare when no ids are given")
+    p.add_argument(
+        "--top-n",
+        type=int,
+        default=contract.DEFAULT_TOP_N,
+        help="Runs to compare when no ids are given (default: %(default)s)",
+    )
     p.add_argument("--highlight-run", default="", help="Run id to mark as 'this run'")
     p.add_argument(
         "--detail-runs",
         type=int,
-        default=None,
+        default=contract.DEFAULT_DETAIL_RUNS,
         metavar="N",
         help="Runs (best first) with their own chart and epoch table on the training-curves "
-        "page; 0 = every run (default: 12)",
+        "page; 0 = every run (default: %(default)s)",
     )
     p.add_argument(
         "--fail-on-unreachable",
@@ -63,16 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.detail_runs is not None and args.detail_runs < 0:
+    if args.detail_runs < 0:
         parser.error(
             f"--detail-runs: expected 0 (every run) or a positive count, got {args.detail_runs}"
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from reporting.report import ReportUnreachableError, render_report
+    from reporting.build import ReportUnreachableError, write_report
 
     ids = [i for chunk in (args.compare_runs or []) for i in chunk.split(",") if i.strip()]
     try:
-        result = render_report(
+        result = write_report(
             tracking_uri=args.tracking_uri,
             experiment=args.experiment,
             out_dir=args.out,
@@ -86,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ReportUnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print(f"wrote {exc.result.pages['index']}", file=sys.stderr)
+        print(f"wrote {exc.result.pages[contract.VIEW_COMBINED]}", file=sys.stderr)
         return 2
     print(result.markdown)
     for view, path in result.pages.items():

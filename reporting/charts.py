@@ -3,6 +3,9 @@
 Text from MLflow reaches the SVG as ``<text>`` elements (``svg.fonttype: none``); matplotlib's
 SVG writer escapes it, mathtext is off (``text.parse_math: False``) so a ``$`` in a run name is
 just a dollar, and long names are shortened with an ellipsis (the tables carry the full name).
+
+Longer than 400 lines on purpose: the report's six charts share one style (``_RC``), one
+figure layout and one SVG writer, and read best next to each other; each function is short.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from reporting import views
-from reporting.query import RunRecord
+from reporting.metric import RankMetric, better, fmt, label
+from reporting.records import RunRecord
 from trainer import contract
 
 PALETTE = [
@@ -117,10 +121,12 @@ def to_svg(fig: Figure, label: str) -> str:
     def opening(m: re.Match) -> str:
         # Natural size: the viewBox is in points (1pt = 4/3 CSS px); shrink only to fit.
         width_px = float(m.group(1).split()[2]) * 4 / 3
+        # The xlink namespace matplotlib declared here too: markers are <use xlink:href>, and
+        # without it the chart is no well-formed XML outside an HTML page.
         return (
             f'<svg class="chart" role="img" aria-label="{html.escape(label)}" '
             f'style="max-width:{width_px:.0f}px" preserveAspectRatio="xMinYMin meet" '
-            f'viewBox="{m.group(1)}"'
+            f'viewBox="{m.group(1)}" xmlns:xlink="http://www.w3.org/1999/xlink"'
         )
 
     return _SVG_OPEN.sub(
@@ -181,6 +187,19 @@ def run_curves(run: RunRecord) -> str:
         return to_svg(fig, f"Training curves of run {run.name}")
 
 
+def _background_curves(ax, runs: Sequence[RunRecord], key: str) -> bool:
+    """Thin grey context lines, one LineCollection for all runs; whether any was drawn."""
+    background = []
+    for run in runs:
+        xs, ys = _points(run, key)
+        if xs:
+            background.append(list(zip(xs, ys, strict=True)))
+    if background:
+        ax.add_collection(LineCollection(background, colors=MUTED, linewidths=0.6))
+        ax.autoscale_view()
+    return bool(background)
+
+
 def overlay_curves(
     runs: Sequence[RunRecord],
     keys: Sequence[str],
@@ -198,15 +217,7 @@ def overlay_curves(
             4.2 * len(keys), 2.9 + 0.2 * legend_rows, len(keys), bottom=0.62 + 0.2 * legend_rows
         )
         for ax, key in zip(axes, keys, strict=True):
-            background = []
-            for run in runs[named:]:
-                xs, ys = _points(run, key)
-                if xs:
-                    background.append(list(zip(xs, ys, strict=True)))
-            if background:
-                ax.add_collection(LineCollection(background, colors=MUTED, linewidths=0.6))
-                ax.autoscale_view()
-            drawn = bool(background)
+            drawn = _background_curves(ax, runs[named:], key)
             for i, run in enumerate(runs[:named]):
                 xs, ys = _points(run, key)
                 if xs:
@@ -223,7 +234,7 @@ def overlay_curves(
             if not drawn:
                 _empty(ax, f"no {key} history")
                 continue
-            ax.set_title(views.metric_label(key))
+            ax.set_title(label(key))
             _epoch_axis(ax)
         handles, labels = axes[0].get_legend_handles_labels()
         for ax in axes[1:]:
@@ -242,86 +253,99 @@ def overlay_curves(
         return to_svg(fig, title)
 
 
+def _recall_baselines(ax, baselines: dict[str, list[float | None]]) -> None:
+    """The heuristic baselines as black dashed/dotted lines."""
+    ks = list(contract.RECALL_KS)
+    for j, (name, vals) in enumerate(sorted(baselines.items())):
+        pts = [(k, v) for k, v in zip(ks, vals, strict=True) if v is not None]
+        if pts:
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                ls=":" if j else "--",
+                color="#0f172a",
+                lw=1.2,
+                label=f"baseline: {name}",
+            )
+
+
+def _recall_per_run(ax, by_run: Sequence[views.RecallSeries]) -> None:
+    for i, s in enumerate(by_run):
+        pts = [(k, v) for k, v in zip(s.ks, s.mean, strict=True) if v is not None]
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            ms=3.5,
+            lw=1.5,
+            color=PALETTE[i % len(PALETTE)],
+            label=short(s.label),
+        )
+
+
+def _recall_per_config(ax, by_config: Sequence[views.RecallSeries]) -> None:
+    """Mean with error bars and a shaded +- std band per config."""
+    for i, s in enumerate(by_config):
+        pts = [
+            (k, m, sd or 0.0) for k, m, sd in zip(s.ks, s.mean, s.std, strict=True) if m is not None
+        ]
+        color = PALETTE[i % len(PALETTE)]
+        xs = [p[0] for p in pts]
+        ax.errorbar(
+            xs,
+            [p[1] for p in pts],
+            yerr=[p[2] for p in pts],
+            marker="o",
+            ms=3.5,
+            lw=1.5,
+            capsize=3,
+            color=color,
+            label=f"{short(s.label, 44)} (n={s.n})",
+        )
+        ax.fill_between(
+            xs,
+            [p[1] - p[2] for p in pts],
+            [p[1] + p[2] for p in pts],
+            color=color,
+            alpha=0.12,
+            lw=0,
+        )
+
+
+def _recall_axes(ax, title: str, has_series: bool, has_baselines: bool, missing: str) -> None:
+    """Title, labels and legend of a recall@k panel; says what is missing."""
+    if not has_series and not has_baselines:
+        _empty(ax, "no test recall logged")
+        return
+    if not has_series:
+        ax.text(0.5, 0.92, missing, ha="center", color="#64748b", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_xlabel("k")
+    ax.set_ylabel("test recall@k")
+    ax.set_xticks(list(contract.RECALL_KS))
+    ax.legend(loc="upper left", fontsize=7)
+
+
 def recall_at_k(
     by_run: Sequence[views.RecallSeries],
     by_config: Sequence[views.RecallSeries],
     baselines: dict[str, list[float | None]],
 ) -> str:
     """Test recall against k: per run, and mean +- std per config that ran several seeds."""
-    ks = list(contract.RECALL_KS)
     with matplotlib.rc_context(_RC):
         fig, (ax_run, ax_cfg) = _figure(9.6, 3.6, 2, left=0.7)
-        for ax in (ax_run, ax_cfg):
-            for j, (name, vals) in enumerate(sorted(baselines.items())):
-                pts = [(k, v) for k, v in zip(ks, vals, strict=True) if v is not None]
-                if pts:
-                    ax.plot(
-                        [p[0] for p in pts],
-                        [p[1] for p in pts],
-                        ls=":" if j else "--",
-                        color="#0f172a",
-                        lw=1.2,
-                        label=f"baseline: {name}",
-                    )
-        for i, s in enumerate(by_run):
-            pts = [(k, v) for k, v in zip(s.ks, s.mean, strict=True) if v is not None]
-            ax_run.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                ms=3.5,
-                lw=1.5,
-                color=PALETTE[i % len(PALETTE)],
-                label=short(s.label),
-            )
-        for i, s in enumerate(by_config):
-            pts = [
-                (k, m, sd or 0.0)
-                for k, m, sd in zip(s.ks, s.mean, s.std, strict=True)
-                if m is not None
-            ]
-            color = PALETTE[i % len(PALETTE)]
-            xs = [p[0] for p in pts]
-            ax_cfg.errorbar(
-                xs,
-                [p[1] for p in pts],
-                yerr=[p[2] for p in pts],
-                marker="o",
-                ms=3.5,
-                lw=1.5,
-                capsize=3,
-                color=color,
-                label=f"{short(s.label, 44)} (n={s.n})",
-            )
-            ax_cfg.fill_between(
-                xs,
-                [p[1] - p[2] for p in pts],
-                [p[1] + p[2] for p in pts],
-                color=color,
-                alpha=0.12,
-                lw=0,
-            )
-        for ax, title, has in (
-            (ax_run, "Per run", bool(by_run)),
-            (ax_cfg, "Mean \u00b1 std over seeds, per config", bool(by_config)),
-        ):
-            if not has and not baselines:
-                _empty(ax, "no test recall logged")
-                continue
-            if not has:
-                ax.text(
-                    0.5,
-                    0.92,
-                    "no config ran with several seeds" if ax is ax_cfg else "no test recall",
-                    ha="center",
-                    color="#64748b",
-                    transform=ax.transAxes,
-                )
-            ax.set_title(title)
-            ax.set_xlabel("k")
-            ax.set_ylabel("test recall@k")
-            ax.set_xticks(ks)
-            ax.legend(loc="upper left", fontsize=7)
+        _recall_baselines(ax_run, baselines)
+        _recall_baselines(ax_cfg, baselines)
+        _recall_per_run(ax_run, by_run)
+        _recall_per_config(ax_cfg, by_config)
+        _recall_axes(ax_run, "Per run", bool(by_run), bool(baselines), "no test recall")
+        _recall_axes(
+            ax_cfg,
+            "Mean \u00b1 std over seeds, per config",
+            bool(by_config),
+            bool(baselines),
+            "no config ran with several seeds",
+        )
         return to_svg(fig, "Test recall against k")
 
 
@@ -343,7 +367,7 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
         f = math.log10 if use_log else (lambda x: x)
         span = (f(hi) - f(lo)) or 1.0
         pos = [None if v is None else (f(v) - f(lo)) / span for v in nums]
-        return pos, [views.fmt(lo, 4), views.fmt(hi, 4)], True
+        return pos, [fmt(lo, 4), fmt(hi, 4)], True
     cats = sorted({str(v) for v in raw if v is not None})
     index = {c: i for i, c in enumerate(cats)}
     denom = max(1, len(cats) - 1)
@@ -351,8 +375,29 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
     return pos, cats, False
 
 
-def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metric: str) -> str:
-    """Params against ``metric``: one polyline per run, coloured by the metric."""
+def _parallel_axis(ax, j: int, ticks: list[str], numeric: bool) -> None:
+    """Axis ``j`` of a parallel-coordinates chart: a vertical line and its labelled marks."""
+    ax.axvline(j, color="#64748b", lw=0.8)
+    if numeric:
+        marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
+    else:
+        denom = max(1, len(ticks) - 1)
+        marks = [(i / denom, t) for i, t in enumerate(ticks)][:12]
+    for y, t in marks:
+        ax.text(
+            j + 0.03,
+            y,
+            short(t, 16),
+            fontsize=7,
+            va="center",
+            color="#0f172a",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )
+
+
+def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank: RankMetric) -> str:
+    """Params against the rank metric: one polyline per run, coloured by the metric."""
+    metric = rank.name
     scored = [(r, views.metric_value(r, metric)) for r in runs]
     scored = [(r, v) for r, v in scored if v is not None]
     with matplotlib.rc_context(_RC):
@@ -367,7 +412,7 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
         span = (hi - lo) or 1.0
         metric_pos = [(v - lo) / span for v in values]
         lines, colors = [], []
-        cmap = matplotlib.colormaps["viridis_r" if views.lower_is_better(metric) else "viridis"]
+        cmap = matplotlib.colormaps["viridis_r" if rank.lower_better else "viridis"]
         order = sorted(range(len(sruns)), key=lambda i: metric_pos[i])
         for i in order:
             pts = [(j, a[0][i]) for j, a in enumerate(axes) if a[0][i] is not None]
@@ -385,29 +430,12 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], metri
         ax.spines["bottom"].set_visible(False)
         ax.set_xticks(range(n))
         ax.set_xticklabels([short(p, 18) for p in params] + [short(metric, 22)], rotation=0)
-        for j, (_, ticks, numeric) in enumerate(
-            [*axes, (None, [views.fmt(lo), views.fmt(hi)], True)]
-        ):
-            ax.axvline(j, color="#64748b", lw=0.8)
-            if numeric:
-                marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
-            else:
-                denom = max(1, len(ticks) - 1)
-                marks = [(i / denom, t) for i, t in enumerate(ticks)][:12]
-            for y, t in marks:
-                ax.text(
-                    j + 0.03,
-                    y,
-                    short(t, 16),
-                    fontsize=7,
-                    va="center",
-                    color="#0f172a",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                )
+        for j, (_, ticks, numeric) in enumerate([*axes, (None, [fmt(lo), fmt(hi)], True)]):
+            _parallel_axis(ax, j, ticks, numeric)
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(lo, hi))
         cax = fig.add_axes((1 - 0.85 / 9.6, 0.45 / 3.8, 0.14 / 9.6, 1 - 0.8 / 3.8))
-        fig.colorbar(sm, cax=cax, label=views.metric_label(metric))
-        ax.set_title(f"Params against {views.metric_label(metric)} ({len(sruns)} runs)")
+        fig.colorbar(sm, cax=cax, label=rank.label)
+        ax.set_title(f"Params against {rank.label} ({len(sruns)} runs)")
         return to_svg(fig, f"Parallel coordinates of params against {metric}")
 
 
@@ -427,7 +455,7 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
         ax.scatter(xs, ys, s=12 if len(xs) < 200 else 4, color=PALETTE[0], alpha=0.75, zorder=3)
         best, frontier = None, []
         for y in ys:
-            if best is None or views.better(y, best, metric):
+            if best is None or better(y, best, metric):
                 best = y
             frontier.append(best)
         ax.step(xs, frontier, where="post", color=PALETTE[1], lw=1.4, label="best so far")
@@ -444,7 +472,7 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
                     label="this pipeline's run",
                 )
         ax.set_xlabel("run, in start order")
-        ax.set_ylabel(views.metric_label(metric))
-        ax.set_title(f"{views.metric_label(metric)} by run")
+        ax.set_ylabel(label(metric))
+        ax.set_title(f"{label(metric)} by run")
         ax.legend(loc="lower right")
         return to_svg(fig, f"{metric} of each run in start order")

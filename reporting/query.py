@@ -5,51 +5,31 @@ which makes as few round trips as the store allows:
 
 * runs: ``search_runs`` pages of :data:`SEARCH_PAGE_SIZE` (params, tags and the latest value of
   every metric come with each run, so no per-run fetch is needed);
-* per-epoch histories, only for the (run, metric) pairs a page draws, by store type:
-    - tracking server (``http(s)://``): the ``get-history-bulk`` endpoint (the bulk-interval
-      endpoint where that one is not served), one request per history metric per
-      :data:`BULK_RUNS_PER_REQUEST` runs;
-    - database store (``sqlite://``, ``postgresql://``, ...): one SQL query per
-      :data:`SQL_RUNS_PER_QUERY` runs for all history metrics at once;
-    - anything else: ``get_metric_history`` per run and metric (the only per-run path).
+* per-epoch histories, only for the (run, metric) pairs a page draws, in bulk by store type
+  (:mod:`reporting.histories`).
 
 :func:`load_experiment` reads everything at once (every history of every run).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from reporting.histories import HistoryFetcher, fetch_histories, host_creds, is_http
+from reporting.records import ExperimentData, RunRecord, as_json, record_from_json
 from trainer import contract
 
 log = logging.getLogger(__name__)
 
 # search_runs page size; the server caps it at 50,000 and the SQL store at 50,000 too.
 SEARCH_PAGE_SIZE = 1000
-# The tracking server refuses more run ids per bulk request
-# (MAX_RUNS_GET_METRIC_HISTORY_BULK).
-BULK_RUNS_PER_REQUEST = 100
-# History requests in flight at once: enough to overlap the server's SQL with the transfer.
-PARALLEL_REQUESTS = 4
-# Points per run the bulk-interval endpoint returns at most (MAX_RESULTS_PER_RUN); longer
-# histories come back evenly sampled, which is what a chart needs.
-BULK_MAX_POINTS = 2500
-# Bound on the SQL IN (...) list, well under SQLite's variable limit.
-SQL_RUNS_PER_QUERY = 500
-BULK_INTERVAL_ENDPOINT = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
-# Full histories of up to 100 runs in one SQL query on the server (the MLflow UI's own chart
-# endpoint). The bulk-interval endpoint samples each run separately server-side, which on a
-# SQLite/PostgreSQL store costs ~1 s per 100 runs per metric (measured, bench/RESULTS.md).
-BULK_HISTORY_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
-BULK_HISTORY_MAX_POINTS = 25000
 GET_EXPERIMENT_ENDPOINT = "/api/2.0/mlflow/experiments/get-by-name"
 SEARCH_RUNS_ENDPOINT = "/api/2.0/mlflow/runs/search"
 # A report must not hang for minutes on MLflow's default retry schedule when the server is down.
@@ -58,8 +38,6 @@ PROBE_MAX_RETRIES = 1
 
 # Metric name prefixes that never carry a per-epoch history.
 _SUMMARY_PREFIXES = ("final_", "best_", "test_", "baseline_")
-
-History = dict[str, list[tuple[int, float]]]
 
 
 class TrackingUnreachableError(RuntimeError):
@@ -79,108 +57,6 @@ def _read_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-@dataclasses.dataclass
-class RunRecord:
-    """One MLflow run as the report sees it.
-
-    Attributes:
-        run_id: MLflow run id.
-        name: Run name (falls back to the id's first 8 characters).
-        status: FINISHED, FAILED, RUNNING, SCHEDULED or KILLED.
-        start_time: Start time in ms since the epoch (0 when unknown).
-        end_time: End time in ms since the epoch (None while running).
-        params: All params.
-        tags: User tags (``mlflow.*`` system tags removed).
-        metrics: Latest value of every metric.
-        metric_steps: Step of the latest value of every metric.
-        history: Per-epoch history of each history metric, sorted by step; empty when none.
-            Holds only the metrics fetched so far (see :meth:`ExperimentReader.fill_histories`).
-        logged_history: History metrics this run logged (known from its latest metrics, before
-            any history is fetched).
-    """
-
-    run_id: str
-    name: str
-    status: str
-    start_time: int
-    end_time: int | None
-    params: dict[str, str]
-    tags: dict[str, str]
-    metrics: dict[str, float]
-    metric_steps: dict[str, int]
-    history: History = dataclasses.field(default_factory=dict)
-    logged_history: tuple[str, ...] = ()
-
-    @property
-    def feature_config(self) -> str:
-        """Feature config display name (tag, else id param, else empty)."""
-        return self.tags.get(contract.TAG_FEATURE_CONFIG_NAME) or self.params.get(
-            contract.PARAM_FEATURE_CONFIG_ID, ""
-        )
-
-    @property
-    def model_config(self) -> str:
-        """Model config display name (tag, else id param, else empty)."""
-        return self.tags.get(contract.TAG_MODEL_CONFIG_NAME) or self.params.get(
-            contract.PARAM_MODEL_CONFIG_ID, ""
-        )
-
-    @property
-    def has_history(self) -> bool:
-        """Whether any per-epoch history was logged (fetched or not)."""
-        return bool(self.logged_history) or any(self.history.values())
-
-    @property
-    def epochs(self) -> int | None:
-        """Points in the longest history fetched so far (None when none was fetched)."""
-        lengths = [len(pts) for pts in self.history.values() if pts]
-        return max(lengths) if lengths else None
-
-    @property
-    def duration_s(self) -> float | None:
-        """Wall time of the run in seconds, None while running or unknown."""
-        if not self.end_time or not self.start_time:
-            return None
-        return max(0.0, (self.end_time - self.start_time) / 1000.0)
-
-
-@dataclasses.dataclass
-class ExperimentData:
-    """What :meth:`ExperimentReader.read` and :func:`load_experiment` return.
-
-    Attributes:
-        experiment_id: MLflow experiment id ("" when the experiment does not exist).
-        runs: All active runs, newest first.
-        history_keys: History metric names found, in display order.
-        history_source: How histories were fetched (for the report's footer; "" until some
-            were).
-        notes: Things the reader should know (missing experiment, fallbacks taken).
-    """
-
-    experiment_id: str
-    runs: list[RunRecord]
-    history_keys: list[str]
-    history_source: str
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-
-def _run_record(run: Any) -> RunRecord:
-    info, data = run.info, run.data
-    latest = {m.key: m for m in getattr(data, "_metric_objs", [])}
-    steps = {k: int(m.step) for k, m in latest.items()}
-    return RunRecord(
-        run_id=info.run_id,
-        name=info.run_name or info.run_id[:8],
-        status=info.status,
-        start_time=int(info.start_time or 0),
-        end_time=int(info.end_time) if info.end_time else None,
-        params=dict(data.params),
-        tags={k: v for k, v in data.tags.items() if not k.startswith("mlflow.")},
-        metrics={k: float(v) for k, v in data.metrics.items()},
-        metric_steps=steps,
-    )
-
-
 def history_keys_for(runs: Iterable[RunRecord]) -> list[str]:
     """History metric names: the contract's, then any other metric logged at a step > 0."""
     known = contract.history_metrics()
@@ -190,15 +66,6 @@ def history_keys_for(runs: Iterable[RunRecord]) -> list[str]:
             if step > 0 and key not in known and not key.startswith(_SUMMARY_PREFIXES):
                 extra.add(key)
     return known + sorted(extra)
-
-
-def _is_http(tracking_uri: str) -> bool:
-    return tracking_uri.startswith(("http://", "https://"))
-
-
-def _host_creds(client: MlflowClient) -> Any:
-    # The REST store holds the credentials provider (token, basic auth, TLS settings).
-    return client._tracking_client.store.get_host_creds()
 
 
 def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | None:
@@ -215,13 +82,13 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
     Raises:
         TrackingUnreachableError: MLflow did not answer or refused the request.
     """
-    if _is_http(tracking_uri):
+    if is_http(tracking_uri):
         import requests  # mlflow's own dependency
         from mlflow.utils.rest_utils import http_request
 
         try:
             response = http_request(
-                _host_creds(client),
+                host_creds(client),
                 GET_EXPERIMENT_ENDPOINT,
                 "GET",
                 max_retries=PROBE_MAX_RETRIES,
@@ -248,30 +115,6 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
     return exp.experiment_id if exp is not None else None
 
 
-def _record_from_json(run: dict[str, Any]) -> RunRecord:
-    """A RunRecord from one run of the REST API's ``runs/search`` answer."""
-    info, data = run.get("info", {}), run.get("data", {})
-    metrics = data.get("metrics", [])
-    run_id = info.get("run_id") or info["run_uuid"]
-    end_time = info.get("end_time")
-    return RunRecord(
-        run_id=run_id,
-        name=info.get("run_name") or run_id[:8],
-        status=info.get("status", "RUNNING"),
-        start_time=int(info.get("start_time") or 0),
-        end_time=int(end_time) if end_time else None,
-        params={p["key"]: p.get("value", "") for p in data.get("params", [])},
-        tags={
-            t["key"]: t.get("value", "")
-            for t in data.get("tags", [])
-            if not t["key"].startswith("mlflow.")
-        },
-        # JSON carries NaN and infinities as the strings "NaN" / "Infinity"; float() reads both.
-        metrics={m["key"]: float(m.get("value", "NaN")) for m in metrics},
-        metric_steps={m["key"]: int(m.get("step", 0)) for m in metrics},
-    )
-
-
 def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str) -> list[RunRecord]:
     """All active runs of an experiment, following ``page_token`` until the last page.
 
@@ -280,10 +123,10 @@ def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str)
     """
     records: list[RunRecord] = []
     token: str | None = None
-    if _is_http(tracking_uri):
+    if is_http(tracking_uri):
         from mlflow.utils.rest_utils import http_request_safe
 
-        creds = _host_creds(client)
+        creds = host_creds(client)
         while True:
             body: dict[str, Any] = {
                 "experiment_ids": [experiment_id],
@@ -293,7 +136,7 @@ def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str)
             if token:
                 body["page_token"] = token
             page = http_request_safe(creds, SEARCH_RUNS_ENDPOINT, "POST", json=body).json()
-            records.extend(_record_from_json(r) for r in page.get("runs", []))
+            records.extend(record_from_json(r) for r in page.get("runs", []))
             token = page.get("next_page_token")
             if not token:
                 return records
@@ -304,176 +147,10 @@ def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str)
             max_results=SEARCH_PAGE_SIZE,
             page_token=token,
         )
-        records.extend(_run_record(r) for r in page)
+        records.extend(record_from_json(as_json(r)) for r in page)
         token = page.token
         if not token:
             return records
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _store_points(
-    history: dict[str, History], run_id: str, key: str, step: int, ts: int, value: float
-) -> None:
-    # Several values at one step: the last logged wins (same as MLflow's "latest").
-    history.setdefault(run_id, {}).setdefault(key, []).append((step, ts, value))  # type: ignore[arg-type]
-
-
-def _finish(raw: dict[str, History]) -> dict[str, History]:
-    out: dict[str, History] = {}
-    for run_id, per_key in raw.items():
-        out[run_id] = {}
-        for key, points in per_key.items():
-            by_step: dict[int, tuple[int, float]] = {}
-            for step, ts, value in sorted(points):  # type: ignore[misc]
-                by_step[step] = (ts, value)
-            out[run_id][key] = [(s, v) for s, (_, v) in sorted(by_step.items())]
-    return out
-
-
-def _wanted(runs: list[RunRecord], keys: list[str]) -> dict[str, list[str]]:
-    """Per history key, the runs whose latest metrics show they logged it."""
-    return {k: [r.run_id for r in runs if k in r.metrics] for k in keys}
-
-
-def _batches_for(runs: list[RunRecord], run_ids: list[str], key: str) -> Iterable[list[str]]:
-    """Batches of run ids whose histories fit one get-history-bulk answer (25,000 points)."""
-    by_id = {r.run_id: r for r in runs}
-    longest = max((by_id[i].metric_steps.get(key, 0) + 1 for i in run_ids), default=1)
-    size = max(1, min(BULK_RUNS_PER_REQUEST, BULK_HISTORY_MAX_POINTS // (2 * longest)))
-    return _chunks(run_ids, size)
-
-
-def fetch_histories_rest(
-    client: MlflowClient, runs: list[RunRecord], keys: list[str]
-) -> tuple[dict[str, History], str]:
-    """Histories from a tracking server, <= 100 runs per request per metric, requests in parallel.
-
-    Uses ``get-history-bulk`` (one SQL query per request on the server) and falls back to the
-    public ``get-history-bulk-interval`` endpoint where the former is not served.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from mlflow.utils.rest_utils import http_request_safe
-
-    creds = _host_creds(client)
-    requests = [
-        (key, batch)
-        for key, run_ids in _wanted(runs, keys).items()
-        for batch in _batches_for(runs, run_ids, key)
-    ]
-    use_interval = False
-
-    def fetch(request: tuple[str, list[str]]) -> tuple[str, list[dict]]:
-        key, batch = request
-        if use_interval:
-            params = {"run_ids": batch, "metric_key": key, "max_results": BULK_MAX_POINTS}
-            endpoint = BULK_INTERVAL_ENDPOINT
-        else:
-            params = {"run_id": batch, "metric_key": key, "max_results": BULK_HISTORY_MAX_POINTS}
-            endpoint = BULK_HISTORY_ENDPOINT
-        response = http_request_safe(creds, endpoint, "GET", params=params)
-        return key, response.json().get("metrics", [])
-
-    results = []
-    if requests:
-        # The first request tells whether the server has get-history-bulk at all.
-        try:
-            results.append(fetch(requests[0]))
-        except MlflowException as exc:
-            if exc.get_http_status_code() != 404 and exc.error_code != "ENDPOINT_NOT_FOUND":
-                raise
-            log.warning("%s not served; using %s", BULK_HISTORY_ENDPOINT, BULK_INTERVAL_ENDPOINT)
-            use_interval = True
-            results.append(fetch(requests[0]))
-        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
-            results.extend(pool.map(fetch, requests[1:]))
-    raw: dict[str, History] = {}
-    for key, metrics in results:
-        for m in metrics:
-            _store_points(
-                raw,
-                m["run_id"],
-                key,
-                int(m.get("step", 0)),
-                int(m.get("timestamp", 0)),
-                float(m["value"]),
-            )
-    source = (
-        "tracking server bulk-interval endpoint"
-        if use_interval
-        else "tracking server get-history-bulk endpoint"
-    )
-    return _finish(raw), source
-
-
-def fetch_histories_sql(store: Any, runs: list[RunRecord], keys: list[str]) -> dict[str, History]:
-    """Histories straight from a SqlAlchemyStore: one query per 500 runs for all keys."""
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
-
-    run_ids = sorted({rid for ids in _wanted(runs, keys).values() for rid in ids})
-    raw: dict[str, History] = {}
-    with store.ManagedSessionMaker() as session:
-        for batch in _chunks(run_ids, SQL_RUNS_PER_QUERY):
-            rows = (
-                session.query(
-                    SqlMetric.run_uuid,
-                    SqlMetric.key,
-                    SqlMetric.step,
-                    SqlMetric.timestamp,
-                    SqlMetric.value,
-                )
-                .filter(SqlMetric.run_uuid.in_(batch), SqlMetric.key.in_(keys))
-                .all()
-            )
-            for run_id, key, step, ts, value in rows:
-                _store_points(raw, run_id, key, int(step), int(ts), float(value))
-    return _finish(raw)
-
-
-def fetch_histories_per_run(
-    client: MlflowClient, runs: list[RunRecord], keys: list[str]
-) -> dict[str, History]:
-    """One ``get_metric_history`` call per run and metric: the slow path, for other stores."""
-    raw: dict[str, History] = {}
-    for key, run_ids in _wanted(runs, keys).items():
-        for run_id in run_ids:
-            for m in client.get_metric_history(run_id, key):
-                _store_points(raw, run_id, key, int(m.step), int(m.timestamp), float(m.value))
-    return _finish(raw)
-
-
-HistoryFetcher = Callable[[MlflowClient, str, list[RunRecord], list[str]], tuple[dict, str]]
-
-
-def fetch_histories(
-    client: MlflowClient, tracking_uri: str, runs: list[RunRecord], keys: list[str]
-) -> tuple[dict[str, History], str]:
-    """Fetch histories the cheapest way the store allows.
-
-    Returns:
-        (run_id -> metric -> [(step, value)], a description of the path taken).
-    """
-    if _is_http(tracking_uri):
-        try:
-            return fetch_histories_rest(client, runs, keys)
-        except MlflowException as exc:
-            # Servers with neither bulk endpoint answer ENDPOINT_NOT_FOUND.
-            if exc.error_code != "ENDPOINT_NOT_FOUND":
-                raise
-            log.warning("No bulk-interval endpoint on %s; fetching per run", tracking_uri)
-            return fetch_histories_per_run(
-                client, runs, keys
-            ), "per-run metric history (old server)"
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    store = client._tracking_client.store
-    if isinstance(store, SqlAlchemyStore):
-        return fetch_histories_sql(store, runs, keys), "bulk SQL on the tracking database"
-    return fetch_histories_per_run(client, runs, keys), "per-run metric history (store fallback)"
 
 
 class ExperimentReader:

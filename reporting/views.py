@@ -3,97 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from collections.abc import Iterable, Sequence
 
-from reporting.query import RunRecord
+from reporting.metric import RankMetric, best_value, has_direction, label, lower_is_better, present
+from reporting.records import RunRecord
 from trainer import contract
-
-STATUS_FINISHED = "FINISHED"
-STATUS_FAILED = "FAILED"
-STATUS_RUNNING = "RUNNING"
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses (and anything named like one) improve downwards; everything else upwards."""
-    return "loss" in metric.lower()
-
-
-# Name parts of metrics that improve upwards (losses improve downwards, see lower_is_better).
-_HIGHER_IS_BETTER_PARTS = frozenset(
-    {"recall", "precision", "accuracy", "auc", "ndcg", "mrr", "f1", "hitrate", "hits"}
-)
-
-
-def has_direction(metric: str) -> bool:
-    """Whether "best" means something for ``metric``: a loss or a quality metric, not e.g. lr."""
-    if lower_is_better(metric):
-        return True
-    return bool(_HIGHER_IS_BETTER_PARTS & set(metric.lower().replace("@", "_").split("_")))
-
-
-def metric_label(metric: str) -> str:
-    """Human label for a metric key: ``test_recall_at_100`` -> ``Test recall@100``."""
-    text = metric.replace("_at_", "@").replace("_", " ").strip()
-    return text[:1].upper() + text[1:] if text else metric
-
-
-def fmt(value: float | None, digits: int = 4) -> str:
-    """A metric value for display; an em dash when missing or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "\u2014"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}f}"
-
-
-def _ok(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
-
-
-def better(a: float, b: float, metric: str) -> bool:
-    """Whether ``a`` beats ``b`` on ``metric``."""
-    return a < b if lower_is_better(metric) else a > b
-
-
-def best_value(values: Iterable[float | None], metric: str) -> float | None:
-    """Best of the present values, or None."""
-    present = [v for v in values if _ok(v)]
-    if not present:
-        return None
-    return min(present) if lower_is_better(metric) else max(present)
-
-
-def recall_k(metric: str) -> int | None:
-    """The k of a ``..._recall_at_<k>`` metric, else None."""
-    head, sep, tail = metric.rpartition("_at_")
-    if sep and "recall" in head and tail.isdigit():
-        return int(tail)
-    return None
-
-
-def epoch_metric_for(rank_metric: str) -> str:
-    """The per-epoch metric whose best/last values the leaderboard shows beside ``rank_metric``."""
-    if rank_metric in contract.history_metrics():
-        return rank_metric
-    for prefix in ("final_", "best_"):
-        if rank_metric.startswith(prefix) and rank_metric[len(prefix) :] in (
-            contract.history_metrics()
-        ):
-            return rank_metric[len(prefix) :]
-    k = recall_k(rank_metric)
-    if k in contract.RECALL_KS:
-        return contract.val_recall_key(k)
-    return contract.val_recall_key(max(contract.RECALL_KS))
 
 
 def metric_value(run: RunRecord, metric: str) -> float | None:
-    """A run's value of ``metric``; history metrics fall back to their last epoch."""
+    """A run's logged value of ``metric`` (None when missing or NaN).
+
+    MLflow keeps the value at the highest step as a metric's latest value, so for a history
+    metric this is its last epoch's value.
+    """
     value = run.metrics.get(metric)
-    if _ok(value):
-        return value
-    return None
+    return value if present(value) else None
 
 
 def epoch_values(run: RunRecord, metric: str) -> tuple[float | None, float | None, int | None]:
@@ -104,16 +29,16 @@ def epoch_values(run: RunRecord, metric: str) -> tuple[float | None, float | Non
     best = run.metrics.get(contract.best_key(metric))
     last = run.metrics.get(contract.final_key(metric))
     best_epoch_v = run.metrics.get(contract.BEST_EPOCH)
-    best_epoch = int(best_epoch_v) if _ok(best_epoch_v) else None
+    best_epoch = int(best_epoch_v) if present(best_epoch_v) else None
     points = run.history.get(metric, [])
     if points:
-        if not _ok(last):
+        if not present(last):
             last = points[-1][1]
-        if not _ok(best):
+        if not present(best):
             step, best = min(points, key=lambda p: p[1] if lower_is_better(metric) else -p[1])
             if best_epoch is None:
                 best_epoch = step
-    return (best if _ok(best) else None, last if _ok(last) else None, best_epoch)
+    return (best if present(best) else None, last if present(last) else None, best_epoch)
 
 
 @dataclasses.dataclass
@@ -130,22 +55,23 @@ class LeaderRow:
     recalls: dict[int, float | None]
 
 
-def leaderboard(runs: Sequence[RunRecord], rank_metric: str) -> list[LeaderRow]:
-    """Runs ranked by ``rank_metric`` (ties share a rank); runs without it follow, unranked."""
-    epoch_metric = epoch_metric_for(rank_metric)
-    k = recall_k(rank_metric) or max(contract.RECALL_KS)
+def leaderboard(runs: Sequence[RunRecord], rank: RankMetric) -> list[LeaderRow]:
+    """Runs ranked by ``rank`` (ties share a rank); runs without it follow, unranked."""
+    k = rank.lift_k
     rows: list[LeaderRow] = []
     for run in runs:
-        value = metric_value(run, rank_metric)
-        best, last, best_epoch = epoch_values(run, epoch_metric)
+        value = metric_value(run, rank.name)
+        best, last, best_epoch = epoch_values(run, rank.epoch_metric)
         model = run.metrics.get(contract.test_recall_key(k))
         lifts: dict[str, float | None] = {}
         for baseline in contract.BASELINES:
             base = run.metrics.get(contract.baseline_recall_key(baseline, k))
-            lifts[baseline] = (model / base - 1.0) if _ok(model) and _ok(base) and base else None
+            lifts[baseline] = (
+                (model / base - 1.0) if present(model) and present(base) and base else None
+            )
         recalls = {kk: metric_value(run, contract.test_recall_key(kk)) for kk in contract.RECALL_KS}
         rows.append(LeaderRow(None, run, value, best_epoch, best, last, lifts, recalls))
-    sign = 1.0 if lower_is_better(rank_metric) else -1.0
+    sign = 1.0 if rank.lower_better else -1.0
     ranked = sorted(
         (r for r in rows if r.value is not None),
         key=lambda r: (sign * r.value, -r.run.start_time, r.run.name),  # type: ignore[operator]
@@ -176,7 +102,9 @@ class DashboardStats:
 
 def dashboard(runs: Sequence[RunRecord], headline_metric: str) -> DashboardStats:
     """Counts by status and the headline metric's best and mean over runs that logged it."""
-    by_status = {s: 0 for s in (STATUS_FINISHED, STATUS_FAILED, STATUS_RUNNING)}
+    by_status = {
+        s: 0 for s in (contract.STATUS_FINISHED, contract.STATUS_FAILED, contract.STATUS_RUNNING)
+    }
     for run in runs:
         if run.status in by_status:
             by_status[run.status] += 1
@@ -188,9 +116,9 @@ def dashboard(runs: Sequence[RunRecord], headline_metric: str) -> DashboardStats
         best_run = next(r for v, r in scored if v == best)
     return DashboardStats(
         total=len(runs),
-        finished=by_status[STATUS_FINISHED],
-        failed=by_status[STATUS_FAILED],
-        running=by_status[STATUS_RUNNING],
+        finished=by_status[contract.STATUS_FINISHED],
+        failed=by_status[contract.STATUS_FAILED],
+        running=by_status[contract.STATUS_RUNNING],
         other=len(runs) - sum(by_status.values()),
         headline_metric=headline_metric,
         best=best,
@@ -267,6 +195,7 @@ class CompareRow:
     values: list[float | str | None]
     best: set[int]
     same: bool
+    lower_better: bool = False
 
 
 def compare_metrics(
@@ -291,7 +220,11 @@ def compare_metrics(
             if best is not None and len(set(present)) > 1
             else set()
         )
-        rows.append(CompareRow(key, metric_label(key), list(vals), winners, len(set(vals)) == 1))
+        rows.append(
+            CompareRow(
+                key, label(key), list(vals), winners, len(set(vals)) == 1, lower_is_better(key)
+            )
+        )
     return rows
 
 

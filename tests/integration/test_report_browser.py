@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from reporting.report import VIEWS, render_report
+from reporting.build import write_report
 from tests.unit.reporting.mlflow_runs import EXPERIMENT, populate_sweep
+from trainer.contract import VIEW_COMBINED, VIEWS
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +127,7 @@ def report(tmp_path_factory):
     """The standard sweep's report (with hostile names), rendered once."""
     work = tmp_path_factory.mktemp("browser")
     sweep = populate_sweep(f"sqlite:///{work}/mlflow.db")
-    return render_report(
+    return write_report(
         f"sqlite:///{work}/mlflow.db",
         EXPERIMENT,
         str(work / "report"),
@@ -198,7 +199,7 @@ def _screenshot(cdp: CDP, name: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("view", ["index", *VIEWS])
+@pytest.mark.parametrize("view", [VIEW_COMBINED, *VIEWS])
 def test_page_loads_without_console_errors(browser, report, view):
     cdp = browser()
     try:
@@ -254,7 +255,7 @@ def test_pages_read_without_javascript(browser, report):
     cdp = browser()
     try:
         cdp.send("Emulation.setScriptExecutionDisabled", value=True)
-        _load(cdp, report.pages["index"])
+        _load(cdp, report.pages[VIEW_COMBINED])
         cdp.send("Emulation.setScriptExecutionDisabled", value=False)
         rows = cdp.evaluate("document.querySelectorAll('#leaderboard-table tbody tr').length")
         assert rows == 8

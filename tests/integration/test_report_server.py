@@ -12,8 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.report_bench import count_requests, mlflow_server
-from reporting import query
-from reporting.report import render_report
+from reporting import histories, query
+from reporting.build import write_report
 from tests.unit.reporting.mlflow_runs import EXPERIMENT, populate_sweep
 
 pytestmark = pytest.mark.integration
@@ -54,8 +54,8 @@ def test_histories_come_from_the_bulk_endpoint(server, tmp_path):
 
 def test_server_and_database_paths_render_the_same_tables(server, tmp_path):
     url, sqlite_uri, ids = server
-    via_http = render_report(url, EXPERIMENT, str(tmp_path / "http"), highlight_run_id=ids["evil"])
-    via_sql = render_report(
+    via_http = write_report(url, EXPERIMENT, str(tmp_path / "http"), highlight_run_id=ids["evil"])
+    via_sql = write_report(
         sqlite_uri, EXPERIMENT, str(tmp_path / "sql"), highlight_run_id=ids["evil"]
     )
     assert via_http.reachable and via_http.run_count == 8
@@ -73,7 +73,7 @@ def test_server_and_database_paths_render_the_same_tables(server, tmp_path):
 def test_small_pages_and_batches_over_http(server, monkeypatch):
     url, _, _ = server
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
-    monkeypatch.setattr(query, "BULK_RUNS_PER_REQUEST", 2)
+    monkeypatch.setattr(histories, "BULK_RUNS_PER_REQUEST", 2)
     full = query.load_experiment(url, EXPERIMENT)
     monkeypatch.undo()
     whole = query.load_experiment(url, EXPERIMENT)
@@ -84,7 +84,7 @@ def test_small_pages_and_batches_over_http(server, monkeypatch):
 def test_bulk_interval_endpoint_is_the_fallback(server, monkeypatch):
     url, _, _ = server
     bulk = query.load_experiment(url, EXPERIMENT)
-    monkeypatch.setattr(query, "BULK_HISTORY_ENDPOINT", "/ajax-api/2.0/mlflow/metrics/absent")
+    monkeypatch.setattr(histories, "BULK_HISTORY_ENDPOINT", "/ajax-api/2.0/mlflow/metrics/absent")
     with count_requests() as requests_by_path:
         interval = query.load_experiment(url, EXPERIMENT)
     assert interval.history_source == "tracking server bulk-interval endpoint"
@@ -97,7 +97,7 @@ def test_bulk_interval_endpoint_is_the_fallback(server, monkeypatch):
 def test_search_pages_over_http(server, monkeypatch):
     url, _, ids = server
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
-    monkeypatch.setattr(query, "BULK_RUNS_PER_REQUEST", 2)
+    monkeypatch.setattr(histories, "BULK_RUNS_PER_REQUEST", 2)
     with count_requests() as requests_by_path:
         data = query.load_experiment(url, EXPERIMENT)
     assert requests_by_path["api/2.0/mlflow/runs/search"] == 3
@@ -134,15 +134,10 @@ def test_runs_read_as_json_match_the_database_records(server):
     assert odd.metrics["neg_inf_metric"] == -sys.float_info.max
 
 
-def test_report_over_http_asks_for_full_histories_of_detail_runs_only(
-    server, tmp_path, monkeypatch
-):
+def test_report_over_http_asks_for_full_histories_of_detail_runs_only(server, tmp_path):
     url, _, _ = server
-    from reporting import report
-
-    monkeypatch.setattr(report, "DETAIL_RUNS", 1)
     with count_requests() as requests_by_path:
-        render_report(url, EXPERIMENT, str(tmp_path), top_n=1)
+        write_report(url, EXPERIMENT, str(tmp_path), top_n=1, detail_runs=1)
     # loss, val_loss, val_recall_at_100 for every run; then val_recall_at_10 and _50 for the
     # one run shown in detail (all 8 runs fit one batch of 100).
     assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] == 3 + 2

@@ -21,9 +21,7 @@ def _outputs(tmp_path):
 
 
 def test_html_outputs_are_the_report_views():
-    from reporting.report import VIEWS
-
-    assert HTML_OUTPUTS == ("report", *VIEWS)
+    assert HTML_OUTPUTS == (contract.VIEW_COMBINED, *contract.VIEWS)
 
 
 def test_component_writes_every_view_the_summary_and_metrics(tmp_path, tracking_uri):

@@ -46,10 +46,10 @@ def sweep_store(_empty_store, tmp_path_factory) -> Sweep:
 @pytest.fixture(scope="session")
 def sweep_report(sweep_store, tmp_path_factory):
     """The report of the standard sweep with default options, rendered once."""
-    from reporting.report import render_report
+    from reporting.build import write_report
 
     out = tmp_path_factory.mktemp("report")
-    result = render_report(
+    result = write_report(
         sweep_store.tracking_uri,
         EXPERIMENT,
         str(out),

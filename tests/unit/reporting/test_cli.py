@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reporting.__main__ import main
+from trainer import contract
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -29,8 +30,9 @@ def test_cli_renders_every_page(sweep_store, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "Ranked by **test\\_recall\\_at\\_10**" in out
-    for name in ("index", "dashboard", "leaderboard", "comparison", "training_curves", "heatmap"):
+    for name in (contract.VIEW_COMBINED, *contract.VIEWS):
         assert (tmp_path / f"{name}.html").is_file()
+    assert (tmp_path / contract.SUMMARY_FILE).read_text(encoding="utf-8") in out
     comparison = (tmp_path / "comparison.html").read_text()
     head = comparison[comparison.index('id="compare-metrics"') :]
     head = head[: head.index("</tr>")]
@@ -53,12 +55,12 @@ def test_cli_exit_status_when_unreachable(tmp_path, capsys):
     assert main(args) == 2
     assert "MLflow unreachable" in capsys.readouterr().err
     assert main([*args, "--no-fail-on-unreachable"]) == 0
-    assert "MLflow was unreachable" in (tmp_path / "index.html").read_text()
+    assert "MLflow was unreachable" in (tmp_path / "report.html").read_text()
 
 
 def test_reporting_imports_neither_tensorflow_nor_kfp():
     code = (
-        "import sys, reporting.report, reporting.__main__, reporting.charts\n"
+        "import sys, reporting.build, reporting.__main__\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'kfp', 'keras')]\n"
         "assert not bad, bad\n"
     )

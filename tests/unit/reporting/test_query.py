@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from reporting import query
+from reporting import histories, query
 from tests.unit.reporting.mlflow_runs import EVIL
 from trainer import contract
 
@@ -49,11 +49,11 @@ def test_histories_come_back_per_run_and_metric(sweep_store):
 
 def test_sql_batches_and_per_run_fallback_agree(sweep_store, monkeypatch):
     bulk = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
-    monkeypatch.setattr(query, "SQL_RUNS_PER_QUERY", 2)
+    monkeypatch.setattr(histories, "SQL_RUNS_PER_QUERY", 2)
     batched = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
 
     def per_run(client, uri, runs, keys):
-        return query.fetch_histories_per_run(client, runs, keys), "per run"
+        return histories.fetch_histories_per_run(client, runs, keys), "per run"
 
     slow = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT, history_fetcher=per_run)
     as_map = lambda d: {r.run_id: r.history for r in d.runs}
@@ -83,7 +83,7 @@ def _recording(calls: list):
 
     def fetch(client, uri, runs, keys):
         calls.append(({r.name for r in runs}, list(keys)))
-        return query.fetch_histories(client, uri, runs, keys)
+        return histories.fetch_histories(client, uri, runs, keys)
 
     return fetch
 
@@ -114,18 +114,16 @@ def test_reader_knows_who_logged_history_before_fetching_and_fetches_once(tracki
     assert len(calls) == 1  # already fetched: no second request
 
 
-def test_report_fetches_every_history_only_for_runs_shown_in_detail(
-    sweep_store, tmp_path, monkeypatch
-):
-    from reporting import report
+def test_report_fetches_every_history_only_for_runs_shown_in_detail(sweep_store, tmp_path):
+    from reporting.build import write_report
 
-    monkeypatch.setattr(report, "DETAIL_RUNS", 2)
     calls: list = []
-    result = report.render_report(
+    result = write_report(
         sweep_store.tracking_uri,
         EXPERIMENT,
         str(tmp_path),
         top_n=1,
+        detail_runs=2,
         _history_fetcher=_recording(calls),
     )
     overview = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, contract.val_recall_key(100)]

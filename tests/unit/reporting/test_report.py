@@ -1,4 +1,4 @@
-"""The rendered report, end to end on a real SQLite store: values, order, marks, escaping."""
+"""The written report, end to end on a real SQLite store: values, order, marks, escaping."""
 
 from __future__ import annotations
 
@@ -10,15 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from reporting.report import (
-    DISPLAY_NAMES,
-    VIEWS,
-    ReportUnreachableError,
-    md_escape,
-    redact_uri,
-    render_report,
-)
+from reporting.build import ReportUnreachableError, write_report
+from reporting.model import redact_uri
+from reporting.summary import md_escape
 from trainer import contract
+from trainer.contract import VIEW_COMBINED, VIEW_TITLES, VIEWS
 
 EXPERIMENT = "reporting-test"
 
@@ -64,12 +60,13 @@ def _text(fragment: str) -> str:
 
 
 def test_every_view_is_written_with_its_display_name(sweep_report):
-    assert set(sweep_report.pages) == {*VIEWS, "index"}
-    assert sweep_report.display_names == DISPLAY_NAMES
+    assert set(sweep_report.pages) == {*VIEWS, VIEW_COMBINED}
+    assert sweep_report.display_names == VIEW_TITLES
     for view, path in sweep_report.pages.items():
         page = Path(path).read_text(encoding="utf-8")
         assert page.startswith("<!DOCTYPE html>")
-        assert f"<h1>{DISPLAY_NAMES[view]}</h1>" in page
+        assert Path(path).name == f"{view}.html"
+        assert f"<h1>{VIEW_TITLES[view]}</h1>" in page
         # Self-contained: no external resource of any kind.
         assert not re.search(r'<(link|img|iframe)\b|\bsrc="|@import|https?://cdn', page), view
     assert sweep_report.run_count == 8
@@ -77,7 +74,7 @@ def test_every_view_is_written_with_its_display_name(sweep_report):
 
 
 def test_combined_page_holds_every_view(sweep_report):
-    page = _page(sweep_report, "index")
+    page = _page(sweep_report, VIEW_COMBINED)
     for view in VIEWS:
         assert f'<section class="view" id="{view}">' in page
         assert f'href="#{view}"' in page
@@ -126,7 +123,7 @@ def test_leaderboard_is_sortable_without_breaking_no_js(sweep_report):
 
 
 def test_lower_is_better_metric_ranks_ascending(sweep_store, tmp_path):
-    result = render_report(
+    result = write_report(
         sweep_store.tracking_uri, EXPERIMENT, str(tmp_path), rank_metric="final_val_loss"
     )
     rows = _rows(_page(result, "leaderboard"), "leaderboard-table")[1:]
@@ -192,7 +189,7 @@ def test_comparison_params_have_a_differences_only_view(sweep_report):
 
 def test_comparison_by_run_ids_keeps_order_and_reports_missing(sweep_store, tmp_path):
     ids = sweep_store.ids
-    result = render_report(
+    result = write_report(
         sweep_store.tracking_uri,
         EXPERIMENT,
         str(tmp_path),
@@ -263,7 +260,7 @@ def test_everything_from_mlflow_is_escaped(sweep_report, fx):
             assert not name.startswith("on"), (view, name, value)
     lb = _page(sweep_report, "leaderboard")
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &#39;q&#39; $a_b$ üñîçødé ☃" in lb
-    comparison_or_curves = _page(sweep_report, "index")
+    comparison_or_curves = _page(sweep_report, VIEW_COMBINED)
     # Hostile param key and value, metric keys (history and summary) and tag-derived names.
     assert "&lt;script&gt;k(&#34;1&#34;)&lt;/script&gt;ü&#39;h" in comparison_or_curves
     # Inside SVG text, matplotlib escapes too, and "$...$" stays literal (no mathtext).
@@ -288,7 +285,7 @@ def test_markdown_summary_and_metrics(sweep_report, sweep_store):
     assert m["best_run_lift_over_popular"] == pytest.approx(1.0)
     assert all(isinstance(v, float) for v in m.values())
     assert all(re.fullmatch(r"[a-z0-9_]+", k) for k in m)
-    assert Path(sweep_report.pages["index"]).with_name("summary.md").read_text() == md
+    assert Path(sweep_report.pages[VIEW_COMBINED]).with_name("summary.md").read_text() == md
 
 
 def test_md_escape_neutralises_tables_and_html():
@@ -311,10 +308,10 @@ def _closed_port() -> int:
 def test_unreachable_server_writes_a_page_and_fails_when_told(tmp_path):
     uri = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(ReportUnreachableError) as info:
-        render_report(uri, "x", str(tmp_path / "a"))
+        write_report(uri, "x", str(tmp_path / "a"))
     result = info.value.result
     assert result.reachable is False and result.run_count == 0
-    for view in (*VIEWS, "index"):
+    for view in (*VIEWS, VIEW_COMBINED):
         page = Path(result.pages[view]).read_text()
         assert "MLflow was unreachable" in page and uri in page
     assert "MLflow was unreachable" in result.markdown
@@ -323,24 +320,24 @@ def test_unreachable_server_writes_a_page_and_fails_when_told(tmp_path):
 
 def test_unreachable_server_does_not_fail_when_told_not_to(tmp_path):
     uri = f"http://127.0.0.1:{_closed_port()}"
-    result = render_report(uri, "x", str(tmp_path), fail_on_unreachable=False)
+    result = write_report(uri, "x", str(tmp_path), fail_on_unreachable=False)
     assert result.reachable is False
     assert "MLflow was unreachable" in Path(result.pages["leaderboard"]).read_text()
 
 
 def test_missing_experiment_and_unsafe_ui_url(sweep_store, tmp_path):
-    result = render_report(
+    result = write_report(
         sweep_store.tracking_uri, "no-such-experiment", str(tmp_path), ui_url="javascript:alert(1)"
     )
     assert result.reachable and result.run_count == 0
-    page = _page(result, "index")
+    page = _page(result, VIEW_COMBINED)
     assert "does not exist (yet)" in page
     assert "javascript:" not in page
     assert "No runs in this experiment yet" in page
 
 
 def test_metric_never_logged_says_so(sweep_store, tmp_path):
-    result = render_report(sweep_store.tracking_uri, EXPERIMENT, str(tmp_path), rank_metric="nope")
+    result = write_report(sweep_store.tracking_uri, EXPERIMENT, str(tmp_path), rank_metric="nope")
     assert "No run has logged the ranking metric" in _page(result, "leaderboard")
     assert "No run has logged `nope` yet." in result.markdown
 
@@ -351,7 +348,7 @@ def test_report_without_ui_url_has_no_links(tracking_uri, tmp_path, fx):
     client = MlflowClient(tracking_uri)
     eid = client.create_experiment(EXPERIMENT)
     fx.log_run(client, eid, "only", test_recall={100: 0.1})
-    result = render_report(tracking_uri, EXPERIMENT, str(tmp_path))
+    result = write_report(tracking_uri, EXPERIMENT, str(tmp_path))
     page = _page(result, "training_curves")
     assert 'href="http' not in page and "Open in the MLflow UI" not in page
     assert "[only]" not in result.markdown and "| only |" in result.markdown
@@ -365,16 +362,16 @@ def test_evil_key_constants_are_really_hostile(fx):
 def test_histories_failing_midway_keep_the_runs_and_say_so(sweep_store, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from reporting import query
+    from reporting import histories
 
     # The runs come from the store; the history requests go to a server that is gone.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     dead = f"http://127.0.0.1:{_closed_port()}"
 
     def gone(client, uri, runs, keys):
-        return query.fetch_histories(MlflowClient(dead), dead, runs, keys)
+        return histories.fetch_histories(MlflowClient(dead), dead, runs, keys)
 
-    result = render_report(
+    result = write_report(
         sweep_store.tracking_uri, EXPERIMENT, str(tmp_path), _history_fetcher=gone
     )
     assert result.reachable and result.run_count == 8

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from reporting import views
-from reporting.query import RunRecord
+from reporting.metric import RankMetric
+from reporting.records import RunRecord
 
 
 def _run(name: str, **metrics: float) -> RunRecord:
@@ -24,8 +25,21 @@ def test_best_is_marked_only_where_it_means_something():
         assert rows[key].best == set(), key
 
 
-def test_has_direction():
-    for key in ("loss", "val_loss", "val_recall_at_10", "ndcg@10", "auc", "test_precision_at_5"):
-        assert views.has_direction(key), key
-    for key in ("lr", "best_epoch", "regularization", "epoch_time_s", "mapping_size"):
-        assert not views.has_direction(key), key
+def test_leaderboard_ranks_by_the_rank_metric_direction_with_ties_sharing_a_rank():
+    runs = [
+        _run("a", final_val_loss=1.0, test_recall_at_100=0.3),
+        _run("b", final_val_loss=0.5, test_recall_at_100=0.3),
+        _run("c", test_recall_at_100=0.1),
+    ]
+    by_loss = views.leaderboard(runs, RankMetric.of("final_val_loss"))
+    assert [(r.rank, r.run.name) for r in by_loss] == [(1, "b"), (2, "a"), (None, "c")]
+    by_recall = views.leaderboard(runs, RankMetric.of("test_recall_at_100"))
+    assert [r.rank for r in by_recall] == [1, 1, 3]
+    assert by_recall[2].run.name == "c"
+
+
+def test_metric_value_is_the_logged_value_or_none():
+    run = _run("a", loss=float("nan"), val_loss=1.5)
+    assert views.metric_value(run, "val_loss") == 1.5
+    assert views.metric_value(run, "loss") is None
+    assert views.metric_value(run, "absent") is None

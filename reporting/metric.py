@@ -1,0 +1,103 @@
+"""What the report knows about a metric's name: its label, its direction, its display format.
+
+Directions come from :func:`trainer.contract.metric_direction` (the one rule for the whole
+product); :class:`RankMetric` interprets the ranking metric once for every page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+from trainer import contract
+
+
+def label(metric: str) -> str:
+    """Human label for a metric key: ``test_recall_at_100`` -> ``Test recall@100``."""
+    text = metric.replace("_at_", "@").replace("_", " ").strip()
+    return text[:1].upper() + text[1:] if text else metric
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A metric value for display; an em dash when missing or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2014"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def pct(value: float | None) -> str:
+    """A relative change (lift) as a signed percentage; an em dash when missing."""
+    if value is None:
+        return "\u2014"
+    return f"{value * 100:+.1f}%"
+
+
+def present(value: float | None) -> bool:
+    """Whether a value was logged and is a number (not None, not NaN)."""
+    return value is not None and not math.isnan(value)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether ``metric`` improves downwards (losses, errors)."""
+    return contract.metric_direction(metric) == contract.LOWER
+
+
+def has_direction(metric: str) -> bool:
+    """Whether "best" means something for ``metric``: a loss or a quality metric, not e.g. lr."""
+    return contract.metric_direction(metric) is not None
+
+
+def better(a: float, b: float, metric: str) -> bool:
+    """Whether ``a`` beats ``b`` on ``metric`` (a metric without a direction: higher)."""
+    return a < b if lower_is_better(metric) else a > b
+
+
+def best_value(values: Iterable[float | None], metric: str) -> float | None:
+    """Best of the present values (a metric without a direction: the highest), or None."""
+    values = [v for v in values if present(v)]
+    if not values:
+        return None
+    return min(values) if lower_is_better(metric) else max(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class RankMetric:
+    """The metric that ranks the leaderboard and fills the heatmap, interpreted once.
+
+    Attributes:
+        name: The metric key runs logged (e.g. ``test_recall_at_100``).
+        label: Its human label.
+        lower_better: Whether lower values rank first (losses); otherwise higher do.
+        epoch_metric: The per-epoch metric shown beside it (best and last epoch).
+        lift_k: The k whose test recall is compared with the baselines' (lift).
+        recall_columns: The k of each "Test R@k" column; the rank metric's own is left out.
+    """
+
+    name: str
+    label: str
+    lower_better: bool
+    epoch_metric: str
+    lift_k: int
+    recall_columns: tuple[int, ...]
+
+    @classmethod
+    def of(cls, name: str) -> RankMetric:
+        """Interpret a metric key."""
+        return cls(
+            name=name,
+            label=label(name),
+            lower_better=lower_is_better(name),
+            epoch_metric=contract.history_metric_of(name),
+            lift_k=contract.recall_k(name) or max(contract.RECALL_KS),
+            recall_columns=tuple(
+                k for k in contract.RECALL_KS if contract.test_recall_key(k) != name
+            ),
+        )
+
+    @property
+    def direction_word(self) -> str:
+        """``"lower"`` or ``"higher"``: which way is better, for a sentence."""
+        return "lower" if self.lower_better else "higher"

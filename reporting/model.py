@@ -1,0 +1,185 @@
+"""The report's view model: the experiment read once, the rank metric and the runs interpreted once.
+
+:func:`read_model` reads the runs (and only the histories the pages draw) and builds a
+:class:`ReportModel`; the page builders, the Markdown summary and the KFP metrics all read
+from it and never look at a metric's name again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import urllib.parse
+
+from reporting import views
+from reporting.histories import HistoryFetcher
+from reporting.metric import RankMetric
+from reporting.query import ExperimentReader, TrackingUnreachableError
+from reporting.records import ExperimentData, RunRecord
+from trainer import contract
+
+log = logging.getLogger(__name__)
+
+# The dashboard's headline: test recall at the largest k, whatever ranks the leaderboard.
+HEADLINE_METRIC = contract.test_recall_key(max(contract.RECALL_KS))
+
+
+def redact_uri(uri: str) -> str:
+    """A tracking URI fit to print: user info and query string removed."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.netloc and "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    return urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
+
+
+def safe_ui_url(ui_url: str) -> str:
+    """The MLflow UI base URL without a trailing slash; "" unless it is http(s)."""
+    ui_url = (ui_url or "").strip().rstrip("/")
+    if ui_url and urllib.parse.urlsplit(ui_url).scheme not in ("http", "https"):
+        log.warning("Ignoring MLflow UI URL %r: only http(s) links are written", ui_url)
+        return ""
+    return ui_url
+
+
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """Link to a run in the MLflow UI ("" when no UI base URL is known)."""
+    if not ui_url or not experiment_id:
+        return ""
+    q = urllib.parse.quote
+    return f"{ui_url}/#/experiments/{q(experiment_id, safe='')}/runs/{q(run_id, safe='')}"
+
+
+@dataclasses.dataclass
+class ReportModel:
+    """Everything the pages, the summary and the metrics show.
+
+    Attributes:
+        experiment: Experiment name.
+        data: The runs as read (with the histories fetched) and the reader's notes.
+        rank: The ranking metric, interpreted.
+        stats: The dashboard's counts and the headline metric's best and mean.
+        rows: Leaderboard rows: ranked runs best first, then unranked ones.
+        compare_runs: The runs the comparison shows, in order.
+        chosen_by_id: Whether the compared runs were named (else: the top N).
+        detail_runs: How many runs get their own chart and epoch table.
+        ui_url: MLflow UI base URL ("" when unknown or unsafe).
+        highlight_run_id: The run marked as "this run".
+        tracking_uri: The tracking URI, redacted.
+        generated: When the report was made (UTC, minutes).
+    """
+
+    experiment: str
+    data: ExperimentData
+    rank: RankMetric
+    stats: views.DashboardStats
+    rows: list[views.LeaderRow]
+    compare_runs: list[RunRecord]
+    chosen_by_id: bool
+    detail_runs: int
+    ui_url: str
+    highlight_run_id: str
+    tracking_uri: str
+    generated: str
+
+    @property
+    def ranked(self) -> list[views.LeaderRow]:
+        """The rows that have a rank, best first."""
+        return [r for r in self.rows if r.rank is not None]
+
+    def url(self, run: RunRecord) -> str:
+        """The run's page in the MLflow UI ("" without a UI URL)."""
+        return run_url(self.ui_url, self.data.experiment_id, run.run_id)
+
+
+def overview_keys(rank: RankMetric) -> list[str]:
+    """History metrics drawn for every run: losses and the ranking metric's per-epoch twin."""
+    keys = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, rank.epoch_metric]
+    return list(dict.fromkeys(keys))
+
+
+def _fill_histories(
+    reader: ExperimentReader, data: ExperimentData, runs: list[RunRecord], keys: list[str]
+) -> str | None:
+    """Fetch histories; on an MLflow failure return what went wrong instead of raising."""
+    try:
+        reader.fill_histories(data, runs, keys)
+    except TrackingUnreachableError as exc:
+        log.error("Reading metric histories failed: %s", exc)
+        return str(exc)
+    return None
+
+
+def _notes(
+    history_error: str | None,
+    missing: list[str],
+    any_runs: bool,
+    rows: list[views.LeaderRow],
+    rank: RankMetric,
+) -> list[str]:
+    """What the reader must know beyond the tables: missing histories, runs or metric."""
+    notes = []
+    if history_error is not None:
+        # The runs were read: report them, say what is missing.
+        notes.append(
+            f"MLflow stopped answering while per-epoch histories were read ({history_error}); "
+            "some training curves and epoch tables are missing."
+        )
+    if missing:
+        notes.append("Runs asked for in the comparison but not found: " + ", ".join(missing))
+    if any_runs and not any(r.rank is not None for r in rows):
+        notes.append(f"No run has logged the ranking metric {rank.name!r}.")
+    return notes
+
+
+def read_model(
+    tracking_uri: str,
+    experiment: str,
+    rank_metric: str,
+    *,
+    compare_run_ids: list[str] | None,
+    top_n: int,
+    detail_runs: int,
+    ui_url: str = "",
+    highlight_run_id: str = "",
+    history_fetcher: HistoryFetcher | None = None,
+) -> tuple[ReportModel, float]:
+    """Read the experiment and build the view model.
+
+    Every run's overview curves are fetched; the full set of history metrics only for the
+    ``detail_runs`` best runs and the compared ones. Histories that fail midway become a note.
+
+    Returns:
+        (the model, seconds spent reading from MLflow).
+
+    Raises:
+        TrackingUnreachableError: MLflow did not answer when the runs were read.
+    """
+    rank = RankMetric.of(rank_metric)
+    reader = ExperimentReader(tracking_uri, history_fetcher)
+    data = reader.read(experiment)
+    history_error = _fill_histories(reader, data, data.runs, overview_keys(rank))
+    rows = views.leaderboard(data.runs, rank)
+    by_id = {r.run_id: r for r in data.runs}
+    compare_runs, missing = views.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
+    with_history = [r.run for r in rows if r.run.has_history]
+    detail_runs = detail_runs or len(with_history)
+    if history_error is None:
+        detail = with_history[:detail_runs]
+        history_error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
+    data.notes += _notes(history_error, missing, bool(data.runs), rows, rank)
+    model = ReportModel(
+        experiment=experiment,
+        data=data,
+        rank=rank,
+        stats=views.dashboard(data.runs, HEADLINE_METRIC),
+        rows=rows,
+        compare_runs=compare_runs,
+        chosen_by_id=bool(compare_run_ids),
+        detail_runs=detail_runs,
+        ui_url=safe_ui_url(ui_url),
+        highlight_run_id=highlight_run_id,
+        tracking_uri=redact_uri(tracking_uri),
+        generated=dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    return model, reader.fetch_s

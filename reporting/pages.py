@@ -1,0 +1,254 @@
+"""The report's HTML: one section per view from the view model, laid out as standalone pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+import jinja2
+from markupsafe import Markup
+
+from reporting import charts, views
+from reporting.metric import best_value, fmt, has_direction, label, pct
+from reporting.model import HEADLINE_METRIC, ReportModel, overview_keys
+from reporting.records import RunRecord
+from trainer import contract
+
+# The dashboard lists this many latest runs and this many top runs.
+LATEST_RUNS = 10
+DASHBOARD_TOP = 5
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "\u2014"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "\u2014"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("reporting", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.filters.update(fmt=fmt, label=label, pct=pct, when=_when, duration=_duration)
+_env.globals.update(contract=contract)
+
+
+def _section(name: str, **kw: object) -> Markup:
+    return Markup(_env.get_template(f"_{name}.html.j2").render(**kw))
+
+
+def _common(model: ReportModel) -> dict[str, object]:
+    return {"model": model, "ks": contract.RECALL_KS, "baselines": contract.BASELINES}
+
+
+def _dashboard(model: ReportModel) -> Markup:
+    stats = model.stats
+    timeline = charts.metric_timeline(model.data.runs, HEADLINE_METRIC, model.highlight_run_id)
+    best_row = next((r for r in model.rows if stats.best_run and r.run is stats.best_run), None)
+    return _section(
+        contract.VIEW_DASHBOARD,
+        stats=stats,
+        best_row=best_row,
+        latest=views.latest_runs(model.data.runs, LATEST_RUNS),
+        top=model.ranked[:DASHBOARD_TOP],
+        timeline=Markup(timeline),
+        headline=HEADLINE_METRIC,
+        **_common(model),
+    )
+
+
+def _leaderboard(model: ReportModel) -> Markup:
+    return _section(contract.VIEW_LEADERBOARD, rows=model.rows, **_common(model))
+
+
+def _comparison(model: ReportModel) -> Markup:
+    runs = model.compare_runs
+    param_rows = views.compare_params(runs)
+    keys = list(dict.fromkeys([contract.METRIC_VAL_LOSS, model.rank.epoch_metric]))
+    curves = Markup(charts.overlay_curves(runs, keys, title="Training curves of compared runs"))
+    return _section(
+        contract.VIEW_COMPARISON,
+        runs=runs,
+        metric_rows=views.compare_metrics(runs),
+        param_rows=param_rows,
+        n_diff=sum(1 for r in param_rows if not r.same),
+        curves=curves if any(r.has_history for r in runs) else None,
+        chosen_by_id=model.chosen_by_id,
+        **_common(model),
+    )
+
+
+def _run_detail(model: ReportModel, run: RunRecord) -> dict[str, object]:
+    """One run's chart and epoch table (every history metric it logged, best values marked)."""
+    table_keys = [k for k in model.data.history_keys if run.history.get(k)]
+    by_key = {k: dict(run.history[k]) for k in table_keys}
+    return {
+        "run": run,
+        "svg": Markup(charts.run_curves(run)),
+        "steps": sorted({s for pts in run.history.values() for s, _ in pts}),
+        "metric_keys": table_keys,
+        "by_key": by_key,
+        "best_epoch": views.epoch_values(run, model.rank.epoch_metric)[2],
+        "best_per_key": {
+            k: best_value(by_key[k].values(), k) if has_direction(k) else None for k in table_keys
+        },
+    }
+
+
+def _training_curves(model: ReportModel) -> Markup:
+    ordered = [r.run for r in model.rows]
+    with_hist = [r for r in ordered if r.has_history]
+    keys = [k for k in overview_keys(model.rank) if k in model.data.history_keys]
+    overview = (
+        Markup(charts.overlay_curves(with_hist, keys, title="All runs")) if with_hist else None
+    )
+    return _section(
+        contract.VIEW_TRAINING_CURVES,
+        overview=overview,
+        details=[_run_detail(model, run) for run in with_hist[: model.detail_runs]],
+        more=with_hist[model.detail_runs :],
+        without=[r for r in ordered if not r.has_history],
+        n_with=len(with_hist),
+        **_common(model),
+    )
+
+
+def _heat_color(value: float, vmin: float, vmax: float, lower_better: bool) -> tuple[str, bool]:
+    t = 0.5 if vmax == vmin else (value - vmin) / (vmax - vmin)
+    if lower_better:
+        t = 1.0 - t
+    # White (worst) to a saturated blue (best), perceptually even enough for a table.
+    lo, hi = (248, 250, 252), (29, 78, 216)
+    rgb = [round(a + (b - a) * t) for a, b in zip(lo, hi, strict=True)]
+    return "#{:02x}{:02x}{:02x}".format(*rgb), t > 0.55
+
+
+def _heat_cell(hm: views.Heatmap, fc: str, mc: str, best: float | None, lower_better: bool):
+    cell = hm.cell(fc, mc)
+    style, dark = "", False
+    if cell.mean is not None and hm.vmin is not None and hm.vmax is not None:
+        color, dark = _heat_color(cell.mean, hm.vmin, hm.vmax, lower_better)
+        style = f"background-color:{color}"
+    best_cell = cell.mean is not None and cell.mean == best
+    return {"fc": fc, "mc": mc, "cell": cell, "style": style, "dark": dark, "best": best_cell}
+
+
+def _heatmap(model: ReportModel) -> Markup:
+    hm = views.heatmap(model.data.runs, model.rank.name)
+    best = best_value((c.mean for c in hm.cells.values()), model.rank.name)
+    lower = model.rank.lower_better
+    grid = [
+        (fc, [_heat_cell(hm, fc, mc, best, lower) for mc in hm.model_configs])
+        for fc in hm.feature_configs
+    ]
+    return _section(contract.VIEW_HEATMAP, hm=hm, grid=grid, **_common(model))
+
+
+def _recall_at_k(model: ReportModel) -> Markup:
+    ranked_runs = [r.run for r in model.rows]
+    by_run = views.recall_by_run(ranked_runs)[: len(charts.PALETTE)]
+    by_config = views.recall_by_config(model.data.runs)
+    baselines = views.baseline_means(model.data.runs)
+    params = views.varying_params(model.data.runs)
+    return _section(
+        contract.VIEW_RECALL_AT_K,
+        chart=Markup(charts.recall_at_k(by_run, by_config[: len(charts.PALETTE)], baselines)),
+        by_config=by_config,
+        baseline_rows=baselines,
+        parallel=Markup(charts.parallel_coordinates(model.data.runs, params, model.rank)),
+        params=params,
+        n_shown=min(len(ranked_runs), len(charts.PALETTE)),
+        **_common(model),
+    )
+
+
+_BUILDERS: dict[str, Callable[[ReportModel], Markup]] = {
+    contract.VIEW_DASHBOARD: _dashboard,
+    contract.VIEW_LEADERBOARD: _leaderboard,
+    contract.VIEW_COMPARISON: _comparison,
+    contract.VIEW_TRAINING_CURVES: _training_curves,
+    contract.VIEW_HEATMAP: _heatmap,
+    contract.VIEW_RECALL_AT_K: _recall_at_k,
+}
+
+
+def _page(
+    title: str,
+    view: str,
+    sections: Sequence[tuple[str, Markup]],
+    model: ReportModel | None,
+    experiment: str,
+    footer: dict[str, str],
+) -> str:
+    return _env.get_template("layout.html.j2").render(
+        title=title,
+        view=view,
+        sections=sections,
+        nav=[contract.VIEW_COMBINED, *contract.VIEWS],
+        titles=contract.VIEW_TITLES,
+        combined=view == contract.VIEW_COMBINED,
+        experiment=experiment,
+        footer=footer,
+        model=model,
+    )
+
+
+def render_pages(model: ReportModel) -> dict[str, str]:
+    """Every view's page and the combined page (``contract.VIEW_COMBINED``), as HTML text."""
+    sections = {view: _BUILDERS[view](model) for view in contract.VIEWS}
+    footer = {
+        "Experiment": model.experiment,
+        "Tracking URI": model.tracking_uri,
+        "Runs": str(len(model.data.runs)),
+        "Histories": model.data.history_source or "\u2014",
+        "Generated": model.generated,
+    }
+    pages = {
+        view: _page(
+            contract.VIEW_TITLES[view],
+            view,
+            [(view, sections[view])],
+            model,
+            model.experiment,
+            footer,
+        )
+        for view in contract.VIEWS
+    }
+    pages[contract.VIEW_COMBINED] = _page(
+        contract.VIEW_TITLES[contract.VIEW_COMBINED],
+        contract.VIEW_COMBINED,
+        [(v, sections[v]) for v in contract.VIEWS],
+        model,
+        model.experiment,
+        footer,
+    )
+    return pages
+
+
+def unreachable_pages(safe_uri: str, experiment: str, reason: str) -> dict[str, str]:
+    """Every page, each saying that MLflow at ``safe_uri`` (redacted) could not be read."""
+    section = _section("unreachable", tracking_uri=safe_uri, reason=reason, experiment=experiment)
+    return {
+        view: _page(
+            f"{contract.VIEW_TITLES[view]} \u2014 MLflow unreachable",
+            view,
+            [("unreachable", section)],
+            None,
+            experiment,
+            {"Tracking URI": safe_uri},
+        )
+        for view in (contract.VIEW_COMBINED, *contract.VIEWS)
+    }

@@ -1,0 +1,146 @@
+"""The report's record of an MLflow run, and the one parser that makes it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from trainer import contract
+
+History = dict[str, list[tuple[int, float]]]
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One MLflow run as the report sees it.
+
+    Attributes:
+        run_id: MLflow run id.
+        name: Run name (falls back to the id's first 8 characters).
+        status: FINISHED, FAILED, RUNNING, SCHEDULED or KILLED.
+        start_time: Start time in ms since the epoch (0 when unknown).
+        end_time: End time in ms since the epoch (None while running).
+        params: All params.
+        tags: User tags (``mlflow.*`` system tags removed).
+        metrics: Latest value of every metric.
+        metric_steps: Step of the latest value of every metric.
+        history: Per-epoch history of each history metric, sorted by step; empty when none.
+            Holds only the metrics fetched so far (see :meth:`ExperimentReader.fill_histories`).
+        logged_history: History metrics this run logged (known from its latest metrics, before
+            any history is fetched).
+    """
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int
+    end_time: int | None
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    metric_steps: dict[str, int]
+    history: History = dataclasses.field(default_factory=dict)
+    logged_history: tuple[str, ...] = ()
+
+    @property
+    def feature_config(self) -> str:
+        """Feature config display name (tag, else id param, else empty)."""
+        return self.tags.get(contract.TAG_FEATURE_CONFIG_NAME) or self.params.get(
+            contract.PARAM_FEATURE_CONFIG_ID, ""
+        )
+
+    @property
+    def model_config(self) -> str:
+        """Model config display name (tag, else id param, else empty)."""
+        return self.tags.get(contract.TAG_MODEL_CONFIG_NAME) or self.params.get(
+            contract.PARAM_MODEL_CONFIG_ID, ""
+        )
+
+    @property
+    def has_history(self) -> bool:
+        """Whether any per-epoch history was logged (fetched or not)."""
+        return bool(self.logged_history) or any(self.history.values())
+
+    @property
+    def epochs(self) -> int | None:
+        """Points in the longest history fetched so far (None when none was fetched)."""
+        lengths = [len(pts) for pts in self.history.values() if pts]
+        return max(lengths) if lengths else None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Wall time of the run in seconds, None while running or unknown."""
+        if not self.end_time or not self.start_time:
+            return None
+        return max(0.0, (self.end_time - self.start_time) / 1000.0)
+
+
+@dataclasses.dataclass
+class ExperimentData:
+    """What :meth:`ExperimentReader.read` and :func:`load_experiment` return.
+
+    Attributes:
+        experiment_id: MLflow experiment id ("" when the experiment does not exist).
+        runs: All active runs, newest first.
+        history_keys: History metric names found, in display order.
+        history_source: How histories were fetched (for the report's footer; "" until some
+            were).
+        notes: Things the reader should know (missing experiment, fallbacks taken).
+    """
+
+    experiment_id: str
+    runs: list[RunRecord]
+    history_keys: list[str]
+    history_source: str
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def record_from_json(run: dict[str, Any]) -> RunRecord:
+    """A RunRecord from one run in the REST API's ``runs/search`` shape (the one parser).
+
+    Runs from a database store come through :func:`as_json` first, so both paths share the
+    same rules (name fallback, system tags dropped, NaN/infinity read back as floats).
+    """
+    info, data = run.get("info", {}), run.get("data", {})
+    metrics = data.get("metrics", [])
+    run_id = info.get("run_id") or info["run_uuid"]
+    end_time = info.get("end_time")
+    return RunRecord(
+        run_id=run_id,
+        name=info.get("run_name") or run_id[:8],
+        status=info.get("status", contract.STATUS_RUNNING),
+        start_time=int(info.get("start_time") or 0),
+        end_time=int(end_time) if end_time else None,
+        params={p["key"]: p.get("value", "") for p in data.get("params", [])},
+        tags={
+            t["key"]: t.get("value", "")
+            for t in data.get("tags", [])
+            if not t["key"].startswith("mlflow.")
+        },
+        # JSON carries NaN and infinities as the strings "NaN" / "Infinity"; float() reads both.
+        metrics={m["key"]: float(m.get("value", "NaN")) for m in metrics},
+        metric_steps={m["key"]: int(m.get("step", 0)) for m in metrics},
+    )
+
+
+def as_json(run: Any) -> dict[str, Any]:
+    """An ``mlflow.entities.Run`` in the ``runs/search`` JSON shape (fields only, no rules)."""
+    info, data = run.info, run.data
+    return {
+        "info": {
+            "run_id": info.run_id,
+            "run_name": info.run_name,
+            "status": info.status,
+            "start_time": info.start_time,
+            "end_time": info.end_time,
+        },
+        "data": {
+            "params": [{"key": k, "value": v} for k, v in data.params.items()],
+            "tags": [{"key": k, "value": v} for k, v in data.tags.items()],
+            # The latest value of each metric, with its step (data.metrics drops the step).
+            "metrics": [
+                {"key": m.key, "value": m.value, "step": m.step}
+                for m in getattr(data, "_metric_objs", [])
+            ],
+        },
+    }

@@ -1,0 +1,123 @@
+"""The report's Markdown summary (KFP Markdown artifact) and KFP metrics, from the view model."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from reporting.metric import fmt, pct
+from reporting.model import ReportModel
+from trainer import contract
+
+# The Markdown table lists this many ranked runs; the leaderboard page has them all.
+MARKDOWN_TOP = 10
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_escape(text: str) -> str:
+    """Escape text for a Markdown table cell (also neutralises raw HTML)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return " ".join(text.split())
+
+
+def metric_name(text: str) -> str:
+    """A KFP metric name made of ``[a-z0-9_]`` from any text."""
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+
+
+def kfp_metrics(model: ReportModel) -> dict[str, float]:
+    """Flat name -> float for KFP Metrics: run counts, then the best run's test recall and lifts."""
+    stats = model.stats
+    out: dict[str, float] = {
+        "run_count": float(stats.total),
+        "finished_runs": float(stats.finished),
+        "failed_runs": float(stats.failed),
+        "runs_with_history": float(stats.with_history),
+        "mlflow_reachable": 1.0,
+    }
+    if stats.mean is not None:
+        out[f"mean_{stats.headline_metric}"] = stats.mean
+    top = next(iter(model.ranked), None)
+    if top is not None:
+        out[f"best_run_{metric_name(model.rank.name)}"] = float(top.value)  # type: ignore[arg-type]
+        for k in contract.RECALL_KS:
+            v = top.run.metrics.get(contract.test_recall_key(k))
+            if v is not None and not math.isnan(v):
+                out[f"best_run_{contract.test_recall_key(k)}"] = v
+        for name, lift in top.lifts.items():
+            if lift is not None:
+                out[f"best_run_lift_over_{metric_name(name)}"] = lift
+    return out
+
+
+def _table(model: ReportModel) -> list[str]:
+    """The top runs as a Markdown table, each name linked to the MLflow UI when known."""
+    rank = model.rank
+    head = ["#", "Run", "Feature config", "Model config", rank.label]
+    head += [f"Test R@{k}" for k in rank.recall_columns]
+    head += [f"Lift vs {b}" for b in contract.BASELINES]
+    lines = ["| " + " | ".join(md_escape(h) for h in head) + " |"]
+    lines.append("|" + "|".join(["---:"] + ["---"] * 3 + ["---:"] * (len(head) - 4)) + "|")
+    for row in model.ranked[:MARKDOWN_TOP]:
+        name = md_escape(row.run.name)
+        link = model.url(row.run)
+        if link:
+            name = f"[{name}]({link})"
+        if row.run.run_id == model.highlight_run_id:
+            name += " \u2190 this run"
+        cells = [
+            str(row.rank),
+            name,
+            md_escape(row.run.feature_config),
+            md_escape(row.run.model_config),
+            fmt(row.value),
+        ]
+        cells += [fmt(row.recalls[k]) for k in rank.recall_columns]
+        cells += [md_escape(pct(row.lifts[b])) for b in contract.BASELINES]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(model: ReportModel) -> str:
+    """The KFP Markdown summary: counts, the best run and the top runs as a table."""
+    stats, rank = model.stats, model.rank
+    lines = [
+        f"# {md_escape(model.experiment)}: experiment report",
+        "",
+        (
+            f"**{stats.total}** runs: {stats.finished} finished, {stats.failed} failed, "
+            f"{stats.running} running. Ranked by **{md_escape(rank.name)}** "
+            f"({rank.direction_word} is better)."
+        ),
+        "",
+    ]
+    lines += [f"> {md_escape(n)}" for n in model.data.notes]
+    ranked = model.ranked
+    if not ranked:
+        lines.append(f"No run has logged `{md_escape(rank.name)}` yet.")
+        return "\n".join(lines) + "\n"
+    top = ranked[0]
+    lines.append(
+        f"Best run: **{md_escape(top.run.name)}** ({md_escape(top.run.feature_config)} \u00d7 "
+        f"{md_escape(top.run.model_config)}), {md_escape(rank.label)} = {fmt(top.value)}."
+    )
+    lines.append("")
+    lines += _table(model)
+    if len(ranked) > MARKDOWN_TOP:
+        lines.append("")
+        lines.append(f"\u2026and {len(ranked) - MARKDOWN_TOP} more; see the leaderboard artifact.")
+    return "\n".join(lines) + "\n"
+
+
+def unreachable_markdown(safe_uri: str, experiment: str, reason: str) -> str:
+    """The summary when MLflow at ``safe_uri`` (redacted) could not be read."""
+    return (
+        f"# {md_escape(experiment)}: experiment report\n\n"
+        f"**MLflow was unreachable** at `{md_escape(safe_uri)}`; no runs could be read.\n\n"
+        f"> {md_escape(reason)}\n"
+    )
+
+
+UNREACHABLE_METRICS = {"run_count": 0.0, "mlflow_reachable": 0.0}

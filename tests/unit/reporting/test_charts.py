@@ -1,0 +1,148 @@
+"""Each chart on real RunRecords (read from the standard sweep): valid SVG, series, labels."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from reporting import charts, query, views
+from reporting.metric import RankMetric
+from reporting.records import RunRecord
+from tests.unit.reporting.mlflow_runs import EVIL, EXPERIMENT
+from trainer import contract
+
+_SVG = "{http://www.w3.org/2000/svg}"
+RANKED = ["hist-small", "ids-large", "ids-small-s3", "ids-small-s2", "ids-small-s1"]
+
+
+@pytest.fixture(scope="module")
+def runs(sweep_store) -> dict[str, RunRecord]:
+    """The sweep's runs by name, every history fetched."""
+    data = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
+    return {("evil" if r.name == EVIL else r.name): r for r in data.runs}
+
+
+def _parse(svg: str) -> ET.Element:
+    """The chart as XML; fails on anything that is not well-formed SVG."""
+    root = ET.fromstring(svg)
+    assert root.tag == f"{_SVG}svg"
+    assert root.get("class") == "chart" and root.get("role") == "img" and root.get("aria-label")
+    return root
+
+
+def _texts(root: ET.Element) -> list[str]:
+    return [t.text or "" for t in root.iter(f"{_SVG}text")]
+
+
+def _legend(root: ET.Element) -> list[str]:
+    """Texts of every legend (entries and legend titles), in drawing order."""
+    return [
+        t.text or ""
+        for g in root.iter(f"{_SVG}g")
+        if g.get("id", "").startswith("legend_")
+        for t in g.iter(f"{_SVG}text")
+    ]
+
+
+def _series(root: ET.Element, colors: list[str]) -> int:
+    """Data lines drawn in ``colors``: clipped to the axes, unlike legend handles and ticks."""
+    return sum(
+        1
+        for p in root.iter(f"{_SVG}path")
+        if p.get("clip-path") and any(f"stroke: {c}" in p.get("style", "") for c in colors)
+    )
+
+
+def test_run_curves_draw_losses_and_recall_per_k(runs):
+    root = _parse(charts.run_curves(runs["hist-small"]))
+    assert _series(root, charts.PALETTE) == 2 + len(contract.RECALL_KS)
+    assert _legend(root) == ["loss", "val_loss", "k", "@10", "@50", "@100"]
+    assert {"Loss", "Validation recall@k"} <= set(_texts(root))
+
+
+def test_run_curves_without_history_say_so(runs):
+    root = _parse(charts.run_curves(runs["failed"]))
+    assert _series(root, charts.PALETTE) == 0
+    assert {"no loss history", "no recall history"} <= set(_texts(root))
+
+
+def test_overlay_curves_name_the_first_runs_and_grey_the_rest(runs):
+    ordered = [runs[n] for n in RANKED] + [runs["evil"]]
+    keys = [contract.METRIC_LOSS, contract.val_recall_key(100)]
+    root = _parse(charts.overlay_curves(ordered, keys, named=2, title="All runs"))
+    assert root.get("aria-label") == "All runs"
+    # Two named runs in each of the two panels; the other four only in grey.
+    assert _series(root, charts.PALETTE) == 4
+    assert _legend(root) == ["Runs (+4 more in grey)", "hist-small", "ids-large"]
+    assert charts.MUTED in charts.overlay_curves(ordered, keys, named=2)
+    assert {"Loss", "Val recall@100"} <= set(_texts(root))
+
+
+def test_overlay_curves_without_history_say_so_per_panel(runs):
+    root = _parse(charts.overlay_curves([runs["failed"]], [contract.METRIC_LOSS, "val_loss"]))
+    assert {"no loss history", "no val_loss history"} <= set(_texts(root))
+    assert _legend(root) == []
+
+
+def test_recall_at_k_draws_runs_configs_and_baselines(runs):
+    ordered = [runs[n] for n in RANKED] + [runs["evil"]]
+    by_run = views.recall_by_run(ordered)
+    by_config = views.recall_by_config(ordered)
+    baselines = views.baseline_means(ordered)
+    root = _parse(charts.recall_at_k(by_run, by_config, baselines))
+    assert len(by_run) == 6 and len(by_config) == 1
+    # Six runs in the left panel; one config in the right one: its line and an error bar per k.
+    assert _series(root, charts.PALETTE) == 6 + 1 + len(contract.RECALL_KS)
+    # Both baselines, dashed, in both panels.
+    assert _series(root, ["#0f172a"]) == 2 * 2
+    legend = _legend(root)
+    assert legend.count("baseline: own_history") == legend.count("baseline: popular") == 2
+    assert "fc_ids \u00d7 mc_small (n=3)" in legend
+    assert [n for n in legend if n in RANKED] == RANKED
+    assert any(n.startswith("<script>alert(") and n.endswith("\u2026") for n in legend)
+
+
+def test_recall_at_k_without_recall_says_so():
+    root = _parse(charts.recall_at_k([], [], {}))
+    assert _texts(root).count("no test recall logged") == 2
+    assert _series(root, charts.PALETTE) == 0
+
+
+def test_parallel_coordinates_one_line_per_scored_run(runs):
+    ordered = [runs[n] for n in RANKED] + [runs["failed"]]
+    params = views.varying_params(ordered)
+    svg = charts.parallel_coordinates(ordered, params, RankMetric.of("test_recall_at_100"))
+    root = _parse(svg)
+    texts = _texts(root)
+    # The failed run logged no test recall: five lines, not six.
+    assert "Params against Test recall@100 (5 runs)" in texts
+    assert [contract.PARAM_FEATURE_CONFIG_ID, contract.PARAM_MODEL_CONFIG_ID] == params[:2]
+    assert {"fc_history", "fc_ids", "mc_large", "mc_small"} <= set(texts)
+    assert "test_recall_at_100" in texts  # the metric's own axis
+
+
+def test_parallel_coordinates_without_varying_params_say_so(runs):
+    root = _parse(charts.parallel_coordinates([runs["hist-small"]], [], RankMetric.of("loss")))
+    assert "needs runs with the metric and at least one param that varies" in _texts(root)
+
+
+def test_metric_timeline_marks_best_so_far_and_this_run(runs):
+    ordered = list(runs.values())
+    svg = charts.metric_timeline(ordered, "test_recall_at_100", runs["ids-large"].run_id)
+    root = _parse(svg)
+    assert _legend(root) == ["best so far", "this pipeline's run"]
+    assert "Test recall@100 by run" in _texts(root)
+    plain = _parse(charts.metric_timeline(ordered, "test_recall_at_100"))
+    assert _legend(plain) == ["best so far"]
+
+
+def test_metric_timeline_without_the_metric_says_so(runs):
+    root = _parse(charts.metric_timeline(list(runs.values()), "nope"))
+    assert "no run logged nope" in _texts(root)
+
+
+def test_short_keeps_short_labels_and_ellipsises_long_ones():
+    assert charts.short("a" * charts.LABEL_MAX) == "a" * charts.LABEL_MAX
+    long = charts.short("b" * 50, 10)
+    assert long == "b" * 9 + "\u2026" and len(long) == 10
