@@ -6,7 +6,9 @@ Both pipelines apply the same rules, so they live here once:
   (``<step>_cpu_limit``, ``<step>_memory_limit``, named by ``pipelines.env.STEPS``), so an
   environment file sets them at submit time. ``plan_sweep`` and ``bind_transforms`` (small
   lists) run on Vertex's default machine; ``select_best_model`` (reads MLflow, copies one
-  model) shares the report's limits. kfp.local ignores limits (it warns once per task).
+  model) shares the report's limits. KFP writes them as runtime placeholders
+  (``resourceCpuLimit: {{$.inputs.parameters[...]}}``) that Vertex resolves when the task
+  starts; tests check the spec, not a Vertex run. kfp.local ignores limits (it warns).
 - **Retries**: every step may be retried; each redoes the same work into its own outputs, and
   a retried training resumes its MLflow run (``run_key``) instead of adding another. KFP
   cannot tell a transient failure from a lasting one, so the cheap steps retry twice after a
@@ -49,8 +51,12 @@ class RetryPolicy:
     backoff_max_duration: str
 
 
-STEP_RETRY = RetryPolicy(2, "30s", 2.0, "600s")
-TRAIN_RETRY = RetryPolicy(1, "120s", 2.0, "600s")
+# backoff_max_duration: KFP on Argo reads it as the window, from the first attempt's start,
+# in which a retry may still begin (kubeflow/pipelines#14245), so a short one would never
+# retry a long step; a day covers any step (training has its own timeout). Where it is read
+# as the longest wait it changes nothing: the waits here are 30 s to 2 min.
+STEP_RETRY = RetryPolicy(2, "30s", 2.0, "86400s")
+TRAIN_RETRY = RetryPolicy(1, "120s", 2.0, "86400s")
 
 
 def configure(
