@@ -15,7 +15,7 @@ EXPERIMENT ?= online-retail-two-tower
 REPORT_DIR ?= $(LOCAL)/report
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup demo demo-one test test-unit test-integration compile lint format report \
+.PHONY: help setup demo demo-one test test-unit test-integration compile submit lint format report \
         mlflow-local mlflow-ui bench constraints clean image image-push cloudbuild
 
 help:  ## List the targets.
@@ -52,12 +52,19 @@ IMAGE_REPO ?= $(firstword $(subst :, ,$(DEFAULT_IMAGE)))
 VERSION := $(shell sed -n 's/^ *version="\(.*\)",/\1/p' setup.py)
 GIT_SHA := $(shell git rev-parse --short HEAD 2>/dev/null)
 
-compile: $(STAMP)  ## Compile the pipelines into pipeline_specs/ (IMAGE=REF: into .local/pipeline_specs, running in REF).
-ifeq ($(strip $(IMAGE)),)
+compile: $(STAMP)  ## Compile the pipelines into pipeline_specs/ (IMAGE=REF and/or ENV=NAME: into .local/pipeline_specs).
+ifeq ($(strip $(IMAGE)$(ENV)),)
 	$(PY) -m pipelines compile --out pipeline_specs
 else
-	$(PY) -m pipelines compile --out $(LOCAL)/pipeline_specs --image $(IMAGE)
+	$(PY) -m pipelines compile --out $(LOCAL)/pipeline_specs $(if $(strip $(IMAGE)),--image $(IMAGE)) $(if $(strip $(ENV)),--env $(ENV))
 endif
+
+PIPELINE ?= sweep
+submit: $(STAMP)  ## Submit to Vertex AI: ENV=NAME (configs/env/NAME.yaml) CONFIG=... [PIPELINE=sweep|training] [WAIT=1].
+	@test -n "$(strip $(ENV))" || { echo "make submit: set ENV=NAME (configs/env/NAME.yaml; start from configs/env/example.yaml)" >&2; exit 2; }
+	$(PY) -m pipelines submit --env $(ENV) --config $(CONFIG) --pipeline $(PIPELINE) \
+	  $(if $(FEATURE_CONFIG),--feature-config $(FEATURE_CONFIG)) $(if $(MODEL_CONFIG),--model-config $(MODEL_CONFIG)) \
+	  $(if $(WAIT),--wait)
 
 image:  ## Build the component image with docker (IMAGE_REPO, tags VERSION and VERSION-GIT_SHA).
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed here; install it, or build in Google Cloud with: make cloudbuild IMAGE_REPO=$(IMAGE_REPO)" >&2; exit 1; }

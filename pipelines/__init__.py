@@ -1,11 +1,47 @@
 """KFP pipelines and their compile / run / submit command line."""
 
-from pipelines.sweep import make_sweep_pipeline, sweep_pipeline
-from pipelines.training import training_pipeline
+from pipelines.env import TrainMachine
+from pipelines.sweep import DEFAULT_PARALLELISM, make_sweep_pipeline, sweep_pipeline
+from pipelines.training import make_training_pipeline, training_pipeline
 
 SPEC_DIR = "pipeline_specs"
-# Every pipeline, by the name of its compiled spec (pipeline_specs/<name>.yaml).
+# Every pipeline, by the name of its compiled spec (pipeline_specs/<name>.yaml): the packaged
+# variant (training as an ordinary step, retries and resource limits set).
 PIPELINES = {"training_pipeline": training_pipeline, "sweep_pipeline": sweep_pipeline}
 # `--pipeline` names on the command line.
 PIPELINE_CHOICES = {"sweep": "sweep_pipeline", "training": "training_pipeline"}
-__all__ = ["PIPELINES", "PIPELINE_CHOICES", "SPEC_DIR", "make_sweep_pipeline"]
+
+
+def build_pipeline(
+    name: str,
+    *,
+    parallelism: int | None = None,
+    train_machine: TrainMachine | None = None,
+    local: bool = False,
+):
+    """A pipeline by spec name, built with compile-time settings.
+
+    Args:
+        name: ``sweep_pipeline`` or ``training_pipeline``.
+        parallelism: The sweep's trainings at once; its default when None.
+        train_machine: Train as a Vertex custom job on this machine; in-pipeline when None.
+        local: The kfp.local variant: no retries, no resource limits (``pipelines.tasks``).
+
+    Returns:
+        The pipeline.
+    """
+    if name == "sweep_pipeline":
+        return make_sweep_pipeline(parallelism or DEFAULT_PARALLELISM, train_machine, local)
+    if name == "training_pipeline":
+        return make_training_pipeline(train_machine, local)
+    raise KeyError(f"no pipeline {name!r} (known: {', '.join(PIPELINES)})")
+
+
+__all__ = [
+    "PIPELINES",
+    "PIPELINE_CHOICES",
+    "SPEC_DIR",
+    "build_pipeline",
+    "make_sweep_pipeline",
+    "make_training_pipeline",
+]

@@ -1,37 +1,85 @@
 """Command line: compile the pipelines, run one locally with kfp.local, or submit to Vertex AI.
 
-python -m pipelines compile --out pipeline_specs [--parallelism N]
+python -m pipelines compile [--out pipeline_specs] [--parallelism N] [--image REF] [--env NAME]
 python -m pipelines run --config configs/online_retail.yaml --tracking-uri sqlite:///... \
         [--pipeline sweep|training]
-python -m pipelines submit --config ... --project P --region R --pipeline-root gs://... \
-        --tracking-uri https://mlflow-....run.app [--pipeline sweep|training]
+python -m pipelines submit --env NAME --config configs/online_retail.yaml \
+        [--pipeline sweep|training] [--wait] [--enable-caching|--disable-caching] [--no-upload-data]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+import tempfile
 import time
 
-from pipelines import PIPELINE_CHOICES, PIPELINES, SPEC_DIR, make_sweep_pipeline
+from pipelines import PIPELINE_CHOICES, PIPELINES, SPEC_DIR, build_pipeline, vertex
+from pipelines.env import EnvError, TrainMachine, env_path, load_env
+from pipelines.vertex import JobFailedError, SubmitError
 from trainer.contract import DEFAULT_RANK_METRIC, SUMMARY_FILE, VIEW_COMBINED, VIEWS
 
+# Where `compile --image/--env` writes: pipeline_specs/ holds the packaged specs only (a test
+# compares them with a fresh compile).
+VARIANT_SPEC_DIR = os.path.join(".local", "pipeline_specs")
 
-def compile_all(out_dir: str, parallelism: int | None = None) -> list[str]:
-    """Compiles every pipeline to ``<out_dir>/<name>.yaml``; returns the paths."""
+
+def compile_all(
+    out_dir: str,
+    parallelism: int | None = None,
+    train_machine: TrainMachine | None = None,
+    image: str = "",
+    names: tuple[str, ...] = tuple(PIPELINES),
+) -> list[str]:
+    """Compiles pipelines to ``<out_dir>/<name>.yaml``; returns the paths.
+
+    Args:
+        out_dir: The folder to write to (created).
+        parallelism: The sweep's trainings at once; its default when None.
+        train_machine: Train as a Vertex custom job on this machine; in-pipeline when None.
+        image: Run every step in this image (``components.with_image``); the default when
+            empty.
+        names: Which pipelines (spec names); all by default.
+
+    Returns:
+        The paths written.
+    """
     from kfp import compiler
 
-    pipelines = dict(PIPELINES)
-    if parallelism is not None:
-        pipelines["sweep_pipeline"] = make_sweep_pipeline(parallelism)
+    from components import with_image
+
     os.makedirs(out_dir, exist_ok=True)
     paths = []
-    for name, pipeline in pipelines.items():
+    for name in names:
+        pipeline = build_pipeline(name, parallelism=parallelism, train_machine=train_machine)
         path = os.path.join(out_dir, f"{name}.yaml")
         compiler.Compiler().compile(pipeline, package_path=path)
+        if image:
+            with open(path, encoding="utf-8") as f:
+                text = with_image(f.read(), image)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
         paths.append(path)
     return paths
+
+
+def _compile(args: argparse.Namespace) -> list[str]:
+    """``compile``: the packaged specs, or with --env / --image the specs that env would run."""
+    variant = bool(args.env or args.image)
+    out = args.out or (VARIANT_SPEC_DIR if variant else SPEC_DIR)
+    if variant and os.path.abspath(out) == os.path.abspath(SPEC_DIR):
+        raise SubmitError(
+            f"--out {out}: {SPEC_DIR}/ holds the packaged specs only (a test compares them "
+            f"with a fresh compile); write an --env / --image variant elsewhere"
+        )
+    train_machine, image = None, args.image or ""
+    if args.env:
+        env = load_env(env_path(args.env))
+        train_machine = env.compile_options()["train_machine"]
+        image = image or env.image
+    return compile_all(out, args.parallelism, train_machine, image)
 
 
 def pipeline_arguments(config, args: argparse.Namespace) -> dict:
@@ -76,7 +124,7 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
         raise_on_error=False,
     )
     started = time.time()
-    pipeline = PIPELINES[PIPELINE_CHOICES[args.pipeline]]
+    pipeline = build_pipeline(PIPELINE_CHOICES[args.pipeline], local=True)
     outputs = pipeline(**arguments).outputs
     ok = bool(outputs)
     report_dir = publish_report(
@@ -117,31 +165,79 @@ def publish_report(task_dir: str, out_dir: str) -> str:
     return out_dir
 
 
-def submit(args: argparse.Namespace) -> None:
-    """Submits a compiled pipeline to Vertex AI Pipelines."""
-    from google.cloud import aiplatform
+def _stage_source(config, env, args: argparse.Namespace):
+    """Checks the data source; uploads a local one. Returns (config, ``data_source`` value).
 
+    The config sent names the uploaded copy, so no path of the submitter's disk reaches Vertex.
+    """
+    from trainer import preflight
+
+    source = config.dataset.source
+    if source.startswith(preflight.REMOTE_PREFIXES):
+        return config, ""
+    preflight.check_source(config)
+    if args.no_upload_data:
+        raise SubmitError(
+            f"{config.source}: dataset.source: {source} is on this machine, which no Vertex "
+            f"worker can read; submit without --no-upload-data to upload it under "
+            f"{env.pipeline_root}/data/, or set a gs:// or bq:// source"
+        )
+    uri = vertex.stage_data_source(source, env.pipeline_root)
+    print(f"staged:    {source} -> {uri}", flush=True)
+    staged = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, source=uri))
+    return staged, uri
+
+
+def submit(args: argparse.Namespace) -> str:
+    """Submits a pipeline to Vertex AI Pipelines in an environment; returns the job's name.
+
+    The config and the environment are validated before anything else; a local data source
+    is checked and uploaded under the pipeline root; with the environment's training machine
+    the pipeline is compiled again into a temporary spec (the machine is compile-time).
+
+    Args:
+        args: The parsed ``submit`` command line.
+
+    Returns:
+        The job's resource name.
+    """
     from trainer import config as cfg
 
-    arguments = pipeline_arguments(cfg.load_config(args.config), args)
-    arguments["beam_pipeline_args"] = args.beam_arg or []
-    spec = PIPELINE_CHOICES[args.pipeline]
-    aiplatform.init(project=args.project, location=args.region)
-    job = aiplatform.PipelineJob(
-        display_name=f"{spec.replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S')}",
-        template_path=os.path.join(
-            os.path.dirname(os.path.dirname(__file__)), SPEC_DIR, f"{spec}.yaml"
-        ),
-        pipeline_root=args.pipeline_root,
-        parameter_values=arguments,
+    config = cfg.load_config(args.config)
+    env = load_env(env_path(args.env))
+    name = PIPELINE_CHOICES[args.pipeline]
+    # Also checks the training pipeline's config ids, before anything is uploaded.
+    arguments = pipeline_arguments(config, _with_tracking(args, env))
+    config, data_source = _stage_source(config, env, args)
+    if data_source:
+        arguments.update(config_yaml=cfg.dump_config(config), data_source=data_source)
+    train_machine = env.compile_options()["train_machine"]
+    with tempfile.TemporaryDirectory(prefix="b2b-recs-compile-") as folder:
+        template = ""
+        if train_machine is not None:
+            (template,) = compile_all(folder, train_machine=train_machine, names=(name,))
+        request = vertex.build_job_request(
+            env,
+            name,
+            arguments,
+            template_path=template,
+            enable_caching=args.enable_caching,
+        )
+    return vertex.submit(request, wait=args.wait)
+
+
+def _with_tracking(args: argparse.Namespace, env) -> argparse.Namespace:
+    """The command line with the environment's MLflow server, as ``pipeline_arguments`` reads."""
+    return argparse.Namespace(
+        **vars(args), tracking_uri=env.mlflow.tracking_uri, ui_url=env.mlflow.ui_url
     )
-    job.submit(service_account=args.service_account or None)
-    print(f"submitted: {job.resource_name}")
 
 
-def _add_run_args(parser: argparse.ArgumentParser) -> None:
+def _add_run_args(parser: argparse.ArgumentParser, tracking: bool = True) -> None:
     parser.add_argument("--config", required=True, help="experiment YAML")
-    parser.add_argument("--tracking-uri", required=True, help="MLflow tracking URI")
+    if tracking:
+        parser.add_argument("--tracking-uri", required=True, help="MLflow tracking URI")
+        parser.add_argument("--ui-url", default="", help="MLflow UI base URL for report links")
     parser.add_argument(
         "--pipeline",
         choices=sorted(PIPELINE_CHOICES),
@@ -150,8 +246,35 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--feature-config", default="", help="training: feature config id")
     parser.add_argument("--model-config", default="", help="training: model config id")
-    parser.add_argument("--ui-url", default="", help="MLflow UI base URL for report links")
     parser.add_argument("--rank-metric", default=DEFAULT_RANK_METRIC)
+
+
+def _add_submit_args(parser: argparse.ArgumentParser) -> None:
+    _add_run_args(parser, tracking=False)
+    parser.add_argument(
+        "--env", required=True, help="environment: NAME (configs/env/NAME.yaml) or a path"
+    )
+    parser.add_argument("--wait", action="store_true", help="follow the job to its end state")
+    caching = parser.add_mutually_exclusive_group()
+    caching.add_argument(
+        "--enable-caching",
+        dest="enable_caching",
+        action="store_const",
+        const=True,
+        help="reuse every step's cached result (default: each step's own setting)",
+    )
+    caching.add_argument(
+        "--disable-caching",
+        dest="enable_caching",
+        action="store_const",
+        const=False,
+        help="run every step again",
+    )
+    parser.add_argument(
+        "--no-upload-data",
+        action="store_true",
+        help="refuse a local dataset.source instead of uploading it under the pipeline root",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -162,35 +285,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_compile = sub.add_parser("compile", help="compile pipelines to YAML")
-    p_compile.add_argument("--out", default=SPEC_DIR)
+    p_compile.add_argument(
+        "--out",
+        default=None,
+        help=f"folder (default: {SPEC_DIR}; {VARIANT_SPEC_DIR} with --image or --env)",
+    )
     p_compile.add_argument("--parallelism", type=int, default=None, help="sweep trainings at once")
+    p_compile.add_argument("--image", default="", help="run every step in this image reference")
+    p_compile.add_argument(
+        "--env", default="", help="compile what this environment runs (training machine, image)"
+    )
     p_run = sub.add_parser("run", help="run a pipeline locally (kfp.local)")
     _add_run_args(p_run)
     p_run.add_argument("--local-root", default=".local", help="folder for local outputs")
     p_submit = sub.add_parser("submit", help="submit a pipeline to Vertex AI")
-    _add_run_args(p_submit)
-    p_submit.add_argument("--project", required=True)
-    p_submit.add_argument("--region", required=True)
-    p_submit.add_argument("--pipeline-root", required=True, help="gs:// folder for artifacts")
-    p_submit.add_argument("--service-account", default="")
-    p_submit.add_argument("--beam-arg", action="append", help="a Beam option (repeatable)")
+    _add_submit_args(p_submit)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (2: a user error, said in one line)."""
     args = _parser().parse_args(argv)
     from trainer.config import ConfigError
 
     try:
         if args.command == "compile":
-            for path in compile_all(args.out, args.parallelism):
+            for path in _compile(args):
                 print(f"wrote {path}")
             return 0
         if args.command == "submit":
-            submit(args)
-            return 0
+            return _submit_main(args)
         report, ok = run_local(args)
-    except ConfigError as err:
+    except (ConfigError, EnvError, SubmitError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(
@@ -201,6 +327,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracking_uri={args.tracking_uri}")
     print(f"report={report}")
     return 0 if ok else 1
+
+
+def _submit_main(args: argparse.Namespace) -> int:
+    """``submit`` with the Google errors a user can fix said in one line."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        submit(args)
+    except DefaultCredentialsError as err:
+        raise SubmitError(
+            f"no Google credentials ({err.args[0].splitlines()[0] if err.args else err}); "
+            "run: gcloud auth application-default login"
+        ) from err
+    except JobFailedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 An environment file says where and how a pipeline runs on Vertex AI (project, region,
 pipeline root, service account, network, labels, MLflow server, component image, per-step
 resources, the training machine, Beam options). Pipelines stay environment-free: the values
-that vary at run time reach them as pipeline parameters (``pipeline_parameters``), the rest
-is used by ``pipelines.vertex`` when it builds the job. A bad file raises ``EnvError`` naming
+that vary at run time reach them as pipeline parameters (``pipeline_parameters``); the
+training machine is compiled into the spec (``compile_options``: GCPC writes a custom job's
+machine into its worker pool spec at compile time); the rest is used by ``pipelines.vertex``
+when it builds the job. A bad file raises ``EnvError`` naming
 the file, the field and what was expected, e.g.
 ``configs/env/dev.yaml: resources.train.memory_limit: expected a quantity like 16G or 512Mi,
 got '16 GB'``.
@@ -108,17 +110,12 @@ class EnvConfig:
     def pipeline_parameters(self) -> dict[str, Any]:
         """The pipeline parameters this environment sets (the same names in every pipeline).
 
-        Resource and machine values the file leaves empty are left out, so the pipeline's own
-        defaults apply. ``beam_pipeline_args`` gets ``--sdk_container_image=<image>`` when the
-        runner is Dataflow and the file does not name a worker image, so Dataflow's workers
-        run the same code as the component.
+        Resource values the file leaves empty are left out, so the pipeline's own defaults
+        apply. ``beam_pipeline_args`` gets ``--sdk_container_image=<image>`` when the runner is
+        Dataflow and the file does not name a worker image, so Dataflow's workers run the same
+        code as the component.
         """
-        optional: dict[str, Any] = {
-            "train_machine_type": self.train.machine_type,
-            "train_accelerator_type": self.train.accelerator_type,
-            "train_accelerator_count": self.train.accelerator_count,
-            "train_timeout": self.train.timeout,
-        }
+        optional: dict[str, Any] = {}
         for step in STEPS:
             resources = self.resources.get(step, StepResources())
             optional[f"{step}_cpu_limit"] = resources.cpu_limit
@@ -127,22 +124,22 @@ class EnvConfig:
             "mlflow_tracking_uri": self.mlflow.tracking_uri,
             "mlflow_ui_url": self.mlflow.ui_url,
             "beam_pipeline_args": _beam_args_with_image(list(self.beam_args), self.image),
-            **{k: v for k, v in optional.items() if v not in ("", 0)},
+            **{k: v for k, v in optional.items() if v},
         }
+
+    def compile_options(self) -> dict[str, Any]:
+        """What this environment decides when a pipeline is compiled (``make_*_pipeline``).
+
+        ``train_machine`` is None when the file names no machine type: training then runs as
+        an ordinary pipeline step, as in the packaged specs.
+        """
+        return {"train_machine": self.train if self.train.machine_type else None}
 
 
 def parameter_names() -> tuple[str, ...]:
     """Every pipeline parameter an environment file can set; each pipeline accepts them all."""
     resources = tuple(f"{s}_{r}" for s in STEPS for r in ("cpu_limit", "memory_limit"))
-    train = ("train_machine_type", "train_accelerator_type", "train_accelerator_count")
-    return (
-        "mlflow_tracking_uri",
-        "mlflow_ui_url",
-        "beam_pipeline_args",
-        *train,
-        "train_timeout",
-        *resources,
-    )
+    return ("mlflow_tracking_uri", "mlflow_ui_url", "beam_pipeline_args", *resources)
 
 
 def _beam_args_with_image(args: list[str], image: str) -> list[str]:

@@ -9,8 +9,15 @@ from components.ingest import ingest_data
 from components.report import render_report
 from components.select import select_best_model
 from components.sweep import bind_transforms, plan_sweep
-from components.train import train_model
 from components.transform import transform_data
+from pipelines.env import TrainMachine
+from pipelines.tasks import (
+    DEFAULT_CPU_LIMIT,
+    DEFAULT_MEMORY_LIMIT,
+    configure,
+    configure_train,
+    train_component,
+)
 from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N
 
 PIPELINE_NAME = "sweep-pipeline"
@@ -26,8 +33,24 @@ class SweepOutputs(NamedTuple):
     best_model: dsl.Model
 
 
-def make_sweep_pipeline(parallelism: int = DEFAULT_PARALLELISM):
-    """The sweep pipeline with at most ``parallelism`` trainings at once."""
+def make_sweep_pipeline(
+    parallelism: int = DEFAULT_PARALLELISM,
+    train_machine: TrainMachine | None = None,
+    local: bool = False,
+):
+    """The sweep pipeline, as compiled for Vertex AI or as kfp.local runs it.
+
+    Args:
+        parallelism: Trainings at once.
+        train_machine: Train each run as a Vertex custom job on this machine; None (or no
+            machine type): as an ordinary step with the train_* limits.
+        local: For kfp.local: no retry policies and no resource limits
+            (``pipelines.tasks``); the same parameters.
+
+    Returns:
+        The pipeline.
+    """
+    train_op = train_component(train_machine)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -45,6 +68,16 @@ def make_sweep_pipeline(parallelism: int = DEFAULT_PARALLELISM):
         rank_metric: str = DEFAULT_RANK_METRIC,
         mlflow_ui_url: str = "",
         fail_on_unreachable_mlflow: bool = True,
+        ingest_cpu_limit: str = DEFAULT_CPU_LIMIT,
+        ingest_memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        transform_cpu_limit: str = DEFAULT_CPU_LIMIT,
+        transform_memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        train_cpu_limit: str = DEFAULT_CPU_LIMIT,
+        train_memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        evaluate_cpu_limit: str = DEFAULT_CPU_LIMIT,
+        evaluate_memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        report_cpu_limit: str = DEFAULT_CPU_LIMIT,
+        report_memory_limit: str = DEFAULT_MEMORY_LIMIT,
     ) -> SweepOutputs:
         """Trains, evaluates and reports every run of an experiment's grid.
 
@@ -58,10 +91,22 @@ def make_sweep_pipeline(parallelism: int = DEFAULT_PARALLELISM):
             rank_metric: Metric that ranks the runs and picks the best model.
             mlflow_ui_url: MLflow UI base URL for links from the report.
             fail_on_unreachable_mlflow: Fail the report step when MLflow does not answer.
+            ingest_cpu_limit: CPU limit of the ingest step (4, 0.5, 500m).
+            ingest_memory_limit: Memory limit of the ingest step (16G, 512Mi).
+            transform_cpu_limit: CPU limit of each transform step (the Beam launcher).
+            transform_memory_limit: Memory limit of each transform step.
+            train_cpu_limit: CPU limit of each training step; unused when training runs as
+                a custom job (its machine type decides).
+            train_memory_limit: Memory limit of each training step; unused for a custom job.
+            evaluate_cpu_limit: CPU limit of each evaluate step.
+            evaluate_memory_limit: Memory limit of each evaluate step.
+            report_cpu_limit: CPU limit of the report and best-model steps.
+            report_memory_limit: Memory limit of the report and best-model steps.
         """
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
-        plan = plan_sweep(config_yaml=config_yaml)
+        configure(ingest, local=local, cpu_limit=ingest_cpu_limit, memory_limit=ingest_memory_limit)
+        plan = configure(plan_sweep(config_yaml=config_yaml), local=local)
         with dsl.ParallelFor(plan.outputs["feature_config_ids"], name="transforms") as fc_id:
             transform = transform_data(
                 config_yaml=config_yaml,
@@ -69,15 +114,22 @@ def make_sweep_pipeline(parallelism: int = DEFAULT_PARALLELISM):
                 feature_config_id=fc_id,
                 beam_pipeline_args=beam_pipeline_args,
             )
+            configure(
+                transform,
+                local=local,
+                cpu_limit=transform_cpu_limit,
+                memory_limit=transform_memory_limit,
+            )
         bound = bind_transforms(
             trainings=plan.outputs["trainings"],
             transforms=dsl.Collected(transform.outputs["Output"]),
         )
+        configure(bound, local=local)
         with dsl.ParallelFor(bound.output, parallelism=parallelism, name="trainings") as run:
             transform_graph = dsl.importer(
                 artifact_uri=run.transform_uri, artifact_class=dsl.Artifact, reimport=False
             )
-            train = train_model(
+            train = train_op(
                 config_yaml=config_yaml,
                 examples=ingest.outputs["examples"],
                 transform_graph=transform_graph.output,
@@ -88,10 +140,23 @@ def make_sweep_pipeline(parallelism: int = DEFAULT_PARALLELISM):
                 pipeline_job=job,
                 pipeline_task=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
             )
+            configure_train(
+                train,
+                train_machine,
+                local=local,
+                cpu_limit=train_cpu_limit,
+                memory_limit=train_memory_limit,
+            )
             evaluate = evaluate_model(
                 examples=ingest.outputs["examples"],
                 model=train.outputs["model"],
                 mlflow_tracking_uri=mlflow_tracking_uri,
+            )
+            configure(
+                evaluate,
+                local=local,
+                cpu_limit=evaluate_cpu_limit,
+                memory_limit=evaluate_memory_limit,
             )
         # A failed training must not cost the others their report: these run once every
         # training has ended, whatever its outcome, and read the runs from MLflow.
@@ -116,6 +181,10 @@ def make_sweep_pipeline(parallelism: int = DEFAULT_PARALLELISM):
             pipeline_job=job,
         ).after(evaluate)
         best.ignore_upstream_failure()
+        for task in (report, best):
+            configure(
+                task, local=local, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit
+            )
         # Ingest, the plan and the transforms are pure functions of their inputs and may be
         # cached; the rest write to MLflow or read it, so a rerun must really run them.
         for task in (train, evaluate, report, best):

@@ -31,6 +31,14 @@ CONSOLE_URL = (
 _CHUNK = 1 << 20
 
 
+class SubmitError(ValueError):
+    """A submit that cannot go ahead as asked; the message says what to do instead."""
+
+
+class JobFailedError(RuntimeError):
+    """A followed job (``submit(..., wait=True)``) ended in another state than SUCCEEDED."""
+
+
 @dataclasses.dataclass
 class JobRequest:
     """A built, not yet submitted pipeline job and what ``submit`` passes with it."""
@@ -119,7 +127,7 @@ def _template(env: EnvConfig, template_path: str) -> tuple[str, dict]:
         text = f.read()
     if env.image and env.image not in text:
         if COMPONENT_IMAGE not in text:
-            raise ValueError(
+            raise SubmitError(
                 f"{template_path} was compiled with another image than the default; "
                 f"{env.source}: image {env.image} cannot be set in it: compile it again"
             )
@@ -158,7 +166,7 @@ def build_job_request(
         The job and what ``submit`` sends with it.
 
     Raises:
-        ValueError: A parameter the spec does not declare, or an image that cannot be set.
+        SubmitError: A parameter the spec does not declare, or an image that cannot be set.
         FileNotFoundError: The spec is not compiled.
     """
     from google.cloud import aiplatform
@@ -169,7 +177,7 @@ def build_job_request(
     values = {**env.pipeline_parameters(), **parameter_values}
     unknown = sorted(set(values) - set(declared))
     if unknown:
-        raise ValueError(f"{path} declares no parameter(s) {unknown}; run `make compile`")
+        raise SubmitError(f"{path} declares no parameter(s) {unknown}; run `make compile`")
     job_id = (
         job_id or f"{spec['pipelineInfo']['name']}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     )
@@ -205,7 +213,7 @@ def submit(request: JobRequest, wait: bool = False) -> str:
         The job's resource name (projects/.../pipelineJobs/<id>).
 
     Raises:
-        RuntimeError: With ``wait``, the job ended in another state than SUCCEEDED.
+        JobFailedError: With ``wait``, the job ended in another state than SUCCEEDED.
     """
     request.job.submit(
         service_account=request.service_account or None,
@@ -214,6 +222,10 @@ def submit(request: JobRequest, wait: bool = False) -> str:
     )
     print(f"submitted: {request.job.resource_name}\nconsole:   {request.console_url}", flush=True)
     if wait:
-        request.job.wait()
+        try:
+            request.job.wait()
+        except RuntimeError as err:  # aiplatform's way to say FAILED / CANCELLED
+            message = " ".join(str(err).split())
+            raise JobFailedError(f"{request.job.resource_name}: {message}") from err
         print(f"finished:  {request.job.state.name}", flush=True)
     return request.job.resource_name

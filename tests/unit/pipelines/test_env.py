@@ -30,23 +30,37 @@ def test_every_env_file_is_valid(path):
     assert env.mlflow.tracking_uri.startswith(("https://", "http://"))
 
 
-@pytest.mark.parametrize("spec_path", SPECS, ids=os.path.basename)
+@pytest.fixture(scope="module")
+def compiled_variants(tmp_path_factory) -> list[str]:
+    """The packaged specs, and each env file's own (its training machine compiled in)."""
+    from pipelines.__main__ import compile_all
+
+    specs = list(SPECS)
+    for path in ENV_FILES:
+        machine = envmod.load_env(path).compile_options()["train_machine"]
+        if machine is not None:
+            out = tmp_path_factory.mktemp(os.path.basename(path).replace(".", "_"))
+            specs += compile_all(str(out), train_machine=machine)
+    return specs
+
+
 @pytest.mark.parametrize("path", ENV_FILES, ids=os.path.basename)
-def test_env_parameters_are_parameters_of_every_compiled_pipeline(path, spec_path):
-    with open(spec_path) as f:
-        spec = yaml.safe_load(f)
-    accepted = spec["root"]["inputDefinitions"]["parameters"]
+def test_env_parameters_are_parameters_of_every_compiled_pipeline(path, compiled_variants):
     params = envmod.load_env(path).pipeline_parameters()
     assert set(params) <= set(envmod.parameter_names())
-    missing = sorted(set(envmod.parameter_names()) - set(accepted))
-    assert not missing, (
-        f"{os.path.basename(spec_path)} has no parameter(s) {missing} that an env file "
-        f"can set (pipelines/env.py parameter_names)"
-    )
+    assert len(compiled_variants) > len(SPECS), "no variant with a training machine checked"
     kinds = {"STRING": str, "NUMBER_INTEGER": int, "LIST": list, "BOOLEAN": bool}
-    for name, value in params.items():
-        expected = kinds.get(accepted[name]["parameterType"])
-        assert expected is None or isinstance(value, expected), (name, value)
+    for spec_path in compiled_variants:
+        with open(spec_path) as f:
+            accepted = yaml.safe_load(f)["root"]["inputDefinitions"]["parameters"]
+        missing = sorted(set(envmod.parameter_names()) - set(accepted))
+        assert not missing, (
+            f"{spec_path} has no parameter(s) {missing} that an env file can set "
+            f"(pipelines/env.py parameter_names)"
+        )
+        for name, value in params.items():
+            expected = kinds.get(accepted[name]["parameterType"])
+            assert expected is None or isinstance(value, expected), (spec_path, name, value)
 
 
 def test_example_parses_into_typed_fields():
@@ -55,17 +69,21 @@ def test_example_parses_into_typed_fields():
     assert env.resources["train"] == envmod.StepResources(cpu_limit="8", memory_limit="32G")
     assert env.train == envmod.TrainMachine("n1-standard-8", "NVIDIA_TESLA_T4", 1, "86400s")
     params = env.pipeline_parameters()
-    assert params["train_accelerator_count"] == 1
-    assert params["ingest_memory_limit"] == "16G"
+    assert params["ingest_memory_limit"] == "16G" and params["train_cpu_limit"] == "8"
+    # The training machine is compiled into the spec, not sent as a parameter.
+    assert env.compile_options() == {"train_machine": env.train}
+    assert not [p for p in params if p.startswith(("train_machine", "train_accel", "train_time"))]
     # Dataflow workers get the component image unless the file names one.
     assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={env.image}"
     # What the file leaves empty is left to the pipeline's defaults.
     data = _example()
     data["train"] = {}
     data["resources"] = {"train": {"cpu_limit": 2}}
-    params = envmod.parse_env(data, "x.yaml").pipeline_parameters()
-    assert "train_machine_type" not in params and "train_accelerator_count" not in params
+    env = envmod.parse_env(data, "x.yaml")
+    assert env.compile_options() == {"train_machine": None}
+    params = env.pipeline_parameters()
     assert params["train_cpu_limit"] == "2" and "train_memory_limit" not in params
+    assert "ingest_cpu_limit" not in params
 
 
 def _error(data: dict) -> str:

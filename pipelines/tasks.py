@@ -1,0 +1,145 @@
+"""How the pipelines run their tasks on Vertex AI: resources, retries and the training machine.
+
+Both pipelines apply the same rules, so they live here once:
+
+- **Resources**: each step's CPU and memory limits are pipeline parameters
+  (``<step>_cpu_limit``, ``<step>_memory_limit``, named by ``pipelines.env.STEPS``), so an
+  environment file sets them at submit time. ``plan_sweep`` and ``bind_transforms`` (small
+  lists) run on Vertex's default machine; ``select_best_model`` (reads MLflow, copies one
+  model) shares the report's limits. KFP writes them as runtime placeholders
+  (``resourceCpuLimit: {{$.inputs.parameters[...]}}``) that Vertex resolves when the task
+  starts; tests check the spec, not a Vertex run. kfp.local ignores limits (it warns).
+- **Retries**: every step may be retried; each redoes the same work into its own outputs, and
+  a retried training resumes its MLflow run (``run_key``) instead of adding another. KFP
+  cannot tell a transient failure from a lasting one, so the cheap steps retry twice after a
+  short wait (GCS, Dataflow start-up, an MLflow cold start) and training once after a longer
+  one (a diverged or out-of-memory training fails again, at a GPU machine's price).
+- **Timeouts**: KFP v2's task spec and Vertex AI Pipelines have no per-task timeout; only the
+  training custom job has one (``TrainMachine.timeout``, its ``scheduling.timeout``). A
+  stuck step is stopped by cancelling the pipeline run.
+- **Training machine**: with a ``TrainMachine``, training runs as a Vertex custom job
+  (google-cloud-pipeline-components) on that machine; without one, as an ordinary step.
+  GCPC writes the machine into the component's worker pool spec when the pipeline is
+  compiled, so it is a compile-time choice (``python -m pipelines compile/submit --env``).
+
+kfp.local honours retry policies (with their waits): ``local=True`` pipelines set neither
+retries nor limits, so a deliberately failing run fails once and the log stays quiet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kfp import dsl
+
+from components.train import train_model
+from pipelines.env import TrainMachine
+
+# Vertex AI Pipelines' default machine for a step is e2-standard-4 (4 vCPUs, 16 GB): the
+# defaults ask for that, so an environment file that sets nothing changes nothing.
+DEFAULT_CPU_LIMIT = "4"
+DEFAULT_MEMORY_LIMIT = "16G"
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Arguments of ``PipelineTask.set_retry``: retries, first wait, growth, longest wait."""
+
+    num_retries: int
+    backoff_duration: str
+    backoff_factor: float
+    backoff_max_duration: str
+
+
+# backoff_max_duration: KFP on Argo reads it as the window, from the first attempt's start,
+# in which a retry may still begin (kubeflow/pipelines#14245), so a short one would never
+# retry a long step; a day covers any step (training has its own timeout). Where it is read
+# as the longest wait it changes nothing: the waits here are 30 s to 2 min.
+STEP_RETRY = RetryPolicy(2, "30s", 2.0, "86400s")
+TRAIN_RETRY = RetryPolicy(1, "120s", 2.0, "86400s")
+
+
+def configure(
+    task: dsl.PipelineTask,
+    *,
+    local: bool,
+    cpu_limit=None,
+    memory_limit=None,
+    retry: RetryPolicy | None = STEP_RETRY,
+) -> dsl.PipelineTask:
+    """Sets a task's CPU / memory limits (pipeline parameters) and retry policy.
+
+    Args:
+        task: A task of the pipeline being defined.
+        local: For kfp.local: set nothing (see the module docstring).
+        cpu_limit: The step's ``<step>_cpu_limit`` pipeline parameter; None: no limit.
+        memory_limit: The step's ``<step>_memory_limit`` pipeline parameter; None: no limit.
+        retry: The retry policy; None: no retries.
+
+    Returns:
+        The task.
+    """
+    if local:
+        return task
+    if cpu_limit is not None:
+        task.set_cpu_limit(cpu_limit)
+    if memory_limit is not None:
+        task.set_memory_limit(memory_limit)
+    if retry is not None:
+        task.set_retry(**dataclasses.asdict(retry))
+    return task
+
+
+def train_component(machine: TrainMachine | None):
+    """The training component: ``train_model`` in-pipeline, or as a custom job on ``machine``.
+
+    The custom job runs the component's own command in the component image (its worker pool
+    spec), so it takes the same inputs and writes the same outputs. It runs as the pipeline
+    job's service account and in its network (GCPC's runtime placeholders): GCPC's default is
+    Vertex's Custom Code Service Agent, which may not call the private MLflow server. Project
+    and location default to the pipeline job's. The image's environment
+    (``MLFLOW_GOOGLE_AUTH_AUDIENCES``, ``TF_USE_LEGACY_KERAS``) applies as in any step.
+
+    Args:
+        machine: The environment's training machine; None or no machine type: in-pipeline.
+
+    Returns:
+        A component to call like ``train_model``.
+    """
+    if machine is None or not machine.machine_type:
+        return train_model
+    # Imported here: compiling the default specs needs kfp alone.
+    from google_cloud_pipeline_components import _placeholders
+    from google_cloud_pipeline_components.v1.custom_job import (
+        create_custom_training_job_from_component,
+    )
+
+    accelerator = (
+        {
+            "accelerator_type": machine.accelerator_type,
+            "accelerator_count": machine.accelerator_count,
+        }
+        if machine.accelerator_type
+        else {}
+    )
+    return create_custom_training_job_from_component(
+        train_model,
+        display_name="train-model",
+        machine_type=machine.machine_type,
+        timeout=machine.timeout,
+        service_account=_placeholders.SERVICE_ACCOUNT_PLACEHOLDER,
+        network=_placeholders.NETWORK_PLACEHOLDER,
+        **accelerator,
+    )
+
+
+def configure_train(
+    task: dsl.PipelineTask, machine: TrainMachine | None, *, local: bool, cpu_limit, memory_limit
+) -> dsl.PipelineTask:
+    """Limits and retries of the training task; a custom job's machine is its own."""
+    if machine is not None and machine.machine_type:
+        # The task is the launcher that starts and polls the custom job: no limits of its own.
+        return configure(task, local=local, retry=TRAIN_RETRY)
+    return configure(
+        task, local=local, cpu_limit=cpu_limit, memory_limit=memory_limit, retry=TRAIN_RETRY
+    )
