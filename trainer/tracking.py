@@ -117,6 +117,12 @@ class RunTracker:
         return self._sender.experiment_id if self._sender else None
 
     @property
+    def pending_operations(self) -> int:
+        """How many operations are queued and not sent yet (0: MLflow holds everything)."""
+        with self._lock:
+            return len(self._pending)
+
+    @property
     def enabled(self) -> bool:
         """Whether tracking is on and the run can still be written."""
         return bool(self.tracking_uri) and self._blocked is None
