@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 from trainer import contract
 from trainer.tracking_backlog import (
+    MAX_METRICS_PER_BATCH,
     RUN_OPS,
     RunSender,
     TrackingInputError,
@@ -150,6 +151,8 @@ class RunTracker:
         """
         if not self.tracking_uri:
             return None
+        if "'" in run_key or "\\" in run_key:
+            raise ValueError(f"run_key {run_key!r} may not hold quotes or backslashes")
         self._open(
             {
                 "op": "create_run",
@@ -215,8 +218,23 @@ class RunTracker:
             op["_tries"] = 0
             self._pending.append(op)
 
+    def _next_batch(self, single: bool) -> list[dict]:
+        """The head operation, with the metrics ops right behind it when it is one too."""
+        with self._lock:
+            batch = [self._pending[0]]
+            points = metric_points(batch)
+            for op in list(self._pending)[1:]:
+                if single or batch[0]["op"] != "metrics" or op["op"] != "metrics":
+                    break
+                points += len(op["metrics"])
+                if points > MAX_METRICS_PER_BATCH:
+                    break
+                batch.append(op)
+        return batch
+
     def _pump(self) -> bool:
         """Sends queued operations in order until none is left or the store fails."""
+        single = False  # after a rejected batch, one operation at a time finds the culprit
         with self._send_lock:
             while True:
                 with self._lock:
@@ -224,15 +242,24 @@ class RunTracker:
                         return True
                     if self._blocked:
                         return False
-                    op = self._pending[0]
+                batch = self._next_batch(single)
+                op = batch[0]
+                if len(batch) > 1:
+                    # Points held through an outage go out in as few requests as they fit.
+                    op = {"op": "metrics", "metrics": [p for o in batch for p in o["metrics"]]}
                 try:
-                    self._sender.send(op, careful=op["_tries"] > 0)
+                    self._sender.send(op, careful=any(o["_tries"] for o in batch))
                 except Exception as err:  # noqa: BLE001 - training must never die of tracking
-                    op["_tries"] += 1
-                    if not self._on_error(op, err):
+                    for queued in batch:
+                        queued["_tries"] += 1
+                    if len(batch) > 1 and not is_transient(err):
+                        single = True
+                        continue
+                    if not self._on_error(batch[0], err):
                         return False
                     continue
-                self._on_sent(op)
+                for queued in batch:
+                    self._on_sent(queued)
 
     def _on_sent(self, op: dict) -> None:
         with self._lock:
@@ -269,7 +296,8 @@ class RunTracker:
         log.error("MLflow rejected %s: %s (kept in the backlog as rejected)", op["op"], err)
         with self._lock:
             self._pending.popleft()
-            self._rejected.append({"op": "rejected", "error": str(err), "original": op})
+            original = {k: v for k, v in op.items() if not k.startswith("_")}
+            self._rejected.append({"op": "rejected", "error": str(err), "original": original})
         return True
 
     def _start_thread(self) -> None:

@@ -268,3 +268,28 @@ def test_resuming_a_deleted_or_unknown_run_is_named(store, tmp_path, deleted):
     assert run_id in tracker.degraded_reason
     assert ("is deleted" if deleted else "does not exist") in tracker.degraded_reason
     assert (tmp_path / contract.BACKLOG_FILE).exists()
+
+
+def test_a_param_mlflow_refuses_is_kept_and_counted_while_the_rest_goes_on(store, tmp_path):
+    first = RunTracker(store, "exp")
+    first.start("run", {"lr": 0.1}, {}, run_key="k")
+    first.finish()
+    again = RunTracker(store, "exp", backlog_dir=str(tmp_path))
+    again.start("run", {"lr": 0.2}, {}, run_key="k")  # a param cannot change once logged
+    again.log_metrics({"loss": 0.5}, step=1)
+    again.finish()
+
+    run = MlflowClient(store).get_run(first.run_id)
+    assert run.data.params == {"lr": "0.1"} and run.data.metrics == {"loss": 0.5}
+    assert run.info.status == contract.STATUS_FINISHED
+    assert "1 other operation(s) still missing" in run.data.tags[contract.TAG_TRACKING_DEGRADED]
+    assert "lr" in again.degraded_reason
+    [header, rejected] = [
+        json.loads(line) for line in (tmp_path / contract.BACKLOG_FILE).read_text().splitlines()
+    ]
+    assert header["op"] == "session" and rejected["original"]["params"] == {"lr": "0.2"}
+
+
+def test_a_run_key_with_a_quote_is_refused():
+    with pytest.raises(ValueError, match="run_key"):
+        RunTracker("sqlite:///x.db", "exp").start("run", {}, {}, run_key="it's")
