@@ -1,7 +1,7 @@
 """The one MLflow adapter of the trainer: runs logged in the background, outages healed.
 
 Everything the trainer sends to MLflow goes through ``RunTracker``. Each call becomes an
-operation (see ``trainer.tracking_backlog``) queued in order and sent by a background
+operation (see ``trainer.tracking_send``) queued in order and sent by a background
 thread, so training never waits on the tracking server. When the server does not answer,
 the thread keeps trying with backoff; when it answers again the thread sends everything it
 holds, in order, and carries on live. What is still unsent when the run finishes is appended
@@ -9,6 +9,10 @@ to the backlog file, which ``python -m trainer replay`` sends later. Every run e
 FAILED or KILLED (a SIGTERM, an exception, a process ending without ``finish``), tagged with
 the reason, and tagged ``tracking_degraded`` with counts when anything was sent late or is
 missing.
+
+Over 400 lines on purpose: the queue, the sending loop, ``finish`` and the signal and exit
+handlers share one state (the pending operations and their counts); the operations
+themselves live in ``trainer.tracking_send`` and the backlog in ``trainer.tracking_backlog``.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import uuid
 from collections.abc import Mapping
 
 from trainer import contract
-from trainer.tracking_backlog import (
+from trainer.tracking_backlog import append_backlog
+from trainer.tracking_send import (
     MAX_METRICS_PER_BATCH,
     RUN_OPS,
     RunSender,
     TrackingInputError,
-    append_backlog,
     default_artifact_location,
     get_or_create_experiment,
     is_transient,
