@@ -9,6 +9,7 @@ import sys
 BENCHMARKS: dict[str, str] = {
     "report": "bench.report_bench",
     "train": "bench.train_bench",
+    "tracking": "bench.tracking_bench",
 }
 
 

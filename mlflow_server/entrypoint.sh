@@ -14,7 +14,8 @@
 #       (--serve-artifacts --artifacts-destination ROOT; clients need only the server URL and
 #       its token); false hands clients ROOT itself (--no-serve-artifacts
 #       --default-artifact-root ROOT; clients then need their own access to the bucket).
-#   MLFLOW_DB_UPGRADE (true): run `mlflow db upgrade` first when the store is a database.
+#   MLFLOW_DB_UPGRADE (true): run `mlflow db upgrade` first (preflight.py, under a PostgreSQL
+#       advisory lock); false when migrations run as a separate step.
 #   MLFLOW_SERVER_ALLOWED_HOSTS: Host headers to accept, comma-separated (mlflow's own
 #       variable). On Cloud Run (K_SERVICE set) "$K_SERVICE-*.run.app" is always added; unset
 #       elsewhere, mlflow's default (localhost and private IPs) applies.
@@ -66,16 +67,23 @@ if [[ "$store_uri" =~ ^postgres(ql)?:// ]]; then
   store_uri="postgresql+psycopg2://${store_uri#*://}"
 fi
 case "$store_uri" in
-  postgresql* | mysql* | mssql* | sqlite:*)
-    if is_true "${MLFLOW_DB_UPGRADE:-true}"; then
-      echo "entrypoint.sh: mlflow db upgrade $(redact "$store_uri")" >&2
-      # Creates the schema on an empty database, migrates an older one, no-op otherwise.
-      # Done before the workers start so they never race each other on the schema.
-      mlflow db upgrade "$store_uri"
-    fi
-    ;;
+  postgresql* | mysql* | mssql* | sqlite:*) ;;
   *) die "MLFLOW_BACKEND_STORE_URI must be a database URI (postgresql://, mysql://, mssql://, sqlite:///), got '$(redact "$store_uri")'" ;;
 esac
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+[[ -f "$here/preflight.py" ]] || die "$here/preflight.py is missing"
+upgrade=false
+is_true "${MLFLOW_DB_UPGRADE:-true}" && upgrade=true
+checked_root=-
+is_true "${MLFLOW_SERVE_ARTIFACTS:-true}" && checked_root="$MLFLOW_ARTIFACT_ROOT"
+# Fails fast (exit 64, a message naming the URI) on a database that does not answer or an
+# artifact root the server cannot write; then `mlflow db upgrade` (creates the schema on an
+# empty database, migrates an older one, no-op otherwise) before any worker starts, under a
+# PostgreSQL advisory lock so instances starting together never migrate side by side.
+python_bin="$(dirname "$(command -v mlflow)")/python"
+[[ -x "$python_bin" ]] || python_bin=python3
+"$python_bin" "$here/preflight.py" "$store_uri" "$checked_root" "$upgrade"
 
 args=(--backend-store-uri "$store_uri" --host "$HOST" --port "$PORT" --workers "$MLFLOW_WORKERS")
 if is_true "${MLFLOW_SERVE_ARTIFACTS:-true}"; then
@@ -102,7 +110,6 @@ fi
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 # Every Python process of the server imports python/sitecustomize.py (GC, TCP_NODELAY).
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [[ -f "$here/python/sitecustomize.py" ]] || die "$here/python/sitecustomize.py is missing"
 export PYTHONPATH="$here/python${PYTHONPATH:+:$PYTHONPATH}"
 

@@ -6,6 +6,10 @@
 
 Each step writes to <work-dir>/<step>; a later step reuses what an earlier run left there,
 so `--steps train,evaluate` retrains on the same examples.
+
+    python -m trainer replay <backlog file or model/evaluation folder> [--tracking-uri URI]
+
+sends what a step could not send to MLflow (its backlog); running it twice sends nothing twice.
 """
 
 from __future__ import annotations
@@ -19,7 +23,55 @@ import sys
 STEPS = ("ingest", "transform", "train", "evaluate")
 
 
+def replay_main(argv: list[str]) -> int:
+    """``python -m trainer replay``: sends a backlog; 0 when everything was sent."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer replay",
+        description="Send a tracking backlog (mlflow_backlog.jsonl) to MLflow, idempotently.",
+    )
+    parser.add_argument("path", help="the backlog file, or the model/evaluation folder holding it")
+    parser.add_argument("--tracking-uri", default="", help="default: the URI the backlog names")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from trainer import tracking_backlog
+
+    try:
+        result = tracking_backlog.replay(args.path, args.tracking_uri)
+    except FileNotFoundError as err:
+        print(f"error: no backlog to replay: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # TrackingInputError, a malformed URI
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - an outage: say so, progress is recorded
+        print(
+            f"error: MLflow did not answer ({type(err).__name__}: {err}); what was sent is "
+            "recorded, run replay again later",
+            file=sys.stderr,
+        )
+        return 1
+    tracking_backlog.update_run_info(args.path, result)
+    print(
+        json.dumps(
+            {
+                "backlog": result.backlog,
+                "run_ids": result.run_ids,
+                "lines_sent": result.lines_sent,
+                "metric_points_sent": result.points_sent,
+                "rejected": result.rejected,
+            },
+            indent=2,
+        )
+    )
+    return 1 if result.rejected else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        return replay_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m trainer",
         description=__doc__,

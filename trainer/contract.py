@@ -137,6 +137,8 @@ TAG_PIPELINE_TASK = "kfp.task"
 TAG_TRACKING_DEGRADED = "tracking_degraded"
 TAG_FAILURE_REASON = "failure_reason"
 TAG_MODEL_URI = "kfp.model_uri"  # where the train step wrote the model (its artifact URI)
+# A caller-chosen key naming one logical run: a retried step with the same key reuses the run.
+TAG_RUN_KEY = "run_key"
 MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
 
 # MLflow run statuses the product writes and reads.

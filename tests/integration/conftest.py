@@ -221,9 +221,9 @@ def entrypoint_env(**env: str) -> dict[str, str]:
 class MlflowServer:
     """A running ``mlflow_server/entrypoint.sh``; stop() ends its whole process group."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None):
         self.env = env
-        self.port = free_port()
+        self.port = port or free_port()  # a port of its own: a restarted server reuses it
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {
@@ -262,6 +262,13 @@ class MlflowServer:
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"MLflow server not healthy after {timeout_s}s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """Ends the whole process group at once, as a crash or an evicted instance would."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self._log.close()
 
     def stop(self) -> None:
         if self.process.poll() is None:
