@@ -19,7 +19,7 @@ import sys
 STEPS = ("ingest", "transform", "train", "evaluate")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer",
         description=__doc__,
@@ -32,31 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI; empty: off")
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated steps to run")
     parser.add_argument("--beam-arg", action="append", help="a Beam option (repeatable)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    return parser
 
-    from trainer import config as cfg
 
-    try:
-        config = cfg.load_config(args.config)
-        feature_config = config.feature_config(args.feature_config)
-        config.model_config(args.model_config)
-    except cfg.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-    unknown = sorted(set(steps) - set(STEPS))
-    if unknown:
-        print(
-            f"error: --steps: unknown step(s) {', '.join(unknown)} (known: {', '.join(STEPS)})",
-            file=sys.stderr,
-        )
-        return 2
+def _run_steps(args: argparse.Namespace, config, feature_config, steps: list[str]) -> None:
+    """Runs the chosen steps in pipeline order; each imports only what it needs."""
     work = {step: os.path.join(args.work_dir, step) for step in STEPS}
     work["transform"] = os.path.join(args.work_dir, f"transform-{feature_config.id}")
-
     if "ingest" in steps:
         from trainer import ingest
 
@@ -87,6 +69,33 @@ def main(argv: list[str] | None = None) -> int:
             work["train"], work["ingest"], work["evaluate"], tracking_uri=args.tracking_uri
         )
         print(json.dumps(metrics, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the steps; returns the exit status (2: a bad config or step name)."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from trainer import config as cfg
+
+    try:
+        config = cfg.load_config(args.config)
+        feature_config = config.feature_config(args.feature_config)
+        config.model_config(args.model_config)
+    except cfg.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        print(
+            f"error: --steps: unknown step(s) {', '.join(unknown)} (known: {', '.join(STEPS)})",
+            file=sys.stderr,
+        )
+        return 2
+    _run_steps(args, config, feature_config, steps)
     return 0
 
 
