@@ -19,29 +19,25 @@ log = logging.getLogger(__name__)
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run cannot recover from it."""
 
-    def __init__(self, epoch: int, step: int, loss: float):
-        self.epoch, self.step, self.loss = epoch, step, loss
-        super().__init__(f"training loss is {loss} at epoch {epoch}, step {step}")
+    def __init__(self, epoch: int, loss: float):
+        self.epoch, self.loss = epoch, loss
+        super().__init__(f"training loss is {loss} at epoch {epoch}")
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Raises ``NonFiniteLossError`` at the first batch whose training loss is not finite.
+    """Raises ``NonFiniteLossError`` after the first epoch whose training loss is not finite.
 
     Keras' own ``TerminateOnNaN`` only stops the loop, which would end the run as if it had
-    finished; raising makes the step fail and lets the caller record why and when.
+    finished; raising makes the step fail and lets the caller record why and when. The check
+    runs per epoch, not per batch: the epoch's loss is the mean over its batches, so one
+    non-finite batch makes it non-finite too, and a per-batch hook would make Keras copy the
+    loss to the host after every step.
     """
 
-    def __init__(self):
-        super().__init__()
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch = epoch + 1
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get(contract.METRIC_LOSS)
         if loss is not None and not math.isfinite(float(loss)):
-            raise NonFiniteLossError(self._epoch, batch + 1, float(loss))
+            raise NonFiniteLossError(epoch + 1, float(loss))
 
 
 class ValidationRecall(keras.callbacks.Callback):
@@ -75,7 +71,8 @@ class EpochTracker(keras.callbacks.Callback):
 
     ``epoch_seconds`` is the whole epoch (training, validation loss and validation recall);
     the steps/s in the log line count the training part only. Put it after the callbacks
-    that add metrics to the epoch's logs.
+    that add metrics to the epoch's logs (and before the loss guard, so a failed epoch's
+    metrics are logged too).
     """
 
     def __init__(self, tracker: RunTracker, steps_per_epoch: int, epochs: int):

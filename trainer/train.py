@@ -180,12 +180,12 @@ def fit(
         validation_data=eval_ds,
         epochs=training.epochs,
         verbose=2,
-        callbacks=[
-            callbacks.StopOnNonFiniteLoss(),
+        callbacks=[  # in this order: each reads what the ones before it added to the logs
             callbacks.ValidationRecall(
                 two_tower, tft_layer, data.queries, data.catalog, data.eval_set
             ),
             callbacks.EpochTracker(tracker, steps_per_epoch, training.epochs),
+            callbacks.StopOnNonFiniteLoss(),
             stopper,
         ],
     )

@@ -20,22 +20,24 @@ def _tiny_model() -> keras.Model:
     return model
 
 
-def test_guard_lets_finite_losses_pass_and_names_epoch_and_step_of_the_first_bad_one():
+def test_guard_lets_finite_losses_pass_and_names_the_epoch_of_the_first_bad_one():
     guard = StopOnNonFiniteLoss()
-    guard.on_epoch_begin(2)
-    guard.on_train_batch_end(0, {"loss": 0.5})
-    with pytest.raises(NonFiniteLossError, match="at epoch 3, step 5") as info:
-        guard.on_train_batch_end(4, {"loss": float("inf")})
-    assert info.value.epoch == 3 and info.value.step == 5 and math.isinf(info.value.loss)
+    guard.on_epoch_end(0, {"loss": 0.5})
+    with pytest.raises(NonFiniteLossError, match="inf at epoch 3") as info:
+        guard.on_epoch_end(2, {"loss": float("inf")})
+    assert info.value.epoch == 3 and math.isinf(info.value.loss)
 
 
-def test_a_nan_loss_stops_fit_with_an_error():
+def test_a_nan_loss_stops_fit_with_an_error_after_that_epoch():
     x = np.ones((64, 2), np.float32)
-    x[40] = np.nan  # the third batch of 16 has a NaN input, so a NaN loss
+    x[40] = np.nan  # one batch of the first epoch has a NaN input, so a NaN loss
     y = np.ones((64, 1), np.float32)
     model = _tiny_model()
-    with pytest.raises(NonFiniteLossError, match="nan at epoch 1, step 3"):
-        model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[StopOnNonFiniteLoss()])
+    epochs = []
+    seen = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(epoch))
+    with pytest.raises(NonFiniteLossError, match="nan at epoch 1"):
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[seen, StopOnNonFiniteLoss()])
+    assert epochs == [0]
 
 
 def test_epoch_tracker_logs_every_epoch_with_its_duration(tmp_path, caplog):
