@@ -1,13 +1,17 @@
-"""Data input: raw columns as typed arrays, tensors and specs, and tf.data datasets.
+"""Data input: raw columns as typed arrays, tensors and specs; training's frames and datasets.
 
 Every raw column's type comes from ``contract.RAW_COLUMN_TYPES``; this module is the one
 place that turns those types into NumPy dtypes, TensorFlow dtypes, neutral fill values,
 ``tf.io`` parsing specs (ingest's tf.Examples) and ``tf.TensorSpec``s (the serving
-signature), so the string / float / int columns are listed nowhere else.
+signature), so the string / float / int columns are listed nowhere else. It also reads what
+training needs from the ingest and transform folders: the catalog, the validation queries
+and the tf.data datasets of transformed examples.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -15,7 +19,9 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import contract
+from trainer import buyer_features, contract, layout
+from trainer import config as cfg
+from trainer import retrieval_metrics as metrics
 
 _NUMPY_DTYPES = {contract.STRING: object, contract.FLOAT: np.float32, contract.INT: np.int64}
 _TF_DTYPES = {contract.STRING: tf.string, contract.FLOAT: tf.float32, contract.INT: tf.int64}
@@ -100,3 +106,55 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What training reads from the ingest folder besides the transformed examples."""
+
+    train_rows: int
+    catalog: pd.DataFrame
+    eval_set: metrics.EvalSet  # the validation pairs
+    queries: pd.DataFrame  # raw buyer features of each validation query
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Training steps in one pass over the train split."""
+        return math.ceil(self.train_rows / batch_size)
+
+
+def load_training_data(config: cfg.ExperimentConfig, ingest_dir: str) -> TrainingData:
+    """Catalog, validation pairs and their point-in-time queries from the ingest folder."""
+    train_frame = pd.read_parquet(layout.split_path(ingest_dir, "train"))
+    eval_frame = pd.read_parquet(layout.split_path(ingest_dir, "eval"))
+    catalog = pd.read_parquet(layout.catalog_path(ingest_dir))
+    eval_set = metrics.build_eval_set(eval_frame, train_frame, catalog)
+    queries = buyer_features.query_frame(
+        train_frame,
+        eval_set.buyers,
+        buyer_features.as_of_time(train_frame, eval_frame),
+        config.history_length or buyer_features.DEFAULT_MAX_HISTORY,
+    )
+    return TrainingData(len(train_frame), catalog, eval_set, queries)
+
+
+def make_datasets(
+    config: cfg.ExperimentConfig,
+    tft_output: tft.TFTransformOutput,
+    transform_dir: str,
+    train_files: list[str] | None = None,
+    eval_files: list[str] | None = None,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(train, eval) datasets of transformed examples; train is shuffled by the seed."""
+    training = config.training
+    train_ds = make_dataset(
+        train_files or layout.transformed_pattern(transform_dir, "train"),
+        tft_output,
+        training.batch_size,
+        shuffle_seed=training.seed,
+    )
+    eval_ds = make_dataset(
+        eval_files or layout.transformed_pattern(transform_dir, "eval"),
+        tft_output,
+        training.eval_batch_size,
+    )
+    return train_ds, eval_ds

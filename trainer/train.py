@@ -17,14 +17,12 @@ import math
 import os
 
 import numpy as np
-import pandas as pd
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import buyer_features, callbacks, contract, features, inputs, layout, serving
+from trainer import callbacks, contract, features, inputs, layout, serving
 from trainer import config as cfg
 from trainer import model as model_lib
-from trainer import retrieval_metrics as metrics
 from trainer.tracking import RunTracker
 
 log = logging.getLogger(__name__)
@@ -41,20 +39,6 @@ class TrainResult:
     tracking_degraded: str | None = None
 
 
-@dataclasses.dataclass
-class TrainingData:
-    """What training reads from the ingest folder besides the transformed examples."""
-
-    train_rows: int
-    catalog: pd.DataFrame
-    eval_set: metrics.EvalSet  # the validation pairs
-    queries: pd.DataFrame  # raw buyer features of each validation query
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        """Training steps in one pass over the train split."""
-        return math.ceil(self.train_rows / batch_size)
-
-
 def with_seed(config: cfg.ExperimentConfig, seed: int | None) -> cfg.ExperimentConfig:
     """The config with ``training.seed`` replaced when a seed is given."""
     if seed is None or seed == config.training.seed:
@@ -62,48 +46,11 @@ def with_seed(config: cfg.ExperimentConfig, seed: int | None) -> cfg.ExperimentC
     return dataclasses.replace(config, training=dataclasses.replace(config.training, seed=seed))
 
 
-def load_training_data(config: cfg.ExperimentConfig, ingest_dir: str) -> TrainingData:
-    """Catalog, validation pairs and their point-in-time queries from the ingest folder."""
-    train_frame = pd.read_parquet(layout.split_path(ingest_dir, "train"))
-    eval_frame = pd.read_parquet(layout.split_path(ingest_dir, "eval"))
-    catalog = pd.read_parquet(layout.catalog_path(ingest_dir))
-    eval_set = metrics.build_eval_set(eval_frame, train_frame, catalog)
-    queries = buyer_features.query_frame(
-        train_frame,
-        eval_set.buyers,
-        buyer_features.as_of_time(train_frame, eval_frame),
-        config.history_length or buyer_features.DEFAULT_MAX_HISTORY,
-    )
-    return TrainingData(len(train_frame), catalog, eval_set, queries)
-
-
-def make_datasets(
-    training: cfg.Training,
-    tft_output: tft.TFTransformOutput,
-    transform_dir: str,
-    train_files: list[str] | None = None,
-    eval_files: list[str] | None = None,
-) -> tuple:
-    """(train, eval) datasets of transformed examples; train is shuffled by the seed."""
-    train_ds = inputs.make_dataset(
-        train_files or layout.transformed_pattern(transform_dir, "train"),
-        tft_output,
-        training.batch_size,
-        shuffle_seed=training.seed,
-    )
-    eval_ds = inputs.make_dataset(
-        eval_files or layout.transformed_pattern(transform_dir, "eval"),
-        tft_output,
-        training.eval_batch_size,
-    )
-    return train_ds, eval_ds
-
-
 def build_model(
     fc: cfg.FeatureConfig,
     mc: cfg.ModelConfig,
     tft_output: tft.TFTransformOutput,
-    data: TrainingData,
+    data: inputs.TrainingData,
     training: cfg.Training,
 ) -> model_lib.TwoTowerModel:
     """The compiled two-tower model, with the products' in-batch sampling probabilities."""
@@ -155,7 +102,7 @@ def fit(
     two_tower: model_lib.TwoTowerModel,
     tft_output: tft.TFTransformOutput,
     datasets: tuple,
-    data: TrainingData,
+    data: inputs.TrainingData,
     training: cfg.Training,
     tracker: RunTracker,
 ) -> dict[str, list[float]]:
@@ -277,8 +224,8 @@ def run_training(
     fc, mc = config.feature_config(feature_config_id), config.model_config(model_config_id)
     keras.utils.set_random_seed(config.training.seed)
     tft_output = tft.TFTransformOutput(transform_dir)
-    data = load_training_data(config, ingest_dir)
-    datasets = make_datasets(config.training, tft_output, transform_dir, train_files, eval_files)
+    data = inputs.load_training_data(config, ingest_dir)
+    datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
     two_tower = build_model(fc, mc, tft_output, data, config.training)
     config_path = write_config(config, model_dir)
     tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
