@@ -6,7 +6,7 @@
    parse -> batch -> cache -> prefetch), same batch size, same optimizer. Examples/s over
    the epochs after the first (the first traces and fills the cache). Target: ours/bare
    >= 0.9.
-2. Exact evaluation: ``evaluation.exact_top_k`` + ``recall_at_k`` against
+2. Exact evaluation: ``retrieval_metrics.exact_top_k`` + ``recall_at_k`` against
    ``tfrs.metrics.FactorizedTopK`` (BruteForce index, and the default Streaming
    candidates) on the same trained model's test-query and catalog embeddings, one
    FactorizedTopK example per distinct (buyer, positive product) pair. Target: >= 5x
@@ -53,6 +53,9 @@ CACHE = ROOT / ".local" / "bench" / "train"
 # Sources whose change invalidates the cached ingest/transform outputs.
 CACHE_KEY_SOURCES = (
     "trainer/ingest.py",
+    "trainer/buyer_features.py",
+    "trainer/inputs.py",
+    "trainer/layout.py",
     "trainer/transform.py",
     "trainer/features.py",
     "trainer/config.py",
@@ -201,14 +204,14 @@ def build_ours(data: Data):
     """Our training path as run_training builds it: (model, dataset)."""
     import tensorflow_transform as tft
 
+    from trainer import inputs, layout
     from trainer import model as model_lib
-    from trainer import train, transform
 
     config = data.config
     fc, mc, training = config.feature_config(), config.model_config(), config.training
     tft_output = tft.TFTransformOutput(data.transform_dir)
-    ds = train.make_dataset(
-        transform.transformed_pattern(data.transform_dir, "train"),
+    ds = inputs.make_dataset(
+        layout.transformed_pattern(data.transform_dir, "train"),
         tft_output,
         training.batch_size,
         shuffle_seed=training.seed,
@@ -225,8 +228,8 @@ def build_bare(data: Data):
     import tf_keras as keras
 
     from trainer import features as feats
+    from trainer import layout
     from trainer import model as model_lib
-    from trainer import transform
 
     config = data.config
     fc, mc, training = config.feature_config(), config.model_config(), config.training
@@ -234,7 +237,7 @@ def build_bare(data: Data):
     product_key = feats.transformed_name(fc.product[0])
     tft_output = tft.TFTransformOutput(data.transform_dir)
     spec = {k: tft_output.transformed_feature_spec()[k] for k in (buyer_key, product_key)}
-    files = sorted(tf.io.gfile.glob(transform.transformed_pattern(data.transform_dir, "train")))
+    files = sorted(tf.io.gfile.glob(layout.transformed_pattern(data.transform_dir, "train")))
     ds = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
         .batch(training.batch_size)
@@ -315,11 +318,11 @@ def _embed(tower, tft_layer, frame, batch_size: int = 8192):
     """Tower embeddings of raw rows, transformed by the TFT graph first."""
     import numpy as np
 
-    from trainer import train
+    from trainer import inputs
 
     parts = []
     for start in range(0, len(frame), batch_size):
-        transformed = tft_layer(train.raw_inputs(frame.iloc[start : start + batch_size]))
+        transformed = tft_layer(inputs.raw_tensors(frame.iloc[start : start + batch_size]))
         parts.append(tower(transformed, training=False).numpy())
     return np.concatenate(parts)
 
@@ -329,23 +332,25 @@ def test_embeddings(data: Data, model):
     import pandas as pd
     import tensorflow_transform as tft
 
-    from trainer import evaluation, ingest, train
+    from trainer import buyer_features, contract, layout
+    from trainer import retrieval_metrics as evaluation
 
-    split = {n: pd.read_parquet(ingest.split_path(data.ingest_dir, n)) for n in ingest.SPLITS}
-    catalog = pd.read_parquet(os.path.join(data.ingest_dir, ingest.CATALOG_FILE))
+    split = {n: pd.read_parquet(layout.split_path(data.ingest_dir, n)) for n in contract.SPLITS}
+    catalog = pd.read_parquet(layout.catalog_path(data.ingest_dir))
     eval_set = evaluation.build_eval_set(split["test"], split["train"], catalog)
     history = pd.concat([split["train"], split["eval"]])
     tft_layer = tft.TFTransformOutput(data.transform_dir).transform_features_layer()
-    as_of = train.as_of_time(history, split["test"])
+    as_of = buyer_features.as_of_time(history, split["test"])
     queries = _embed(model.buyer_tower, tft_layer,
-                     train.query_frame(history, eval_set.buyers, as_of))  # fmt: skip
+                     buyer_features.query_frame(history, eval_set.buyers, as_of))  # fmt: skip
     candidates = _embed(model.product_tower, tft_layer, catalog)
     return queries, candidates, eval_set
 
 
 def ours_recall(queries, candidates, eval_set) -> dict[int, float]:
     """What the evaluate step computes: exact top-k over the catalog, micro recall@k."""
-    from trainer import contract, evaluation
+    from trainer import contract
+    from trainer import retrieval_metrics as evaluation
 
     top, _ = evaluation.exact_top_k(queries, candidates, max(contract.RECALL_KS))
     return evaluation.recall_at_k(top, eval_set)

@@ -68,10 +68,7 @@ def replay_main(argv: list[str]) -> int:
     return 1 if result.rejected else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["replay"]:
-        return replay_main(argv[1:])
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer",
         description=__doc__,
@@ -84,31 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI; empty: off")
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated steps to run")
     parser.add_argument("--beam-arg", action="append", help="a Beam option (repeatable)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    return parser
 
-    from trainer import config as cfg
 
-    try:
-        config = cfg.load_config(args.config)
-        feature_config = config.feature_config(args.feature_config)
-        config.model_config(args.model_config)
-    except cfg.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-    unknown = sorted(set(steps) - set(STEPS))
-    if unknown:
-        print(
-            f"error: --steps: unknown step(s) {', '.join(unknown)} (known: {', '.join(STEPS)})",
-            file=sys.stderr,
-        )
-        return 2
+def _run_steps(args: argparse.Namespace, config, feature_config, steps: list[str]) -> None:
+    """Runs the chosen steps in pipeline order; each imports only what it needs."""
     work = {step: os.path.join(args.work_dir, step) for step in STEPS}
     work["transform"] = os.path.join(args.work_dir, f"transform-{feature_config.id}")
-
     if "ingest" in steps:
         from trainer import ingest
 
@@ -139,6 +118,39 @@ def main(argv: list[str] | None = None) -> int:
             work["train"], work["ingest"], work["evaluate"], tracking_uri=args.tracking_uri
         )
         print(json.dumps(metrics, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the steps (or ``replay``); returns the exit status (2: a bad config, source or step)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        return replay_main(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from trainer import config as cfg
+    from trainer import preflight
+
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        print(
+            f"error: --steps: unknown step(s) {', '.join(unknown)} (known: {', '.join(STEPS)})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        config = cfg.load_config(args.config)
+        feature_config = config.feature_config(args.feature_config)
+        config.model_config(args.model_config)
+        if "ingest" in steps:
+            preflight.check_source(config)
+        _run_steps(args, config, feature_config, steps)
+    except cfg.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,49 +7,78 @@ run in MLflow and to a JSON file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from trainer import buyer_features, contract, evaluation, ingest
+from trainer import buyer_features, contract, layout, serving
+from trainer import config as cfg
+from trainer import retrieval_metrics as metrics
 from trainer.tracking import RunTracker, read_run_info
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-TOP_K_FILE = "top_k.parquet"  # the served top-k of every test query, as evaluated
+
+@dataclasses.dataclass
+class EvaluationData:
+    """The frames evaluation reads from the ingest folder."""
+
+    train: pd.DataFrame
+    history: pd.DataFrame  # train and eval: everything before the test split
+    test: pd.DataFrame
+    catalog: pd.DataFrame
+
+    @classmethod
+    def load(cls, ingest_dir: str) -> EvaluationData:
+        """Reads the splits and the catalog of an ingest folder."""
+        train = pd.read_parquet(layout.split_path(ingest_dir, "train"))
+        history = pd.concat([train, pd.read_parquet(layout.split_path(ingest_dir, "eval"))])
+        test = pd.read_parquet(layout.split_path(ingest_dir, "test"))
+        return cls(train, history, test, pd.read_parquet(layout.catalog_path(ingest_dir)))
 
 
-def load_serving_model(serving_dir: str):
-    """Loads the exported model; returns its ``serving_default`` function."""
-    return tf.saved_model.load(serving_dir).signatures["serving_default"]
+def model_recalls(
+    model_dir: str, data: EvaluationData, eval_set: metrics.EvalSet, top_k_path: str
+) -> dict[str, float]:
+    """Test recall@k of the served model; its top-k of every query goes to ``top_k_path``.
+
+    The queries are the test buyers' raw features as of the test split's start, computed
+    from the interactions before it only.
+    """
+    config = cfg.load_config(layout.config_path(model_dir))
+    k = max(contract.RECALL_KS)
+    queries = buyer_features.query_frame(
+        data.history,
+        eval_set.buyers,
+        buyer_features.as_of_time(data.history, data.test),
+        config.history_length or buyer_features.DEFAULT_MAX_HISTORY,
+    )
+    serve = serving.load_serving_model(layout.serving_path(model_dir))
+    product_ids, scores = serving.serve_top_k(serve, queries)
+    pd.DataFrame(
+        {
+            contract.BUYER_ID: eval_set.buyers,
+            "product_ids": list(product_ids[:, :k]),
+            "scores": list(scores[:, :k]),
+        }
+    ).to_parquet(top_k_path)
+    index = metrics.catalog_index(data.catalog)
+    top = np.vectorize(index.__getitem__, otypes=[np.int64])(product_ids[:, :k])
+    recalls = metrics.recall_at_k(top, eval_set)
+    return {contract.test_recall_key(kk): v for kk, v in recalls.items()}
 
 
-def serve_top_k(
-    serve, queries: pd.DataFrame, batch_size: int = 4096
-) -> tuple[np.ndarray, np.ndarray]:
-    """Runs the serving signature over raw query rows: (product ids, scores), best first."""
-    names = list(serve.structured_input_signature[1].keys())
-    ids, scores = [], []
-    for start in range(0, len(queries), batch_size):
-        part = queries.iloc[start : start + batch_size]
-        inputs = {}
-        for name in names:
-            spec = serve.structured_input_signature[1][name]
-            inputs[name] = tf.constant(
-                part[name]
-                .to_numpy()
-                .astype(object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype),
-                spec.dtype,
-            )
-        out = serve(**inputs)
-        ids.append(out["product_ids"].numpy().astype(str))
-        scores.append(out["scores"].numpy())
-    return np.concatenate(ids), np.concatenate(scores)
+def baseline_recalls(data: EvaluationData, eval_set: metrics.EvalSet) -> dict[str, float]:
+    """Test recall@k of every heuristic baseline on the model's test pairs."""
+    out = {}
+    for baseline, recalls in metrics.baseline_recalls(eval_set, data.history, data.catalog).items():
+        for k, value in recalls.items():
+            out[contract.baseline_recall_key(baseline, k)] = value
+    return out
 
 
 def run_evaluation(
@@ -60,51 +89,20 @@ def run_evaluation(
     Args:
         model_dir: The train step's output (serving model and mlflow_run.json).
         ingest_dir: The ingest step's output (splits and catalog).
-        output_dir: Where metrics.json is written.
+        output_dir: Where metrics.json and top_k.parquet are written.
         tracking_uri: MLflow tracking URI (defaults to the one training used).
 
     Returns:
         The metrics, named by the MLflow contract.
     """
-    from trainer import config as cfg
-    from trainer.train import CONFIG_FILE, SERVING_DIR, as_of_time, query_frame
-
-    config = cfg.load_config(os.path.join(model_dir, CONFIG_FILE))
-
     run_info = read_run_info(model_dir)
     os.makedirs(output_dir, exist_ok=True)
-    train = pd.read_parquet(ingest.split_path(ingest_dir, "train"))
-    history = pd.concat([train, pd.read_parquet(ingest.split_path(ingest_dir, "eval"))])
-    test = pd.read_parquet(ingest.split_path(ingest_dir, "test"))
-    catalog = pd.read_parquet(os.path.join(ingest_dir, ingest.CATALOG_FILE))
-    eval_set = evaluation.build_eval_set(test, train, catalog)
-    k = max(contract.RECALL_KS)
-
-    serve = load_serving_model(os.path.join(model_dir, SERVING_DIR))
-    queries = query_frame(
-        history,
-        eval_set.buyers,
-        as_of_time(history, test),
-        config.history_length or buyer_features.DEFAULT_MAX_HISTORY,
-    )
-    product_ids, scores = serve_top_k(serve, queries)
-    pd.DataFrame(
-        {
-            "buyer_id": eval_set.buyers,
-            "product_ids": list(product_ids[:, :k]),
-            "scores": list(scores[:, :k]),
-        }
-    ).to_parquet(os.path.join(output_dir, TOP_K_FILE))
-    index = evaluation.catalog_index(catalog)
-    top = np.vectorize(index.__getitem__, otypes=[np.int64])(product_ids[:, :k])
-    metrics = {
-        contract.test_recall_key(kk): v for kk, v in evaluation.recall_at_k(top, eval_set).items()
-    }
-    for baseline, recalls in evaluation.baseline_recalls(eval_set, history, catalog).items():
-        for kk, v in recalls.items():
-            metrics[contract.baseline_recall_key(baseline, kk)] = v
-    metrics["test_pairs"] = float(eval_set.num_pairs)
-    metrics["test_buyers"] = float(len(eval_set.buyers))
+    data = EvaluationData.load(ingest_dir)
+    eval_set = metrics.build_eval_set(data.test, data.train, data.catalog)
+    results = model_recalls(model_dir, data, eval_set, layout.top_k_path(output_dir))
+    results.update(baseline_recalls(data, eval_set))
+    results[contract.TEST_PAIRS] = float(eval_set.num_pairs)
+    results[contract.TEST_BUYERS] = float(len(eval_set.buyers))
 
     tracker = RunTracker(
         tracking_uri or run_info["tracking_uri"] or "",
@@ -112,9 +110,9 @@ def run_evaluation(
         backlog_dir=output_dir,
     )
     tracker.resume(run_info["run_id"])
-    tracker.log_metrics(metrics)
-    tracker.finish("FINISHED")
-    with open(os.path.join(output_dir, METRICS_FILE), "w", encoding="utf-8") as f:
-        json.dump({"run_id": run_info["run_id"], "metrics": metrics}, f, indent=2)
-    log.info("evaluate: %s", metrics)
-    return metrics
+    tracker.log_metrics(results)
+    tracker.finish(contract.STATUS_FINISHED)
+    with open(layout.metrics_path(output_dir), "w", encoding="utf-8") as f:
+        json.dump({"run_id": run_info["run_id"], "metrics": results}, f, indent=2)
+    log.info("evaluate: %s", results)
+    return results

@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import config as cfg
+from trainer import contract
 
 # Transforms whose output is an integer id looked up in an embedding table.
 CATEGORICAL = ("vocabulary", "hashing", "bucketize", "cross")
@@ -26,6 +27,11 @@ _DAY = 86400.0
 def transformed_name(feature: cfg.Feature) -> str:
     """Name of a feature's output in the transformed examples."""
     return f"{feature.name}__{feature.transform}"
+
+
+# Where the product ids are in the transformed examples: every feature config has product_id
+# with transform vocabulary (the config checks it), and both towers and serving read it.
+PRODUCT_KEY = transformed_name(cfg.Feature(contract.PRODUCT_ID, "vocabulary"))
 
 
 def vocabulary_name(feature: cfg.Feature) -> str:
@@ -85,7 +91,7 @@ def _transform(
         # Ids in product_id's vocabulary, so the buyer tower can share its embedding table.
         tokens = tf.strings.split(x)[:, : feature.max_length]
         ids = tft.apply_vocabulary(
-            tokens, vocabularies[cfg.PRODUCT_ID], num_oov_buckets=product.oov_buckets
+            tokens, vocabularies[contract.PRODUCT_ID], num_oov_buckets=product.oov_buckets
         )
         return _pad(ids, feature.max_length)
     if feature.transform == "text":
@@ -122,7 +128,7 @@ def make_preprocessing_fn(feature_config: cfg.FeatureConfig) -> Callable[[dict],
     product_vocabulary = next(
         f
         for f in feature_config.product
-        if f.name == cfg.PRODUCT_ID and f.transform == "vocabulary"
+        if f.name == contract.PRODUCT_ID and f.transform == "vocabulary"
     )
 
     def preprocessing_fn(inputs: dict) -> dict:
@@ -137,9 +143,9 @@ def make_preprocessing_fn(feature_config: cfg.FeatureConfig) -> Callable[[dict],
                 )
         if any(f.transform == "history" for f in features):
             vocabularies.setdefault(
-                cfg.PRODUCT_ID,
+                contract.PRODUCT_ID,
                 tft.vocabulary(
-                    inputs[cfg.PRODUCT_ID],
+                    inputs[contract.PRODUCT_ID],
                     frequency_threshold=_threshold(product_vocabulary),
                     vocab_filename=vocabulary_name(product_vocabulary),
                 ),

@@ -1,6 +1,6 @@
 """Ingest (ExampleGen): read interactions, drop bad rows (counting them), split, write examples.
 
-Output folder layout (the contract every later step reads):
+Output folder layout (the contract every later step reads; paths in trainer/layout.py):
 
     {split}.tfrecord.gz   raw tf.Examples per split (train / eval / test), for tf.Transform
     {split}.parquet       the same rows as a frame, for evaluation and baselines
@@ -21,23 +21,20 @@ import re
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from trainer import buyer_features
+from trainer import buyer_features, contract, inputs, layout
 from trainer import config as cfg
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "eval", "test")
-STATS_FILE = "stats.json"
-SCHEMA_FILE = "schema.pbtxt"
-CATALOG_FILE = "catalog.parquet"
-
-# Every raw column after ingest, with its dtype in the frames and tf.Examples: the mapped
-# source columns plus the point-in-time buyer columns (trainer/buyer_features.py).
-STRING_COLUMNS = (*cfg.STRING_COLUMNS, cfg.HISTORY)
-FLOAT_COLUMNS = (cfg.QUANTITY, cfg.PRICE, cfg.RECENCY_DAYS, cfg.FREQUENCY, cfg.MONETARY)
-INT_COLUMNS = (cfg.TIMESTAMP,)  # seconds since the epoch, UTC
-SOURCE_FLOAT_COLUMNS = (cfg.QUANTITY, cfg.PRICE)
+# The source's string and number columns (the timestamp is parsed on its own).
+SOURCE_STRING_COLUMNS = tuple(
+    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.STRING
+)
+SOURCE_FLOAT_COLUMNS = tuple(
+    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.FLOAT
+)
 
 _FLOAT_ID = re.compile(r"^(\d+)\.0+$")
 
@@ -59,12 +56,6 @@ class IngestStats:
     products: dict[str, int] = dataclasses.field(default_factory=dict)
     time_range: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     catalog_size: int = 0
-
-
-def split_path(folder: str, split: str, ext: str = "parquet") -> str:
-    """Path of one split's file in an ingest output folder."""
-    suffix = "tfrecord.gz" if ext == "tfrecord" else ext
-    return os.path.join(folder, f"{split}.{suffix}")
 
 
 def read_source(dataset: cfg.Dataset, source: str | None = None) -> pd.DataFrame:
@@ -96,9 +87,7 @@ def read_source(dataset: cfg.Dataset, source: str | None = None) -> pd.DataFrame
 
 
 def _read_bytes(path: str) -> bytes:
-    if "://" in path:
-        import tensorflow as tf  # gfile reads gs:// without another client library
-
+    if "://" in path:  # gfile reads gs:// without another client library
         with tf.io.gfile.GFile(path, "rb") as f:
             return f.read()
     with open(path, "rb") as f:
@@ -117,11 +106,11 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
             stats.rows_dropped[reason] = stats.rows_dropped.get(reason, 0) + int(newly.sum())
         keep &= ~bad
 
-    for name in cfg.REQUIRED_COLUMNS:
+    for name in contract.REQUIRED_COLUMNS:
         drop(f"missing_{name}", frame[name].isna() | (frame[name].str.strip() == ""))
 
-    ts = pd.to_datetime(frame[cfg.TIMESTAMP], format=dataset.timestamp_format, errors="coerce")
-    drop(f"bad_{cfg.TIMESTAMP}", ts.isna())
+    ts = pd.to_datetime(frame[contract.TIMESTAMP], format=dataset.timestamp_format, errors="coerce")
+    drop(f"bad_{contract.TIMESTAMP}", ts.isna())
 
     numbers = {}
     for name in SOURCE_FLOAT_COLUMNS:
@@ -129,31 +118,34 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
             numbers[name] = pd.to_numeric(frame[name], errors="coerce")
             drop(f"bad_{name}", numbers[name].isna())
     rules = dataset.cleaning
-    if cfg.QUANTITY in numbers and rules.min_quantity is not None:
+    if contract.QUANTITY in numbers and rules.min_quantity is not None:
         drop(
-            f"{cfg.QUANTITY}_le_{rules.min_quantity:g}", numbers[cfg.QUANTITY] <= rules.min_quantity
+            f"{contract.QUANTITY}_le_{rules.min_quantity:g}",
+            numbers[contract.QUANTITY] <= rules.min_quantity,
         )
-    if cfg.PRICE in numbers and rules.min_price is not None:
-        drop(f"{cfg.PRICE}_le_{rules.min_price:g}", numbers[cfg.PRICE] <= rules.min_price)
-    if rules.drop_transaction_prefixes and cfg.TRANSACTION_ID in frame:
+    if contract.PRICE in numbers and rules.min_price is not None:
+        drop(f"{contract.PRICE}_le_{rules.min_price:g}", numbers[contract.PRICE] <= rules.min_price)
+    if rules.drop_transaction_prefixes and contract.TRANSACTION_ID in frame:
         prefixes = tuple(rules.drop_transaction_prefixes)
-        drop("cancelled", frame[cfg.TRANSACTION_ID].fillna("").str.startswith(prefixes))
+        drop("cancelled", frame[contract.TRANSACTION_ID].fillna("").str.startswith(prefixes))
 
     out = pd.DataFrame(index=frame.index[keep])
-    for name in cfg.STRING_COLUMNS:
+    for name in SOURCE_STRING_COLUMNS:
         values = frame.loc[keep, name] if name in frame else pd.Series("", index=out.index)
         out[name] = values.fillna("").astype(str).str.strip()
-    for name in (cfg.BUYER_ID, cfg.PRODUCT_ID):
+    for name in (contract.BUYER_ID, contract.PRODUCT_ID):
         out[name] = out[name].str.replace(_FLOAT_ID, r"\1", regex=True)  # "17850.0" -> "17850"
     for name in SOURCE_FLOAT_COLUMNS:
         out[name] = numbers[name][keep].astype("float32") if name in numbers else np.float32(0)
-    out[cfg.TIMESTAMP] = ts[keep].astype("datetime64[s]").astype("int64")
+    out[contract.TIMESTAMP] = ts[keep].astype("datetime64[s]").astype("int64")
     stats.rows_kept = len(out)
     if out.empty:
         raise IngestError(
             f"{stats.source}: no usable rows after cleaning (dropped: {stats.rows_dropped})"
         )
-    return out.sort_values([cfg.TIMESTAMP, cfg.BUYER_ID], kind="stable").reset_index(drop=True)
+    return out.sort_values([contract.TIMESTAMP, contract.BUYER_ID], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
@@ -161,7 +153,7 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
     if rule.strategy == "strict_time":
         train_end = pd.Timestamp(rule.train_end).value // 10**9
         eval_end = pd.Timestamp(rule.eval_end).value // 10**9
-        ts = frame[cfg.TIMESTAMP]
+        ts = frame[contract.TIMESTAMP]
         masks = {
             "train": ts < train_end,
             "eval": (ts >= train_end) & (ts < eval_end),
@@ -172,8 +164,10 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
         if rule.strategy == "random":
             draw = pd.Series(rng.random(len(frame)), index=frame.index)
         else:  # buyer_holdout: every interaction of a buyer lands in the same split
-            buyers = frame[cfg.BUYER_ID].unique()
-            draw = frame[cfg.BUYER_ID].map(dict(zip(buyers, rng.random(len(buyers)), strict=True)))
+            buyers = frame[contract.BUYER_ID].unique()
+            draw = frame[contract.BUYER_ID].map(
+                dict(zip(buyers, rng.random(len(buyers)), strict=True))
+            )
         test_cut = 1.0 - rule.test_fraction
         eval_cut = test_cut - rule.eval_fraction
         masks = {
@@ -189,12 +183,12 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
 
 def build_catalog(train: pd.DataFrame) -> pd.DataFrame:
     """One row per product seen in train: its latest description, median price, popularity."""
-    grouped = train.groupby(cfg.PRODUCT_ID, sort=True)
+    grouped = train.groupby(contract.PRODUCT_ID, sort=True)
     catalog = pd.DataFrame(
         {
-            cfg.DESCRIPTION: grouped[cfg.DESCRIPTION].agg(_last_non_empty),
-            cfg.PRICE: grouped[cfg.PRICE].median().astype("float32"),
-            "train_count": grouped.size().astype("int64"),
+            contract.DESCRIPTION: grouped[contract.DESCRIPTION].agg(_last_non_empty),
+            contract.PRICE: grouped[contract.PRICE].median().astype("float32"),
+            contract.TRAIN_COUNT: grouped.size().astype("int64"),
         }
     ).reset_index()
     return catalog
@@ -205,33 +199,22 @@ def _last_non_empty(values: pd.Series) -> str:
     return values.iloc[-1] if len(values) else ""
 
 
-def raw_feature_spec() -> dict:
-    """The tf.io feature spec of the raw examples ingest writes."""
-    import tensorflow as tf
-
-    spec = {name: tf.io.FixedLenFeature([], tf.string) for name in STRING_COLUMNS}
-    spec.update({name: tf.io.FixedLenFeature([], tf.float32) for name in FLOAT_COLUMNS})
-    spec.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_COLUMNS})
-    return spec
-
-
 def write_tfrecords(frame: pd.DataFrame, path: str) -> None:
     """Writes a frame as gzip'd tf.Examples with the raw feature spec."""
-    import tensorflow as tf
-
-    strings = {n: frame[n].astype(str).str.encode("utf-8").to_numpy() for n in STRING_COLUMNS}
-    floats = {n: frame[n].to_numpy(dtype=np.float32) for n in FLOAT_COLUMNS}
-    ints = {n: frame[n].to_numpy(dtype=np.int64) for n in INT_COLUMNS}
-    feature, bytes_list = tf.train.Feature, tf.train.BytesList
+    kinds = contract.RAW_COLUMN_TYPES
+    numbers = contract.columns_of_type(contract.FLOAT) + contract.columns_of_type(contract.INT)
+    columns = inputs.raw_arrays(frame, numbers)
+    # Strings are encoded once per column (vectorised), not once per row.
+    for name in contract.columns_of_type(contract.STRING):
+        columns[name] = frame[name].astype(str).str.encode("utf-8").to_numpy()
+    make = {
+        contract.STRING: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])),
+        contract.FLOAT: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=[v])),
+        contract.INT: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])),
+    }
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for i in range(len(frame)):
-            features = {n: feature(bytes_list=bytes_list(value=[v[i]])) for n, v in strings.items()}
-            features.update(
-                {n: feature(float_list=tf.train.FloatList(value=[v[i]])) for n, v in floats.items()}
-            )
-            features.update(
-                {n: feature(int64_list=tf.train.Int64List(value=[v[i]])) for n, v in ints.items()}
-            )
+            features = {name: make[kinds[name]](values[i]) for name, values in columns.items()}
             writer.write(
                 tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
             )
@@ -242,7 +225,7 @@ def write_schema(path: str) -> None:
     from google.protobuf import text_format
     from tensorflow_transform.tf_metadata import schema_utils
 
-    schema = schema_utils.schema_from_feature_spec(raw_feature_spec())
+    schema = schema_utils.schema_from_feature_spec(inputs.raw_feature_spec())
     with open(path, "w", encoding="utf-8") as f:
         f.write(text_format.MessageToString(schema))
 
@@ -267,21 +250,21 @@ def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") 
     )
     parts = split(frame, dataset.split)
     os.makedirs(output_dir, exist_ok=True)
-    for name in SPLITS:
+    for name in contract.SPLITS:
         part = parts[name]
-        part.to_parquet(split_path(output_dir, name), index=False)
-        write_tfrecords(part, split_path(output_dir, name, "tfrecord"))
+        part.to_parquet(layout.split_path(output_dir, name), index=False)
+        write_tfrecords(part, layout.split_path(output_dir, name, "tfrecord"))
         stats.rows[name] = len(part)
-        stats.buyers[name] = int(part[cfg.BUYER_ID].nunique())
-        stats.products[name] = int(part[cfg.PRODUCT_ID].nunique())
+        stats.buyers[name] = int(part[contract.BUYER_ID].nunique())
+        stats.products[name] = int(part[contract.PRODUCT_ID].nunique())
         if len(part):
-            first, last = pd.to_datetime(part[cfg.TIMESTAMP].agg(["min", "max"]), unit="s")
+            first, last = pd.to_datetime(part[contract.TIMESTAMP].agg(["min", "max"]), unit="s")
             stats.time_range[name] = [str(first), str(last)]
     catalog = build_catalog(parts["train"])
-    catalog.to_parquet(os.path.join(output_dir, CATALOG_FILE), index=False)
+    catalog.to_parquet(layout.catalog_path(output_dir), index=False)
     stats.catalog_size = len(catalog)
-    write_schema(os.path.join(output_dir, SCHEMA_FILE))
-    with open(os.path.join(output_dir, STATS_FILE), "w", encoding="utf-8") as f:
+    write_schema(layout.schema_path(output_dir))
+    with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(stats), f, indent=2)
     log.info(
         "ingest: read %d rows, kept %d, dropped %s; rows per split %s",
@@ -295,5 +278,5 @@ def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") 
 
 def load_stats(folder: str) -> dict:
     """Reads stats.json of an ingest folder."""
-    with open(os.path.join(folder, STATS_FILE), encoding="utf-8") as f:
+    with open(layout.stats_path(folder), encoding="utf-8") as f:
         return json.load(f)

@@ -24,9 +24,10 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import config as cfg
+from trainer import contract
 from trainer import features as feats
 
-PRODUCT_KEY = "product_id__vocabulary"
+PRODUCT_KEY = feats.PRODUCT_KEY
 
 
 class Tower(keras.Model):
@@ -236,7 +237,7 @@ class TwoTowerModel(tfrs.Model):
 
 def cardinalities(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransformOutput) -> dict:
     """Id-space size of every feature that is looked up in an embedding table."""
-    product = next(f for f in feature_config.product if f.name == cfg.PRODUCT_ID)
+    product = next(f for f in feature_config.product if f.name == contract.PRODUCT_ID)
     out = {}
     for f in feats.all_features(feature_config):
         if f.transform == "history":

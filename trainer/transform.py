@@ -1,10 +1,13 @@
 """Transform: tf.Transform AnalyzeAndTransformDataset on Beam over the ingest output.
 
 Analyzers (vocabularies, means, quantiles) see only the train split; every split is then
-transformed with the same graph. Output folder layout:
+transformed with the same graph. Output folder layout (paths in trainer/layout.py):
 
     transform_fn/ + transformed_metadata/   the TFTransformOutput (part of the serving model)
     transformed/{split}-*.tfrecord.gz       transformed examples per split
+
+The only module that imports Apache Beam: training and evaluation read its outputs through
+``trainer/layout.py`` and ``tensorflow_transform.TFTransformOutput``.
 """
 
 from __future__ import annotations
@@ -20,12 +23,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tfx_bsl.public import tfxio
 
 from trainer import config as cfg
-from trainer import features, ingest
+from trainer import features, layout
 
 log = logging.getLogger(__name__)
 
-TRANSFORMED_DIR = "transformed"
-# On 2 cores in_memory beat multi_processing for plain Beam (DESIGN.md, "Scale").
+# Measured on a 2-core machine: in_memory beat multi_processing for plain Beam pipelines.
 DEFAULT_BEAM_ARGS = (
     "--runner=DirectRunner",
     "--direct_running_mode=in_memory",
@@ -33,14 +35,9 @@ DEFAULT_BEAM_ARGS = (
 )
 
 
-def transformed_pattern(folder: str, split: str) -> str:
-    """File pattern of one split's transformed examples."""
-    return os.path.join(folder, TRANSFORMED_DIR, f"{split}-*.tfrecord.gz")
-
-
 def _source(ingest_dir: str, split: str, schema) -> tfxio.TFExampleRecord:
     return tfxio.TFExampleRecord(
-        file_pattern=ingest.split_path(ingest_dir, split, "tfrecord"),
+        file_pattern=layout.split_path(ingest_dir, split, "tfrecord"),
         schema=schema,
         telemetry_descriptors=["b2b_recs"],
     )
@@ -68,7 +65,7 @@ def run_transform(
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     schema = schema_pb2.Schema()
-    with open(os.path.join(ingest_dir, ingest.SCHEMA_FILE), encoding="utf-8") as f:
+    with open(layout.schema_path(ingest_dir), encoding="utf-8") as f:
         text_format.Parse(f.read(), schema)
     args = list(beam_pipeline_args or DEFAULT_BEAM_ARGS)
     os.makedirs(output_dir, exist_ok=True)
@@ -103,8 +100,8 @@ def _write(dataset, transform_fn, output_dir: str, split: str) -> None:
         lambda batch, _: tfxio_record_batch_to_examples(batch)
     )
     _ = encoded | f"Write{split}" >> beam.io.WriteToTFRecord(
-        os.path.join(output_dir, TRANSFORMED_DIR, split),
-        file_name_suffix=".tfrecord.gz",
+        layout.transformed_prefix(output_dir, split),
+        file_name_suffix=layout.TFRECORD_SUFFIX,
         compression_type=beam.io.filesystem.CompressionTypes.GZIP,
     )
 

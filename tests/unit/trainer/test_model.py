@@ -5,19 +5,20 @@ import pytest
 import tensorflow as tf
 
 from trainer import config as cfg
+from trainer import contract
 from trainer import model as model_lib
 
 FC = cfg.FeatureConfig(
     id="h",
     name="h",
     buyer=(
-        cfg.Feature(cfg.BUYER_ID, "vocabulary", embedding_dim=4),
-        cfg.Feature(cfg.HISTORY, "history", max_length=3),
-        cfg.Feature(cfg.MONETARY, "log"),
+        cfg.Feature(contract.BUYER_ID, "vocabulary", embedding_dim=4),
+        cfg.Feature(contract.HISTORY, "history", max_length=3),
+        cfg.Feature(contract.MONETARY, "log"),
     ),
     product=(
-        cfg.Feature(cfg.PRODUCT_ID, "vocabulary", embedding_dim=8),
-        cfg.Feature(cfg.DESCRIPTION, "text", embedding_dim=4, max_length=2),
+        cfg.Feature(contract.PRODUCT_ID, "vocabulary", embedding_dim=8),
+        cfg.Feature(contract.DESCRIPTION, "text", embedding_dim=4, max_length=2),
     ),
 )
 CARD = {
@@ -72,8 +73,8 @@ def test_repurchase_without_history_feature_is_refused():
     fc = cfg.FeatureConfig(
         id="ids",
         name="ids",
-        buyer=(cfg.Feature(cfg.BUYER_ID, "vocabulary"),),
-        product=(cfg.Feature(cfg.PRODUCT_ID, "vocabulary"),),
+        buyer=(cfg.Feature(contract.BUYER_ID, "vocabulary"),),
+        product=(cfg.Feature(contract.PRODUCT_ID, "vocabulary"),),
     )
     with pytest.raises(ValueError, match="repurchase_scores needs a history feature"):
         model_lib.TwoTowerModel(

@@ -3,18 +3,18 @@
 import numpy as np
 import pandas as pd
 
-from trainer import config as cfg
-from trainer import evaluation as ev
+from trainer import contract
+from trainer import retrieval_metrics as ev
 
 
 def _frame(rows):
-    return pd.DataFrame(rows, columns=[cfg.BUYER_ID, cfg.PRODUCT_ID])
+    return pd.DataFrame(rows, columns=[contract.BUYER_ID, contract.PRODUCT_ID])
 
 
 TRAIN = _frame(
     [("a", "p1"), ("a", "p1"), ("a", "p2"), ("b", "p3"), ("b", "p3"), ("c", "p1"), ("c", "p4")]
 )
-CATALOG = pd.DataFrame({cfg.PRODUCT_ID: ["p1", "p2", "p3", "p4"]})
+CATALOG = pd.DataFrame({contract.PRODUCT_ID: ["p1", "p2", "p3", "p4"]})
 
 
 def test_eval_set_keeps_distinct_pairs_of_known_buyers_and_products():

@@ -10,10 +10,13 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from mlflow.tracking import MlflowClient
+from tensorflow_transform import DatasetMetadata
+from tensorflow_transform.beam import tft_unit
 
 from trainer import config as cfg
-from trainer import contract, evaluate, transform
+from trainer import contract, layout
 from trainer.tfx_module import preprocessing_fn, run_fn
 
 pytestmark = pytest.mark.integration  # Beam + TensorFlow
@@ -24,8 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 def test_tfx_run_fn_trains_from_fn_args(tiny_prepared, tmp_path, tracking_uri):
     config, root = tiny_prepared
     fn_args = types.SimpleNamespace(
-        train_files=[transform.transformed_pattern(str(root / "xf"), "train")],
-        eval_files=[transform.transformed_pattern(str(root / "xf"), "eval")],
+        train_files=[layout.transformed_pattern(str(root / "xf"), "train")],
+        eval_files=[layout.transformed_pattern(str(root / "xf"), "eval")],
         transform_output=str(root / "xf"),
         serving_model_dir=str(tmp_path / "serving"),
         model_run_dir=str(tmp_path / "run"),
@@ -42,7 +45,39 @@ def test_tfx_run_fn_trains_from_fn_args(tiny_prepared, tmp_path, tracking_uri):
         [MlflowClient(tracking_uri).get_experiment_by_name(config.experiment).experiment_id]
     )
     assert len(runs) == 1 and runs[0].data.params[contract.PARAM_MODEL_CONFIG_ID] == "small"
-    assert callable(preprocessing_fn) and preprocessing_fn.__module__ == "trainer.features"
+
+
+class TfxPreprocessingFnTest(tft_unit.TransformTestCase):
+    def test_transforms_the_feature_config_given_in_custom_config(self):
+        fc = cfg.FeatureConfig(
+            id="t",
+            name="t",
+            buyer=(
+                cfg.Feature(contract.BUYER_ID, "vocabulary"),
+                cfg.Feature(contract.COUNTRY, "hashing", hash_buckets=7),
+            ),
+            product=(cfg.Feature(contract.PRODUCT_ID, "vocabulary"),),
+        )
+        custom_config = {"feature_config": json.dumps(cfg.to_dict(fc))}
+        columns = (contract.BUYER_ID, contract.PRODUCT_ID, contract.COUNTRY)
+        rows = [
+            dict(zip(columns, r))
+            for r in (("b1", "p1", "UK"), ("b1", "p2", "FR"), ("b2", "p1", "UK"))
+        ]
+        buckets = tf.strings.to_hash_bucket_fast(["UK", "FR", "UK"], 7).numpy().tolist()
+        # Vocabularies by frequency: b1 and p1 (twice) get id 0.
+        expected = [
+            {"buyer_id__vocabulary": b, "product_id__vocabulary": p, "country__hashing": h}
+            for b, p, h in zip((0, 0, 1), (0, 1, 0), buckets)
+        ]
+        self.assertAnalyzeAndTransformResults(
+            rows,
+            DatasetMetadata.from_feature_spec(
+                {c: tf.io.FixedLenFeature([], tf.string) for c in columns}
+            ),
+            lambda inputs: preprocessing_fn(inputs, custom_config),
+            expected_data=expected,
+        )
 
 
 def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluation(
@@ -77,20 +112,20 @@ def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluatio
 
     # A fresh interpreter loads the exported model and serves the same top-k for the same
     # raw buyer features that evaluation used.
-    top_k = pd.read_parquet(work / "evaluate" / evaluate.TOP_K_FILE)
+    top_k = pd.read_parquet(layout.top_k_path(str(work / "evaluate")))
     probe = (
         "import json, sys, pandas as pd\n"
-        "from trainer import config as cfg, train, evaluate\n"
+        "from trainer import config as cfg, buyer_features as bf, serving\n"
         "work = sys.argv[1]\n"
         "config = cfg.load_config(work + '/train/experiment.yaml')\n"
         "history = pd.concat([pd.read_parquet(work + f'/ingest/{s}.parquet') for s in ('train', 'eval')])\n"
         "test = pd.read_parquet(work + '/ingest/test.parquet')\n"
         "buyers = json.loads(sys.argv[2])\n"
-        "queries = train.query_frame(history, buyers, train.as_of_time(history, test), config.history_length or 50)\n"
-        "ids, scores = evaluate.serve_top_k(evaluate.load_serving_model(work + '/train/serving'), queries)\n"
+        "queries = bf.query_frame(history, buyers, bf.as_of_time(history, test), config.history_length or 50)\n"
+        "ids, scores = serving.serve_top_k(serving.load_serving_model(work + '/train/serving'), queries)\n"
         "print(json.dumps({'ids': ids.tolist(), 'scores': scores.tolist()}))\n"
     )
-    buyers = top_k["buyer_id"].tolist()[:7]
+    buyers = top_k[contract.BUYER_ID].tolist()[:7]
     fresh = subprocess.run(
         [sys.executable, "-c", probe, str(work), json.dumps(buyers)],
         cwd=REPO,

@@ -9,18 +9,19 @@ from tensorflow_transform import DatasetMetadata
 from tensorflow_transform.beam import tft_unit
 
 from trainer import config as cfg
+from trainer import contract
 from trainer import features as feats
 
 pytestmark = pytest.mark.integration  # real Beam pipelines
 
 SPEC = {
-    cfg.BUYER_ID: tf.io.FixedLenFeature([], tf.string),
-    cfg.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
-    cfg.COUNTRY: tf.io.FixedLenFeature([], tf.string),
-    cfg.DESCRIPTION: tf.io.FixedLenFeature([], tf.string),
-    cfg.HISTORY: tf.io.FixedLenFeature([], tf.string),
-    cfg.PRICE: tf.io.FixedLenFeature([], tf.float32),
-    cfg.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+    contract.BUYER_ID: tf.io.FixedLenFeature([], tf.string),
+    contract.PRODUCT_ID: tf.io.FixedLenFeature([], tf.string),
+    contract.COUNTRY: tf.io.FixedLenFeature([], tf.string),
+    contract.DESCRIPTION: tf.io.FixedLenFeature([], tf.string),
+    contract.HISTORY: tf.io.FixedLenFeature([], tf.string),
+    contract.PRICE: tf.io.FixedLenFeature([], tf.float32),
+    contract.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
 }
 ROWS = [
     {
@@ -57,8 +58,8 @@ def _fc(*buyer: cfg.Feature) -> cfg.FeatureConfig:
     return cfg.FeatureConfig(
         id="t",
         name="t",
-        buyer=(cfg.Feature(cfg.BUYER_ID, "vocabulary"), *buyer),
-        product=(cfg.Feature(cfg.PRODUCT_ID, "vocabulary"),),
+        buyer=(cfg.Feature(contract.BUYER_ID, "vocabulary"), *buyer),
+        product=(cfg.Feature(contract.PRODUCT_ID, "vocabulary"),),
     )
 
 
@@ -82,7 +83,7 @@ class FeatureTransformTest(tft_unit.TransformTestCase):
         )
 
     def test_vocabulary_with_min_frequency_sends_rare_values_to_oov(self):
-        feature = cfg.Feature(cfg.COUNTRY, "vocabulary", min_frequency=2, oov_buckets=1)
+        feature = cfg.Feature(contract.COUNTRY, "vocabulary", min_frequency=2, oov_buckets=1)
         # Only UK is seen twice: vocabulary [UK], FR falls into the OOV bucket 1.
         self._check(
             feature,
@@ -95,32 +96,34 @@ class FeatureTransformTest(tft_unit.TransformTestCase):
         )
 
     def test_hashing_matches_tensorflow_fingerprint_buckets(self):
-        feature = cfg.Feature(cfg.COUNTRY, "hashing", hash_buckets=7)
+        feature = cfg.Feature(contract.COUNTRY, "hashing", hash_buckets=7)
         expected = tf.strings.to_hash_bucket_fast(["UK", "FR", "UK"], 7).numpy().tolist()
         self._check(feature, expected)
 
     def test_cross_hashes_the_joined_pair(self):
-        feature = cfg.Feature(cfg.COUNTRY, "cross", cross_with=cfg.BUYER_ID, hash_buckets=11)
+        feature = cfg.Feature(
+            contract.COUNTRY, "cross", cross_with=contract.BUYER_ID, hash_buckets=11
+        )
         joined = ["UK\x1fb1", "FR\x1fb1", "UK\x1fb2"]
         self._check(feature, tf.strings.to_hash_bucket_fast(joined, 11).numpy().tolist())
 
     def test_zscore_centres_and_scales(self):
-        feature = cfg.Feature(cfg.PRICE, "zscore")
+        feature = cfg.Feature(contract.PRICE, "zscore")
         values = np.array([1.0, math.e - 1, math.e**2 - 1])
         self._check(feature, ((values - values.mean()) / values.std()).astype(np.float32).tolist())
 
     def test_log_scales_then_standardises(self):
-        feature = cfg.Feature(cfg.PRICE, "log")
+        feature = cfg.Feature(contract.PRICE, "log")
         # log1p(price) = [log 2, 1, 2]
         logs = np.array([math.log(2.0), 1.0, 2.0])
         self._check(feature, ((logs - logs.mean()) / logs.std()).astype(np.float32).tolist())
 
     def test_bucketize_by_quantiles(self):
-        feature = cfg.Feature(cfg.PRICE, "bucketize", num_buckets=3)
+        feature = cfg.Feature(contract.PRICE, "bucketize", num_buckets=3)
         self._check(feature, [0, 1, 2])
 
     def test_text_is_a_padded_bag_of_lowercased_tokens(self):
-        feature = cfg.Feature(cfg.DESCRIPTION, "text", max_length=3, oov_buckets=1)
+        feature = cfg.Feature(contract.DESCRIPTION, "text", max_length=3, oov_buckets=1)
         # Vocabulary by frequency (ties by token, descending): red, mug (x2), then the rest.
         self._check(
             feature,
@@ -133,12 +136,12 @@ class FeatureTransformTest(tft_unit.TransformTestCase):
         )
 
     def test_history_uses_the_product_vocabulary(self):
-        feature = cfg.Feature(cfg.HISTORY, "history", max_length=3)
+        feature = cfg.Feature(contract.HISTORY, "history", max_length=3)
         # p1 -> 0, p2 -> 1, unknown p9 -> OOV bucket 2; padding -1.
         self._check(feature, [[1, 0, -1], [-1, -1, -1], [2, 1, 0]])
 
     def test_time_is_cyclical_plus_recency(self):
-        feature = cfg.Feature(cfg.TIMESTAMP, "time")
+        feature = cfg.Feature(contract.TIMESTAMP, "time")
         days = np.array([0.0, 0.25, 2.0])
         recency = (days - days.mean()) / days.std()
         expected = []

@@ -1,4 +1,4 @@
-"""Exact retrieval evaluation and the heuristic baselines, on plain arrays.
+"""Retrieval metrics on plain arrays: exact top-k, micro-averaged recall@k, the baselines.
 
 recall@k is micro-averaged over the distinct (buyer, product) pairs of the evaluated split
 whose buyer and product were both seen in train: the share of those pairs whose product is
@@ -13,7 +13,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from trainer import config as cfg
 from trainer import contract
 
 
@@ -28,17 +27,18 @@ class EvalSet:
 
 def catalog_index(catalog: pd.DataFrame) -> dict[str, int]:
     """Catalog row index per product id."""
-    return {pid: i for i, pid in enumerate(catalog[cfg.PRODUCT_ID])}
+    return {pid: i for i, pid in enumerate(catalog[contract.PRODUCT_ID])}
 
 
 def build_eval_set(split: pd.DataFrame, train: pd.DataFrame, catalog: pd.DataFrame) -> EvalSet:
     """Distinct (buyer, product) pairs of a split, buyers and products seen in train."""
     index = catalog_index(catalog)
-    seen_buyers = set(train[cfg.BUYER_ID])
-    pairs = split[[cfg.BUYER_ID, cfg.PRODUCT_ID]].drop_duplicates()
-    pairs = pairs[pairs[cfg.BUYER_ID].isin(seen_buyers) & pairs[cfg.PRODUCT_ID].isin(index)]
-    pairs = pairs.assign(row=pairs[cfg.PRODUCT_ID].map(index).astype(np.int64))
-    grouped = pairs.groupby(cfg.BUYER_ID, sort=True)["row"]
+    seen_buyers = set(train[contract.BUYER_ID])
+    pairs = split[[contract.BUYER_ID, contract.PRODUCT_ID]].drop_duplicates()
+    known = pairs[contract.BUYER_ID].isin(seen_buyers) & pairs[contract.PRODUCT_ID].isin(index)
+    pairs = pairs[known]
+    pairs = pairs.assign(row=pairs[contract.PRODUCT_ID].map(index).astype(np.int64))
+    grouped = pairs.groupby(contract.BUYER_ID, sort=True)["row"]
     buyers = np.array(list(grouped.groups.keys()), dtype=object)
     positives = [np.sort(rows.to_numpy()) for _, rows in grouped]
     return EvalSet(buyers=buyers, positives=positives, num_pairs=len(pairs))
@@ -94,8 +94,8 @@ def exact_top_k(
 
 def popularity_ranking(history: pd.DataFrame, catalog: pd.DataFrame) -> np.ndarray:
     """Catalog rows ordered by interaction count in ``history`` (ties: catalog order)."""
-    counts = history[cfg.PRODUCT_ID].value_counts()
-    popularity = catalog[cfg.PRODUCT_ID].map(counts).fillna(0).to_numpy()
+    counts = history[contract.PRODUCT_ID].value_counts()
+    popularity = catalog[contract.PRODUCT_ID].map(counts).fillna(0).to_numpy()
     return np.argsort(-popularity, kind="stable")
 
 
@@ -118,14 +118,14 @@ def own_history_top_k(
     popular = popularity_ranking(history, catalog)
     pop_rank = np.empty_like(popular)
     pop_rank[popular] = np.arange(len(popular))
-    known = history[
-        history[cfg.PRODUCT_ID].isin(index) & history[cfg.BUYER_ID].isin(set(eval_set.buyers))
-    ]
-    counts = known.groupby([cfg.BUYER_ID, cfg.PRODUCT_ID]).size().rename("n").reset_index()
-    counts["row"] = counts[cfg.PRODUCT_ID].map(index).astype(np.int64)
+    queried = history[contract.BUYER_ID].isin(set(eval_set.buyers))
+    known = history[history[contract.PRODUCT_ID].isin(index) & queried]
+    counts = known.groupby([contract.BUYER_ID, contract.PRODUCT_ID]).size()
+    counts = counts.rename("n").reset_index()
+    counts["row"] = counts[contract.PRODUCT_ID].map(index).astype(np.int64)
     counts["pop"] = pop_rank[counts["row"].to_numpy()]
-    counts = counts.sort_values([cfg.BUYER_ID, "n", "pop"], ascending=[True, False, True])
-    own = {buyer: rows.to_numpy()[:k] for buyer, rows in counts.groupby(cfg.BUYER_ID)["row"]}
+    counts = counts.sort_values([contract.BUYER_ID, "n", "pop"], ascending=[True, False, True])
+    own = {buyer: rows.to_numpy()[:k] for buyer, rows in counts.groupby(contract.BUYER_ID)["row"]}
     k = min(k, len(catalog))
     top = np.empty((len(eval_set.buyers), k), dtype=np.int64)
     for i, buyer in enumerate(eval_set.buyers):

@@ -1,5 +1,6 @@
 """Training on tiny data: the MLflow contract, the serving model, and a tracking outage."""
 
+import dataclasses
 import json
 import os
 import time
@@ -10,7 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trainer import config as cfg
-from trainer import contract, evaluate, ingest, train
+from trainer import contract, evaluate, layout, serving, train
+from trainer.callbacks import NonFiniteLossError
 from trainer.tracking import read_run_info
 
 pytestmark = pytest.mark.integration  # Beam + TensorFlow
@@ -35,6 +37,8 @@ def tracked(tiny_prepared, tmp_path_factory):
         tracking_uri=tracking_uri,
         pipeline_job="job-1",
         pipeline_task="train-model",
+        seed=3,  # overrides the config's training.seed (1)
+        run_key="tracked-run",
     )
     return result, folder, tracking_uri
 
@@ -47,10 +51,12 @@ def test_training_run_carries_the_mlflow_contract(tracked):
     assert run.data.params[contract.PARAM_EPOCHS] == "2"
     assert run.data.params[contract.PARAM_FEATURE_CONFIG_ID] == "ids"
     assert run.data.params[contract.PARAM_OPTIMIZER] == "adagrad"
-    assert run.data.params["model.learning_rate"] == "0.2"
+    assert run.data.params[contract.PARAM_LEARNING_RATE] == "0.2"
+    assert run.data.params[contract.PARAM_SEED] == "3"  # the seed used, not the config's
+    assert cfg.load_config(str(folder / "model" / contract.CONFIG_FILE)).training.seed == 3
     assert run.data.tags[contract.TAG_MODEL_CONFIG_NAME] == 'Small <b>"model"</b> é'
     assert run.data.tags[contract.TAG_PIPELINE_JOB] == "job-1"
-    for name in contract.history_metrics():
+    for name in [*contract.history_metrics(), contract.METRIC_EPOCH_SECONDS]:
         history = client.get_metric_history(result.run_id, name)
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2], name
     metrics = run.data.metrics
@@ -64,13 +70,13 @@ def test_training_run_carries_the_mlflow_contract(tracked):
 def test_serving_model_returns_the_same_top_k_as_the_towers(prepared, tracked):
     config, root = prepared
     result = tracked[0]
-    serve = evaluate.load_serving_model(result.serving_dir)
-    test = pd.read_parquet(ingest.split_path(str(root / "examples"), "test"))
-    queries = test.drop_duplicates(cfg.BUYER_ID).head(5)
-    ids, scores = evaluate.serve_top_k(serve, queries)
-    assert ids.shape == (5, min(train.SERVING_K, 30)) and (np.diff(scores, axis=1) <= 1e-6).all()
-    catalog = pd.read_parquet(os.path.join(root / "examples", ingest.CATALOG_FILE))
-    assert set(ids.ravel()) <= set(catalog[cfg.PRODUCT_ID])
+    serve = serving.load_serving_model(result.serving_dir)
+    test = pd.read_parquet(layout.split_path(str(root / "examples"), "test"))
+    queries = test.drop_duplicates(contract.BUYER_ID).head(5)
+    ids, scores = serving.serve_top_k(serve, queries)
+    assert ids.shape == (5, min(contract.SERVING_K, 30)) and (np.diff(scores, axis=1) <= 1e-6).all()
+    catalog = pd.read_parquet(layout.catalog_path(str(root / "examples")))
+    assert set(ids.ravel()) <= set(catalog[contract.PRODUCT_ID])
 
 
 def test_tracking_outage_does_not_stop_training(prepared, tmp_path):
@@ -91,6 +97,30 @@ def test_tracking_outage_does_not_stop_training(prepared, tmp_path):
     keys = {point[0] for op in ops if op["op"] == "metrics" for point in op["metrics"]}
     assert keys >= {"loss", "val_loss"}
     assert time.monotonic() - started < 120
+
+
+def test_a_non_finite_loss_fails_the_run_with_the_reason_and_the_epoch(
+    prepared, tmp_path, tracking_uri
+):
+    config, root = prepared
+    # A learning rate this large overflows the embeddings within the first epoch.
+    exploding = dataclasses.replace(config.model_configs[0], optimizer="sgd", learning_rate=1e30)
+    config = dataclasses.replace(config, model_configs=(exploding,))
+    model_dir = tmp_path / "model"
+    with pytest.raises(NonFiniteLossError, match="at epoch 1"):
+        train.run_training(
+            config, str(root / "examples"), str(root / "xf"), str(model_dir), tracking_uri
+        )
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(config.experiment)
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == contract.STATUS_FAILED
+    reason = run.data.tags[contract.TAG_FAILURE_REASON]
+    assert "NonFiniteLossError" in reason and "at epoch 1" in reason
+    # What could be written was: the run info for later steps and the resolved config.
+    assert read_run_info(str(model_dir))["run_id"] == run.info.run_id
+    assert (model_dir / contract.CONFIG_FILE).exists()
+    assert not (model_dir / contract.SERVING_DIR).exists()
 
 
 def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, tracked, tmp_path):
@@ -118,7 +148,7 @@ def test_every_transform_and_loss_option_trains_exports_and_evaluates(rich_prepa
     result = train.run_training(
         config, str(root / "examples"), str(root / "xf"), str(tmp_path / "model")
     )
-    serve = evaluate.load_serving_model(result.serving_dir)
+    serve = serving.load_serving_model(result.serving_dir)
     # The serving signature takes exactly the raw columns the buyer tower reads.
     assert sorted(serve.structured_input_signature[1]) == [
         "buyer_id",

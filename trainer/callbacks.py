@@ -1,0 +1,106 @@
+"""Keras callbacks of the training loop: validation recall, epoch tracking, the loss guard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import pandas as pd
+import tf_keras as keras
+
+from trainer import contract, retrieval_metrics, serving
+from trainer.model import TwoTowerModel
+from trainer.tracking import RunTracker
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run cannot recover from it."""
+
+    def __init__(self, epoch: int, loss: float):
+        self.epoch, self.loss = epoch, loss
+        super().__init__(f"training loss is {loss} at epoch {epoch}")
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises ``NonFiniteLossError`` after the first epoch whose training loss is not finite.
+
+    Keras' own ``TerminateOnNaN`` only stops the loop, which would end the run as if it had
+    finished; raising makes the step fail and lets the caller record why and when. The check
+    runs per epoch, not per batch: the epoch's loss is the mean over its batches, so one
+    non-finite batch makes it non-finite too, and a per-batch hook would make Keras copy the
+    loss to the host after every step.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get(contract.METRIC_LOSS)
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(epoch + 1, float(loss))
+
+
+class ValidationRecall(keras.callbacks.Callback):
+    """Exact validation recall@k over the full catalog at the end of each epoch."""
+
+    def __init__(
+        self,
+        model: TwoTowerModel,
+        tft_layer,
+        queries: pd.DataFrame,
+        catalog: pd.DataFrame,
+        eval_set: retrieval_metrics.EvalSet,
+    ):
+        super().__init__()
+        self.two_tower, self.tft_layer = model, tft_layer
+        self.queries, self.catalog, self.eval_set = queries, catalog, eval_set
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None or self.eval_set.num_pairs == 0:
+            return
+        candidates, ids = serving.embed_catalog(self.two_tower, self.tft_layer, self.catalog)
+        top, _ = serving.top_k_for_queries(
+            self.two_tower, self.tft_layer, self.queries, candidates, ids, max(contract.RECALL_KS)
+        )
+        for k, value in retrieval_metrics.recall_at_k(top, self.eval_set).items():
+            logs[contract.val_recall_key(k)] = value
+
+
+class EpochTracker(keras.callbacks.Callback):
+    """Times each epoch, logs a line for it and queues its metrics for MLflow (step = epoch).
+
+    ``epoch_seconds`` is the whole epoch (training, validation loss and validation recall);
+    the steps/s in the log line count the training part only. Put it after the callbacks
+    that add metrics to the epoch's logs (and before the loss guard, so a failed epoch's
+    metrics are logged too).
+    """
+
+    def __init__(self, tracker: RunTracker, steps_per_epoch: int, epochs: int):
+        super().__init__()
+        self.tracker, self.steps_per_epoch, self.epochs = tracker, steps_per_epoch, epochs
+        self._started = self._trained = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = self._trained = time.perf_counter()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        # fit() evaluates the validation data after the epoch's training steps.
+        self._trained = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        seconds = now - self._started
+        train_seconds = (self._trained if self._trained > self._started else now) - self._started
+        logs = logs if logs is not None else {}
+        logs[contract.METRIC_EPOCH_SECONDS] = seconds
+        names = {*contract.history_metrics(), contract.METRIC_EPOCH_SECONDS}
+        self.tracker.log_metrics({k: v for k, v in logs.items() if k in names}, step=epoch + 1)
+        shown = ", ".join(f"{k}={logs[k]:.4f}" for k in contract.history_metrics() if k in logs)
+        log.info(
+            "epoch %d/%d: %.1f s (%.2f steps/s training), %s",
+            epoch + 1,
+            self.epochs,
+            seconds,
+            self.steps_per_epoch / max(train_seconds, 1e-9),
+            shown,
+        )

@@ -1,0 +1,71 @@
+"""Where each step's files live inside its output folder (standard library only).
+
+Every step writes into one folder and every later step reads it back through these paths,
+so the layout is spelled once (file names come from ``trainer/contract.py``):
+
+    ingest     {split}.parquet, {split}.tfrecord.gz, catalog.parquet, schema.pbtxt, stats.json
+    transform  the TFTransformOutput, plus transformed/{split}-*.tfrecord.gz
+    train      serving/ (the SavedModel), experiment.yaml, mlflow_run.json
+    evaluate   metrics.json, top_k.parquet
+
+Paths are joined with ``os.path.join``, which keeps ``gs://`` URIs intact.
+"""
+
+from __future__ import annotations
+
+import os
+
+from trainer import contract
+
+TFRECORD_SUFFIX = ".tfrecord.gz"
+
+
+def split_path(ingest_dir: str, split: str, ext: str = "parquet") -> str:
+    """One split's file in an ingest folder: ``parquet`` (frames) or ``tfrecord`` (examples)."""
+    suffix = TFRECORD_SUFFIX if ext == "tfrecord" else f".{ext}"
+    return os.path.join(ingest_dir, f"{split}{suffix}")
+
+
+def catalog_path(ingest_dir: str) -> str:
+    """The retrieval catalog (one row per product seen in train)."""
+    return os.path.join(ingest_dir, contract.CATALOG_FILE)
+
+
+def schema_path(ingest_dir: str) -> str:
+    """The raw feature schema (TFMD text proto)."""
+    return os.path.join(ingest_dir, contract.SCHEMA_FILE)
+
+
+def stats_path(ingest_dir: str) -> str:
+    """Ingest's counts: rows read, dropped per reason, kept per split."""
+    return os.path.join(ingest_dir, contract.STATS_FILE)
+
+
+def transformed_prefix(transform_dir: str, split: str) -> str:
+    """Prefix of one split's transformed example shards (what the Beam writer is given)."""
+    return os.path.join(transform_dir, contract.TRANSFORMED_DIR, split)
+
+
+def transformed_pattern(transform_dir: str, split: str) -> str:
+    """File pattern of one split's transformed example shards."""
+    return f"{transformed_prefix(transform_dir, split)}-*{TFRECORD_SUFFIX}"
+
+
+def serving_path(model_dir: str) -> str:
+    """The exported serving SavedModel in a train folder."""
+    return os.path.join(model_dir, contract.SERVING_DIR)
+
+
+def config_path(model_dir: str) -> str:
+    """The resolved experiment config a model was trained with."""
+    return os.path.join(model_dir, contract.CONFIG_FILE)
+
+
+def metrics_path(evaluate_dir: str) -> str:
+    """The evaluate step's metrics (model and baselines)."""
+    return os.path.join(evaluate_dir, contract.METRICS_FILE)
+
+
+def top_k_path(evaluate_dir: str) -> str:
+    """The served top-k of every evaluated query."""
+    return os.path.join(evaluate_dir, contract.TOP_K_FILE)
