@@ -16,7 +16,6 @@ from trainer import contract
 # The derived columns, in contract order: the history string, then the numeric aggregates.
 COLUMNS = contract.DERIVED_COLUMNS
 NUMERIC = tuple(c for c in COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.FLOAT)
-DEFAULT_MAX_HISTORY = 50
 _DAY = 86400.0
 
 
@@ -42,7 +41,7 @@ def _states(buyer_rows: pd.DataFrame, max_history: int):
         previous = moment
 
 
-def add_buyer_features(frame: pd.DataFrame, max_history: int = DEFAULT_MAX_HISTORY) -> pd.DataFrame:
+def add_buyer_features(frame: pd.DataFrame, max_history: int) -> pd.DataFrame:
     """Adds the point-in-time columns to every row (each row sees only earlier moments)."""
     parts = []
     for buyer, rows in frame.sort_values(contract.TIMESTAMP, kind="stable").groupby(
@@ -64,9 +63,7 @@ def add_buyer_features(frame: pd.DataFrame, max_history: int = DEFAULT_MAX_HISTO
     return _typed(out)
 
 
-def buyer_state_as_of(
-    history: pd.DataFrame, buyers, as_of: int, max_history: int = DEFAULT_MAX_HISTORY
-) -> pd.DataFrame:
+def buyer_state_as_of(history: pd.DataFrame, buyers, as_of: int, max_history: int) -> pd.DataFrame:
     """One row per buyer: the point-in-time columns as of ``as_of`` (epoch seconds).
 
     ``history`` must hold only rows before ``as_of``; buyers without any get empty values.
@@ -109,7 +106,7 @@ def query_frame(
     history: pd.DataFrame,
     buyers: np.ndarray,
     as_of: int,
-    max_history: int = DEFAULT_MAX_HISTORY,
+    max_history: int,
 ) -> pd.DataFrame:
     """Raw buyer features of each query as of ``as_of``, from interactions before it only.
 

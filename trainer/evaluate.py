@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from trainer import buyer_features, contract, layout, serving
+from trainer import buyer_features, contract, layout, serving, tracking_backlog, tracking_send
 from trainer import config as cfg
 from trainer import retrieval_metrics as metrics
 from trainer.tracking import RunTracker, read_run_info
@@ -55,7 +55,7 @@ def model_recalls(
         data.history,
         eval_set.buyers,
         buyer_features.as_of_time(data.history, data.test),
-        config.history_length or buyer_features.DEFAULT_MAX_HISTORY,
+        config.history_length,
     )
     serve = serving.load_serving_model(layout.serving_path(model_dir))
     product_ids, scores = serving.serve_top_k(serve, queries)
@@ -81,6 +81,30 @@ def baseline_recalls(data: EvaluationData, eval_set: metrics.EvalSet) -> dict[st
     return out
 
 
+def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = "") -> None:
+    """Sends what training could not send to MLflow, before adding the test metrics.
+
+    A tracking outage is not the evaluation's failure: what is still unsent stays in the
+    backlog (``python -m trainer replay`` sends it later) and the step goes on.
+    """
+    if not run_info.get("backlog") or not os.path.exists(run_info["backlog"]):
+        return
+    try:
+        result = tracking_backlog.replay(model_dir, tracking_uri)
+    except Exception as err:  # an outage is logged and kept for later; anything else raises
+        if not tracking_send.is_transient(err):
+            raise
+        log.error(
+            "training's MLflow backlog is still unsent (%s); run `python -m trainer replay %s` "
+            "later",
+            err,
+            model_dir,
+        )
+        return
+    tracking_backlog.update_run_info(model_dir, result)
+    run_info.update(read_run_info(model_dir))
+
+
 def run_evaluation(
     model_dir: str, ingest_dir: str, output_dir: str, tracking_uri: str = ""
 ) -> dict[str, float]:
@@ -104,6 +128,7 @@ def run_evaluation(
     results[contract.TEST_PAIRS] = float(eval_set.num_pairs)
     results[contract.TEST_BUYERS] = float(len(eval_set.buyers))
 
+    replay_training_backlog(model_dir, run_info, tracking_uri)
     tracker = RunTracker(
         tracking_uri or run_info["tracking_uri"] or "",
         run_info["experiment"],

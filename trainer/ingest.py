@@ -245,9 +245,7 @@ def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") 
     stats = IngestStats(source=source or dataset.source)
     frame = clean(read_source(dataset, source or None), dataset, stats)
     # Point-in-time columns over the whole time line: each row sees only earlier purchases.
-    frame = buyer_features.add_buyer_features(
-        frame, config.history_length or buyer_features.DEFAULT_MAX_HISTORY
-    )
+    frame = buyer_features.add_buyer_features(frame, config.history_length)
     parts = split(frame, dataset.split)
     os.makedirs(output_dir, exist_ok=True)
     for name in contract.SPLITS:

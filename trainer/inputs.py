@@ -132,7 +132,7 @@ def load_training_data(config: cfg.ExperimentConfig, ingest_dir: str) -> Trainin
         train_frame,
         eval_set.buyers,
         buyer_features.as_of_time(train_frame, eval_frame),
-        config.history_length or buyer_features.DEFAULT_MAX_HISTORY,
+        config.history_length,
     )
     return TrainingData(len(train_frame), catalog, eval_set, queries)
 

@@ -197,6 +197,7 @@ def run_training(
     serving_dir: str | None = None,
     seed: int | None = None,
     run_key: str = "",
+    extra_tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Trains one (feature config, model config) pair and exports its serving model.
 
@@ -216,6 +217,7 @@ def run_training(
         seed: Overrides ``config.training.seed``; the run's params log the seed used.
         run_key: Identifies the run across retries of the step (the tracker reuses the MLflow
             run tagged with it).
+        extra_tags: More tags for the run (e.g. where the pipeline stored the model).
 
     Raises:
         callbacks.NonFiniteLossError: the loss became NaN or infinite (the run ends FAILED).
@@ -223,17 +225,18 @@ def run_training(
     config = with_seed(config, seed)
     fc, mc = config.feature_config(feature_config_id), config.model_config(model_config_id)
     keras.utils.set_random_seed(config.training.seed)
-    tft_output = tft.TFTransformOutput(transform_dir)
-    data = inputs.load_training_data(config, ingest_dir)
-    datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
-    two_tower = build_model(fc, mc, tft_output, data, config.training)
     config_path = write_config(config, model_dir)
+    # The run exists before any data is read, so every failure after this is on record.
     tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
-    tags = run_tags(config, fc, mc, pipeline_job, pipeline_task)
+    tags = {**run_tags(config, fc, mc, pipeline_job, pipeline_task), **(extra_tags or {})}
     tracker.start(run_name(fc, mc), cfg.run_params(config, fc, mc), tags, run_key=run_key)
     ids = {"feature_config_id": fc.id, "model_config_id": mc.id}
     try:
         tracker.log_artifact(config_path)
+        tft_output = tft.TFTransformOutput(transform_dir)
+        data = inputs.load_training_data(config, ingest_dir)
+        datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
+        two_tower = build_model(fc, mc, tft_output, data, config.training)
         history = fit(two_tower, tft_output, datasets, data, config.training, tracker)
         best = log_summary(tracker, history)
         serving_dir = serving.export_serving_model(
