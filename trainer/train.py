@@ -182,6 +182,40 @@ def end_run(tracker: RunTracker, model_dir: str, ids: dict, error: BaseException
     tracker.write_run_info(model_dir, **ids)
 
 
+def train_and_export(
+    config: cfg.ExperimentConfig,
+    fc: cfg.FeatureConfig,
+    mc: cfg.ModelConfig,
+    folders: tuple[str, str, str],
+    tracker: RunTracker,
+    overrides: tuple = (None, None, None),
+) -> tuple[dict[str, list[float]], int, str]:
+    """Reads the data, fits, logs the summary and exports; returns (history, best, serving dir).
+
+    Args:
+        config: The experiment config (seed already applied).
+        fc: The feature config.
+        mc: The model config.
+        folders: (ingest, transform, model) folders.
+        tracker: The run's tracker.
+        overrides: (train file patterns, eval file patterns, serving dir), each None for the
+            defaults.
+    """
+    ingest_dir, transform_dir, model_dir = folders
+    train_files, eval_files, serving_dir = overrides
+    tft_output = tft.TFTransformOutput(transform_dir)
+    data = inputs.load_training_data(config, ingest_dir)
+    datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
+    two_tower = build_model(fc, mc, tft_output, data, config.training)
+    history = fit(two_tower, tft_output, datasets, data, config.training, tracker)
+    best = log_summary(tracker, history)
+    serving_dir = serving.export_serving_model(
+        serving_dir or layout.serving_path(model_dir), two_tower, tft_output, data.catalog, fc
+    )
+    tracker.log_artifact(serving_dir, "serving_model")
+    return history, best, serving_dir
+
+
 def run_training(
     config: cfg.ExperimentConfig,
     ingest_dir: str,
@@ -233,16 +267,14 @@ def run_training(
     ids = {"feature_config_id": fc.id, "model_config_id": mc.id}
     try:
         tracker.log_artifact(config_path)
-        tft_output = tft.TFTransformOutput(transform_dir)
-        data = inputs.load_training_data(config, ingest_dir)
-        datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
-        two_tower = build_model(fc, mc, tft_output, data, config.training)
-        history = fit(two_tower, tft_output, datasets, data, config.training, tracker)
-        best = log_summary(tracker, history)
-        serving_dir = serving.export_serving_model(
-            serving_dir or layout.serving_path(model_dir), two_tower, tft_output, data.catalog, fc
+        history, best, serving_dir = train_and_export(
+            config,
+            fc,
+            mc,
+            (ingest_dir, transform_dir, model_dir),
+            tracker,
+            (train_files, eval_files, serving_dir),
         )
-        tracker.log_artifact(serving_dir, "serving_model")
     except BaseException as err:  # every failure ends the run with its reason, then re-raises
         end_run(tracker, model_dir, ids, err)
         raise

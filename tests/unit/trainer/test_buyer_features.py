@@ -37,7 +37,9 @@ def test_queries_are_asked_when_the_split_starts_but_after_the_history():
 
 
 def test_query_frame_holds_each_buyers_state_as_of_the_moment():
-    queries = buyer_features.query_frame(_history(), np.array(["a", "b"], object), 4 * DAY)
+    queries = buyer_features.query_frame(
+        _history(), np.array(["a", "b"], object), 4 * DAY, max_history=50
+    )
     assert queries[contract.BUYER_ID].tolist() == ["a", "b"]
     a = queries.iloc[0]
     # p1 bought twice (most first), then p2; the latest row gives the static country.
