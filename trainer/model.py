@@ -186,19 +186,20 @@ class TwoTowerModel(tfrs.Model):
         )
 
     def repurchase_bonus(self, inputs: dict, candidate_ids: tf.Tensor) -> tf.Tensor:
-        """[queries, candidates]: the sparse part of the score (0 when it is off)."""
+        """[queries, candidates]: the sparse part of the score (0 when it is off).
+
+        Fewer candidates than the catalog (or a count only known when run, as in training,
+        where the candidates are the batch's products) take the join of history ids with
+        candidate ids, whose cost does not depend on the catalog; the whole catalog (serving,
+        evaluation) takes the dense scatter, no larger there than the scores themselves.
+        """
         history = inputs[self.history_key]
-        batch, length = tf.shape(history)[0], tf.shape(history)[1]
-        valid = history != feats.PAD
-        rows = tf.repeat(tf.range(batch, dtype=history.dtype)[:, None], length, axis=1)
-        indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(history, valid)], 1)
-        weights = tf.boolean_mask(tf.broadcast_to(self.rank_weights, tf.shape(history)), valid)
-        dense = tf.scatter_nd(
-            indices,
-            weights,
-            tf.stack([tf.cast(batch, tf.int64), tf.constant(self.num_products, tf.int64)]),
-        )
-        return tf.gather(dense, candidate_ids, axis=1)
+        count = candidate_ids.shape[0] if candidate_ids.shape.rank == 1 else None
+        if count is not None and count >= self.num_products:
+            return dense_repurchase_bonus(
+                history, self.rank_weights, candidate_ids, self.num_products
+            )
+        return sparse_repurchase_bonus(history, self.rank_weights, candidate_ids)
 
     def scores(
         self, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor, training: bool = False
@@ -232,6 +233,75 @@ class TwoTowerModel(tfrs.Model):
         if hit_ids is not None:
             scores = tfrs.layers.loss.RemoveAccidentalHits()(labels, scores, hit_ids)
         return self.task._loss(y_true=labels, y_pred=scores)
+
+
+def dense_repurchase_bonus(
+    history: tf.Tensor, rank_weights: tf.Tensor, candidate_ids: tf.Tensor, num_products: int
+) -> tf.Tensor:
+    """Repurchase bonus through a dense [queries, num_products] tensor, then the candidates.
+
+    Args:
+        history: [queries, length] product ids, most bought first, padded with PAD.
+        rank_weights: [length] weight of each history rank.
+        candidate_ids: [candidates] product ids (ids below ``num_products``).
+        num_products: Size of the product id space.
+
+    Returns:
+        [queries, candidates]: per candidate, the summed rank weights of its id in the history.
+    """
+    batch, length = tf.shape(history)[0], tf.shape(history)[1]
+    valid = history != feats.PAD
+    rows = tf.repeat(tf.range(batch, dtype=history.dtype)[:, None], length, axis=1)
+    indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(history, valid)], 1)
+    weights = tf.boolean_mask(tf.broadcast_to(rank_weights, tf.shape(history)), valid)
+    dense = tf.scatter_nd(
+        indices, weights, tf.stack([tf.cast(batch, tf.int64), tf.constant(num_products, tf.int64)])
+    )
+    return tf.gather(dense, candidate_ids, axis=1)
+
+
+def sparse_repurchase_bonus(
+    history: tf.Tensor, rank_weights: tf.Tensor, candidate_ids: tf.Tensor
+) -> tf.Tensor:
+    """The same bonus as ``dense_repurchase_bonus``, joining history ids with candidate ids.
+
+    Each history id is looked up among the sorted candidate ids (binary search); the matches
+    are scattered into [queries, candidates] at the first sorted position of their id, and each
+    candidate gathers the column of its own id's first position (so duplicate candidate ids
+    get the same value). Cost O(queries x (length x log(candidates) + candidates)), whatever
+    the size of the id space.
+
+    Args:
+        history: [queries, length] product ids, most bought first, padded with PAD.
+        rank_weights: [length] weight of each history rank.
+        candidate_ids: [candidates] product ids (non-negative).
+
+    Returns:
+        [queries, candidates]: per candidate, the summed rank weights of its id in the history.
+    """
+    candidate_ids = tf.cast(candidate_ids, history.dtype)
+    batch, length = tf.shape(history)[0], tf.shape(history)[1]
+    count = tf.shape(candidate_ids)[0]
+    sorted_ids = tf.sort(candidate_ids)
+    flat = tf.reshape(history, [-1])
+    position = tf.searchsorted(sorted_ids, flat, side="left", out_type=tf.int64)
+    # A history id above every candidate gets position ``count``: PAD stands there, which no
+    # valid id equals (this also covers an empty candidate set).
+    padded = tf.concat([sorted_ids, tf.constant([feats.PAD], history.dtype)], 0)
+    found = (tf.gather(padded, position) == flat) & (flat != feats.PAD)
+    matched = tf.where(found)[:, 0]
+    rows = matched // tf.cast(length, tf.int64)
+    indices = tf.stack([rows, tf.gather(position, matched)], 1)
+    # Gathered from the broadcast weights, not from rank_weights itself, so that rank_weights
+    # gets a dense gradient as with the dense formula (an IndexedSlices one would take the
+    # optimizers' sparse update paths).
+    per_entry = tf.reshape(tf.broadcast_to(rank_weights, tf.shape(history)), [-1])
+    weights = tf.gather(per_entry, matched)
+    by_position = tf.scatter_nd(
+        indices, weights, tf.cast(tf.stack([batch, tf.maximum(count, 1)]), tf.int64)
+    )
+    columns = tf.searchsorted(sorted_ids, candidate_ids, side="left", out_type=tf.int64)
+    return tf.gather(by_position, columns, axis=1)
 
 
 def cardinalities(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransformOutput) -> dict:
