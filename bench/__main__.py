@@ -8,6 +8,7 @@ import sys
 # name -> module with a ``main()``; add a line per benchmark.
 BENCHMARKS: dict[str, str] = {
     "report": "bench.report_bench",
+    "repurchase": "bench.repurchase",
     "train": "bench.train_bench",
 }
 

@@ -188,14 +188,15 @@ class TwoTowerModel(tfrs.Model):
     def repurchase_bonus(self, inputs: dict, candidate_ids: tf.Tensor) -> tf.Tensor:
         """[queries, candidates]: the sparse part of the score (0 when it is off).
 
-        Fewer candidates than the catalog (or a count only known when run, as in training,
-        where the candidates are the batch's products) take the join of history ids with
-        candidate ids, whose cost does not depend on the catalog; the whole catalog (serving,
-        evaluation) takes the dense scatter, no larger there than the scores themselves.
+        A count of candidates only known when run (training: the batch's products) or small
+        against the product id space takes the join of history ids with candidate ids,
+        whose cost does not depend on the catalog. Scoring the catalog (serving, evaluation:
+        at least half the id space, known when traced) keeps the dense scatter over the id
+        space, then at most twice the size of the result, and without the join's sorts.
         """
         history = inputs[self.history_key]
         count = candidate_ids.shape[0] if candidate_ids.shape.rank == 1 else None
-        if count is not None and count >= self.num_products:
+        if count is not None and 2 * count >= self.num_products:
             return dense_repurchase_bonus(
                 history, self.rank_weights, candidate_ids, self.num_products
             )
@@ -266,10 +267,13 @@ def sparse_repurchase_bonus(
     """The same bonus as ``dense_repurchase_bonus``, joining history ids with candidate ids.
 
     Each history id is looked up among the sorted candidate ids (binary search); the matches
-    are scattered into [queries, candidates] at the first sorted position of their id, and each
-    candidate gathers the column of its own id's first position (so duplicate candidate ids
-    get the same value). Cost O(queries x (length x log(candidates) + candidates)), whatever
-    the size of the id space.
+    are scattered into [candidates, queries] at the first sorted position of their id, each
+    candidate takes the row of its own id's first position (so duplicate candidate ids get the
+    same value), and the result is transposed. Cost O(queries x (length x log(candidates) +
+    candidates)), whatever the size of the id space. Rows, not columns: gathering rows (and
+    summing the gradient back into rows) copies contiguous memory; for a 4096 x 4096 batch on
+    CPU, forward and gradient took 0.16-0.24 s this way against 0.32-0.33 s with a column
+    gather (whose gradient transposes twice).
 
     Args:
         history: [queries, length] product ids, most bought first, padded with PAD.
@@ -291,17 +295,17 @@ def sparse_repurchase_bonus(
     found = (tf.gather(padded, position) == flat) & (flat != feats.PAD)
     matched = tf.where(found)[:, 0]
     rows = matched // tf.cast(length, tf.int64)
-    indices = tf.stack([rows, tf.gather(position, matched)], 1)
+    indices = tf.stack([tf.gather(position, matched), rows], 1)
     # Gathered from the broadcast weights, not from rank_weights itself, so that rank_weights
     # gets a dense gradient as with the dense formula (an IndexedSlices one would take the
     # optimizers' sparse update paths).
     per_entry = tf.reshape(tf.broadcast_to(rank_weights, tf.shape(history)), [-1])
     weights = tf.gather(per_entry, matched)
     by_position = tf.scatter_nd(
-        indices, weights, tf.cast(tf.stack([batch, tf.maximum(count, 1)]), tf.int64)
+        indices, weights, tf.cast(tf.stack([tf.maximum(count, 1), batch]), tf.int64)
     )
     columns = tf.searchsorted(sorted_ids, candidate_ids, side="left", out_type=tf.int64)
-    return tf.gather(by_position, columns, axis=1)
+    return tf.transpose(tf.gather(by_position, columns))
 
 
 def cardinalities(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransformOutput) -> dict:
