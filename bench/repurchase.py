@@ -7,8 +7,10 @@ rank weights; forward (inner products + bonus, softmax cross-entropy with the di
 labels) and the gradient w.r.t. embeddings and rank weights, compiled with ``tf.function``
 (shapes unknown when traced, as in ``fit``). Paths:
 
-- ``new``: ``model.sparse_repurchase_bonus`` (the join of history ids with candidate ids),
-  what ``TwoTowerModel.repurchase_bonus`` runs in training;
+- ``new``: ``model.repurchase_bonus``, what ``TwoTowerModel.repurchase_bonus`` runs in
+  training: the join below, or the dense scatter when the batch covers half the catalog;
+- ``join``: ``model.sparse_repurchase_bonus`` alone (the join of history ids with candidate
+  ids), to show its cost where ``new`` takes the dense path;
 - ``old``: ``model.dense_repurchase_bonus`` (the [batch x catalog] scatter, then a gather of
   the candidates), what it ran before; skipped where its dense tensor alone would not fit in
   this machine's memory;
@@ -39,7 +41,7 @@ BATCH = 4096
 HISTORY = 200
 DIM = 64
 CATALOGS = (4_000, 25_000, 100_000, 1_000_000)
-PATHS = ("new", "old", "none")
+PATHS = ("new", "join", "old", "none")
 WARMUP = 2
 MAX_STEPS = 7
 MIN_STEPS = 3
@@ -75,7 +77,8 @@ def child(catalog: int, path: str) -> dict:
     products = tf.Variable(tf.random.stateless_normal([BATCH, DIM], [3, 4]) * 0.1)
     rank_weights = tf.Variable(tf.ones([HISTORY]))
     bonus = {
-        "new": model_lib.sparse_repurchase_bonus,
+        "new": lambda h, w, c: model_lib.repurchase_bonus(h, w, c, catalog),
+        "join": model_lib.sparse_repurchase_bonus,
         "old": lambda h, w, c: model_lib.dense_repurchase_bonus(h, w, c, catalog),
         "none": None,
     }[path]
@@ -129,29 +132,19 @@ def run_child(catalog: int, path: str) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    """Markdown table: one row per catalog, step time and peak memory per path."""
-    by = {(r["catalog"], r["path"]): r for r in results}
+    """Markdown table: one row per (catalog, path)."""
+    mib = 1024 * 1024
     lines = [
-        "| catalog | new: step (s) | new: peak RSS (MiB) | new: step RSS (MiB) "
-        "| old: step (s) | old: peak RSS (MiB) | old: step RSS (MiB) | no bonus: step (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| catalog | path | step (s), median | timed steps (s) | peak RSS (MiB) "
+        "| peak - RSS after inputs (MiB) |",
+        "|---:|---|---:|---|---:|---:|",
     ]
-
-    def cells(r):
-        if r is None:
-            return ["not run", "", ""]
-        mib = 1024 * 1024
-        return [
-            f"{r['median_s']:.3f}",
-            f"{r['rss_peak'] / mib:,.0f}",
-            f"{(r['rss_peak'] - r['rss_inputs']) / mib:,.0f}",
-        ]
-
-    for catalog in CATALOGS:
-        none = by.get((catalog, "none"))
-        row = [f"{catalog:,}", *cells(by.get((catalog, "new"))), *cells(by.get((catalog, "old")))]
-        row.append(f"{none['median_s']:.3f}" if none else "")
-        lines.append("| " + " | ".join(row) + " |")
+    for r in results:
+        lines.append(
+            f"| {r['catalog']:,} | {r['path']} | {r['median_s']:.3f} | "
+            f"{', '.join(f'{t:.2f}' for t in r['times'])} | {r['rss_peak'] / mib:,.0f} | "
+            f"{(r['rss_peak'] - r['rss_inputs']) / mib:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -191,7 +184,7 @@ def main() -> None:
             results.append(r)
     print(f"load average after: {os.getloadavg()}; {time.perf_counter() - started:.0f} s in all")
     print(table(results))
-    for path in ("new", "old"):
+    for path in ("new", "join", "old"):
         print(ratios(results, path))
 
 

@@ -188,19 +188,12 @@ class TwoTowerModel(tfrs.Model):
     def repurchase_bonus(self, inputs: dict, candidate_ids: tf.Tensor) -> tf.Tensor:
         """[queries, candidates]: the sparse part of the score (0 when it is off).
 
-        A count of candidates only known when run (training: the batch's products) or small
-        against the product id space takes the join of history ids with candidate ids,
-        whose cost does not depend on the catalog. Scoring the catalog (serving, evaluation:
-        at least half the id space, known when traced) keeps the dense scatter over the id
-        space, then at most twice the size of the result, and without the join's sorts.
+        See the module's ``repurchase_bonus``: in training, the join of history ids with the
+        batch's product ids; the dense scatter when the candidates cover the catalog.
         """
-        history = inputs[self.history_key]
-        count = candidate_ids.shape[0] if candidate_ids.shape.rank == 1 else None
-        if count is not None and 2 * count >= self.num_products:
-            return dense_repurchase_bonus(
-                history, self.rank_weights, candidate_ids, self.num_products
-            )
-        return sparse_repurchase_bonus(history, self.rank_weights, candidate_ids)
+        return repurchase_bonus(
+            inputs[self.history_key], self.rank_weights, candidate_ids, self.num_products
+        )
 
     def scores(
         self, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor, training: bool = False
@@ -234,6 +227,35 @@ class TwoTowerModel(tfrs.Model):
         if hit_ids is not None:
             scores = tfrs.layers.loss.RemoveAccidentalHits()(labels, scores, hit_ids)
         return self.task._loss(y_true=labels, y_pred=scores)
+
+
+def repurchase_bonus(
+    history: tf.Tensor, rank_weights: tf.Tensor, candidate_ids: tf.Tensor, num_products: int
+) -> tf.Tensor:
+    """[queries, candidates]: the summed rank weights of each candidate's id in the history.
+
+    Candidates that cover at least half the id space (serving and evaluation score the whole
+    catalog; a training batch larger than half a small catalog) take the dense scatter over
+    the id space, then at most twice the size of the result and without the join's sorts;
+    fewer take the join of history ids with candidate ids, whose cost does not depend on the
+    id space. The choice is made when traced where the count is known then, else when run.
+
+    Args:
+        history: [queries, length] product ids, most bought first, padded with PAD.
+        rank_weights: [length] weight of each history rank.
+        candidate_ids: [candidates] product ids (ids below ``num_products``).
+        num_products: Size of the product id space.
+    """
+    count = candidate_ids.shape[0] if candidate_ids.shape.rank == 1 else None
+    if count is not None:
+        if 2 * count >= num_products:
+            return dense_repurchase_bonus(history, rank_weights, candidate_ids, num_products)
+        return sparse_repurchase_bonus(history, rank_weights, candidate_ids)
+    return tf.cond(
+        2 * tf.size(candidate_ids, out_type=tf.int64) >= num_products,
+        lambda: dense_repurchase_bonus(history, rank_weights, candidate_ids, num_products),
+        lambda: sparse_repurchase_bonus(history, rank_weights, candidate_ids),
+    )
 
 
 def dense_repurchase_bonus(

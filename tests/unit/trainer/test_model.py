@@ -116,16 +116,18 @@ def test_sampling_probability_is_the_train_share_with_a_floor_for_oov():
     np.testing.assert_allclose(probability, np.array([6, 3, 3, 3]) / 15, rtol=1e-6)
 
 
-def test_repurchase_bonus_is_the_same_on_the_join_and_the_dense_path():
+def test_repurchase_bonus_is_the_same_for_a_batch_and_for_the_catalog():
     model = _model(repurchase_scores=True)
     model.rank_weights.assign([3.0, 2.0, 1.0])
-    catalog = tf.constant([5, 4, 3, 2, 1, 0], tf.int64)  # the whole id space: dense path
-    want = [[0.0, 2.0, 0.0, 3.0, 0.0, 0.0], [0.0] * 6]
-    np.testing.assert_allclose(model.repurchase_bonus(INPUTS, catalog), want)
-    # A count unknown when traced (training's batch) takes the join.
     traced = tf.function(
         lambda ids: model.repurchase_bonus(INPUTS, ids),
         input_signature=[tf.TensorSpec([None], tf.int64)],
     )
-    np.testing.assert_allclose(traced(catalog), want)
-    assert "LowerBound" in {op.type for op in traced.get_concrete_function().graph.get_operations()}
+    # The whole id space takes the dense scatter, two of the six ids the join.
+    for ids, want in (
+        ([5, 4, 3, 2, 1, 0], [[0.0, 2.0, 0.0, 3.0, 0.0, 0.0], [0.0] * 6]),
+        ([4, 3], [[2.0, 0.0], [0.0, 0.0]]),
+    ):
+        ids = tf.constant(ids, tf.int64)
+        np.testing.assert_allclose(model.repurchase_bonus(INPUTS, ids), want)
+        np.testing.assert_allclose(traced(ids), want)

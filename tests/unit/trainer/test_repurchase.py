@@ -67,6 +67,7 @@ def test_sparse_bonus_and_its_gradient_equal_the_dense_formula(seed):
     for fn in (
         model_lib.sparse_repurchase_bonus,
         lambda h, w, c: model_lib.dense_repurchase_bonus(h, w, c, num_products),
+        lambda h, w, c: model_lib.repurchase_bonus(h, w, c, num_products),
     ):
         got, got_grad = loss_and_gradient(fn, history, weights, candidate_ids, upstream)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -97,15 +98,28 @@ def test_sparse_bonus_without_candidates_is_empty():
     assert bonus.shape == (2, 0)
 
 
-def test_sparse_bonus_in_a_graph_with_unknown_shapes_matches():
+@pytest.mark.parametrize("candidates", [3, 6, 16])  # join, dense (half the ids), dense
+def test_bonus_with_a_count_known_only_when_run_matches(candidates):
     history, weights, candidate_ids, num_products = random_case(11, batch=16, candidates=16)
-    spec = tf.TensorSpec([None], tf.int64)
-    sparse = tf.function(
-        lambda h, c: model_lib.sparse_repurchase_bonus(h, weights, c),
-        input_signature=[tf.TensorSpec([None, None], tf.int64), spec],
+    candidate_ids = candidate_ids[:candidates]
+    upstream = tf.random.stateless_normal([16, candidates], [11, 2])
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.int64)]
     )
-    np.testing.assert_allclose(
-        sparse(history, candidate_ids).numpy(),
-        reference_bonus(history, weights, candidate_ids, num_products).numpy(),
-        rtol=1e-6,
+    def traced(history, candidate_ids):
+        with tf.GradientTape() as tape:
+            bonus = model_lib.repurchase_bonus(history, weights, candidate_ids, num_products)
+            loss = tf.reduce_sum(bonus * upstream)
+        return bonus, tape.gradient(loss, weights)
+
+    got, got_grad = traced(history, candidate_ids)
+    want, want_grad = loss_and_gradient(
+        lambda h, w, c: reference_bonus(h, w, c, num_products),
+        history,
+        weights,
+        candidate_ids,
+        upstream,
     )
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got_grad.numpy(), want_grad, rtol=1e-5, atol=1e-6)
