@@ -21,7 +21,8 @@ match rate stays realistic at every size); history lengths are uniform in [0, HI
 rest PAD. Every (catalog, path) runs in a fresh subprocess so that its peak RSS
 (``resource.getrusage`` maxrss) is its own; the child reports its RSS after building the
 inputs and after the steps. Step time is the median of the timed steps after ``WARMUP``
-untimed ones.
+untimed ones, wall and process CPU time (all threads: the work done, which other load on
+the machine disturbs less than the wall time).
 
 Run: ``python -m bench repurchase`` (or ``python -m bench.repurchase``); prints a Markdown
 table; bench/RESULTS.md is written by hand from it.
@@ -101,20 +102,22 @@ def child(catalog: int, path: str) -> dict:
     rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for _ in range(WARMUP):
         step(history, candidate_ids)[0].numpy()
-    times = []
+    times, cpu_times = [], []
     started = time.perf_counter()
     while len(times) < MAX_STEPS and (
         len(times) < MIN_STEPS or time.perf_counter() - started < STEP_BUDGET_S
     ):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss, grads = step(history, candidate_ids)
         _ = loss.numpy(), [g.numpy() for g in grads]
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     return {
         "catalog": catalog,
         "path": path,
         "times": times,
         "median_s": statistics.median(times),
+        "cpu_s": statistics.median(cpu_times),
         "rss_inputs": rss_inputs,
         "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
@@ -135,14 +138,15 @@ def table(results: list[dict]) -> str:
     """Markdown table: one row per (catalog, path)."""
     mib = 1024 * 1024
     lines = [
-        "| catalog | path | step (s), median | timed steps (s) | peak RSS (MiB) "
-        "| peak - RSS after inputs (MiB) |",
-        "|---:|---|---:|---|---:|---:|",
+        "| catalog | path | step wall (s), median | timed steps wall (s) "
+        "| step CPU (s), median | peak RSS (MiB) | peak - RSS after inputs (MiB) |",
+        "|---:|---|---:|---|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['catalog']:,} | {r['path']} | {r['median_s']:.3f} | "
-            f"{', '.join(f'{t:.2f}' for t in r['times'])} | {r['rss_peak'] / mib:,.0f} | "
+            f"{', '.join(f'{t:.2f}' for t in r['times'])} | {r['cpu_s']:.3f} | "
+            f"{r['rss_peak'] / mib:,.0f} | "
             f"{(r['rss_peak'] - r['rss_inputs']) / mib:,.0f} |"
         )
     return "\n".join(lines)
@@ -156,7 +160,8 @@ def ratios(results: list[dict], path: str) -> str:
     small, large = rows[0], rows[-1]
     return (
         f"{path}: {large['catalog']:,} / {small['catalog']:,}: step time "
-        f"{large['median_s'] / small['median_s']:.2f}x, peak RSS "
+        f"{large['median_s'] / small['median_s']:.2f}x (CPU {large['cpu_s'] / small['cpu_s']:.2f}x), "
+        f"peak RSS "
         f"{large['rss_peak'] / small['rss_peak']:.2f}x, step RSS "
         f"{(large['rss_peak'] - large['rss_inputs']) / (small['rss_peak'] - small['rss_inputs']):.2f}x"
     )
@@ -176,7 +181,7 @@ def main() -> None:
                 continue
             r = run_child(catalog, path)
             print(
-                f"{catalog:,} {path}: median {r['median_s']:.3f} s of "
+                f"{catalog:,} {path}: median {r['median_s']:.3f} s (CPU {r['cpu_s']:.3f} s) of "
                 f"{', '.join(f'{t:.3f}' for t in r['times'])}; peak RSS "
                 f"{r['rss_peak'] / 2**20:,.0f} MiB",
                 flush=True,
