@@ -7,10 +7,8 @@ rank weights; forward (inner products + bonus, softmax cross-entropy with the di
 labels) and the gradient w.r.t. embeddings and rank weights, compiled with ``tf.function``
 (shapes unknown when traced, as in ``fit``). Paths:
 
-- ``new``: ``model.repurchase_bonus``, what ``TwoTowerModel.repurchase_bonus`` runs in
-  training: the join below, or the dense scatter when the batch covers half the catalog;
-- ``join``: ``model.sparse_repurchase_bonus`` alone (the join of history ids with candidate
-  ids), to show its cost where ``new`` takes the dense path;
+- ``new``: ``model.repurchase_bonus`` with the batch's candidate count unknown when traced,
+  as in ``fit``: the join of history ids with candidate ids (``sparse_repurchase_bonus``);
 - ``old``: ``model.dense_repurchase_bonus`` (the [batch x catalog] scatter, then a gather of
   the candidates), what it ran before; skipped where its dense tensor alone would not fit in
   this machine's memory;
@@ -42,7 +40,7 @@ BATCH = 4096
 HISTORY = 200
 DIM = 64
 CATALOGS = (4_000, 25_000, 100_000, 1_000_000)
-PATHS = ("new", "join", "old", "none")
+PATHS = ("new", "old", "none")
 WARMUP = 2
 MAX_STEPS = 7
 MIN_STEPS = 3
@@ -79,7 +77,6 @@ def child(catalog: int, path: str) -> dict:
     rank_weights = tf.Variable(tf.ones([HISTORY]))
     bonus = {
         "new": lambda h, w, c: model_lib.repurchase_bonus(h, w, c, catalog),
-        "join": model_lib.sparse_repurchase_bonus,
         "old": lambda h, w, c: model_lib.dense_repurchase_bonus(h, w, c, catalog),
         "none": None,
     }[path]
@@ -189,7 +186,7 @@ def main() -> None:
             results.append(r)
     print(f"load average after: {os.getloadavg()}; {time.perf_counter() - started:.0f} s in all")
     print(table(results))
-    for path in ("new", "join", "old"):
+    for path in ("new", "old"):
         print(ratios(results, path))
 
 

@@ -98,7 +98,7 @@ def test_sparse_bonus_without_candidates_is_empty():
     assert bonus.shape == (2, 0)
 
 
-@pytest.mark.parametrize("candidates", [3, 6, 16])  # join, dense (half the ids), dense
+@pytest.mark.parametrize("candidates", [3, 6, 16])
 def test_bonus_with_a_count_known_only_when_run_matches(candidates):
     history, weights, candidate_ids, num_products = random_case(11, batch=16, candidates=16)
     candidate_ids = candidate_ids[:candidates]
