@@ -9,6 +9,7 @@ import sys
 BENCHMARKS: dict[str, str] = {
     "report": "bench.report_bench",
     "repurchase": "bench.repurchase",
+    "topk": "bench.topk",
     "train": "bench.train_bench",
 }
 
