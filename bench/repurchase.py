@@ -16,11 +16,13 @@ labels) and the gradient w.r.t. embeddings and rank weights, compiled with ``tf.
 
 Ids are drawn from a Zipf(1) popularity over the catalog (history and candidates alike, so the
 match rate stays realistic at every size); history lengths are uniform in [0, HISTORY], the
-rest PAD. Every (catalog, path) runs in a fresh subprocess so that its peak RSS
-(``resource.getrusage`` maxrss) is its own; the child reports its RSS after building the
-inputs and after the steps. Step time is the median of the timed steps after ``WARMUP``
-untimed ones, wall and process CPU time (all threads: the work done, which other load on
-the machine disturbs less than the wall time).
+rest PAD. Memory: every (catalog, path) runs its warm-up steps and one more in a fresh
+subprocess, so that its peak RSS (``resource.getrusage`` maxrss) is its own; the child also
+reports its RSS after building the inputs. Time: one process per path builds the step at every
+catalog, warms each up (``WARMUP`` steps), then runs ``ROUNDS`` rounds of one step per catalog
+in turn, so that the other load on a shared machine falls on all catalogs alike; the median
+per catalog, wall and process CPU time (all threads: the work done, which other load
+disturbs less than the wall time).
 
 Run: ``python -m bench repurchase`` (or ``python -m bench.repurchase``); prints a Markdown
 table; bench/RESULTS.md is written by hand from it.
@@ -42,9 +44,7 @@ DIM = 64
 CATALOGS = (4_000, 25_000, 100_000, 1_000_000)
 PATHS = ("new", "old", "none")
 WARMUP = 2
-MAX_STEPS = 7
-MIN_STEPS = 3
-STEP_BUDGET_S = 30.0  # timed steps stop after this much (at least MIN_STEPS)
+ROUNDS = 7  # timed steps per catalog, one per catalog per round
 # The old path holds two [batch x catalog] float32 tensors (the scatter and its gradient).
 MEMORY_LIMIT_BYTES = 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -58,8 +58,8 @@ def synthetic_ids(rng, catalog: int, size) -> object:
     return np.minimum(np.searchsorted(cdf, rng.random(size)), catalog - 1).astype(np.int64)
 
 
-def child(catalog: int, path: str) -> dict:
-    """One (catalog, path) measurement; run in a fresh process."""
+def make_step(catalog: int, path: str):
+    """The compiled training step of ``path`` at ``catalog`` and its arguments."""
     import numpy as np
     import tensorflow as tf
 
@@ -96,34 +96,61 @@ def child(catalog: int, path: str) -> dict:
             )
         return loss, tape.gradient(loss, variables)
 
-    rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    for _ in range(WARMUP):
-        step(history, candidate_ids)[0].numpy()
-    times, cpu_times = [], []
-    started = time.perf_counter()
-    while len(times) < MAX_STEPS and (
-        len(times) < MIN_STEPS or time.perf_counter() - started < STEP_BUDGET_S
-    ):
-        t0, c0 = time.perf_counter(), time.process_time()
+    def run() -> None:
         loss, grads = step(history, candidate_ids)
         _ = loss.numpy(), [g.numpy() for g in grads]
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
+
+    return run
+
+
+def memory_child(catalog: int, path: str) -> dict:
+    """Peak RSS of one (catalog, path): warm-up steps and one more, in a fresh process."""
+    run = make_step(catalog, path)
+    rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    for _ in range(WARMUP + 1):
+        run()
     return {
         "catalog": catalog,
         "path": path,
-        "times": times,
-        "median_s": statistics.median(times),
-        "cpu_s": statistics.median(cpu_times),
         "rss_inputs": rss_inputs,
         "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
-def run_child(catalog: int, path: str) -> dict:
-    """Runs ``child`` in a fresh interpreter and returns its result."""
+def timing_child(path: str, catalogs: list[int]) -> list[dict]:
+    """Step times of one path at every catalog, one step per catalog in turn (rounds).
+
+    Interleaving the catalogs spreads the other load on the machine over all of them alike,
+    so their ratio is not an artefact of when each ran.
+    """
+    runs = {catalog: make_step(catalog, path) for catalog in catalogs}
+    for run in runs.values():
+        for _ in range(WARMUP):
+            run()
+    wall = {catalog: [] for catalog in catalogs}
+    cpu = {catalog: [] for catalog in catalogs}
+    for _ in range(ROUNDS):
+        for catalog, run in runs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            run()
+            wall[catalog].append(time.perf_counter() - t0)
+            cpu[catalog].append(time.process_time() - c0)
+    return [
+        {
+            "catalog": catalog,
+            "path": path,
+            "times": wall[catalog],
+            "median_s": statistics.median(wall[catalog]),
+            "cpu_s": statistics.median(cpu[catalog]),
+        }
+        for catalog in catalogs
+    ]
+
+
+def run_child(*args: str) -> object:
+    """Runs this module with ``args`` in a fresh interpreter and returns its JSON result."""
     out = subprocess.run(
-        [sys.executable, "-m", "bench.repurchase", "--child", str(catalog), path],
+        [sys.executable, "-m", "bench.repurchase", *args],
         capture_output=True,
         text=True,
         check=True,
@@ -135,16 +162,15 @@ def table(results: list[dict]) -> str:
     """Markdown table: one row per (catalog, path)."""
     mib = 1024 * 1024
     lines = [
-        "| catalog | path | step wall (s), median | timed steps wall (s) "
+        "| catalog | path | step wall (s), median | steps wall (s) "
         "| step CPU (s), median | peak RSS (MiB) | peak - RSS after inputs (MiB) |",
         "|---:|---|---:|---|---:|---:|---:|",
     ]
-    for r in results:
+    for r in sorted(results, key=lambda r: (r["catalog"], PATHS.index(r["path"]))):
         lines.append(
             f"| {r['catalog']:,} | {r['path']} | {r['median_s']:.3f} | "
             f"{', '.join(f'{t:.2f}' for t in r['times'])} | {r['cpu_s']:.3f} | "
-            f"{r['rss_peak'] / mib:,.0f} | "
-            f"{(r['rss_peak'] - r['rss_inputs']) / mib:,.0f} |"
+            f"{r['rss_peak'] / mib:,.0f} | {(r['rss_peak'] - r['rss_inputs']) / mib:,.0f} |"
         )
     return "\n".join(lines)
 
@@ -164,26 +190,32 @@ def ratios(results: list[dict], path: str) -> str:
     )
 
 
+def catalogs_of(path: str) -> list[int]:
+    """The catalogs a path runs at: the floor at one, the old path where it fits in memory."""
+    if path == "none":
+        return [CATALOGS[0]]  # the floor does not depend on the catalog
+    if path == "old":
+        return [c for c in CATALOGS if 2 * 4 * BATCH * c <= MEMORY_LIMIT_BYTES]
+    return list(CATALOGS)
+
+
 def main() -> None:
-    """Runs every (catalog, path) in its own process and prints the table."""
+    """Memory per (catalog, path) in fresh processes, then step times per path; the table."""
     print(f"load average before: {os.getloadavg()}", flush=True)
     started = time.perf_counter()
+    memory = {}
+    for path in PATHS:
+        skipped = sorted(set(CATALOGS) - set(catalogs_of(path)))
+        if path == "old" and skipped:
+            print(f"old skipped at {skipped}: two {BATCH} x catalog float32 tensors")
+        for catalog in catalogs_of(path):
+            memory[catalog, path] = run_child("--memory", str(catalog), path)
+            print(f"{catalog:,} {path}: {memory[catalog, path]}", flush=True)
     results = []
-    for catalog in CATALOGS:
-        for path in PATHS:
-            if path == "none" and catalog != CATALOGS[0]:
-                continue  # the floor does not depend on the catalog
-            if path == "old" and 2 * 4 * BATCH * catalog > MEMORY_LIMIT_BYTES:
-                print(f"{catalog:,} {path}: skipped (two {BATCH} x {catalog:,} float32 tensors)")
-                continue
-            r = run_child(catalog, path)
-            print(
-                f"{catalog:,} {path}: median {r['median_s']:.3f} s (CPU {r['cpu_s']:.3f} s) of "
-                f"{', '.join(f'{t:.3f}' for t in r['times'])}; peak RSS "
-                f"{r['rss_peak'] / 2**20:,.0f} MiB",
-                flush=True,
-            )
-            results.append(r)
+    for path in PATHS:
+        for r in run_child("--timing", path, *map(str, catalogs_of(path))):
+            results.append({**r, **memory[r["catalog"], path]})
+            print(f"{r['catalog']:,} {path}: {r}", flush=True)
     print(f"load average after: {os.getloadavg()}; {time.perf_counter() - started:.0f} s in all")
     print(table(results))
     for path in ("new", "old"):
@@ -191,7 +223,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        print(json.dumps(child(int(sys.argv[2]), sys.argv[3])))
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory":
+        print(json.dumps(memory_child(int(sys.argv[2]), sys.argv[3])))
+    elif len(sys.argv) > 3 and sys.argv[1] == "--timing":
+        print(json.dumps(timing_child(sys.argv[2], [int(c) for c in sys.argv[3:]])))
     else:
         main()
