@@ -115,3 +115,43 @@ def exact_top_k_chunked(
     if not parts:
         return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def chunked_top_k_tf(score_fn: Callable, n_candidates, k: int, chunk: int = DEFAULT_CHUNK):
+    """TensorFlow twin of ``chunked_top_k`` for graphs (the serving signature): a while loop.
+
+    Args:
+        score_fn: ``score_fn(start, stop)`` -> [queries, stop - start] float32 scores of
+            candidates ``start`` to ``stop - 1`` (scalar int32 tensors; the same queries on
+            every call).
+        n_candidates: Number of candidates (int or scalar int32 tensor).
+        k: How many per query (a Python int, at most ``n_candidates`` and ``chunk``).
+        chunk: Candidates scored per iteration: memory is one [queries x chunk] block.
+
+    Returns:
+        (scores, candidate indices int32), each [queries, k], best first; ties by lower index
+        (``tf.math.top_k`` keeps equal values in position order, and the running top-k, all of
+        lower indices, comes first in each merge).
+    """
+    import tensorflow as tf  # here: the NumPy functions above serve evaluation without TF
+
+    if not 0 < k <= chunk:
+        raise ValueError(f"need 0 < k <= chunk, got k={k}, chunk={chunk}")
+    n_candidates = tf.convert_to_tensor(n_candidates, tf.int32)
+    first = score_fn(tf.constant(0), tf.minimum(chunk, n_candidates))
+    best = tf.math.top_k(first, k=k)
+
+    def body(start, values, indices):
+        stop = tf.minimum(start + chunk, n_candidates)
+        top = tf.math.top_k(score_fn(start, stop), k=tf.minimum(k, stop - start))
+        merged = tf.math.top_k(tf.concat([values, top.values], 1), k=k)
+        all_indices = tf.concat([indices, top.indices + start], 1)
+        return stop, merged.values, tf.gather(all_indices, merged.indices, batch_dims=1)
+
+    _, values, indices = tf.while_loop(
+        lambda start, *_: start < n_candidates,
+        body,
+        (tf.minimum(chunk, n_candidates), best.values, best.indices),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, k]), tf.TensorShape([None, k])),
+    )
+    return values, indices

@@ -72,3 +72,27 @@ def test_exact_top_k_chunked_equals_exact_top_k():
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
     empty = topk.exact_top_k_chunked(queries[:0], candidates, k=25)
     assert empty[0].shape == (0, 25)
+
+
+@pytest.mark.parametrize("chunk", [5, 16, 64, 100])
+def test_chunked_top_k_tf_equals_the_full_sort_with_ties_by_index(chunk):
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(chunk)
+    scores = rng.integers(0, 6, size=(9, 64)).astype(np.float32)
+    table = tf.constant(scores)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    def traced(table):  # query count and catalog size unknown when traced, as in serving
+        return topk.chunked_top_k_tf(
+            lambda a, b: table[:, a:b], tf.shape(table)[1], k=5, chunk=chunk
+        )
+
+    want_idx, want_val = stable_top_k(scores, 5)
+    for values, indices in (
+        topk.chunked_top_k_tf(lambda a, b: table[:, a:b], 64, k=5, chunk=chunk),
+        traced(table),
+    ):
+        np.testing.assert_array_equal(indices.numpy(), want_idx)
+        np.testing.assert_array_equal(values.numpy(), want_val)
+    with pytest.raises(ValueError, match="k <= chunk"):
+        topk.chunked_top_k_tf(lambda a, b: table[:, a:b], 64, k=10, chunk=4)
