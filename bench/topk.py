@@ -1,7 +1,9 @@
 """Exact top-k over a large catalog in bounded memory (issue 14, point 2).
 
 ``topk.exact_top_k_chunked`` (candidates scored in chunks, running top-k) against
-``evaluation.exact_top_k`` (one [queries x catalog] block per query batch), 1,000 queries of
+``evaluation.exact_top_k`` (one [queries x catalog] block per query batch), and
+``topk.chunked_top_k_tf`` (the graph twin, compiled; traced and its table copied before the
+measurement, so its memory is that of the call alone), 1,000 queries of
 64-d random embeddings, k = 100, catalogs of 100k and 1M products. Each (catalog, path) runs
 once in a fresh subprocess; memory is its peak RSS minus its RSS after building the
 embeddings, i.e. what the top-k needs for 1,000 queries. The unchunked path is skipped where
@@ -24,26 +26,52 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 QUERIES = 1000
 DIM = 64
 K = 100
 CATALOGS = (100_000, 1_000_000)
-PATHS = ("chunked", "unchunked")
+PATHS = ("chunked", "unchunked", "chunked_tf")
 # exact_top_k's block: scores, their negation, argpartition's int64 indices.
 MEMORY_LIMIT_BYTES = 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def make_tf_top_k(candidates, k: int):
+    """``topk.chunked_top_k_tf`` on inner products, compiled (as the serving signature is)."""
+    import tensorflow as tf
+
+    from trainer import topk
+
+    table = tf.constant(candidates)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, DIM], tf.float32)])
+    def top(q):
+        return topk.chunked_top_k_tf(
+            lambda a, b: tf.matmul(q, table[a:b], transpose_b=True), tf.shape(table)[0], k
+        )
+
+    def run(queries, *_, **__):
+        values, indices = top(tf.constant(queries))
+        return indices.numpy().astype(np.int64), values.numpy()
+
+    return run
+
+
 def child(catalog: int, path: str, out: str) -> dict:
     """One (catalog, path) measurement; run in a fresh process."""
-    import numpy as np
-
     from trainer import evaluation, topk
 
     rng = np.random.default_rng(0)
     queries = rng.standard_normal((QUERIES, DIM), dtype=np.float32)
     candidates = rng.standard_normal((catalog, DIM), dtype=np.float32)
     rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    fn = topk.exact_top_k_chunked if path == "chunked" else evaluation.exact_top_k
+    if path == "chunked_tf":
+        fn = make_tf_top_k(candidates, K)
+        fn(queries[:2])  # import, copy the table and trace before the measured call
+        rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    else:
+        fn = topk.exact_top_k_chunked if path == "chunked" else evaluation.exact_top_k
     t0, c0 = time.perf_counter(), time.process_time()
     idx, scores = fn(queries, candidates, K, batch_size=QUERIES)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -103,14 +131,13 @@ def run(folder: str) -> None:
         )
     for catalog in CATALOGS:
         ran = {r["path"]: r["file"] for r in results if r["catalog"] == catalog}
-        if len(ran) == len(PATHS):
-            print(f"{catalog:,}: {compare(ran['chunked'], ran['unchunked'])}")
+        for path in ("unchunked", "chunked_tf"):
+            if path in ran:
+                print(f"{catalog:,} chunked vs {path}: {compare(ran['chunked'], ran[path])}")
 
 
 def compare(chunked: str, unchunked: str) -> str:
     """How far the chunked result is from the unchunked one."""
-    import numpy as np
-
     a, b = np.load(chunked), np.load(unchunked)
     same = float((a["idx"] == b["idx"]).mean())
     overlap = np.mean(
