@@ -153,5 +153,9 @@ def chunked_top_k_tf(score_fn: Callable, n_candidates, k: int, chunk: int = DEFA
         body,
         (tf.minimum(chunk, n_candidates), best.values, best.indices),
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, k]), tf.TensorShape([None, k])),
+        # The next chunk's scores need only ``start``: with TF's default of 10 iterations in
+        # flight, 10 score blocks would be held at once (582 MiB instead of ~200 per 1,000
+        # queries at 1M products, chunk 16,384).
+        parallel_iterations=1,
     )
     return values, indices
