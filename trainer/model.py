@@ -236,8 +236,9 @@ def repurchase_bonus(
 
     Training (a count of candidates unknown when traced: the batch's products) and any
     candidates covering less than half the id space take the join of history ids with
-    candidate ids, whose cost does not depend on the id space; on 2 CPU cores it also costs
-    less than the dense scatter at a 4k catalog with batch 4096 (bench/RESULTS.md). Scoring
+    candidate ids, whose cost does not depend on the id space; even at a 4k catalog with
+    batch 4096 it takes less CPU time than the dense scatter, though the dense path's ops
+    spread better over 2 cores (bench/RESULTS.md). Scoring
     the catalog (serving, evaluation: a count known when traced, at least half the id space)
     keeps the dense scatter, which is then at most twice the size of the result and needs
     none of the join's sorts.
