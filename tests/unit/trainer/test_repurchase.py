@@ -64,14 +64,11 @@ def test_sparse_bonus_and_its_gradient_equal_the_dense_formula(seed):
         candidate_ids,
         upstream,
     )
-    for fn in (
-        model_lib.sparse_repurchase_bonus,
-        lambda h, w, c: model_lib.dense_repurchase_bonus(h, w, c, num_products),
-        lambda h, w, c: model_lib.repurchase_bonus(h, w, c, num_products),
-    ):
-        got, got_grad = loss_and_gradient(fn, history, weights, candidate_ids, upstream)
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-6)
+    got, got_grad = loss_and_gradient(
+        model_lib.sparse_repurchase_bonus, history, weights, candidate_ids, upstream
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-6)
     assert np.count_nonzero(want) > 0  # the case exercises matches, not just zeros
 
 
@@ -99,7 +96,7 @@ def test_sparse_bonus_without_candidates_is_empty():
 
 
 @pytest.mark.parametrize("candidates", [3, 6, 16])
-def test_bonus_with_a_count_known_only_when_run_matches(candidates):
+def test_sparse_bonus_with_shapes_known_only_when_run_matches(candidates):
     history, weights, candidate_ids, num_products = random_case(11, batch=16, candidates=16)
     candidate_ids = candidate_ids[:candidates]
     upstream = tf.random.stateless_normal([16, candidates], [11, 2])
@@ -109,7 +106,7 @@ def test_bonus_with_a_count_known_only_when_run_matches(candidates):
     )
     def traced(history, candidate_ids):
         with tf.GradientTape() as tape:
-            bonus = model_lib.repurchase_bonus(history, weights, candidate_ids, num_products)
+            bonus = model_lib.sparse_repurchase_bonus(history, weights, candidate_ids)
             loss = tf.reduce_sum(bonus * upstream)
         return bonus, tape.gradient(loss, weights)
 
