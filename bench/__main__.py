@@ -8,6 +8,8 @@ import sys
 # name -> module with a ``main()``; add a line per benchmark.
 BENCHMARKS: dict[str, str] = {
     "report": "bench.report_bench",
+    "repurchase": "bench.repurchase",
+    "topk": "bench.topk",
     "train": "bench.train_bench",
     "tracking": "bench.tracking_bench",
 }

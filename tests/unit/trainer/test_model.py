@@ -115,3 +115,20 @@ def test_sampling_probability_is_the_train_share_with_a_floor_for_oov():
         [b"p1", b"p2", "p3"], 1, {"p1": 6, "p2": 3, "p3": 0}
     )
     np.testing.assert_allclose(probability, np.array([6, 3, 3, 3]) / 15, rtol=1e-6)
+
+
+def test_repurchase_bonus_for_the_catalog_and_for_a_batch():
+    model = _model(repurchase_scores=True)
+    model.rank_weights.assign([3.0, 2.0, 1.0])
+    traced = tf.function(
+        lambda ids: model.repurchase_bonus(INPUTS, ids),
+        input_signature=[tf.TensorSpec([None], tf.int64)],
+    )
+    # Eager and traced with the shapes unknown (training), the whole catalog and a batch.
+    for ids, want in (
+        ([5, 4, 3, 2, 1, 0], [[0.0, 2.0, 0.0, 3.0, 0.0, 0.0], [0.0] * 6]),
+        ([4, 3], [[2.0, 0.0], [0.0, 0.0]]),
+    ):
+        ids = tf.constant(ids, tf.int64)
+        np.testing.assert_allclose(model.repurchase_bonus(INPUTS, ids), want)
+        np.testing.assert_allclose(traced(ids), want)
