@@ -1,7 +1,7 @@
 """Exact top-k over a large catalog in bounded memory (issue 14, point 2).
 
 ``topk.exact_top_k_chunked`` (candidates scored in chunks, running top-k) against
-``evaluation.exact_top_k`` (one [queries x catalog] block per query batch), and
+``retrieval_metrics.exact_top_k`` (one [queries x catalog] block per query batch), and
 ``topk.chunked_top_k_tf`` (the graph twin, compiled; traced and its table copied before the
 measurement, so its memory is that of the call alone), 1,000 queries of
 64-d random embeddings, k = 100, catalogs of 100k and 1M products. Each (catalog, path) runs
@@ -74,7 +74,8 @@ def reset_peak_rss() -> int:
 
 def child(catalog: int, path: str, out: str) -> dict:
     """One (catalog, path) measurement; run in a fresh process."""
-    from trainer import evaluation, topk
+    from trainer import retrieval_metrics as evaluation
+    from trainer import topk
 
     rng = np.random.default_rng(0)
     queries = rng.standard_normal((QUERIES, DIM), dtype=np.float32)

@@ -139,6 +139,8 @@ TAG_FAILURE_REASON = "failure_reason"
 TAG_MODEL_URI = "kfp.model_uri"  # where the train step wrote the model (its artifact URI)
 # A caller-chosen key naming one logical run: a retried step with the same key reuses the run.
 TAG_RUN_KEY = "run_key"
+# Set when a model config asks for repurchase scores but the feature config has no history.
+TAG_REPURCHASE_SCORES = "repurchase_scores"
 MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
 
 # MLflow run statuses the product writes and reads.

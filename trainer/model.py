@@ -161,12 +161,9 @@ class TwoTowerModel(tfrs.Model):
             residual=history[0] if history else None,
         )
         self.history_key = history[0] if history else None
-        self.repurchase = model_config.repurchase_scores
-        if self.repurchase and not history:
-            raise ValueError(
-                f"model config {model_config.id!r}: repurchase_scores needs a "
-                f"history feature in feature config {feature_config.id!r}"
-            )
+        # The sparse part scores the buyer's own history; without one there is nothing to score
+        # and the model is the dense two-tower alone (train.py tags such a run).
+        self.repurchase = model_config.repurchase_scores and bool(history)
         if self.repurchase:
             length = next(f.max_length for f in feature_config.buyer if f.transform == "history")
             self.rank_weights = self.add_weight(

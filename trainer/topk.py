@@ -90,7 +90,7 @@ def exact_top_k_chunked(
     batch_size: int = 1024,
     chunk: int = DEFAULT_CHUNK,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``evaluation.exact_top_k`` (inner product) in bounded memory: candidates in chunks.
+    """``retrieval_metrics.exact_top_k`` (inner product) in bounded memory: candidates in chunks.
 
     Args:
         queries: [queries, dim] query embeddings.

@@ -91,6 +91,8 @@ def run_tags(
         contract.TAG_DATASET_NAME: config.dataset.name,
         contract.TAG_MODEL_TYPE: contract.MODEL_TYPE_TWO_TOWER,
     }
+    if mc.repurchase_scores and not fc.has_history:
+        tags[contract.TAG_REPURCHASE_SCORES] = f"off: feature config {fc.id!r} has no history"
     if pipeline_job:
         tags[contract.TAG_PIPELINE_JOB] = pipeline_job
     if pipeline_task:

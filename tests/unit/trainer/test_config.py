@@ -179,7 +179,7 @@ def _example_text() -> str:
 
 def test_an_impossible_unquoted_date_names_file_line_and_field(tmp_path):
     text = _example_text().replace("train_end: 2011-10-01", "train_end: 2011-13-01")
-    line = text.splitlines().index(next(l for l in text.splitlines() if "2011-13-01" in l)) + 1
+    line = text.splitlines().index(next(t for t in text.splitlines() if "2011-13-01" in t)) + 1
     with pytest.raises(cfg.ConfigError) as info:
         _load_text(tmp_path, text)
     err = info.value
@@ -195,7 +195,7 @@ def test_a_file_that_is_not_utf8_names_the_file(tmp_path):
         _load_text(tmp_path, text, encoding="latin-1")
     assert info.value.source == str(tmp_path / "x.yaml")
     assert "not UTF-8" in info.value.problem and "0xe9" in info.value.problem
-    assert info.value.line == next(i for i, l in enumerate(text.splitlines(), 1) if "caf" in l)
+    assert info.value.line == next(i for i, t in enumerate(text.splitlines(), 1) if "caf" in t)
 
 
 def test_a_duplicate_key_is_an_error_not_the_last_value(tmp_path):

@@ -69,19 +69,26 @@ def test_repurchase_bonus_is_the_rank_weight_of_each_bought_product():
     np.testing.assert_allclose(scores, dense + bonus, rtol=1e-5, atol=1e-5)
 
 
-def test_repurchase_without_history_feature_is_refused():
+def test_repurchase_without_a_history_feature_leaves_the_dense_model():
     fc = cfg.FeatureConfig(
         id="ids",
         name="ids",
         buyer=(cfg.Feature(contract.BUYER_ID, "vocabulary"),),
         product=(cfg.Feature(contract.PRODUCT_ID, "vocabulary"),),
     )
-    with pytest.raises(ValueError, match="repurchase_scores needs a history feature"):
-        model_lib.TwoTowerModel(
-            fc,
-            cfg.ModelConfig(id="m", name="m", repurchase_scores=True),
-            {"buyer_id__vocabulary": 2, "product_id__vocabulary": 2},
-        )
+    mc = cfg.ModelConfig(id="m", name="m", embedding_dim=32, repurchase_scores=True)
+    model = model_lib.TwoTowerModel(
+        fc, mc, {"buyer_id__vocabulary": 2, "product_id__vocabulary": 2}
+    )
+    assert not model.repurchase and not hasattr(model, "rank_weights")
+    inputs = {
+        "buyer_id__vocabulary": tf.constant([0, 1], tf.int64),
+        "product_id__vocabulary": tf.constant([1, 0], tf.int64),
+    }
+    candidates = tf.random.stateless_normal([2, 32], seed=[1, 2])
+    scores = model.scores(inputs, candidates, tf.constant([1, 0], tf.int64)).numpy()
+    dense = model.buyer_tower(inputs).numpy() @ candidates.numpy().T
+    np.testing.assert_allclose(scores, dense, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

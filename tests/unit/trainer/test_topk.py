@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainer import evaluation as ev
+from trainer import retrieval_metrics as ev
 from trainer import topk
 
 
