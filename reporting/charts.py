@@ -15,7 +15,7 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import matplotlib
 from matplotlib.collections import LineCollection
@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from reporting import views
 from reporting.metric import RankMetric, better, fmt, label
 from reporting.records import RunRecord
+from reporting.text import strip_bidi
 from trainer import contract
 
 PALETTE = [
@@ -72,7 +73,8 @@ _SVG_OPEN = re.compile(r'<svg\b[^>]*?\swidth="[^"]*"\s+height="[^"]*"\s+viewBox=
 
 
 def short(text: str, limit: int = LABEL_MAX) -> str:
-    """Shorten a label for a chart (tables show it in full)."""
+    """A label for a chart: bidi controls dropped, shortened with an ellipsis (tables show more)."""
+    text = strip_bidi(text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -137,7 +139,8 @@ def to_svg(fig: Figure, label: str) -> str:
 
 
 def _points(run: RunRecord, key: str) -> tuple[list[int], list[float]]:
-    pts = [(s, v) for s, v in run.history.get(key, []) if not math.isnan(v)]
+    # NaN and infinities are left out (the epoch tables show them; a note says so).
+    pts = [(s, v) for s, v in run.history.get(key, []) if math.isfinite(v)]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -279,7 +282,7 @@ def _recall_per_run(ax, by_run: Sequence[views.RecallSeries]) -> None:
             ms=3.5,
             lw=1.5,
             color=PALETTE[i % len(PALETTE)],
-            label=short(s.label),
+            label=("\u2605 " if s.marked else "") + short(s.label),
         )
 
 
@@ -439,8 +442,20 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank:
         return to_svg(fig, f"Parallel coordinates of params against {metric}")
 
 
-def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "") -> str:
-    """The headline metric of each run in start order, best-so-far as a step line."""
+def metric_timeline(
+    runs: Sequence[RunRecord],
+    metric: str,
+    highlight: Collection[str] = frozenset(),
+    marked_label: str = "this pipeline's run",
+) -> str:
+    """The headline metric of each run in start order, best-so-far as a step line.
+
+    Args:
+        runs: The runs.
+        metric: The metric drawn (runs without a finite value are left out).
+        highlight: Run ids circled and named ``marked_label`` in the legend.
+        marked_label: What the circled runs are.
+    """
     scored = sorted(
         ((r.start_time, views.metric_value(r, metric), r) for r in runs), key=lambda t: t[0]
     )
@@ -459,18 +474,18 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
                 best = y
             frontier.append(best)
         ax.step(xs, frontier, where="post", color=PALETTE[1], lw=1.4, label="best so far")
-        for x, (_, y, r) in zip(xs, scored, strict=True):
-            if highlight and r.run_id == highlight:
-                ax.scatter(
-                    [x],
-                    [y],
-                    s=60,
-                    facecolors="none",
-                    edgecolors=PALETTE[3],
-                    lw=1.6,
-                    zorder=4,
-                    label="this pipeline's run",
-                )
+        marked = [(x, y) for x, (_, y, r) in zip(xs, scored, strict=True) if r.run_id in highlight]
+        if marked:
+            ax.scatter(
+                [p[0] for p in marked],
+                [p[1] for p in marked],
+                s=60,
+                facecolors="none",
+                edgecolors=PALETTE[3],
+                lw=1.6,
+                zorder=4,
+                label=marked_label,
+            )
         ax.set_xlabel("run, in start order")
         ax.set_ylabel(label(metric))
         ax.set_title(f"{label(metric)} by run")

@@ -20,11 +20,15 @@ def label(metric: str) -> str:
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
-    """A metric value for display; an em dash when missing or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A metric value for display: an em dash when missing, "NaN", "inf" or "-inf" as logged."""
+    if value is None:
         return "\u2014"
     if isinstance(value, int):
         return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return f"{value:.{digits}f}"
 
 
@@ -36,8 +40,16 @@ def pct(value: float | None) -> str:
 
 
 def present(value: float | None) -> bool:
-    """Whether a value was logged and is a number (not None, not NaN)."""
-    return value is not None and not math.isnan(value)
+    """Whether a value was logged and is a finite number: one that ranks, averages and plots.
+
+    NaN and infinities are shown as logged but left out of ranks, means and charts.
+    """
+    return value is not None and math.isfinite(value)
+
+
+def non_finite(value: float | None) -> bool:
+    """Whether a value was logged but is NaN or an infinity."""
+    return value is not None and not math.isfinite(value)
 
 
 def lower_is_better(metric: str) -> bool:

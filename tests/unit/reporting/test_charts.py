@@ -129,7 +129,7 @@ def test_parallel_coordinates_without_varying_params_say_so(runs):
 
 def test_metric_timeline_marks_best_so_far_and_this_run(runs):
     ordered = list(runs.values())
-    svg = charts.metric_timeline(ordered, "test_recall_at_100", runs["ids-large"].run_id)
+    svg = charts.metric_timeline(ordered, "test_recall_at_100", {runs["ids-large"].run_id})
     root = _parse(svg)
     assert _legend(root) == ["best so far", "this pipeline's run"]
     assert "Test recall@100 by run" in _texts(root)
