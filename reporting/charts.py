@@ -22,7 +22,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from reporting import views
-from reporting.metric import RankMetric, better, fmt, label
+from reporting.metric import RankMetric, better, fmt, label, present
 from reporting.records import RunRecord
 from reporting.text import strip_bidi
 from trainer import contract
@@ -126,7 +126,7 @@ def to_svg(fig: Figure, label: str) -> str:
         # The xlink namespace matplotlib declared here too: markers are <use xlink:href>, and
         # without it the chart is no well-formed XML outside an HTML page.
         return (
-            f'<svg class="chart" role="img" aria-label="{html.escape(label)}" '
+            f'<svg class="chart" role="img" aria-label="{html.escape(short(label, 200))}" '
             f'style="max-width:{width_px:.0f}px" preserveAspectRatio="xMinYMin meet" '
             f'viewBox="{m.group(1)}" xmlns:xlink="http://www.w3.org/1999/xlink"'
         )
@@ -139,8 +139,8 @@ def to_svg(fig: Figure, label: str) -> str:
 
 
 def _points(run: RunRecord, key: str) -> tuple[list[int], list[float]]:
-    # NaN and infinities are left out (the epoch tables show them; a note says so).
-    pts = [(s, v) for s, v in run.history.get(key, []) if math.isfinite(v)]
+    # NaN, infinities and huge values are left out (the epoch tables show them; a note says so).
+    pts = [(s, v) for s, v in run.history.get(key, []) if present(v)]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -359,13 +359,18 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
     numeric = True
     for v in raw:
         try:
-            nums.append(float(v) if v is not None else None)
+            x = float(v) if v is not None else None
         except ValueError:
             numeric = False
             break
-    present = [v for v in nums if v is not None] if numeric else []
-    if numeric and present:
-        lo, hi = min(present), max(present)
+        if x is not None and not present(x):
+            # "nan" or "inf" as a param value: a category, not a position on a scale.
+            numeric = False
+            break
+        nums.append(x)
+    values = [v for v in nums if v is not None] if numeric else []
+    if numeric and values:
+        lo, hi = min(values), max(values)
         use_log = lo > 0 and hi / lo >= 20
         f = math.log10 if use_log else (lambda x: x)
         span = (f(hi) - f(lo)) or 1.0

@@ -29,6 +29,8 @@ def fmt(value: float | None, digits: int = 4) -> str:
         return "NaN"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    if abs(value) >= 1e15:
+        return f"{value:.{digits}g}"
     return f"{value:.{digits}f}"
 
 
@@ -39,17 +41,23 @@ def pct(value: float | None) -> str:
     return f"{value * 100:+.1f}%"
 
 
-def present(value: float | None) -> bool:
-    """Whether a value was logged and is a finite number: one that ranks, averages and plots.
+# Beyond this a value cannot be drawn (matplotlib's axis span overflows to infinity) nor
+# averaged with others; no recall or loss gets near it.
+HUGE = 1e300
 
-    NaN and infinities are shown as logged but left out of ranks, means and charts.
+
+def present(value: float | None) -> bool:
+    """Whether a value was logged and is a usable number: one that ranks, averages and plots.
+
+    NaN, infinities and values beyond +-:data:`HUGE` are shown as logged but left out of
+    ranks, means and charts.
     """
-    return value is not None and math.isfinite(value)
+    return value is not None and math.isfinite(value) and abs(value) < HUGE
 
 
 def non_finite(value: float | None) -> bool:
-    """Whether a value was logged but is NaN or an infinity."""
-    return value is not None and not math.isfinite(value)
+    """Whether a value was logged but is NaN, an infinity or beyond +-:data:`HUGE`."""
+    return value is not None and not present(value)
 
 
 def lower_is_better(metric: str) -> bool:

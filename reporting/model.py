@@ -143,8 +143,8 @@ def _non_finite_note(runs: list[RunRecord]) -> str | None:
     more = f" and {len(named) - 5} more" if len(named) > 5 else ""
     return (
         f"{sum(values.values())} metric values and {sum(points.values())} per-epoch points are "
-        f"NaN or infinite (runs {shown}{more}): they are shown as logged (NaN, inf, -inf) and "
-        "left out of ranks, means and charts."
+        f"NaN, infinite or beyond \u00b11e300 (runs {shown}{more}): they are shown as logged "
+        "(NaN, inf, -inf) and left out of ranks, means and charts."
     )
 
 
