@@ -260,6 +260,7 @@ def _page(
         title=title,
         view=view,
         sections=sections,
+        section_names=[name for name, _ in sections],
         nav=[contract.VIEW_COMBINED, *contract.VIEWS],
         titles=contract.VIEW_TITLES,
         combined=view == contract.VIEW_COMBINED,
