@@ -213,7 +213,7 @@ def _recall_at_k(model: ReportModel) -> Markup:
     by_run = views.recall_by_run(ranked_runs, marked)[: len(charts.PALETTE)]
     by_config = views.recall_by_config(model.data.runs)
     baselines = views.baseline_means(model.data.runs)
-    params = views.varying_params(model.data.runs)
+    params = views.varying_params(model.data.runs, charts.PARALLEL_AXES)
     return _section(
         contract.VIEW_RECALL_AT_K,
         chart=_chart(
@@ -233,6 +233,7 @@ def _recall_at_k(model: ReportModel) -> Markup:
             model.rank,
         ),
         params=params,
+        parallel_axes=charts.PARALLEL_AXES,
         n_shown=min(len(ranked_runs), len(charts.PALETTE)),
         **_common(model),
     )
