@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import math
 
-from mlflow.entities import Metric
-from mlflow.tracking import MlflowClient
-
 from reporting import histories, query
+from tests.unit.reporting.mlflow_runs import log_retried_run
 from trainer import contract
 
 
-def _retried_run(tracking_uri: str) -> str:
-    """A run whose training was retried: epochs 1 and 2 logged twice, later with new values."""
-    client = MlflowClient(tracking_uri)
-    eid = client.create_experiment("retried")
-    rid = client.create_run(eid, run_name="retried").info.run_id
-    first = [Metric(contract.METRIC_LOSS, 3.0 - s, 1000 + s, s) for s in range(3)]
-    # The retry resumes the same run and logs epochs 1 and 2 again, later.
-    again = [Metric(contract.METRIC_LOSS, 9.0 + s, 5000 + s, s) for s in (1, 2)]
-    client.log_batch(rid, metrics=first)
-    client.log_batch(rid, metrics=again)
-    # NaN and both infinities as MLflow stores them (inf as the largest float, NaN as a flag).
-    odd = [math.nan, math.inf, -math.inf]
-    client.log_batch(
-        rid, metrics=[Metric(contract.METRIC_VAL_LOSS, v, 1000 + s, s) for s, v in enumerate(odd)]
-    )
-    client.set_terminated(rid)
-    return rid
-
-
 def test_retried_epochs_keep_the_latest_point_per_step(tracking_uri):
-    rid = _retried_run(tracking_uri)
+    rid = log_retried_run(tracking_uri)
     data = query.load_experiment(tracking_uri, "retried")
     (run,) = data.runs
     assert run.run_id == rid
@@ -40,7 +19,7 @@ def test_retried_epochs_keep_the_latest_point_per_step(tracking_uri):
 
 
 def test_every_history_path_agrees_on_retried_and_non_finite_points(tracking_uri):
-    _retried_run(tracking_uri)
+    log_retried_run(tracking_uri)
     bulk = query.load_experiment(tracking_uri, "retried")
 
     def per_run(client, uri, runs, keys):
