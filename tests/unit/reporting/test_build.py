@@ -142,3 +142,13 @@ def test_without_a_job_nothing_is_marked_as_this_jobs(sweep, tmp_path):
     # Failures and degradation are reported whoever trained the runs.
     assert 'id="failed-table"' in _page(result, contract.VIEW_DASHBOARD)
     assert result.metrics["degraded_runs"] == 1.0
+
+
+def test_the_command_line_marks_a_pipeline_job(sweep, tmp_path, capsys):
+    from reporting.__main__ import main
+
+    rc = main(["--tracking-uri", sweep["uri"], "--experiment", EXPERIMENT,
+               "--out", str(tmp_path), "--highlight-job", JOB])  # fmt: skip
+    assert rc == 0
+    assert "trained **4** runs: 2 finished, 2 failed" in capsys.readouterr().out
+    assert re.search(r'id="job-total">4<', (tmp_path / "dashboard.html").read_text())
