@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from trainer import contract
 
 History = dict[str, list[tuple[int, float]]]
+
+log = logging.getLogger(__name__)
 
 # MLflow's SQL stores cannot hold infinities and keep +-inf as +-sys.float_info.max
 # (SqlAlchemyStore._get_metric_value_details); the server answers with those too.
@@ -159,6 +163,24 @@ def record_from_json(run: dict[str, Any]) -> RunRecord:
         metrics={m["key"]: metric_float(m.get("value", "NaN")) for m in metrics},
         metric_steps={m["key"]: int(m.get("step", 0)) for m in metrics},
     )
+
+
+def records_from_json(runs: Iterable[dict[str, Any]], skipped: list[str]) -> list[RunRecord]:
+    """RunRecords of every run that parses; each one that does not is named in ``skipped``.
+
+    One malformed run (a metric value that is no number, a missing id) must not cost the
+    report every other run.
+    """
+    records = []
+    for run in runs:
+        try:
+            records.append(record_from_json(run))
+        except (KeyError, TypeError, ValueError) as exc:
+            info = run.get("info", {}) if isinstance(run, dict) else {}
+            run_id = info.get("run_id") or info.get("run_uuid") or "?"
+            log.warning("Leaving out run %s: %s: %s", run_id, type(exc).__name__, exc)
+            skipped.append(f"{run_id} ({type(exc).__name__}: {exc})")
+    return records
 
 
 def as_json(run: Any) -> dict[str, Any]:
