@@ -8,6 +8,7 @@ import sys
 # name -> module with a ``main()``; add a line per benchmark.
 BENCHMARKS: dict[str, str] = {
     "report": "bench.report_bench",
+    "report-pages": "bench.report_pages",
     "repurchase": "bench.repurchase",
     "topk": "bench.topk",
     "train": "bench.train_bench",

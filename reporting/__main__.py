@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--highlight-run", default="", help="Run id to mark as 'this run'")
     p.add_argument(
+        "--highlight-job",
+        default="",
+        metavar="PIPELINE_JOB",
+        help="Pipeline job whose runs (tag kfp.pipeline_job) are marked and counted",
+    )
+    p.add_argument(
         "--detail-runs",
         type=int,
         default=contract.DEFAULT_DETAIL_RUNS,
@@ -89,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             top_n=args.top_n,
             fail_on_unreachable=args.fail_on_unreachable,
             highlight_run_id=args.highlight_run,
+            highlight_pipeline_job=args.highlight_job,
             detail_runs=args.detail_runs,
         )
     except ReportUnreachableError as exc:

@@ -106,6 +106,7 @@ def write_report(
     fail_on_unreachable: bool = True,
     highlight_run_id: str = "",
     detail_runs: int = contract.DEFAULT_DETAIL_RUNS,
+    highlight_pipeline_job: str = "",
     _history_fetcher: HistoryFetcher | None = None,
 ) -> ReportResult:
     """Query an MLflow experiment and write the report's HTML views, Markdown and metrics.
@@ -125,6 +126,9 @@ def write_report(
         detail_runs: How many runs (best first) get their own chart and epoch table on the
             training-curves page; 0 means every run with a history. Only these runs' full
             histories are fetched; the others' overview curves are.
+        highlight_pipeline_job: A pipeline job (tag ``contract.TAG_PIPELINE_JOB``) whose runs
+            are marked as "this pipeline job's runs" in every view; the dashboard says how
+            many it trained, finished and failed.
         _history_fetcher: Benchmark hook replacing the history fetch strategy.
 
     Returns:
@@ -151,6 +155,7 @@ def write_report(
             detail_runs=detail_runs,
             ui_url=ui_url,
             highlight_run_id=highlight_run_id,
+            highlight_pipeline_job=highlight_pipeline_job,
             history_fetcher=_history_fetcher,
         )
     except TrackingUnreachableError as exc:

@@ -15,15 +15,17 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import matplotlib
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from reporting import views
-from reporting.metric import RankMetric, better, fmt, label
+from reporting.metric import RankMetric, better, fmt, label, present
 from reporting.records import RunRecord
+from reporting.text import strip_bidi
 from trainer import contract
 
 PALETTE = [
@@ -72,7 +74,8 @@ _SVG_OPEN = re.compile(r'<svg\b[^>]*?\swidth="[^"]*"\s+height="[^"]*"\s+viewBox=
 
 
 def short(text: str, limit: int = LABEL_MAX) -> str:
-    """Shorten a label for a chart (tables show it in full)."""
+    """A label for a chart: bidi controls dropped, shortened with an ellipsis (tables show more)."""
+    text = strip_bidi(text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -124,7 +127,7 @@ def to_svg(fig: Figure, label: str) -> str:
         # The xlink namespace matplotlib declared here too: markers are <use xlink:href>, and
         # without it the chart is no well-formed XML outside an HTML page.
         return (
-            f'<svg class="chart" role="img" aria-label="{html.escape(label)}" '
+            f'<svg class="chart" role="img" aria-label="{html.escape(short(label, 200))}" '
             f'style="max-width:{width_px:.0f}px" preserveAspectRatio="xMinYMin meet" '
             f'viewBox="{m.group(1)}" xmlns:xlink="http://www.w3.org/1999/xlink"'
         )
@@ -137,7 +140,8 @@ def to_svg(fig: Figure, label: str) -> str:
 
 
 def _points(run: RunRecord, key: str) -> tuple[list[int], list[float]]:
-    pts = [(s, v) for s, v in run.history.get(key, []) if not math.isnan(v)]
+    # NaN, infinities and huge values are left out (the epoch tables show them; a note says so).
+    pts = [(s, v) for s, v in run.history.get(key, []) if present(v)]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -150,28 +154,30 @@ def _empty(ax, message: str) -> None:
 
 def _epoch_axis(ax) -> None:
     ax.set_xlabel("epoch")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
-def run_curves(run: RunRecord) -> str:
-    """Loss / val_loss and validation recall@k per epoch for one run."""
+def _loss_panel(ax, run: RunRecord, key: str, title: str, color: str) -> None:
+    """One loss on its own axes.
+
+    Loss and val_loss differ by orders of magnitude when the validation loss sums over more
+    candidates, so a shared axis would flatten one of them.
+    """
+    xs, ys = _points(run, key)
+    if not xs:
+        _empty(ax, f"no {key} history")
+        return
+    ax.plot(xs, ys, color=color, marker="o", ms=3, lw=1.6)
+    ax.set_title(title)
+    _epoch_axis(ax)
+
+
+def run_curves_figure(run: RunRecord) -> tuple[Figure, str]:
+    """Loss, val_loss (each on its own axes) and validation recall@k per epoch for one run."""
     with matplotlib.rc_context(_RC):
-        fig, (ax_loss, ax_rec) = _figure(8.4, 2.7, 2)
-        drawn = False
-        for key, color, style in (
-            (contract.METRIC_LOSS, PALETTE[0], "-"),
-            (contract.METRIC_VAL_LOSS, PALETTE[1], "--"),
-        ):
-            xs, ys = _points(run, key)
-            if xs:
-                ax_loss.plot(xs, ys, style, color=color, marker="o", ms=3, lw=1.6, label=key)
-                drawn = True
-        if drawn:
-            ax_loss.set_title("Loss")
-            _epoch_axis(ax_loss)
-            ax_loss.legend(loc="best")
-        else:
-            _empty(ax_loss, "no loss history")
+        fig, (ax_loss, ax_val, ax_rec) = _figure(10.2, 2.7, 3)
+        _loss_panel(ax_loss, run, contract.METRIC_LOSS, "Training loss", PALETTE[0])
+        _loss_panel(ax_val, run, contract.METRIC_VAL_LOSS, "Validation loss", PALETTE[1])
         drawn = False
         for i, k in enumerate(contract.RECALL_KS):
             xs, ys = _points(run, contract.val_recall_key(k))
@@ -184,7 +190,7 @@ def run_curves(run: RunRecord) -> str:
             ax_rec.legend(loc="best", title="k", title_fontsize=8)
         else:
             _empty(ax_rec, "no recall history")
-        return to_svg(fig, f"Training curves of run {run.name}")
+        return fig, f"Training curves of run {run.name}"
 
 
 def _background_curves(ax, runs: Sequence[RunRecord], key: str) -> bool:
@@ -200,21 +206,25 @@ def _background_curves(ax, runs: Sequence[RunRecord], key: str) -> bool:
     return bool(background)
 
 
-def overlay_curves(
+def overlay_curves_figure(
     runs: Sequence[RunRecord],
     keys: Sequence[str],
     named: int = len(PALETTE),
     title: str = "Training curves",
-) -> str:
+) -> tuple[Figure, str]:
     """Per-epoch curves of several runs, one panel per metric key.
 
     The first ``named`` runs get a colour and a legend entry; the rest are drawn as thin grey
     context lines (one LineCollection, so a thousand runs stay cheap).
     """
     with matplotlib.rc_context(_RC):
-        legend_rows = math.ceil(min(named, len(runs)) / 4) if runs else 0
+        width = 4.2 * len(keys)
+        labels_named = [short(r.name) for r in runs[:named]]
+        ncols = _legend_columns(labels_named, width)
+        legend_rows = math.ceil(len(labels_named) / ncols) if labels_named else 0
+        # Room for the x label, then the legend's title and rows below it.
         fig, axes = _figure(
-            4.2 * len(keys), 2.9 + 0.2 * legend_rows, len(keys), bottom=0.62 + 0.2 * legend_rows
+            width, 2.9 + 0.2 * legend_rows, len(keys), bottom=0.75 + 0.2 * legend_rows
         )
         for ax, key in zip(axes, keys, strict=True):
             drawn = _background_curves(ax, runs[named:], key)
@@ -246,11 +256,20 @@ def overlay_curves(
                 handles,
                 labels,
                 loc="lower center",
-                ncols=min(4, len(labels)),
+                ncols=min(ncols, len(labels)),
                 title=f"Runs{extra}",
                 title_fontsize=8,
             )
-        return to_svg(fig, title)
+        return fig, title
+
+
+def _legend_columns(labels: Sequence[str], width_in: float, fontsize: float = 8) -> int:
+    """Legend columns (at most 4) whose entries fit side by side in ``width_in`` inches."""
+    if not labels:
+        return 1
+    # An entry: its handle (~2.5 em) and its text (~0.6 em per character), in inches.
+    entry = (2.5 + 0.62 * max(len(t) for t in labels)) * fontsize / 72
+    return max(1, min(4, int((width_in - 0.4) // entry)))
 
 
 def _recall_baselines(ax, baselines: dict[str, list[float | None]]) -> None:
@@ -279,7 +298,7 @@ def _recall_per_run(ax, by_run: Sequence[views.RecallSeries]) -> None:
             ms=3.5,
             lw=1.5,
             color=PALETTE[i % len(PALETTE)],
-            label=short(s.label),
+            label=("\u2605 " if s.marked else "") + short(s.label),
         )
 
 
@@ -317,20 +336,19 @@ def _recall_axes(ax, title: str, has_series: bool, has_baselines: bool, missing:
     if not has_series and not has_baselines:
         _empty(ax, "no test recall logged")
         return
-    if not has_series:
-        ax.text(0.5, 0.92, missing, ha="center", color="#64748b", transform=ax.transAxes)
     ax.set_title(title)
     ax.set_xlabel("k")
     ax.set_ylabel("test recall@k")
     ax.set_xticks(list(contract.RECALL_KS))
-    ax.legend(loc="upper left", fontsize=7)
+    # What is missing heads the legend: a free-standing note would sit on the legend.
+    ax.legend(loc="upper left", fontsize=7, title=None if has_series else missing, title_fontsize=7)
 
 
-def recall_at_k(
+def recall_at_k_figure(
     by_run: Sequence[views.RecallSeries],
     by_config: Sequence[views.RecallSeries],
     baselines: dict[str, list[float | None]],
-) -> str:
+) -> tuple[Figure, str]:
     """Test recall against k: per run, and mean +- std per config that ran several seeds."""
     with matplotlib.rc_context(_RC):
         fig, (ax_run, ax_cfg) = _figure(9.6, 3.6, 2, left=0.7)
@@ -346,7 +364,7 @@ def recall_at_k(
             bool(baselines),
             "no config ran with several seeds",
         )
-        return to_svg(fig, "Test recall against k")
+        return fig, "Test recall against k"
 
 
 def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None], list[str], bool]:
@@ -356,13 +374,18 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
     numeric = True
     for v in raw:
         try:
-            nums.append(float(v) if v is not None else None)
+            x = float(v) if v is not None else None
         except ValueError:
             numeric = False
             break
-    present = [v for v in nums if v is not None] if numeric else []
-    if numeric and present:
-        lo, hi = min(present), max(present)
+        if x is not None and not present(x):
+            # "nan" or "inf" as a param value: a category, not a position on a scale.
+            numeric = False
+            break
+        nums.append(x)
+    values = [v for v in nums if v is not None] if numeric else []
+    if numeric and values:
+        lo, hi = min(values), max(values)
         use_log = lo > 0 and hi / lo >= 20
         f = math.log10 if use_log else (lambda x: x)
         span = (f(hi) - f(lo)) or 1.0
@@ -375,19 +398,34 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
     return pos, cats, False
 
 
+# Parallel coordinates: at most this many param axes (the params that vary, contract
+# params first; views.varying_params), labels of at most this many characters on them, and at
+# most this many values written beside a categorical axis.
+PARALLEL_AXES = 6
+PARALLEL_LABEL = 16
+PARALLEL_MARKS = 8
+
+
+def axis_label(param: str, number: int) -> str:
+    """A parallel-coordinates axis title: its number and the param's last dotted part."""
+    return f"{number}. {short(param.rsplit('.', 1)[-1], PARALLEL_LABEL - 3)}"
+
+
 def _parallel_axis(ax, j: int, ticks: list[str], numeric: bool) -> None:
-    """Axis ``j`` of a parallel-coordinates chart: a vertical line and its labelled marks."""
+    """Axis ``j`` of a parallel-coordinates chart: a vertical line and its values beside it."""
     ax.axvline(j, color="#64748b", lw=0.8)
     if numeric:
         marks = [(0.0, ticks[0]), (1.0, ticks[-1])]
     else:
         denom = max(1, len(ticks) - 1)
-        marks = [(i / denom, t) for i, t in enumerate(ticks)][:12]
+        # Evenly chosen values, never closer than a line of text.
+        step = max(1, math.ceil(len(ticks) / PARALLEL_MARKS))
+        marks = [(i / denom, t) for i, t in enumerate(ticks)][::step]
     for y, t in marks:
         ax.text(
-            j + 0.03,
+            j + 0.04,
             y,
-            short(t, 16),
+            short(t, PARALLEL_LABEL),
             fontsize=7,
             va="center",
             color="#0f172a",
@@ -395,16 +433,23 @@ def _parallel_axis(ax, j: int, ticks: list[str], numeric: bool) -> None:
         )
 
 
-def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank: RankMetric) -> str:
-    """Params against the rank metric: one polyline per run, coloured by the metric."""
+def parallel_coordinates_figure(
+    runs: Sequence[RunRecord], params: Sequence[str], rank: RankMetric
+) -> tuple[Figure, str]:
+    """Params against the rank metric: one polyline per run, coloured by the metric.
+
+    Axes are numbered and titled by the param's last dotted part (the page lists the full
+    names); the metric's axis has no values of its own, the colour bar beside it gives them.
+    """
     metric = rank.name
+    params = list(params)[:PARALLEL_AXES]
     scored = [(r, views.metric_value(r, metric)) for r in runs]
     scored = [(r, v) for r, v in scored if v is not None]
     with matplotlib.rc_context(_RC):
-        fig, (ax,) = _figure(9.6, 3.8, left=0.3, right=1.1, bottom=0.45)
+        fig, (ax,) = _figure(9.6, 3.8, left=0.3, right=1.3, bottom=0.45)
         if not scored or not params:
             _empty(ax, "needs runs with the metric and at least one param that varies")
-            return to_svg(fig, "Parallel coordinates")
+            return fig, "Parallel coordinates"
         sruns = [r for r, _ in scored]
         values = [v for _, v in scored]
         axes = [_axis_values(sruns, p) for p in params]
@@ -422,25 +467,40 @@ def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank:
         alpha = 0.9 if len(lines) <= 50 else 0.35
         ax.add_collection(LineCollection(lines, colors=colors, linewidths=1.2, alpha=alpha))
         n = len(axes) + 1
-        ax.set_xlim(-0.15, n - 1 + 0.15)
+        # Room left of the first axis for half its title, right of each for its values.
+        ax.set_xlim(-0.5, n - 0.5)
         ax.set_ylim(-0.08, 1.08)
         ax.set_yticks([])
         ax.grid(False)
         ax.spines["left"].set_visible(False)
         ax.spines["bottom"].set_visible(False)
         ax.set_xticks(range(n))
-        ax.set_xticklabels([short(p, 18) for p in params] + [short(metric, 22)], rotation=0)
-        for j, (_, ticks, numeric) in enumerate([*axes, (None, [fmt(lo), fmt(hi)], True)]):
+        titles = [axis_label(p, j + 1) for j, p in enumerate(params)]
+        ax.set_xticklabels([*titles, short(rank.label, PARALLEL_LABEL)], fontsize=8)
+        for j, (_, ticks, numeric) in enumerate(axes):
             _parallel_axis(ax, j, ticks, numeric)
+        ax.axvline(n - 1, color="#64748b", lw=0.8)
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(lo, hi))
-        cax = fig.add_axes((1 - 0.85 / 9.6, 0.45 / 3.8, 0.14 / 9.6, 1 - 0.8 / 3.8))
-        fig.colorbar(sm, cax=cax, label=rank.label)
-        ax.set_title(f"Params against {rank.label} ({len(sruns)} runs)")
-        return to_svg(fig, f"Parallel coordinates of params against {metric}")
+        cax = fig.add_axes((1 - 1.05 / 9.6, 0.45 / 3.8, 0.14 / 9.6, 1 - 0.8 / 3.8))
+        fig.colorbar(sm, cax=cax, label=short(rank.label, 24))
+        ax.set_title(f"Params against {short(rank.label, 40)} ({len(sruns)} runs)")
+        return fig, f"Parallel coordinates of params against {metric}"
 
 
-def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "") -> str:
-    """The headline metric of each run in start order, best-so-far as a step line."""
+def metric_timeline_figure(
+    runs: Sequence[RunRecord],
+    metric: str,
+    highlight: Collection[str] = frozenset(),
+    marked_label: str = "this pipeline's run",
+) -> tuple[Figure, str]:
+    """The headline metric of each run in start order, best-so-far as a step line.
+
+    Args:
+        runs: The runs.
+        metric: The metric drawn (runs without a finite value are left out).
+        highlight: Run ids circled and named ``marked_label`` in the legend.
+        marked_label: What the circled runs are.
+    """
     scored = sorted(
         ((r.start_time, views.metric_value(r, metric), r) for r in runs), key=lambda t: t[0]
     )
@@ -449,7 +509,7 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
         fig, (ax,) = _figure(9.6, 2.6, left=0.75)
         if not scored:
             _empty(ax, f"no run logged {metric}")
-            return to_svg(fig, f"{metric} by run")
+            return fig, f"{metric} by run"
         xs = list(range(1, len(scored) + 1))
         ys = [t[1] for t in scored]
         ax.scatter(xs, ys, s=12 if len(xs) < 200 else 4, color=PALETTE[0], alpha=0.75, zorder=3)
@@ -459,20 +519,72 @@ def metric_timeline(runs: Sequence[RunRecord], metric: str, highlight: str = "")
                 best = y
             frontier.append(best)
         ax.step(xs, frontier, where="post", color=PALETTE[1], lw=1.4, label="best so far")
-        for x, (_, y, r) in zip(xs, scored, strict=True):
-            if highlight and r.run_id == highlight:
-                ax.scatter(
-                    [x],
-                    [y],
-                    s=60,
-                    facecolors="none",
-                    edgecolors=PALETTE[3],
-                    lw=1.6,
-                    zorder=4,
-                    label="this pipeline's run",
-                )
+        marked = [(x, y) for x, (_, y, r) in zip(xs, scored, strict=True) if r.run_id in highlight]
+        if marked:
+            ax.scatter(
+                [p[0] for p in marked],
+                [p[1] for p in marked],
+                s=60,
+                facecolors="none",
+                edgecolors=PALETTE[3],
+                lw=1.6,
+                zorder=4,
+                label=marked_label,
+            )
         ax.set_xlabel("run, in start order")
+        # Run numbers are counts: no tick at 1.25.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, len(xs) + 0.5)
         ax.set_ylabel(label(metric))
         ax.set_title(f"{label(metric)} by run")
         ax.legend(loc="lower right")
-        return to_svg(fig, f"{metric} of each run in start order")
+        return fig, f"{metric} of each run in start order"
+
+
+# --- The charts as inline SVG ------------------------------------------------------------
+
+
+def _svg(build, *args: object, **kwargs: object) -> str:
+    """Build a figure (``*_figure``) and render it as inline SVG under the charts' style."""
+    with matplotlib.rc_context(_RC):
+        fig, label = build(*args, **kwargs)
+        return to_svg(fig, label)
+
+
+def run_curves(run: RunRecord) -> str:
+    """:func:`run_curves_figure` as inline SVG."""
+    return _svg(run_curves_figure, run)
+
+
+def overlay_curves(
+    runs: Sequence[RunRecord],
+    keys: Sequence[str],
+    named: int = len(PALETTE),
+    title: str = "Training curves",
+) -> str:
+    """:func:`overlay_curves_figure` as inline SVG."""
+    return _svg(overlay_curves_figure, runs, keys, named, title)
+
+
+def recall_at_k(
+    by_run: Sequence[views.RecallSeries],
+    by_config: Sequence[views.RecallSeries],
+    baselines: dict[str, list[float | None]],
+) -> str:
+    """:func:`recall_at_k_figure` as inline SVG."""
+    return _svg(recall_at_k_figure, by_run, by_config, baselines)
+
+
+def parallel_coordinates(runs: Sequence[RunRecord], params: Sequence[str], rank: RankMetric) -> str:
+    """:func:`parallel_coordinates_figure` as inline SVG."""
+    return _svg(parallel_coordinates_figure, runs, params, rank)
+
+
+def metric_timeline(
+    runs: Sequence[RunRecord],
+    metric: str,
+    highlight: Collection[str] = frozenset(),
+    marked_label: str = "this pipeline's run",
+) -> str:
+    """:func:`metric_timeline_figure` as inline SVG."""
+    return _svg(metric_timeline_figure, runs, metric, highlight, marked_label)

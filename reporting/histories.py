@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from reporting.records import History, RunRecord
+from reporting.records import History, RunRecord, metric_float
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,17 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 def _store_points(
     history: dict[str, History], run_id: str, key: str, step: int, ts: int, value: float
 ) -> None:
-    # Several values at one step: the last logged wins (same as MLflow's "latest").
-    history.setdefault(run_id, {}).setdefault(key, []).append((step, ts, value))  # type: ignore[arg-type]
+    point = (step, ts, metric_float(value))
+    history.setdefault(run_id, {}).setdefault(key, []).append(point)  # type: ignore[arg-type]
 
 
 def _finish(raw: dict[str, History]) -> dict[str, History]:
+    """One point per step, sorted by step: of several at one step, the latest logged.
+
+    A retried training (a rerun of its pipeline task resumes the same MLflow run) logs some
+    epochs again; the value logged last, by timestamp, is the one that stands, as MLflow's
+    own "latest value" does (a tie on the timestamp: the larger value, like MLflow).
+    """
     out: dict[str, History] = {}
     for run_id, per_key in raw.items():
         out[run_id] = {}
@@ -135,7 +142,7 @@ def fetch_histories_rest(
     for key, metrics in results:
         for m in metrics:
             step, ts = int(m.get("step", 0)), int(m.get("timestamp", 0))
-            _store_points(raw, m["run_id"], key, step, ts, float(m["value"]))
+            _store_points(raw, m["run_id"], key, step, ts, m["value"])
     source = "bulk-interval endpoint" if use_interval else "get-history-bulk endpoint"
     return _finish(raw), f"tracking server {source}"
 
@@ -155,12 +162,15 @@ def fetch_histories_sql(store: Any, runs: list[RunRecord], keys: list[str]) -> d
                     SqlMetric.step,
                     SqlMetric.timestamp,
                     SqlMetric.value,
+                    SqlMetric.is_nan,
                 )
                 .filter(SqlMetric.run_uuid.in_(batch), SqlMetric.key.in_(keys))
                 .all()
             )
-            for run_id, key, step, ts, value in rows:
-                _store_points(raw, run_id, key, int(step), int(ts), float(value))
+            for run_id, key, step, ts, value, is_nan in rows:
+                # The SQL store keeps NaN as 0 with is_nan set.
+                value = math.nan if is_nan else value
+                _store_points(raw, run_id, key, int(step), int(ts), value)
     return _finish(raw)
 
 
@@ -172,7 +182,7 @@ def fetch_histories_per_run(
     for key, run_ids in _wanted(runs, keys).items():
         for run_id in run_ids:
             for m in client.get_metric_history(run_id, key):
-                _store_points(raw, run_id, key, int(m.step), int(m.timestamp), float(m.value))
+                _store_points(raw, run_id, key, int(m.step), int(m.timestamp), m.value)
     return _finish(raw)
 
 

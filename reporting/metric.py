@@ -20,11 +20,17 @@ def label(metric: str) -> str:
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
-    """A metric value for display; an em dash when missing or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A metric value for display: an em dash when missing, "NaN", "inf" or "-inf" as logged."""
+    if value is None:
         return "\u2014"
     if isinstance(value, int):
         return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if abs(value) >= 1e15:
+        return f"{value:.{digits}g}"
     return f"{value:.{digits}f}"
 
 
@@ -35,9 +41,23 @@ def pct(value: float | None) -> str:
     return f"{value * 100:+.1f}%"
 
 
+# Beyond this a value cannot be drawn (matplotlib's axis span overflows to infinity) nor
+# averaged with others; no recall or loss gets near it.
+HUGE = 1e300
+
+
 def present(value: float | None) -> bool:
-    """Whether a value was logged and is a number (not None, not NaN)."""
-    return value is not None and not math.isnan(value)
+    """Whether a value was logged and is a usable number: one that ranks, averages and plots.
+
+    NaN, infinities and values beyond +-:data:`HUGE` are shown as logged but left out of
+    ranks, means and charts.
+    """
+    return value is not None and math.isfinite(value) and abs(value) < HUGE
+
+
+def non_finite(value: float | None) -> bool:
+    """Whether a value was logged but is NaN, an infinity or beyond +-:data:`HUGE`."""
+    return value is not None and not present(value)
 
 
 def lower_is_better(metric: str) -> bool:

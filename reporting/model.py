@@ -14,9 +14,10 @@ import urllib.parse
 
 from reporting import views
 from reporting.histories import HistoryFetcher
-from reporting.metric import RankMetric
+from reporting.metric import RankMetric, non_finite
 from reporting.query import ExperimentReader, TrackingUnreachableError
 from reporting.records import ExperimentData, RunRecord
+from reporting.text import short_text
 from trainer import contract
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,16 @@ def redact_uri(uri: str) -> str:
 
 
 def safe_ui_url(ui_url: str) -> str:
-    """The MLflow UI base URL without a trailing slash; "" unless it is http(s)."""
+    """The MLflow UI base URL without a trailing slash, percent-encoded; "" unless http(s).
+
+    Spaces, quotes, angle brackets, parentheses and other characters that could end a link
+    target (in HTML or Markdown) or start markup are percent-encoded.
+    """
     ui_url = (ui_url or "").strip().rstrip("/")
     if ui_url and urllib.parse.urlsplit(ui_url).scheme not in ("http", "https"):
         log.warning("Ignoring MLflow UI URL %r: only http(s) links are written", ui_url)
         return ""
-    return ui_url
+    return urllib.parse.quote(ui_url, safe=":/?#@!$&*+,;=-._~%")
 
 
 def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
@@ -65,6 +70,8 @@ class ReportModel:
         detail_runs: How many runs get their own chart and epoch table.
         ui_url: MLflow UI base URL ("" when unknown or unsafe).
         highlight_run_id: The run marked as "this run".
+        highlight_pipeline_job: The pipeline job whose runs are marked as "this job's" ("" for
+            none).
         tracking_uri: The tracking URI, redacted.
         generated: When the report was made (UTC, minutes).
     """
@@ -81,11 +88,24 @@ class ReportModel:
     highlight_run_id: str
     tracking_uri: str
     generated: str
+    highlight_pipeline_job: str = ""
 
     @property
     def ranked(self) -> list[views.LeaderRow]:
         """The rows that have a rank, best first."""
         return [r for r in self.rows if r.rank is not None]
+
+    def this_run(self, run: RunRecord) -> bool:
+        """Whether ``run`` is the run marked as "this run"."""
+        return bool(self.highlight_run_id) and run.run_id == self.highlight_run_id
+
+    def this_job(self, run: RunRecord) -> bool:
+        """Whether ``run`` was trained by the highlighted pipeline job."""
+        return bool(self.highlight_pipeline_job) and run.pipeline_job == self.highlight_pipeline_job
+
+    def marked(self, run: RunRecord) -> bool:
+        """Whether ``run`` is highlighted in the tables (this run, or this job's)."""
+        return self.this_run(run) or self.this_job(run)
 
     def url(self, run: RunRecord) -> str:
         """The run's page in the MLflow UI ("" without a UI URL)."""
@@ -108,6 +128,24 @@ def _fill_histories(
         log.error("Reading metric histories failed: %s", exc)
         return str(exc)
     return None
+
+
+def _non_finite_note(runs: list[RunRecord]) -> str | None:
+    """Say which runs logged NaN or infinite values, which no rank, mean or chart uses."""
+    values = {r.name: sum(1 for v in r.metrics.values() if non_finite(v)) for r in runs}
+    points = {
+        r.name: sum(1 for pts in r.history.values() for _, v in pts if non_finite(v)) for r in runs
+    }
+    named = [n for n in dict.fromkeys([*values, *points]) if values.get(n) or points.get(n)]
+    if not named:
+        return None
+    shown = ", ".join(repr(short_text(n, 60)) for n in named[:5])
+    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+    return (
+        f"{sum(values.values())} metric values and {sum(points.values())} per-epoch points are "
+        f"NaN, infinite or beyond \u00b11e300 (runs {shown}{more}): they are shown as logged "
+        "(NaN, inf, -inf) and left out of ranks, means and charts."
+    )
 
 
 def _notes(
@@ -142,6 +180,7 @@ def read_model(
     detail_runs: int,
     ui_url: str = "",
     highlight_run_id: str = "",
+    highlight_pipeline_job: str = "",
     history_fetcher: HistoryFetcher | None = None,
 ) -> tuple[ReportModel, float]:
     """Read the experiment and build the view model.
@@ -168,11 +207,14 @@ def read_model(
         detail = with_history[:detail_runs]
         history_error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
     data.notes += _notes(history_error, missing, bool(data.runs), rows, rank)
+    non_finite_note = _non_finite_note(data.runs)
+    if non_finite_note:
+        data.notes.append(non_finite_note)
     model = ReportModel(
         experiment=experiment,
         data=data,
         rank=rank,
-        stats=views.dashboard(data.runs, HEADLINE_METRIC),
+        stats=views.dashboard(data.runs, HEADLINE_METRIC, highlight_pipeline_job),
         rows=rows,
         compare_runs=compare_runs,
         chosen_by_id=bool(compare_run_ids),
@@ -181,5 +223,6 @@ def read_model(
         highlight_run_id=highlight_run_id,
         tracking_uri=redact_uri(tracking_uri),
         generated=dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        highlight_pipeline_job=highlight_pipeline_job,
     )
     return model, reader.fetch_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Sequence
 
 import jinja2
@@ -12,7 +13,10 @@ from reporting import charts, views
 from reporting.metric import best_value, fmt, has_direction, label, pct
 from reporting.model import HEADLINE_METRIC, ReportModel, overview_keys
 from reporting.records import RunRecord
+from reporting.text import attr, show
 from trainer import contract
+
+log = logging.getLogger(__name__)
 
 # The dashboard lists this many latest runs and this many top runs.
 LATEST_RUNS = 10
@@ -42,8 +46,22 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(fmt=fmt, label=label, pct=pct, when=_when, duration=_duration)
+_env.filters.update(
+    fmt=fmt, label=label, pct=pct, when=_when, duration=_duration, show=show, attr=attr
+)
 _env.globals.update(contract=contract)
+
+
+def _chart(what: str, draw: Callable[..., str], *args: object, **kw: object) -> Markup:
+    """A chart's SVG, or a note saying it could not be drawn: one bad run spoils no page."""
+    try:
+        return Markup(draw(*args, **kw))
+    # Any failure of one chart (matplotlib on a pathological series) must leave the rest of
+    # the report standing; it is logged with its traceback and named on the page.
+    except Exception as exc:  # noqa: BLE001
+        log.exception("Could not draw %s", what)
+        message = f"Could not draw {what}: {type(exc).__name__}: {exc}"
+        return Markup('<p class="banner error chart-error">{}</p>').format(show(message, 400))
 
 
 def _section(name: str, **kw: object) -> Markup:
@@ -56,7 +74,16 @@ def _common(model: ReportModel) -> dict[str, object]:
 
 def _dashboard(model: ReportModel) -> Markup:
     stats = model.stats
-    timeline = charts.metric_timeline(model.data.runs, HEADLINE_METRIC, model.highlight_run_id)
+    marked = {r.run_id for r in model.data.runs if model.marked(r)}
+    what = "this pipeline job's runs" if model.highlight_pipeline_job else "this pipeline's run"
+    timeline = _chart(
+        "the headline metric by run",
+        charts.metric_timeline,
+        model.data.runs,
+        HEADLINE_METRIC,
+        marked,
+        marked_label=what,
+    )
     best_row = next((r for r in model.rows if stats.best_run and r.run is stats.best_run), None)
     return _section(
         contract.VIEW_DASHBOARD,
@@ -64,7 +91,7 @@ def _dashboard(model: ReportModel) -> Markup:
         best_row=best_row,
         latest=views.latest_runs(model.data.runs, LATEST_RUNS),
         top=model.ranked[:DASHBOARD_TOP],
-        timeline=Markup(timeline),
+        timeline=timeline,
         headline=HEADLINE_METRIC,
         **_common(model),
     )
@@ -78,7 +105,8 @@ def _comparison(model: ReportModel) -> Markup:
     runs = model.compare_runs
     param_rows = views.compare_params(runs)
     keys = list(dict.fromkeys([contract.METRIC_VAL_LOSS, model.rank.epoch_metric]))
-    curves = Markup(charts.overlay_curves(runs, keys, title="Training curves of compared runs"))
+    title = "Training curves of compared runs"
+    curves = _chart("the compared runs' curves", charts.overlay_curves, runs, keys, title=title)
     return _section(
         contract.VIEW_COMPARISON,
         runs=runs,
@@ -97,7 +125,7 @@ def _run_detail(model: ReportModel, run: RunRecord) -> dict[str, object]:
     by_key = {k: dict(run.history[k]) for k in table_keys}
     return {
         "run": run,
-        "svg": Markup(charts.run_curves(run)),
+        "svg": _chart(f"the curves of run {run.name!r}", charts.run_curves, run),
         "steps": sorted({s for pts in run.history.values() for s, _ in pts}),
         "metric_keys": table_keys,
         "by_key": by_key,
@@ -113,7 +141,9 @@ def _training_curves(model: ReportModel) -> Markup:
     with_hist = [r for r in ordered if r.has_history]
     keys = [k for k in overview_keys(model.rank) if k in model.data.history_keys]
     overview = (
-        Markup(charts.overlay_curves(with_hist, keys, title="All runs")) if with_hist else None
+        _chart("the overview curves", charts.overlay_curves, with_hist, keys, title="All runs")
+        if with_hist
+        else None
     )
     return _section(
         contract.VIEW_TRAINING_CURVES,
@@ -136,22 +166,42 @@ def _heat_color(value: float, vmin: float, vmax: float, lower_better: bool) -> t
     return "#{:02x}{:02x}{:02x}".format(*rgb), t > 0.55
 
 
-def _heat_cell(hm: views.Heatmap, fc: str, mc: str, best: float | None, lower_better: bool):
+def _heat_cell(
+    hm: views.Heatmap,
+    fc: str,
+    mc: str,
+    best: float | None,
+    lower_better: bool,
+    jobs: dict[tuple[str, str], int],
+) -> dict[str, object]:
     cell = hm.cell(fc, mc)
     style, dark = "", False
     if cell.mean is not None and hm.vmin is not None and hm.vmax is not None:
         color, dark = _heat_color(cell.mean, hm.vmin, hm.vmax, lower_better)
         style = f"background-color:{color}"
     best_cell = cell.mean is not None and cell.mean == best
-    return {"fc": fc, "mc": mc, "cell": cell, "style": style, "dark": dark, "best": best_cell}
+    return {
+        "fc": fc,
+        "mc": mc,
+        "cell": cell,
+        "style": style,
+        "dark": dark,
+        "best": best_cell,
+        "job": jobs.get((fc, mc), 0),
+    }
 
 
 def _heatmap(model: ReportModel) -> Markup:
     hm = views.heatmap(model.data.runs, model.rank.name)
     best = best_value((c.mean for c in hm.cells.values()), model.rank.name)
     lower = model.rank.lower_better
+    jobs: dict[tuple[str, str], int] = {}
+    for run in model.data.runs:
+        if model.this_job(run) and views.metric_value(run, model.rank.name) is not None:
+            pair = (run.feature_config or "(none)", run.model_config or "(none)")
+            jobs[pair] = jobs.get(pair, 0) + 1
     grid = [
-        (fc, [_heat_cell(hm, fc, mc, best, lower) for mc in hm.model_configs])
+        (fc, [_heat_cell(hm, fc, mc, best, lower, jobs) for mc in hm.model_configs])
         for fc in hm.feature_configs
     ]
     return _section(contract.VIEW_HEATMAP, hm=hm, grid=grid, **_common(model))
@@ -159,17 +209,31 @@ def _heatmap(model: ReportModel) -> Markup:
 
 def _recall_at_k(model: ReportModel) -> Markup:
     ranked_runs = [r.run for r in model.rows]
-    by_run = views.recall_by_run(ranked_runs)[: len(charts.PALETTE)]
+    marked = {r.run_id for r in ranked_runs if model.marked(r)}
+    by_run = views.recall_by_run(ranked_runs, marked)[: len(charts.PALETTE)]
     by_config = views.recall_by_config(model.data.runs)
     baselines = views.baseline_means(model.data.runs)
-    params = views.varying_params(model.data.runs)
+    params = views.varying_params(model.data.runs, charts.PARALLEL_AXES)
     return _section(
         contract.VIEW_RECALL_AT_K,
-        chart=Markup(charts.recall_at_k(by_run, by_config[: len(charts.PALETTE)], baselines)),
+        chart=_chart(
+            "recall against k",
+            charts.recall_at_k,
+            by_run,
+            by_config[: len(charts.PALETTE)],
+            baselines,
+        ),
         by_config=by_config,
         baseline_rows=baselines,
-        parallel=Markup(charts.parallel_coordinates(model.data.runs, params, model.rank)),
+        parallel=_chart(
+            "the parallel coordinates",
+            charts.parallel_coordinates,
+            model.data.runs,
+            params,
+            model.rank,
+        ),
         params=params,
+        parallel_axes=charts.PARALLEL_AXES,
         n_shown=min(len(ranked_runs), len(charts.PALETTE)),
         **_common(model),
     )
@@ -197,6 +261,7 @@ def _page(
         title=title,
         view=view,
         sections=sections,
+        section_names=[name for name, _ in sections],
         nav=[contract.VIEW_COMBINED, *contract.VIEWS],
         titles=contract.VIEW_TITLES,
         combined=view == contract.VIEW_COMBINED,

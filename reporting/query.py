@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from reporting.histories import HistoryFetcher, fetch_histories, host_creds, is_http
-from reporting.records import ExperimentData, RunRecord, as_json, record_from_json
+from reporting.records import ExperimentData, RunRecord, as_json, records_from_json
 from trainer import contract
 
 log = logging.getLogger(__name__)
@@ -115,13 +115,18 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
     return exp.experiment_id if exp is not None else None
 
 
-def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str) -> list[RunRecord]:
+def search_all_runs(
+    client: MlflowClient, tracking_uri: str, experiment_id: str, skipped: list[str] | None = None
+) -> list[RunRecord]:
     """All active runs of an experiment, following ``page_token`` until the last page.
+
+    A run that does not parse is left out and named in ``skipped``.
 
     Over HTTP the ``runs/search`` answer is read as JSON straight into :class:`RunRecord`; the
     client's protobuf round trip would cost more than the transfer (~1 s per 1,000 runs).
     """
     records: list[RunRecord] = []
+    skipped = [] if skipped is None else skipped
     token: str | None = None
     if is_http(tracking_uri):
         from mlflow.utils.rest_utils import http_request_safe
@@ -136,7 +141,7 @@ def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str)
             if token:
                 body["page_token"] = token
             page = http_request_safe(creds, SEARCH_RUNS_ENDPOINT, "POST", json=body).json()
-            records.extend(record_from_json(r) for r in page.get("runs", []))
+            records.extend(records_from_json(page.get("runs", []), skipped))
             token = page.get("next_page_token")
             if not token:
                 return records
@@ -147,7 +152,7 @@ def search_all_runs(client: MlflowClient, tracking_uri: str, experiment_id: str)
             max_results=SEARCH_PAGE_SIZE,
             page_token=token,
         )
-        records.extend(record_from_json(as_json(r)) for r in page)
+        records.extend(records_from_json((as_json(r) for r in page), skipped))
         token = page.token
         if not token:
             return records
@@ -185,7 +190,8 @@ class ExperimentReader:
                 "", [], [], "", notes=[f"Experiment {experiment!r} does not exist (yet)."]
             )
         try:
-            runs = search_all_runs(self.client, self.tracking_uri, experiment_id)
+            skipped: list[str] = []
+            runs = search_all_runs(self.client, self.tracking_uri, experiment_id, skipped)
         except _read_errors() as exc:
             raise TrackingUnreachableError(f"searching runs: {type(exc).__name__}: {exc}") from exc
         keys = history_keys_for(runs)
@@ -195,7 +201,13 @@ class ExperimentReader:
         log.info(
             "Read %d runs of %r in %.2fs", len(runs), experiment, time.perf_counter() - started
         )
-        return ExperimentData(experiment_id, runs, keys, "")
+        notes = []
+        if skipped:
+            shown = "; ".join(skipped[:5]) + (
+                f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            )
+            notes.append(f"{len(skipped)} runs could not be read and are left out: {shown}")
+        return ExperimentData(experiment_id, runs, keys, "", notes=notes)
 
     def fill_histories(
         self, data: ExperimentData, runs: Iterable[RunRecord], keys: Iterable[str]

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
+import sys
+from collections.abc import Iterable
 from typing import Any
 
 from trainer import contract
 
 History = dict[str, list[tuple[int, float]]]
+
+log = logging.getLogger(__name__)
+
+# MLflow's SQL stores cannot hold infinities and keep +-inf as +-sys.float_info.max
+# (SqlAlchemyStore._get_metric_value_details); the server answers with those too.
+_FLOAT_MAX = sys.float_info.max
+
+
+def metric_float(value: Any) -> float:
+    """A metric value as logged: the stores' stand-in for an infinity read back as one.
+
+    Args:
+        value: A number, or JSON's "NaN" / "Infinity" / "-Infinity" strings.
+    """
+    number = float(value)
+    if abs(number) == _FLOAT_MAX:
+        return math.copysign(math.inf, number)
+    return number
 
 
 @dataclasses.dataclass
@@ -55,6 +77,26 @@ class RunRecord:
         return self.tags.get(contract.TAG_MODEL_CONFIG_NAME) or self.params.get(
             contract.PARAM_MODEL_CONFIG_ID, ""
         )
+
+    @property
+    def pipeline_job(self) -> str:
+        """The KFP pipeline job that trained the run ("" when not run by a pipeline)."""
+        return self.tags.get(contract.TAG_PIPELINE_JOB, "")
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run ended FAILED or KILLED."""
+        return self.status in (contract.STATUS_FAILED, contract.STATUS_KILLED)
+
+    @property
+    def failure_reason(self) -> str:
+        """Why the run failed, as the trainer tagged it ("" when it did not say)."""
+        return self.tags.get(contract.TAG_FAILURE_REASON, "")
+
+    @property
+    def degraded(self) -> str:
+        """What the tracker said when tracking was degraded (points sent late or missing), or ""."""
+        return self.tags.get(contract.TAG_TRACKING_DEGRADED, "")
 
     @property
     def has_history(self) -> bool:
@@ -118,9 +160,27 @@ def record_from_json(run: dict[str, Any]) -> RunRecord:
             if not t["key"].startswith("mlflow.")
         },
         # JSON carries NaN and infinities as the strings "NaN" / "Infinity"; float() reads both.
-        metrics={m["key"]: float(m.get("value", "NaN")) for m in metrics},
+        metrics={m["key"]: metric_float(m.get("value", "NaN")) for m in metrics},
         metric_steps={m["key"]: int(m.get("step", 0)) for m in metrics},
     )
+
+
+def records_from_json(runs: Iterable[dict[str, Any]], skipped: list[str]) -> list[RunRecord]:
+    """RunRecords of every run that parses; each one that does not is named in ``skipped``.
+
+    One malformed run (a metric value that is no number, a missing id) must not cost the
+    report every other run.
+    """
+    records = []
+    for run in runs:
+        try:
+            records.append(record_from_json(run))
+        except (KeyError, TypeError, ValueError) as exc:
+            info = run.get("info", {}) if isinstance(run, dict) else {}
+            run_id = info.get("run_id") or info.get("run_uuid") or "?"
+            log.warning("Leaving out run %s: %s: %s", run_id, type(exc).__name__, exc)
+            skipped.append(f"{run_id} ({type(exc).__name__}: {exc})")
+    return records
 
 
 def as_json(run: Any) -> dict[str, Any]:

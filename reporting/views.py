@@ -1,10 +1,14 @@
-"""Aggregation: turn run records into what each view shows. No I/O, no HTML, no plotting."""
+"""Aggregation: turn run records into what each view shows. No I/O, no HTML, no plotting.
+
+A little over 400 lines on purpose: one short function per view's table, sharing the metric
+helpers; splitting them would scatter what a view shows over several modules.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from reporting.metric import RankMetric, best_value, has_direction, label, lower_is_better, present
 from reporting.records import RunRecord
@@ -25,29 +29,31 @@ def epoch_values(run: RunRecord, metric: str) -> tuple[float | None, float | Non
     """(value at the best epoch, value at the last epoch, best epoch) of a history metric.
 
     Logged ``best_``/``final_``/``best_epoch`` metrics win; the history fills what is missing.
+    The best is finite (NaN and infinities never win); the last is shown as logged.
     """
     best = run.metrics.get(contract.best_key(metric))
     last = run.metrics.get(contract.final_key(metric))
     best_epoch_v = run.metrics.get(contract.BEST_EPOCH)
     best_epoch = int(best_epoch_v) if present(best_epoch_v) else None
     points = run.history.get(metric, [])
-    if points:
-        if not present(last):
-            last = points[-1][1]
-        if not present(best):
-            step, best = min(points, key=lambda p: p[1] if lower_is_better(metric) else -p[1])
-            if best_epoch is None:
-                best_epoch = step
-    return (best if present(best) else None, last if present(last) else None, best_epoch)
+    if points and last is None:
+        last = points[-1][1]
+    finite_points = [p for p in points if present(p[1])]
+    if finite_points and not present(best):
+        step, best = min(finite_points, key=lambda p: p[1] if lower_is_better(metric) else -p[1])
+        if best_epoch is None:
+            best_epoch = step
+    return (best if present(best) else None, last, best_epoch)
 
 
 @dataclasses.dataclass
 class LeaderRow:
-    """One leaderboard row."""
+    """One leaderboard row: ``value`` ranks (finite or None), ``shown`` is the value as logged."""
 
     rank: int | None
     run: RunRecord
     value: float | None
+    shown: float | None
     best_epoch: int | None
     epoch_best: float | None
     epoch_last: float | None
@@ -69,8 +75,9 @@ def leaderboard(runs: Sequence[RunRecord], rank: RankMetric) -> list[LeaderRow]:
             lifts[baseline] = (
                 (model / base - 1.0) if present(model) and present(base) and base else None
             )
-        recalls = {kk: metric_value(run, contract.test_recall_key(kk)) for kk in contract.RECALL_KS}
-        rows.append(LeaderRow(None, run, value, best_epoch, best, last, lifts, recalls))
+        recalls = {kk: run.metrics.get(contract.test_recall_key(kk)) for kk in contract.RECALL_KS}
+        shown = run.metrics.get(rank.name)
+        rows.append(LeaderRow(None, run, value, shown, best_epoch, best, last, lifts, recalls))
     sign = 1.0 if rank.lower_better else -1.0
     ranked = sorted(
         (r for r in rows if r.value is not None),
@@ -82,6 +89,16 @@ def leaderboard(runs: Sequence[RunRecord], rank: RankMetric) -> list[LeaderRow]:
         previous = row.value
     unranked = [r for r in rows if r.value is None]
     return ranked + unranked
+
+
+@dataclasses.dataclass
+class JobStats:
+    """What one pipeline job (a sweep) trained: its runs by outcome."""
+
+    job: str
+    total: int
+    finished: int
+    failed: int
 
 
 @dataclasses.dataclass
@@ -98,10 +115,32 @@ class DashboardStats:
     mean: float | None
     best_run: RunRecord | None
     with_history: int
+    failed_runs: list[RunRecord] = dataclasses.field(default_factory=list)
+    degraded_runs: list[RunRecord] = dataclasses.field(default_factory=list)
+    job: JobStats | None = None
 
 
-def dashboard(runs: Sequence[RunRecord], headline_metric: str) -> DashboardStats:
-    """Counts by status and the headline metric's best and mean over runs that logged it."""
+def job_stats(runs: Sequence[RunRecord], job: str) -> JobStats | None:
+    """Runs of pipeline job ``job`` by outcome (None when no job is named)."""
+    if not job:
+        return None
+    mine = [r for r in runs if r.pipeline_job == job]
+    return JobStats(
+        job=job,
+        total=len(mine),
+        finished=sum(1 for r in mine if r.status == contract.STATUS_FINISHED),
+        failed=sum(1 for r in mine if r.failed),
+    )
+
+
+def dashboard(
+    runs: Sequence[RunRecord], headline_metric: str, pipeline_job: str = ""
+) -> DashboardStats:
+    """The dashboard's numbers: counts by status, the headline metric, failures, degradation.
+
+    The headline metric's best and mean are over runs that logged it finite; the failed and
+    the tracking-degraded runs come newest first; ``pipeline_job``'s runs are counted apart.
+    """
     by_status = {
         s: 0 for s in (contract.STATUS_FINISHED, contract.STATUS_FAILED, contract.STATUS_RUNNING)
     }
@@ -125,6 +164,9 @@ def dashboard(runs: Sequence[RunRecord], headline_metric: str) -> DashboardStats
         mean=statistics.fmean(v for v, _ in scored) if scored else None,
         best_run=best_run,
         with_history=sum(1 for r in runs if r.has_history),
+        failed_runs=latest_runs([r for r in runs if r.failed], len(runs)),
+        degraded_runs=latest_runs([r for r in runs if r.degraded], len(runs)),
+        job=job_stats(runs, pipeline_job),
     )
 
 
@@ -203,21 +245,21 @@ def compare_metrics(
 ) -> list[CompareRow]:
     """Metric rows for the chosen runs, with the best value per row marked."""
     if keys is None:
-        present = {k for r in runs for k in r.metrics}
-        keys = ordered_metric_keys(present)
+        keys = ordered_metric_keys({k for r in runs for k in r.metrics})
     rows = []
     for key in keys:
-        vals = [metric_value(r, key) for r in runs]
+        # As logged (NaN and infinities shown as such); only finite values can be best.
+        vals: list[float | None] = [r.metrics.get(key) for r in runs]
         if key == contract.BEST_EPOCH:
-            vals = [None if v is None else int(v) for v in vals]
+            vals = [int(v) if present(v) else v for v in vals]  # type: ignore[arg-type]
         if all(v is None for v in vals):
             continue
         best = best_value(vals, key) if has_direction(key) else None
-        present = [v for v in vals if v is not None]
+        finite = [v for v in vals if present(v)]
         # A row where everyone ties is no contest: no highlight.
         winners = (
-            {i for i, v in enumerate(vals) if v is not None and v == best}
-            if best is not None and len(set(present)) > 1
+            {i for i, v in enumerate(vals) if present(v) and v == best}
+            if best is not None and len(set(finite)) > 1
             else set()
         )
         rows.append(
@@ -283,16 +325,26 @@ class RecallSeries:
     mean: list[float | None]
     std: list[float | None]
     n: int
+    marked: bool = False
 
 
-def recall_by_run(runs: Sequence[RunRecord]) -> list[RecallSeries]:
-    """One series per run that logged any test recall."""
+def recall_by_run(
+    runs: Sequence[RunRecord], marked: Collection[str] = frozenset()
+) -> list[RecallSeries]:
+    """One series per run that logged any test recall; runs whose id is in ``marked`` marked."""
     out = []
     for run in runs:
         vals = [metric_value(run, contract.test_recall_key(k)) for k in contract.RECALL_KS]
         if any(v is not None for v in vals):
             out.append(
-                RecallSeries(run.name, list(contract.RECALL_KS), vals, [None] * len(vals), 1)
+                RecallSeries(
+                    run.name,
+                    list(contract.RECALL_KS),
+                    vals,
+                    [None] * len(vals),
+                    1,
+                    run.run_id in marked,
+                )
             )
     return out
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,8 @@ from mlflow.tracking import MlflowClient
 from bench.report_bench import count_requests, mlflow_server
 from reporting import histories, query
 from reporting.build import write_report
-from tests.unit.reporting.mlflow_runs import EXPERIMENT, populate_sweep
+from tests.unit.reporting.mlflow_runs import EXPERIMENT, log_retried_run, populate_sweep
+from trainer import contract
 
 pytestmark = pytest.mark.integration
 
@@ -129,9 +129,9 @@ def test_runs_read_as_json_match_the_database_records(server):
                 assert value == b_metrics[key] or (math.isnan(value) and math.isnan(b_metrics[key]))
     odd = query.ExperimentReader(url).read("json-values").runs[0]
     assert math.isnan(odd.metrics["nan_metric"])
-    # MLflow's SQL store keeps +-inf as +-max float; both paths read back the same number.
-    assert odd.metrics["inf_metric"] == sys.float_info.max and odd.metric_steps["inf_metric"] == 3
-    assert odd.metrics["neg_inf_metric"] == -sys.float_info.max
+    # MLflow's SQL store keeps +-inf as +-max float; both paths read it back as the infinity.
+    assert odd.metrics["inf_metric"] == math.inf and odd.metric_steps["inf_metric"] == 3
+    assert odd.metrics["neg_inf_metric"] == -math.inf
 
 
 def test_report_over_http_asks_for_full_histories_of_detail_runs_only(server, tmp_path):
@@ -143,3 +143,15 @@ def test_report_over_http_asks_for_full_histories_of_detail_runs_only(server, tm
     assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] == 3 + 2
     assert requests_by_path["api/2.0/mlflow/runs/search"] == 1
     assert sum(requests_by_path.values()) == 5 + 2
+
+
+def test_retried_epochs_and_non_finite_points_over_http(server):
+    """The bulk endpoint path keeps the latest point per step and reads NaN/inf back as such."""
+    url, _, _ = server
+    log_retried_run(url, "retried-http")
+    data = query.load_experiment(url, "retried-http")
+    assert data.history_source.startswith("tracking server")
+    (run,) = data.runs
+    assert run.history[contract.METRIC_LOSS] == [(0, 3.0), (1, 10.0), (2, 11.0)]
+    values = [v for _, v in run.history[contract.METRIC_VAL_LOSS]]
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf]

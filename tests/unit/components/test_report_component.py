@@ -8,8 +8,8 @@ from components.report import render_report
 from trainer import config as cfg
 from trainer import contract
 
-CONFIG = cfg.dump_config(cfg.load_config("configs/online_retail.yaml"))
 HTML_OUTPUTS = (contract.VIEW_COMBINED, *contract.VIEWS)
+CONFIG = cfg.dump_config(cfg.load_config("configs/online_retail.yaml"))
 
 
 def _outputs(tmp_path):
@@ -22,8 +22,9 @@ def _outputs(tmp_path):
 
 
 def test_html_outputs_are_the_report_views():
-    outputs = {o for o in render_report.component_spec.outputs if o not in ("summary", "metrics")}
-    assert outputs == set(HTML_OUTPUTS)
+    outputs = render_report.component_spec.outputs
+    html = tuple(name for name, spec in outputs.items() if spec.type.startswith("system.HTML"))
+    assert html == HTML_OUTPUTS
 
 
 def test_component_writes_every_view_the_summary_and_metrics(tmp_path, tracking_uri):
@@ -70,3 +71,21 @@ def test_unreachable_mlflow_writes_the_pages_then_fails_when_asked(tmp_path):
         **outputs,
     )
     assert outputs["metrics"].metadata["mlflow_reachable"] == 0.0
+
+
+def test_the_pipeline_job_reaches_the_report(tmp_path, tracking_uri):
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment("online-retail-two-tower")
+    for name, job in (("mine", "job-1"), ("other", "job-0")):
+        run = client.create_run(experiment, run_name=name, tags={contract.TAG_PIPELINE_JOB: job})
+        client.log_metric(run.info.run_id, contract.test_recall_key(100), 0.3)
+        client.set_terminated(run.info.run_id)
+    outputs = _outputs(tmp_path)
+    render_report.python_func(
+        config_yaml=CONFIG,
+        mlflow_tracking_uri=tracking_uri,
+        highlight_pipeline_job="job-1",
+        **outputs,
+    )
+    assert outputs["metrics"].metadata["job_runs"] == 1.0
+    assert "this job" in (tmp_path / "leaderboard").read_text(encoding="utf-8")

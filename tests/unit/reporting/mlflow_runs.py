@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sqlite3
 import time
 from collections.abc import Callable
@@ -204,6 +205,25 @@ def sweep(client: MlflowClient, experiment_id: str, tracking_uri: str) -> dict[s
         {"evil_param": EVIL_KEY + "p", "evil_metric": EVIL_KEY + "m", "evil_hist": EVIL_KEY + "h"},
     )
     return ids
+
+
+def log_retried_run(tracking_uri: str, experiment: str = "retried") -> str:
+    """A run whose training was retried: epochs 1 and 2 logged twice, later with new values."""
+    client = MlflowClient(tracking_uri)
+    eid = client.create_experiment(experiment)
+    rid = client.create_run(eid, run_name="retried").info.run_id
+    first = [Metric(contract.METRIC_LOSS, 3.0 - s, 1000 + s, s) for s in range(3)]
+    # The retry resumes the same run and logs epochs 1 and 2 again, later.
+    again = [Metric(contract.METRIC_LOSS, 9.0 + s, 5000 + s, s) for s in (1, 2)]
+    client.log_batch(rid, metrics=first)
+    client.log_batch(rid, metrics=again)
+    # NaN and both infinities as MLflow stores them (inf as the largest float, NaN as a flag).
+    odd = [math.nan, math.inf, -math.inf]
+    client.log_batch(
+        rid, metrics=[Metric(contract.METRIC_VAL_LOSS, v, 1000 + s, s) for s, v in enumerate(odd)]
+    )
+    client.set_terminated(rid)
+    return rid
 
 
 LogRun = Callable[..., str]

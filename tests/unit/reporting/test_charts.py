@@ -57,8 +57,8 @@ def _series(root: ET.Element, colors: list[str]) -> int:
 def test_run_curves_draw_losses_and_recall_per_k(runs):
     root = _parse(charts.run_curves(runs["hist-small"]))
     assert _series(root, charts.PALETTE) == 2 + len(contract.RECALL_KS)
-    assert _legend(root) == ["loss", "val_loss", "k", "@10", "@50", "@100"]
-    assert {"Loss", "Validation recall@k"} <= set(_texts(root))
+    assert _legend(root) == ["k", "@10", "@50", "@100"]
+    assert {"Training loss", "Validation loss", "Validation recall@k"} <= set(_texts(root))
 
 
 def test_run_curves_without_history_say_so(runs):
@@ -119,7 +119,10 @@ def test_parallel_coordinates_one_line_per_scored_run(runs):
     assert "Params against Test recall@100 (5 runs)" in texts
     assert [contract.PARAM_FEATURE_CONFIG_ID, contract.PARAM_MODEL_CONFIG_ID] == params[:2]
     assert {"fc_history", "fc_ids", "mc_large", "mc_small"} <= set(texts)
-    assert "test_recall_at_100" in texts  # the metric's own axis
+    assert "Test recall@100" in texts  # the metric's own axis
+    # Numbered, short axis titles (the page lists the full names).
+    assert any(t.startswith("1. feature_conf") for t in texts)
+    assert any(t.startswith("2. model_conf") for t in texts)
 
 
 def test_parallel_coordinates_without_varying_params_say_so(runs):
@@ -129,7 +132,7 @@ def test_parallel_coordinates_without_varying_params_say_so(runs):
 
 def test_metric_timeline_marks_best_so_far_and_this_run(runs):
     ordered = list(runs.values())
-    svg = charts.metric_timeline(ordered, "test_recall_at_100", runs["ids-large"].run_id)
+    svg = charts.metric_timeline(ordered, "test_recall_at_100", {runs["ids-large"].run_id})
     root = _parse(svg)
     assert _legend(root) == ["best so far", "this pipeline's run"]
     assert "Test recall@100 by run" in _texts(root)

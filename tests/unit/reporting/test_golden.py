@@ -1,8 +1,10 @@
 """The report is byte-identical to its golden files, up to what :mod:`golden` normalises.
 
 The golden files under ``golden/`` were rendered by the code before the reporting split
-(commit ba1f252) and after it, identically; the one change since is the xlink namespace each
-chart now declares. After an intended change to the pages, rewrite them with
+(commit ba1f252) and after it, identically; changes since, each on purpose: the xlink
+namespace each chart declares; MLflow strings in <bdi> (FSI/PDI in Markdown); single views
+without links to sibling files; failed runs' reasons, degraded-tracking and job counts on the
+dashboard and in the metrics; NaN/inf shown as such. After an intended change to the pages, rewrite them with
 ``UPDATE_GOLDEN=1 pytest tests/unit/reporting/test_golden.py`` and review the diff.
 """
 

@@ -49,6 +49,11 @@ def test_best_and_better_follow_the_direction():
 def test_labels_and_formats():
     assert metric.label("test_recall_at_100") == "Test recall@100"
     assert metric.fmt(0.123456) == "0.1235" and metric.fmt(3) == "3"
-    assert metric.fmt(None) == metric.fmt(math.nan) == "\u2014"
+    assert metric.fmt(None) == "\u2014"
+    # Non-finite values are shown as logged, never as "missing".
+    assert metric.fmt(math.nan) == "NaN"
+    assert (metric.fmt(math.inf), metric.fmt(-math.inf)) == ("inf", "-inf")
+    assert metric.present(1.0) and not metric.present(math.inf) and not metric.present(math.nan)
+    assert metric.non_finite(-math.inf) and not metric.non_finite(None)
     assert metric.pct(0.0667) == "+6.7%" and metric.pct(-0.5) == "-50.0%"
     assert metric.pct(None) == "\u2014"

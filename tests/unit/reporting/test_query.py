@@ -136,7 +136,7 @@ def test_report_fetches_every_history_only_for_runs_shown_in_detail(sweep_store,
     page = Path(result.pages["training_curves"]).read_text(encoding="utf-8")
     assert "6 of 8 runs logged a history" in page
     # The epoch tables of the two runs shown in detail carry every metric they logged.
-    assert page.count('<th class="num mono">val_recall_at_10</th>') == 2
+    assert page.count('<th class="num mono"><bdi>val_recall_at_10</bdi></th>') == 2
     # The other runs' final values come from their latest metrics, fetched history or not:
     # ids-small-s1 logged val_recall_at_10 = 0.02, 0.03, 0.04 at epochs 0, 1, 2.
     table = page[page.index('id="more-history"') :]

@@ -273,7 +273,8 @@ def test_markdown_summary_and_metrics(sweep_report, sweep_store):
     assert md.startswith("# reporting-test: experiment report")
     assert "**8** runs: 6 finished, 1 failed, 1 running" in md
     table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert table[1].startswith("| 1 | [hist-small](https://mlflow.example.com/")
+    # Names are isolated for bidi (FSI ... PDI) in Markdown as <bdi> does in HTML.
+    assert table[1].startswith("| 1 | [\u2068hist-small\u2069](https://mlflow.example.com/")
     assert "← this run" in table[2]
     assert "<script>" not in md and "&lt;script&gt;" in md
     assert md.count("\n| ") == 7  # header + 6 ranked runs
@@ -351,7 +352,7 @@ def test_report_without_ui_url_has_no_links(tracking_uri, tmp_path, fx):
     result = write_report(tracking_uri, EXPERIMENT, str(tmp_path))
     page = _page(result, "training_curves")
     assert 'href="http' not in page and "Open in the MLflow UI" not in page
-    assert "[only]" not in result.markdown and "| only |" in result.markdown
+    assert "](" not in result.markdown and "| \u2068only\u2069 |" in result.markdown
     assert result.metrics["best_run_test_recall_at_100"] == pytest.approx(0.1)
 
 
