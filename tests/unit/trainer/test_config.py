@@ -199,7 +199,7 @@ def test_a_file_that_is_not_utf8_names_the_file(tmp_path):
 
 
 def test_a_duplicate_key_is_an_error_not_the_last_value(tmp_path):
-    text = _example_text().replace("  epochs: 10\n", "  epochs: 3\n  epochs: 300\n")
+    text = _example_text().replace("  epochs: 5\n", "  epochs: 3\n  epochs: 300\n")
     with pytest.raises(cfg.ConfigError) as info:
         _load_text(tmp_path, text)
     assert info.value.field == "epochs"
@@ -209,7 +209,7 @@ def test_a_duplicate_key_is_an_error_not_the_last_value(tmp_path):
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
 def test_non_finite_numbers_are_refused(tmp_path, value):
-    text = _example_text().replace("learning_rate: 0.005", f"learning_rate: {value}")
+    text = _example_text().replace("learning_rate: 0.01 ", f"learning_rate: {value} ")
     with pytest.raises(cfg.ConfigError) as info:
         _load_text(tmp_path, text)
     assert info.value.field == "model_configs[0].learning_rate"
