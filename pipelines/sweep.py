@@ -4,7 +4,6 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from components.evaluate import evaluate_model
 from components.ingest import ingest_data
 from components.report import render_report
 from components.select import select_best_model
@@ -15,8 +14,7 @@ from pipelines.tasks import (
     DEFAULT_CPU_LIMIT,
     DEFAULT_MEMORY_LIMIT,
     configure,
-    configure_train,
-    train_component,
+    train_and_evaluate,
 )
 from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N
 
@@ -50,7 +48,6 @@ def make_sweep_pipeline(
     Returns:
         The pipeline.
     """
-    train_op = train_component(train_machine)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -129,7 +126,13 @@ def make_sweep_pipeline(
             transform_graph = dsl.importer(
                 artifact_uri=run.transform_uri, artifact_class=dsl.Artifact, reimport=False
             )
-            train = train_op(
+            train, evaluate = train_and_evaluate(
+                train_machine=train_machine,
+                local=local,
+                limits={
+                    "train": (train_cpu_limit, train_memory_limit),
+                    "evaluate": (evaluate_cpu_limit, evaluate_memory_limit),
+                },
                 config_yaml=config_yaml,
                 examples=ingest.outputs["examples"],
                 transform_graph=transform_graph.output,
@@ -137,26 +140,6 @@ def make_sweep_pipeline(
                 feature_config_id=run.feature_config_id,
                 model_config_id=run.model_config_id,
                 seed=run.seed,
-                pipeline_job=job,
-                pipeline_task=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
-            )
-            configure_train(
-                train,
-                train_machine,
-                local=local,
-                cpu_limit=train_cpu_limit,
-                memory_limit=train_memory_limit,
-            )
-            evaluate = evaluate_model(
-                examples=ingest.outputs["examples"],
-                model=train.outputs["model"],
-                mlflow_tracking_uri=mlflow_tracking_uri,
-            )
-            configure(
-                evaluate,
-                local=local,
-                cpu_limit=evaluate_cpu_limit,
-                memory_limit=evaluate_memory_limit,
             )
         # A failed training must not cost the others their report: these run once every
         # training has ended, whatever its outcome, and read the runs from MLflow.

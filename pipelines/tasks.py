@@ -32,6 +32,7 @@ import dataclasses
 
 from kfp import dsl
 
+from components.evaluate import evaluate_model
 from components.train import train_model
 from pipelines.env import TrainMachine
 
@@ -143,3 +144,48 @@ def configure_train(
     return configure(
         task, local=local, cpu_limit=cpu_limit, memory_limit=memory_limit, retry=TRAIN_RETRY
     )
+
+
+def train_and_evaluate(
+    *,
+    train_machine: TrainMachine | None,
+    local: bool,
+    limits: dict,
+    config_yaml,
+    examples,
+    transform_graph,
+    mlflow_tracking_uri,
+    **ids,
+) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+    """Adds a training and its evaluation to the pipeline being defined; both pipelines use it.
+
+    Args:
+        train_machine: The training machine (a custom job) or None (an ordinary step).
+        local: For kfp.local (no limits, no retries).
+        limits: ``(cpu_limit, memory_limit)`` pipeline parameters by step: "train", "evaluate".
+        config_yaml: The experiment config parameter.
+        examples: The ingest output.
+        transform_graph: The transform output of the training's feature config.
+        mlflow_tracking_uri: The tracking URI parameter.
+        **ids: ``feature_config_id``, ``model_config_id`` and (sweep) ``seed``.
+
+    Returns:
+        (the train task, the evaluate task).
+    """
+    train = train_component(train_machine)(
+        config_yaml=config_yaml,
+        examples=examples,
+        transform_graph=transform_graph,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        pipeline_task=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+        **ids,
+    )
+    cpu, memory = limits["train"]
+    configure_train(train, train_machine, local=local, cpu_limit=cpu, memory_limit=memory)
+    evaluate = evaluate_model(
+        examples=examples, model=train.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri
+    )
+    cpu, memory = limits["evaluate"]
+    configure(evaluate, local=local, cpu_limit=cpu, memory_limit=memory)
+    return train, evaluate

@@ -2,7 +2,6 @@
 
 from kfp import dsl
 
-from components.evaluate import evaluate_model
 from components.ingest import ingest_data
 from components.report import render_report
 from components.transform import transform_data
@@ -11,8 +10,7 @@ from pipelines.tasks import (
     DEFAULT_CPU_LIMIT,
     DEFAULT_MEMORY_LIMIT,
     configure,
-    configure_train,
-    train_component,
+    train_and_evaluate,
 )
 from trainer.contract import DEFAULT_RANK_METRIC
 
@@ -31,7 +29,6 @@ def make_training_pipeline(train_machine: TrainMachine | None = None, local: boo
     Returns:
         The pipeline.
     """
-    train_op = train_component(train_machine)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -100,33 +97,19 @@ def make_training_pipeline(train_machine: TrainMachine | None = None, local: boo
             cpu_limit=transform_cpu_limit,
             memory_limit=transform_memory_limit,
         )
-        train = train_op(
+        train, evaluate = train_and_evaluate(
+            train_machine=train_machine,
+            local=local,
+            limits={
+                "train": (train_cpu_limit, train_memory_limit),
+                "evaluate": (evaluate_cpu_limit, evaluate_memory_limit),
+            },
             config_yaml=config_yaml,
             examples=ingest.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             mlflow_tracking_uri=mlflow_tracking_uri,
             feature_config_id=feature_config_id,
             model_config_id=model_config_id,
-            pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            pipeline_task=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
-        )
-        configure_train(
-            train,
-            train_machine,
-            local=local,
-            cpu_limit=train_cpu_limit,
-            memory_limit=train_memory_limit,
-        )
-        evaluate = evaluate_model(
-            examples=ingest.outputs["examples"],
-            model=train.outputs["model"],
-            mlflow_tracking_uri=mlflow_tracking_uri,
-        )
-        configure(
-            evaluate,
-            local=local,
-            cpu_limit=evaluate_cpu_limit,
-            memory_limit=evaluate_memory_limit,
         )
         report = render_report(
             config_yaml=config_yaml,
