@@ -104,7 +104,7 @@ def make_sweep_pipeline(
         ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
         configure(ingest, local=local, cpu_limit=ingest_cpu_limit, memory_limit=ingest_memory_limit)
         plan = configure(plan_sweep(config_yaml=config_yaml), local=local)
-        with dsl.ParallelFor(plan.outputs["feature_config_ids"], name="transforms") as fc_id:
+        with dsl.ParallelFor(plan.output, name="transforms") as fc_id:
             transform = transform_data(
                 config_yaml=config_yaml,
                 examples=ingest.outputs["examples"],
@@ -118,8 +118,7 @@ def make_sweep_pipeline(
                 memory_limit=transform_memory_limit,
             )
         bound = bind_transforms(
-            trainings=plan.outputs["trainings"],
-            transforms=dsl.Collected(transform.outputs["Output"]),
+            config_yaml=config_yaml, transforms=dsl.Collected(transform.outputs["Output"])
         )
         configure(bound, local=local)
         with dsl.ParallelFor(bound.output, parallelism=parallelism, name="trainings") as run:

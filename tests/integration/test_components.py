@@ -46,10 +46,10 @@ def steps(tmp_path_factory):
         config_yaml=config_yaml,
         examples=examples,
         transform_graph=graph,
-        feature_config_id=out["plan"].feature_config_ids[0],
+        feature_config_id=out["plan"][0],
     )
     out["bound"] = bind_transforms.python_func(
-        trainings=out["plan"].trainings, transforms=[out["transform"]]
+        config_yaml=config_yaml, transforms=[out["transform"]]
     )
     item = out["bound"][0]
     imported = dsl.Artifact(name="transform_graph", uri=item["transform_uri"])
@@ -91,14 +91,11 @@ def test_ingest_writes_the_splits_and_counts_in_metadata(steps):
     assert os.path.exists(os.path.join(steps["examples"].path, contract.CATALOG_FILE))
 
 
-def test_plan_lists_each_feature_config_once_and_every_seed(steps):
-    plan = steps["plan"]
-    assert plan.feature_config_ids == ["ids"]
-    assert [(t["model_config_id"], t["seed"]) for t in plan.trainings] == [
-        ("small", 1),
-        ("small", 2),
-    ]
-    assert len({t["run_key"] for t in plan.trainings}) == 2
+def test_plan_lists_each_feature_config_once_and_bind_every_seed(steps):
+    assert steps["plan"] == ["ids"]
+    bound = steps["bound"]
+    assert [(t["model_config_id"], t["seed"]) for t in bound] == [("small", 1), ("small", 2)]
+    assert len({t["run_key"] for t in bound}) == 2
 
 
 def test_transform_returns_its_uri_and_bind_hands_it_to_every_training(steps):
@@ -108,7 +105,7 @@ def test_transform_returns_its_uri_and_bind_hands_it_to_every_training(steps):
     }
     assert {t["transform_uri"] for t in steps["bound"]} == {str(steps["root"] / "transform")}
     with pytest.raises(ValueError, match="no transform output for feature config"):
-        bind_transforms.python_func(trainings=steps["plan"].trainings, transforms=[])
+        bind_transforms.python_func(config_yaml=steps["config_yaml"], transforms=[])
 
 
 def test_a_retried_train_task_resumes_its_run_instead_of_adding_one(steps):

@@ -29,8 +29,8 @@ def test_transforms_loop_over_feature_configs_and_trainings_over_the_bound_plan(
     by_items = {
         task["parameterIterator"]["items"]["inputParameter"]: task for task in loops.values()
     }
-    transforms = next(t for k, t in by_items.items() if "feature_config_ids" in k)
-    trainings = next(t for k, t in by_items.items() if "bind-transforms" in k or "Output" in k)
+    transforms = next(t for k, t in by_items.items() if "plan-sweep" in k)
+    trainings = next(t for k, t in by_items.items() if "bind-transforms" in k)
     transform_tasks = spec["components"][transforms["componentRef"]["name"]]["dag"]["tasks"]
     assert set(transform_tasks) == {"transform-data"}
     training_tasks = spec["components"][trainings["componentRef"]["name"]]["dag"]["tasks"]
