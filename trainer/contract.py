@@ -33,6 +33,7 @@ def applicable_baselines(exclude_seen: bool) -> tuple[str, ...]:
     """The baselines a run reports: own history means nothing when earlier items are excluded."""
     return tuple(b for b in BASELINES if not (exclude_seen and b == BASELINE_OWN_HISTORY))
 
+
 HIGHER = "higher"  # a metric that improves upwards (recall)
 LOWER = "lower"  # a metric that improves downwards (loss)
 
