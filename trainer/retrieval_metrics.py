@@ -151,7 +151,8 @@ def most_popular_top_k(
     k = min(k, len(catalog))
     top = np.full((len(eval_set.buyers), k), -1, np.int64)
     for i, seen in enumerate(seen_rows(eval_set, history, catalog)):
-        mine = ranking[~np.isin(ranking, seen)][:k]
+        head = ranking[: k + len(seen)]  # enough: at most len(seen) of them are skipped
+        mine = head[~np.isin(head, seen)][:k]
         top[i, : len(mine)] = mine
     return top
 

@@ -107,10 +107,10 @@ class ServingModel(tf.Module):
 
     The transform graph and the buyer tower run once per request; the catalog is scored in
     chunks with a running top-k (``topk.chunked_top_k_tf``), so memory per request is one
-    [queries x chunk] block whatever the catalog (bench/RESULTS.md: ~170 MiB per 1,000
-    queries at 1M products). With ``exclude_seen`` the signature also takes ``history`` (the
-    buyer's earlier products, space-joined, any length: the tower reads its first
-    ``max_length``, the mask all of it) and never returns those products: a slot left
+    [queries x chunk] block whatever the catalog (bench/RESULTS.md: the top-k over 1M
+    products took ~170 MiB per 1,000 queries). With ``exclude_seen`` the signature also takes
+    ``history`` (the buyer's earlier products, space-joined, any length: the tower reads its
+    first ``max_length``, the mask all of it) and never returns those products: a slot left
     without a product (fewer than K others) has product id "" and score -inf.
     """
 
