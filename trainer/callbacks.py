@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import pandas as pd
 import tf_keras as keras
@@ -41,7 +42,11 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class ValidationRecall(keras.callbacks.Callback):
-    """Exact validation recall@k over the full catalog at the end of each epoch."""
+    """Exact validation recall@k over the full catalog at the end of each epoch.
+
+    With ``exclude_seen`` each query's history products are left out of its top-k, as the
+    serving signature does.
+    """
 
     def __init__(
         self,
@@ -50,17 +55,25 @@ class ValidationRecall(keras.callbacks.Callback):
         queries: pd.DataFrame,
         catalog: pd.DataFrame,
         eval_set: retrieval_metrics.EvalSet,
+        exclude_seen: bool = False,
     ):
         super().__init__()
         self.two_tower, self.tft_layer = model, tft_layer
         self.queries, self.catalog, self.eval_set = queries, catalog, eval_set
+        self.seen_index = retrieval_metrics.catalog_index(catalog) if exclude_seen else None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None or self.eval_set.num_pairs == 0:
             return
         candidates, ids = serving.embed_catalog(self.two_tower, self.tft_layer, self.catalog)
         top, _ = serving.top_k_for_queries(
-            self.two_tower, self.tft_layer, self.queries, candidates, ids, max(contract.RECALL_KS)
+            self.two_tower,
+            self.tft_layer,
+            self.queries,
+            candidates,
+            ids,
+            max(contract.RECALL_KS),
+            seen_index=self.seen_index,
         )
         for k, value in retrieval_metrics.recall_at_k(top, self.eval_set).items():
             logs[contract.val_recall_key(k)] = value
@@ -72,12 +85,20 @@ class EpochTracker(keras.callbacks.Callback):
     ``epoch_seconds`` is the whole epoch (training, validation loss and validation recall);
     the steps/s in the log line count the training part only. Put it after the callbacks
     that add metrics to the epoch's logs (and before the loss guard, so a failed epoch's
-    metrics are logged too).
+    metrics are logged too). ``key`` names the metrics in MLflow (the refit logs
+    ``contract.refit_key`` names, so its epochs do not overwrite the first fit's).
     """
 
-    def __init__(self, tracker: RunTracker, steps_per_epoch: int, epochs: int):
+    def __init__(
+        self,
+        tracker: RunTracker,
+        steps_per_epoch: int,
+        epochs: int,
+        key: Callable[[str], str] = str,
+    ):
         super().__init__()
         self.tracker, self.steps_per_epoch, self.epochs = tracker, steps_per_epoch, epochs
+        self.key = key
         self._started = self._trained = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -94,10 +115,13 @@ class EpochTracker(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         logs[contract.METRIC_EPOCH_SECONDS] = seconds
         names = {*contract.history_metrics(), contract.METRIC_EPOCH_SECONDS}
-        self.tracker.log_metrics({k: v for k, v in logs.items() if k in names}, step=epoch + 1)
+        self.tracker.log_metrics(
+            {self.key(k): v for k, v in logs.items() if k in names}, step=epoch + 1
+        )
         shown = ", ".join(f"{k}={logs[k]:.4f}" for k in contract.history_metrics() if k in logs)
         log.info(
-            "epoch %d/%d: %.1f s (%.2f steps/s training), %s",
+            "%s %d/%d: %.1f s (%.2f steps/s training), %s",
+            self.key("epoch"),
             epoch + 1,
             self.epochs,
             seconds,

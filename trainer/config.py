@@ -257,6 +257,8 @@ def _training(r: Reader, data: dict) -> Training:
         seeds=tuple(seeds),
         eval_batch_size=get("eval_batch_size", 1),
         early_stopping_patience=get("early_stopping_patience", 0),
+        exclude_seen=r.field(Training, data, "exclude_seen", field, bool),
+        refit=r.field(Training, data, "refit", field, bool),
     )
 
 

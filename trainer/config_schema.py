@@ -120,6 +120,13 @@ class Training:
     seeds: tuple[int, ...] = ()  # a sweep trains every pair once per seed; empty: (seed,)
     eval_batch_size: int = 8192
     early_stopping_patience: int = 0  # epochs without better validation recall@100; 0: off
+    # Issue 14: domains without repeat purchases, and the refit before the test evaluation.
+    # Each buyer's earlier items are left out of its top-k (validation, test, serving,
+    # baselines) and of the evaluated pairs; the own-history baseline is not applicable.
+    exclude_seen: bool = False
+    # Retrain on train + eval for the best epoch count found on eval; the refit model is the
+    # exported one, the eval-selected model's test recall is logged beside it.
+    refit: bool = False
 
     @property
     def sweep_seeds(self) -> tuple[int, ...]:

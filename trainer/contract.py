@@ -28,6 +28,12 @@ BASELINE_POPULAR = "popular"
 BASELINE_OWN_HISTORY = "own_history"
 BASELINES: tuple[str, ...] = (BASELINE_POPULAR, BASELINE_OWN_HISTORY)
 
+
+def applicable_baselines(exclude_seen: bool) -> tuple[str, ...]:
+    """The baselines a run reports: own history means nothing when earlier items are excluded."""
+    return tuple(b for b in BASELINES if not (exclude_seen and b == BASELINE_OWN_HISTORY))
+
+
 HIGHER = "higher"  # a metric that improves upwards (recall)
 LOWER = "lower"  # a metric that improves downwards (loss)
 
@@ -43,6 +49,20 @@ def val_recall_key(k: int) -> str:
 def test_recall_key(k: int) -> str:
     """Test-split recall of the model."""
     return f"test_recall_at_{k}"
+
+
+def selected_test_recall_key(k: int) -> str:
+    """Test recall of the model selected on eval (trained on train only), before the refit.
+
+    Logged only when ``training.refit`` retrained the exported model on train + eval; then
+    ``test_recall_key`` is the refit (exported) model's.
+    """
+    return f"selected_test_recall_at_{k}"
+
+
+def refit_key(metric: str) -> str:
+    """A per-epoch metric of the refit on train + eval (``refit_loss``, ``refit_epoch_seconds``)."""
+    return f"refit_{metric}"
 
 
 def baseline_recall_key(baseline: str, k: int) -> str:
@@ -141,6 +161,9 @@ TAG_MODEL_URI = "kfp.model_uri"  # where the train step wrote the model (its art
 TAG_RUN_KEY = "run_key"
 # Set when a model config asks for repurchase scores but the feature config has no history.
 TAG_REPURCHASE_SCORES = "repurchase_scores"
+# Comma-separated baselines that do not apply to the run (not logged; the report shows n/a):
+# with ``training.exclude_seen`` the own-history baseline recommends only excluded items.
+TAG_BASELINES_NOT_APPLICABLE = "baselines_not_applicable"
 MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
 
 # MLflow run statuses the product writes and reads.
@@ -210,6 +233,8 @@ STATS_FILE = "stats.json"
 TRANSFORMED_DIR = "transformed"
 # Model folder.
 SERVING_DIR = "serving"
+# With ``training.refit``: the model selected on eval (train only), evaluated beside SERVING_DIR.
+SELECTED_SERVING_DIR = "serving_selected"
 CONFIG_FILE = "experiment.yaml"
 RUN_INFO_FILE = "mlflow_run.json"
 BACKLOG_FILE = "mlflow_backlog.jsonl"

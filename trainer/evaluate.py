@@ -1,8 +1,12 @@
 """Evaluate: exact test recall@k of the exported serving model, next to the baselines.
 
 The model is queried through its serving signature (raw buyer features in, top-K product
-ids out), so what is measured is exactly what would be served. Results go to the training
-run in MLflow and to a JSON file.
+ids out), so what is measured is exactly what would be served. With ``training.refit`` the
+exported model is the one refit on train + eval (``test_recall_at_<k>``); the model selected
+on eval before the refit is measured the same way (``selected_test_recall_at_<k>``). With
+``training.exclude_seen`` the pairs of a buyer's earlier items are not evaluated, the model
+and the baselines never recommend them, and the own-history baseline is not logged. Results go
+to the training run in MLflow and to a JSON file.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ import os
 import numpy as np
 import pandas as pd
 
-from trainer import buyer_features, contract, layout, serving, tracking_backlog, tracking_send
+from trainer import (
+    buyer_features,
+    contract,
+    inputs,
+    layout,
+    serving,
+    tracking_backlog,
+    tracking_send,
+)
 from trainer import config as cfg
 from trainer import retrieval_metrics as metrics
 from trainer.tracking import RunTracker, read_run_info
@@ -41,44 +53,81 @@ class EvaluationData:
         return cls(train, history, test, pd.read_parquet(layout.catalog_path(ingest_dir)))
 
 
-def model_recalls(
-    model_dir: str, data: EvaluationData, eval_set: metrics.EvalSet, top_k_path: str
-) -> dict[str, float]:
-    """Test recall@k of the served model; its top-k of every query goes to ``top_k_path``.
-
-    The queries are the test buyers' raw features as of the test split's start, computed
-    from the interactions before it only.
-    """
-    config = cfg.load_config(layout.config_path(model_dir))
-    k = max(contract.RECALL_KS)
-    queries = buyer_features.query_frame(
+def query_rows(
+    config: cfg.ExperimentConfig, data: EvaluationData, eval_set: metrics.EvalSet
+) -> pd.DataFrame:
+    """The test buyers' raw features as of the test split's start, from earlier rows only."""
+    return buyer_features.query_frame(
         data.history,
         eval_set.buyers,
         buyer_features.as_of_time(data.history, data.test),
-        config.history_length,
+        inputs.query_history_length(config, data.history),
     )
-    serve = serving.load_serving_model(layout.serving_path(model_dir))
+
+
+def model_recalls(
+    serving_dir: str,
+    data: EvaluationData,
+    eval_set: metrics.EvalSet,
+    queries: pd.DataFrame,
+    top_k_path: str | None = None,
+) -> dict[int, float]:
+    """Test recall@k of a served model; its top-k of every query goes to ``top_k_path``."""
+    k = max(contract.RECALL_KS)
+    serve = serving.load_serving_model(serving_dir)
     product_ids, scores = serving.serve_top_k(serve, queries)
-    pd.DataFrame(
-        {
-            contract.BUYER_ID: eval_set.buyers,
-            "product_ids": list(product_ids[:, :k]),
-            "scores": list(scores[:, :k]),
-        }
-    ).to_parquet(top_k_path)
+    if top_k_path:
+        pd.DataFrame(
+            {
+                contract.BUYER_ID: eval_set.buyers,
+                "product_ids": list(product_ids[:, :k]),
+                "scores": list(scores[:, :k]),
+            }
+        ).to_parquet(top_k_path)
     index = metrics.catalog_index(data.catalog)
-    top = np.vectorize(index.__getitem__, otypes=[np.int64])(product_ids[:, :k])
-    recalls = metrics.recall_at_k(top, eval_set)
-    return {contract.test_recall_key(kk): v for kk, v in recalls.items()}
+    # An empty slot ("": the buyer's earlier items were excluded) is row -1, never a hit.
+    top = np.vectorize(lambda p: index.get(p, -1), otypes=[np.int64])(product_ids[:, :k])
+    return metrics.recall_at_k(top, eval_set)
 
 
-def baseline_recalls(data: EvaluationData, eval_set: metrics.EvalSet) -> dict[str, float]:
-    """Test recall@k of every heuristic baseline on the model's test pairs."""
+def baseline_recalls(
+    data: EvaluationData, eval_set: metrics.EvalSet, exclude_seen: bool = False
+) -> dict[str, float]:
+    """Test recall@k of every applicable heuristic baseline on the model's test pairs."""
     out = {}
-    for baseline, recalls in metrics.baseline_recalls(eval_set, data.history, data.catalog).items():
-        for k, value in recalls.items():
+    recalls = metrics.baseline_recalls(
+        eval_set, data.history, data.catalog, exclude_seen=exclude_seen
+    )
+    for baseline, by_k in recalls.items():
+        for k, value in by_k.items():
             out[contract.baseline_recall_key(baseline, k)] = value
     return out
+
+
+def recalls_on_test(model_dir: str, data: EvaluationData, output_dir: str) -> dict[str, float]:
+    """Test recall@k of the exported model, the eval-selected one (refit) and the baselines.
+
+    With ``training.refit`` the exported model is the refit one (``test_recall_at_<k>``) and
+    the model selected on eval before it is logged as ``selected_test_recall_at_<k>``; the
+    top-k file holds the exported model's lists.
+    """
+    config = cfg.load_config(layout.config_path(model_dir))
+    exclude_seen = config.training.exclude_seen
+    eval_set = metrics.build_eval_set(
+        data.test, data.train, data.catalog, seen=data.history if exclude_seen else None
+    )
+    queries = query_rows(config, data, eval_set)
+    served = model_recalls(
+        layout.serving_path(model_dir), data, eval_set, queries, layout.top_k_path(output_dir)
+    )
+    results = {contract.test_recall_key(k): v for k, v in served.items()}
+    if config.training.refit:
+        selected = model_recalls(layout.selected_serving_path(model_dir), data, eval_set, queries)
+        results.update({contract.selected_test_recall_key(k): v for k, v in selected.items()})
+    results.update(baseline_recalls(data, eval_set, exclude_seen))
+    results[contract.TEST_PAIRS] = float(eval_set.num_pairs)
+    results[contract.TEST_BUYERS] = float(len(eval_set.buyers))
+    return results
 
 
 def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = "") -> None:
@@ -121,12 +170,7 @@ def run_evaluation(
     """
     run_info = read_run_info(model_dir)
     os.makedirs(output_dir, exist_ok=True)
-    data = EvaluationData.load(ingest_dir)
-    eval_set = metrics.build_eval_set(data.test, data.train, data.catalog)
-    results = model_recalls(model_dir, data, eval_set, layout.top_k_path(output_dir))
-    results.update(baseline_recalls(data, eval_set))
-    results[contract.TEST_PAIRS] = float(eval_set.num_pairs)
-    results[contract.TEST_BUYERS] = float(len(eval_set.buyers))
+    results = recalls_on_test(model_dir, EvaluationData.load(ingest_dir), output_dir)
 
     replay_training_backlog(model_dir, run_info, tracking_uri)
     tracker = RunTracker(

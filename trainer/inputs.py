@@ -116,6 +116,10 @@ class TrainingData:
     catalog: pd.DataFrame
     eval_set: metrics.EvalSet  # the validation pairs
     queries: pd.DataFrame  # raw buyer features of each validation query
+    # Interactions per product in the eval split: with the train counts, the refit's
+    # in-batch sampling frequencies.
+    eval_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    eval_rows: int = 0
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Training steps in one pass over the train split."""
@@ -127,14 +131,31 @@ def load_training_data(config: cfg.ExperimentConfig, ingest_dir: str) -> Trainin
     train_frame = pd.read_parquet(layout.split_path(ingest_dir, "train"))
     eval_frame = pd.read_parquet(layout.split_path(ingest_dir, "eval"))
     catalog = pd.read_parquet(layout.catalog_path(ingest_dir))
-    eval_set = metrics.build_eval_set(eval_frame, train_frame, catalog)
+    exclude_seen = config.training.exclude_seen
+    eval_set = metrics.build_eval_set(
+        eval_frame, train_frame, catalog, seen=train_frame if exclude_seen else None
+    )
     queries = buyer_features.query_frame(
         train_frame,
         eval_set.buyers,
         buyer_features.as_of_time(train_frame, eval_frame),
-        config.history_length,
+        query_history_length(config, train_frame),
     )
-    return TrainingData(len(train_frame), catalog, eval_set, queries)
+    counts = eval_frame[contract.PRODUCT_ID].value_counts()
+    return TrainingData(
+        len(train_frame), catalog, eval_set, queries, counts.to_dict(), len(eval_frame)
+    )
+
+
+def query_history_length(config: cfg.ExperimentConfig, history: pd.DataFrame) -> int:
+    """Products kept in a query's history column: all of them with ``training.exclude_seen``.
+
+    The towers read the first ``max_length`` (most bought first) either way; excluding the
+    buyer's earlier items needs every one of them.
+    """
+    if config.training.exclude_seen:
+        return max(config.history_length, history[contract.PRODUCT_ID].nunique())
+    return config.history_length
 
 
 def make_datasets(

@@ -5,7 +5,8 @@ so the layout is spelled once (file names come from ``trainer/contract.py``):
 
     ingest     {split}.parquet, {split}.tfrecord.gz, catalog.parquet, schema.pbtxt, stats.json
     transform  the TFTransformOutput, plus transformed/{split}-*.tfrecord.gz
-    train      serving/ (the SavedModel), experiment.yaml, mlflow_run.json
+    train      serving/ (the SavedModel), [serving_selected/ with refit], experiment.yaml,
+               mlflow_run.json
     evaluate   metrics.json, top_k.parquet
 
 Paths are joined with ``os.path.join``, which keeps ``gs://`` URIs intact.
@@ -54,6 +55,11 @@ def transformed_pattern(transform_dir: str, split: str) -> str:
 def serving_path(model_dir: str) -> str:
     """The exported serving SavedModel in a train folder."""
     return os.path.join(model_dir, contract.SERVING_DIR)
+
+
+def selected_serving_path(model_dir: str) -> str:
+    """With ``training.refit``: the eval-selected model, before its refit on train + eval."""
+    return os.path.join(model_dir, contract.SELECTED_SERVING_DIR)
 
 
 def config_path(model_dir: str) -> str:

@@ -197,7 +197,21 @@ class TwoTowerModel(tfrs.Model):
         self, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor, training: bool = False
     ) -> tf.Tensor:
         """Scores of queries (transformed buyer features) against candidate embeddings."""
-        buyers = self.buyer_tower(inputs, training=training)
+        return self.candidate_scores(
+            self.buyer_tower(inputs, training=training), inputs, candidates, candidate_ids
+        )
+
+    def candidate_scores(
+        self, buyers: tf.Tensor, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor
+    ) -> tf.Tensor:
+        """``scores`` given the buyer-tower output: what a catalog search runs per chunk.
+
+        Args:
+            buyers: [queries, dim] buyer-tower embeddings of ``inputs`` (computed once).
+            inputs: The queries' transformed features (the history for the sparse part).
+            candidates: [candidates, dim] product embeddings.
+            candidate_ids: [candidates] their product ids.
+        """
         out = tf.matmul(buyers, candidates, transpose_b=True)
         if self.repurchase:
             out += self.repurchase_bonus(inputs, candidate_ids)

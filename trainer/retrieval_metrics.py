@@ -30,13 +30,30 @@ def catalog_index(catalog: pd.DataFrame) -> dict[str, int]:
     return {pid: i for i, pid in enumerate(catalog[contract.PRODUCT_ID])}
 
 
-def build_eval_set(split: pd.DataFrame, train: pd.DataFrame, catalog: pd.DataFrame) -> EvalSet:
-    """Distinct (buyer, product) pairs of a split, buyers and products seen in train."""
+def build_eval_set(
+    split: pd.DataFrame,
+    train: pd.DataFrame,
+    catalog: pd.DataFrame,
+    seen: pd.DataFrame | None = None,
+) -> EvalSet:
+    """Distinct (buyer, product) pairs of a split, buyers and products seen in train.
+
+    Args:
+        split: The evaluated split.
+        train: The train split (which buyers are known).
+        catalog: The retrieval catalog.
+        seen: With ``training.exclude_seen``: the interactions before the split; a pair found
+            there is left out (its product is excluded from that buyer's top-k, so only new
+            items are evaluated).
+    """
     index = catalog_index(catalog)
     seen_buyers = set(train[contract.BUYER_ID])
     pairs = split[[contract.BUYER_ID, contract.PRODUCT_ID]].drop_duplicates()
     known = pairs[contract.BUYER_ID].isin(seen_buyers) & pairs[contract.PRODUCT_ID].isin(index)
     pairs = pairs[known]
+    if seen is not None:
+        earlier = pd.MultiIndex.from_frame(seen[[contract.BUYER_ID, contract.PRODUCT_ID]])
+        pairs = pairs[~pd.MultiIndex.from_frame(pairs).isin(earlier)]
     pairs = pairs.assign(row=pairs[contract.PRODUCT_ID].map(index).astype(np.int64))
     grouped = pairs.groupby(contract.BUYER_ID, sort=True)["row"]
     buyers = np.array(list(grouped.groups.keys()), dtype=object)
@@ -45,7 +62,10 @@ def build_eval_set(split: pd.DataFrame, train: pd.DataFrame, catalog: pd.DataFra
 
 
 def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> dict[int, float]:
-    """Micro-averaged recall@k of ranked catalog rows ``top`` (queries x max(ks))."""
+    """Micro-averaged recall@k of ranked catalog rows ``top`` (queries x max(ks)).
+
+    A row index below 0 is an empty slot (an excluded product) and never a hit.
+    """
     if eval_set.num_pairs == 0:
         return {k: float("nan") for k in ks}
     # A list shorter than k (a catalog smaller than k) is the whole catalog: recall@k counts it.
@@ -60,7 +80,7 @@ def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> di
         np.arange(len(eval_set.positives)), [len(p) for p in eval_set.positives]
     )
     positives = query_of_positive * width + np.concatenate(eval_set.positives)
-    found = np.isin(np.arange(top.shape[0])[:, None] * width + top, positives)
+    found = np.isin(np.arange(top.shape[0])[:, None] * width + top, positives) & (top >= 0)
     hits = {k: int(found[:, :k].sum()) for k in ks}
     return {k: hits[k] / eval_set.num_pairs for k in ks}
 
@@ -78,6 +98,10 @@ def exact_top_k(
     queries: np.ndarray, candidates: np.ndarray, k: int, batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by inner product over the whole catalog, in query batches.
+
+    One [batch x catalog] block per query batch: the unchunked reference that the tests and
+    ``bench/topk.py`` hold ``topk.exact_top_k_chunked`` to. Callers use the chunked one,
+    whose memory does not grow with the catalog.
 
     Returns (indices, scores), each queries x k, best first.
     """
@@ -99,12 +123,38 @@ def popularity_ranking(history: pd.DataFrame, catalog: pd.DataFrame) -> np.ndarr
     return np.argsort(-popularity, kind="stable")
 
 
+def seen_rows(eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame) -> list[np.ndarray]:
+    """Per query, the catalog rows of the products its buyer has in ``history``."""
+    index = catalog_index(catalog)
+    known = history[history[contract.PRODUCT_ID].isin(index)]
+    rows = known[contract.PRODUCT_ID].map(index).astype(np.int64)
+    by_buyer = {b: np.unique(r.to_numpy()) for b, r in rows.groupby(known[contract.BUYER_ID])}
+    empty = np.empty(0, np.int64)
+    return [by_buyer.get(buyer, empty) for buyer in eval_set.buyers]
+
+
 def most_popular_top_k(
-    eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame, k: int
+    eval_set: EvalSet,
+    history: pd.DataFrame,
+    catalog: pd.DataFrame,
+    k: int,
+    exclude_seen: bool = False,
 ) -> np.ndarray:
-    """The same top-k most popular products for every query."""
-    ranking = popularity_ranking(history, catalog)[:k]
-    return np.tile(ranking, (len(eval_set.buyers), 1))
+    """The top-k most popular products for every query.
+
+    With ``exclude_seen`` each buyer's products in ``history`` are skipped (row -1 where
+    fewer than k remain).
+    """
+    ranking = popularity_ranking(history, catalog)
+    if not exclude_seen:
+        return np.tile(ranking[:k], (len(eval_set.buyers), 1))
+    k = min(k, len(catalog))
+    top = np.full((len(eval_set.buyers), k), -1, np.int64)
+    for i, seen in enumerate(seen_rows(eval_set, history, catalog)):
+        head = ranking[: k + len(seen)]  # enough: at most len(seen) of them are skipped
+        mine = head[~np.isin(head, seen)][:k]
+        top[i, : len(mine)] = mine
+    return top
 
 
 def own_history_top_k(
@@ -136,15 +186,26 @@ def own_history_top_k(
 
 
 def baseline_recalls(
-    eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame, ks=contract.RECALL_KS
+    eval_set: EvalSet,
+    history: pd.DataFrame,
+    catalog: pd.DataFrame,
+    ks=contract.RECALL_KS,
+    exclude_seen: bool = False,
 ) -> dict[str, dict[int, float]]:
-    """recall@k of every heuristic baseline on the same eval set."""
+    """recall@k of every applicable heuristic baseline on the same eval set.
+
+    With ``exclude_seen`` the buyers' earlier products are excluded as for the model, and
+    the own-history baseline, which would recommend only those, is left out
+    (``contract.applicable_baselines``).
+    """
     k = max(ks)
+    scorers = {
+        contract.BASELINE_POPULAR: lambda: most_popular_top_k(
+            eval_set, history, catalog, k, exclude_seen
+        ),
+        contract.BASELINE_OWN_HISTORY: lambda: own_history_top_k(eval_set, history, catalog, k),
+    }
     return {
-        contract.BASELINE_POPULAR: recall_at_k(
-            most_popular_top_k(eval_set, history, catalog, k), eval_set, ks
-        ),
-        contract.BASELINE_OWN_HISTORY: recall_at_k(
-            own_history_top_k(eval_set, history, catalog, k), eval_set, ks
-        ),
+        name: recall_at_k(scorers[name](), eval_set, ks)
+        for name in contract.applicable_baselines(exclude_seen)
     }

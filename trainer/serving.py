@@ -1,9 +1,10 @@
 """Serving: exact top-k over the catalog, the exported SavedModel, and querying it.
 
 The exported model takes raw buyer features (the columns the buyer tower reads), runs the
-transform graph and the buyer tower, and scores the whole catalog exactly; training's
+transform graph and the buyer tower once, and scores the whole catalog exactly, in chunks with
+a running top-k (``trainer/topk.py``) so memory does not grow with the catalog; training's
 validation recall and the evaluate step use the same catalog search, in process and through
-the exported signature respectively.
+the exported signature respectively. Ties go to the lower catalog row on both paths.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 
 from trainer import config as cfg
-from trainer import contract, features, inputs, retrieval_metrics
+from trainer import contract, features, inputs, topk
 
 if TYPE_CHECKING:  # the model class is only a type here: loading a model needs no model code
     from trainer.model import TwoTowerModel
@@ -33,6 +34,21 @@ def embed_catalog(
     return tf.concat(embeddings, 0), tf.concat(ids, 0)
 
 
+def seen_pairs(histories, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(query, catalog row) of every catalog product in each query's history string.
+
+    Args:
+        histories: Per query, the ``history`` column (space-joined product ids).
+        index: Catalog row per product id; products outside the catalog are skipped.
+    """
+    queries, rows = [], []
+    for i, text in enumerate(histories):
+        found = [index[p] for p in str(text).split() if p in index]
+        queries += [i] * len(found)
+        rows += found
+    return np.asarray(queries, np.int64), np.asarray(rows, np.int64)
+
+
 def top_k_for_queries(
     two_tower: TwoTowerModel,
     tft_layer,
@@ -41,21 +57,62 @@ def top_k_for_queries(
     candidate_ids: tf.Tensor,
     k: int,
     batch_size: int = 1024,
+    chunk: int = topk.DEFAULT_CHUNK,
+    seen_index: dict[str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k catalog rows (and scores) of raw query rows, best first."""
+    """Exact top-k catalog rows (and scores) of raw query rows, best first, ties by row.
+
+    The buyer tower runs once per query batch; the catalog is scored ``chunk`` rows at a time
+    with a running top-k (``topk.chunked_top_k``), so memory is one [batch x chunk] block.
+
+    Args:
+        two_tower: The model.
+        tft_layer: The transform graph as a layer.
+        queries: Raw query rows.
+        candidates: [catalog, dim] product embeddings (``embed_catalog``).
+        candidate_ids: [catalog] their product ids.
+        k: How many per query.
+        batch_size: Queries per batch.
+        chunk: Catalog rows per block.
+        seen_index: With ``training.exclude_seen``: the catalog row per product id; each
+            query's ``history`` products are then excluded (row -1 where fewer than k remain).
+    """
     k = min(k, int(candidates.shape[0]))
     rows, values = [], []
     for start in range(0, len(queries), batch_size):
-        transformed = tft_layer(inputs.raw_tensors(queries.iloc[start : start + batch_size]))
-        scores = two_tower.scores(transformed, candidates, candidate_ids).numpy()
-        top, top_scores = retrieval_metrics.top_k_rows(scores, k)
-        rows.append(top)
+        batch = queries.iloc[start : start + batch_size]
+        transformed = tft_layer(inputs.raw_tensors(batch))
+        buyers = two_tower.buyer_tower(transformed, training=False)
+
+        def score(a: int, b: int, transformed=transformed, buyers=buyers) -> np.ndarray:
+            return two_tower.candidate_scores(
+                buyers, transformed, candidates[a:b], candidate_ids[a:b]
+            ).numpy()
+
+        if seen_index is not None:
+            pairs = seen_pairs(batch[contract.HISTORY].to_numpy(), seen_index)
+            unmasked = score
+
+            def score(a: int, b: int, unmasked=unmasked, pairs=pairs) -> np.ndarray:
+                return topk.mask_seen(unmasked(a, b), a, *pairs)
+
+        top, top_scores = topk.chunked_top_k(score, int(candidates.shape[0]), k, chunk)
+        rows.append(topk.drop_masked(top, top_scores) if seen_index is not None else top)
         values.append(top_scores)
     return np.concatenate(rows), np.concatenate(values)
 
 
 class ServingModel(tf.Module):
-    """Raw buyer features in, top-K product ids and scores out (exact search over the catalog)."""
+    """Raw buyer features in, top-K product ids and scores out (exact search over the catalog).
+
+    The transform graph and the buyer tower run once per request; the catalog is scored in
+    chunks with a running top-k (``topk.chunked_top_k_tf``), so memory per request is one
+    [queries x chunk] block whatever the catalog (bench/RESULTS.md: the top-k over 1M
+    products took ~170 MiB per 1,000 queries). With ``exclude_seen`` the signature also takes
+    ``history`` (the buyer's earlier products, space-joined, any length: the tower reads its
+    first ``max_length``, the mask all of it) and never returns those products: a slot left
+    without a product (fewer than K others) has product id "" and score -inf.
+    """
 
     def __init__(
         self,
@@ -66,6 +123,8 @@ class ServingModel(tf.Module):
         product_vocab_ids: tf.Tensor,
         buyer_columns: list[str],
         k: int = contract.SERVING_K,
+        chunk: int = topk.DEFAULT_CHUNK,
+        exclude_seen: bool = False,
     ):
         super().__init__()
         self.tft_layer = tft_layer
@@ -74,8 +133,23 @@ class ServingModel(tf.Module):
         self.product_embeddings = tf.Variable(product_embeddings, trainable=False)
         self.product_vocab_ids = tf.Variable(product_vocab_ids, trainable=False)
         self.k = min(k, len(product_ids))
+        self.chunk = max(chunk, self.k)  # the running top-k needs k <= chunk
+        self.exclude_seen = exclude_seen
+        if exclude_seen:
+            self.catalog_rows = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    self.product_ids, tf.range(len(product_ids), dtype=tf.int64)
+                ),
+                default_value=-1,
+            )
         self.buyer_columns = buyer_columns
         self.serve = tf.function(self._serve, input_signature=[inputs.raw_specs(buyer_columns)])
+
+    def _seen(self, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        tokens = tf.strings.split(history)
+        rows = self.catalog_rows.lookup(tokens.flat_values)
+        known = rows >= 0
+        return tf.boolean_mask(tokens.value_rowids(), known), tf.boolean_mask(rows, known)
 
     def _serve(self, features: dict) -> dict:
         batch = tf.shape(next(iter(features.values())))[0]
@@ -86,17 +160,38 @@ class ServingModel(tf.Module):
             else:
                 neutral = tf.constant(inputs.NEUTRAL_VALUES[kind], inputs.raw_dtype(name))
                 raw[name] = tf.fill([batch], neutral)
-        scores = self.two_tower.scores(
-            self.tft_layer(raw), self.product_embeddings, self.product_vocab_ids
+        transformed = self.tft_layer(raw)
+        buyers = self.two_tower.buyer_tower(transformed, training=False)
+        seen = self._seen(raw[contract.HISTORY]) if self.exclude_seen else None
+
+        def score(start, stop):
+            out = self.two_tower.candidate_scores(
+                buyers,
+                transformed,
+                self.product_embeddings[start:stop],
+                self.product_vocab_ids[start:stop],
+            )
+            return topk.mask_seen_tf(out, start, *seen) if seen is not None else out
+
+        values, indices = topk.chunked_top_k_tf(
+            score, tf.shape(self.product_ids)[0], self.k, self.chunk
         )
-        top = tf.math.top_k(scores, k=self.k)
-        return {"product_ids": tf.gather(self.product_ids, top.indices), "scores": top.values}
+        ids = tf.gather(self.product_ids, indices)
+        if self.exclude_seen:
+            ids = tf.where(values == -float("inf"), tf.constant(""), ids)
+        return {"product_ids": ids, "scores": values}
 
 
-def serving_columns(feature_config: cfg.FeatureConfig) -> list[str]:
-    """Raw columns the serving signature takes: every column the buyer tower reads."""
+def serving_columns(feature_config: cfg.FeatureConfig, exclude_seen: bool = False) -> list[str]:
+    """Raw columns the serving signature takes: every column the buyer tower reads.
+
+    With ``exclude_seen`` the history column too, whether or not the tower reads it: it is
+    what the products to exclude are read from.
+    """
     names = {f.name for f in feature_config.buyer}
     names |= {f.cross_with for f in feature_config.buyer if f.cross_with}
+    if exclude_seen:
+        names.add(contract.HISTORY)
     return sorted(names)
 
 
@@ -106,6 +201,8 @@ def export_serving_model(
     tft_output,
     catalog: pd.DataFrame,
     feature_config: cfg.FeatureConfig,
+    exclude_seen: bool = False,
+    chunk: int = topk.DEFAULT_CHUNK,
 ) -> str:
     """Saves the serving SavedModel (signature ``serving_default``) and returns its path."""
     tft_layer = tft_output.transform_features_layer()
@@ -116,7 +213,9 @@ def export_serving_model(
         catalog[contract.PRODUCT_ID].to_numpy(),
         embeddings,
         vocab_ids,
-        serving_columns(feature_config),
+        serving_columns(feature_config, exclude_seen),
+        chunk=chunk,
+        exclude_seen=exclude_seen,
     )
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path

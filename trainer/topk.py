@@ -83,6 +83,35 @@ def chunked_top_k(
     return best_idx, best_val
 
 
+def mask_seen(
+    scores: np.ndarray, start: int, seen_queries: np.ndarray, seen_rows: np.ndarray
+) -> np.ndarray:
+    """Scores of candidates ``start`` on with -inf where a query has already seen the candidate.
+
+    Args:
+        scores: [queries, width] scores of candidates ``start`` to ``start + width - 1``.
+        start: First candidate of the chunk.
+        seen_queries: Query index of each (query, candidate) pair to exclude.
+        seen_rows: Candidate index of each pair.
+
+    Returns:
+        A copy of ``scores`` with the pairs inside the chunk set to -inf.
+    """
+    inside = (seen_rows >= start) & (seen_rows < start + scores.shape[1])
+    out = np.array(scores, copy=True)
+    out[seen_queries[inside], seen_rows[inside] - start] = -np.inf
+    return out
+
+
+def drop_masked(indices: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Indices with -1 where the score is -inf: an excluded candidate is an empty slot.
+
+    Only a query that has seen nearly every candidate gets such slots (at the end of its
+    top-k), when fewer than k others remain.
+    """
+    return np.where(np.isneginf(values), -1, indices)
+
+
 def exact_top_k_chunked(
     queries: np.ndarray,
     candidates: np.ndarray,
@@ -115,6 +144,20 @@ def exact_top_k_chunked(
     if not parts:
         return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def mask_seen_tf(scores, start, seen_queries, seen_rows):
+    """TensorFlow twin of ``mask_seen`` (int64 pair indices, scalar ``start``)."""
+    import tensorflow as tf  # here: the NumPy functions above serve evaluation without TF
+
+    start = tf.cast(start, tf.int64)
+    width = tf.cast(tf.shape(scores)[1], tf.int64)
+    inside = (seen_rows >= start) & (seen_rows < start + width)
+    pairs = tf.stack(
+        [tf.boolean_mask(seen_queries, inside), tf.boolean_mask(seen_rows, inside) - start], 1
+    )
+    fill = tf.fill(tf.shape(pairs)[:1], tf.constant(-float("inf"), scores.dtype))
+    return tf.tensor_scatter_nd_update(scores, pairs, fill)
 
 
 def chunked_top_k_tf(score_fn: Callable, n_candidates, k: int, chunk: int = DEFAULT_CHUNK):

@@ -4,8 +4,11 @@
 ``trainer/tfx_module.py``'s ``run_fn``, TFX's Trainer). It reads the ingest and transform
 folders, fits the model keeping the epoch with the best validation recall, logs the MLflow
 contract (params, tags, per-epoch and summary metrics, artifacts) and exports the serving
-model. A non-finite loss or any other error ends the run FAILED with the reason and fails
-the step.
+model. With ``training.refit`` the eval-selected model is exported to ``serving_selected/``
+(the evaluate step logs its test recall as ``selected_test_recall_at_<k>``), then a fresh model
+is trained on train + eval for the best epoch count and exported as the serving model: the
+exported, served and ``test_recall_at_<k>`` model is the refit one.
+A non-finite loss or any other error ends the run FAILED with the reason and fails the step.
 """
 
 from __future__ import annotations
@@ -52,22 +55,31 @@ def build_model(
     tft_output: tft.TFTransformOutput,
     data: inputs.TrainingData,
     training: cfg.Training,
+    refit_epochs: int = 0,
 ) -> model_lib.TwoTowerModel:
-    """The compiled two-tower model, with the products' in-batch sampling probabilities."""
+    """The compiled two-tower model, with the products' in-batch sampling probabilities.
+
+    With ``refit_epochs`` it is the refit's model: trained on train + eval for that many
+    epochs, so the sampling frequencies and the schedule's steps count both splits.
+    """
     product = next(f for f in fc.product if f.name == contract.PRODUCT_ID)
+    counts = dict(
+        zip(data.catalog[contract.PRODUCT_ID], data.catalog[contract.TRAIN_COUNT], strict=True)
+    )
+    steps, epochs = data.steps_per_epoch(training.batch_size), training.epochs
+    if refit_epochs:
+        counts = {p: n + data.eval_counts.get(p, 0) for p, n in counts.items()}
+        steps = math.ceil((data.train_rows + data.eval_rows) / training.batch_size)
+        epochs = refit_epochs
     probability = model_lib.sampling_probability(
         tft_output.vocabulary_by_name(features.vocabulary_name(product)),
         product.oov_buckets,
-        dict(
-            zip(data.catalog[contract.PRODUCT_ID], data.catalog[contract.TRAIN_COUNT], strict=True)
-        ),
+        counts,
     )
     two_tower = model_lib.TwoTowerModel(
         fc, mc, model_lib.cardinalities(fc, tft_output), sampling_probability=probability
     )
-    optimizer = model_lib.make_optimizer(
-        mc, data.steps_per_epoch(training.batch_size), training.epochs
-    )
+    optimizer = model_lib.make_optimizer(mc, steps, epochs)
     two_tower.compile(optimizer=optimizer)
     return two_tower
 
@@ -91,6 +103,11 @@ def run_tags(
         contract.TAG_DATASET_NAME: config.dataset.name,
         contract.TAG_MODEL_TYPE: contract.MODEL_TYPE_TWO_TOWER,
     }
+    if config.training.exclude_seen:
+        applicable = contract.applicable_baselines(exclude_seen=True)
+        tags[contract.TAG_BASELINES_NOT_APPLICABLE] = ",".join(
+            b for b in contract.BASELINES if b not in applicable
+        )
     if mc.repurchase_scores and not fc.has_history:
         tags[contract.TAG_REPURCHASE_SCORES] = f"off: feature config {fc.id!r} has no history"
     if pipeline_job:
@@ -131,7 +148,12 @@ def fit(
         verbose=2,
         callbacks=[  # in this order: each reads what the ones before it added to the logs
             callbacks.ValidationRecall(
-                two_tower, tft_layer, data.queries, data.catalog, data.eval_set
+                two_tower,
+                tft_layer,
+                data.queries,
+                data.catalog,
+                data.eval_set,
+                exclude_seen=training.exclude_seen,
             ),
             callbacks.EpochTracker(tracker, steps_per_epoch, training.epochs),
             callbacks.StopOnNonFiniteLoss(),
@@ -139,6 +161,45 @@ def fit(
         ],
     )
     return {k: [float(v) for v in vs] for k, vs in result.history.items()}
+
+
+def refit(
+    config: cfg.ExperimentConfig,
+    pair: tuple[cfg.FeatureConfig, cfg.ModelConfig],
+    tft_output: tft.TFTransformOutput,
+    data: inputs.TrainingData,
+    patterns: list[str],
+    epochs: int,
+    tracker: RunTracker,
+) -> model_lib.TwoTowerModel:
+    """A fresh model trained on train + eval for ``epochs`` epochs (no validation left).
+
+    The eval rows carry their own point-in-time buyer features from ingest (each row sees
+    only earlier purchases), so they are training rows like any other. The catalog and the
+    vocabularies stay those of train (the transform was analysed on train). Per-epoch
+    ``refit_loss`` and ``refit_epoch_seconds`` go to the run.
+
+    Raises:
+        callbacks.NonFiniteLossError: the training loss became NaN or infinite.
+    """
+    training = config.training
+    keras.utils.set_random_seed(training.seed)
+    two_tower = build_model(*pair, tft_output, data, training, refit_epochs=epochs)
+    dataset = inputs.make_dataset(
+        patterns, tft_output, training.batch_size, shuffle_seed=training.seed
+    )
+    steps = math.ceil((data.train_rows + data.eval_rows) / training.batch_size)
+    log.info("refit on train + eval for %d epoch(s), %d steps each", epochs, steps)
+    two_tower.fit(
+        dataset,
+        epochs=epochs,
+        verbose=2,
+        callbacks=[
+            callbacks.EpochTracker(tracker, steps, epochs, key=contract.refit_key),
+            callbacks.StopOnNonFiniteLoss(),
+        ],
+    )
+    return two_tower
 
 
 def best_epoch(history: dict[str, list[float]]) -> int:
@@ -211,8 +272,28 @@ def train_and_export(
     two_tower = build_model(fc, mc, tft_output, data, config.training)
     history = fit(two_tower, tft_output, datasets, data, config.training, tracker)
     best = log_summary(tracker, history)
+    exclude_seen = config.training.exclude_seen
+    if config.training.refit:
+        serving.export_serving_model(
+            layout.selected_serving_path(model_dir),
+            two_tower,
+            tft_output,
+            data.catalog,
+            fc,
+            exclude_seen,
+        )
+        patterns = [
+            *(train_files or [layout.transformed_pattern(transform_dir, "train")]),
+            *(eval_files or [layout.transformed_pattern(transform_dir, "eval")]),
+        ]
+        two_tower = refit(config, (fc, mc), tft_output, data, patterns, best, tracker)
     serving_dir = serving.export_serving_model(
-        serving_dir or layout.serving_path(model_dir), two_tower, tft_output, data.catalog, fc
+        serving_dir or layout.serving_path(model_dir),
+        two_tower,
+        tft_output,
+        data.catalog,
+        fc,
+        exclude_seen,
     )
     tracker.log_artifact(serving_dir, "serving_model")
     return history, best, serving_dir

@@ -282,3 +282,23 @@ def test_seeds_must_be_distinct_integers():
     assert _error(data).field == "training.seeds"
     data["training"]["seeds"] = [1, "two"]
     assert _error(data).field == "training.seeds[1]"
+
+
+def test_exclude_seen_and_refit_default_off_and_are_read_as_booleans():
+    data = _example()
+    config = cfg.parse_config(data, source="ok.yaml")
+    assert not config.training.exclude_seen and not config.training.refit
+    data["training"].update(exclude_seen=True, refit=True)
+    config = cfg.parse_config(data, source="ok.yaml")
+    assert config.training.exclude_seen and config.training.refit
+    params = cfg.run_params(config, config.feature_config(), config.model_config())
+    assert params["training.exclude_seen"] == "True" and params["training.refit"] == "True"
+    assert cfg.parse_config_text(cfg.dump_config(config), source=config.source) == config
+
+
+@pytest.mark.parametrize("key", ["exclude_seen", "refit"])
+def test_exclude_seen_and_refit_must_be_booleans(key):
+    data = _example()
+    data["training"][key] = "yes please"
+    err = _error(data)
+    assert err.field == f"training.{key}" and "true or false" in err.problem

@@ -139,3 +139,17 @@ def test_repurchase_bonus_for_the_catalog_and_for_a_batch():
         ids = tf.constant(ids, tf.int64)
         np.testing.assert_allclose(model.repurchase_bonus(INPUTS, ids), want)
         np.testing.assert_allclose(traced(ids), want)
+
+
+def test_candidate_scores_per_chunk_equal_the_whole_catalog_scores():
+    model = _model(repurchase_scores=True)
+    model.rank_weights.assign([3.0, 2.0, 1.0])
+    candidates = tf.random.stateless_normal([5, 8], seed=[3, 4])
+    ids = tf.constant([4, 2, 0, 1, 3], tf.int64)
+    whole = model.scores(INPUTS, candidates, ids).numpy()
+    buyers = model.buyer_tower(INPUTS)  # computed once, reused by every chunk
+    parts = [
+        model.candidate_scores(buyers, INPUTS, candidates[a:b], ids[a:b]).numpy()
+        for a, b in ((0, 2), (2, 4), (4, 5))
+    ]
+    np.testing.assert_allclose(np.concatenate(parts, 1), whole, rtol=1e-6, atol=1e-6)

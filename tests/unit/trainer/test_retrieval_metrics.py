@@ -52,3 +52,28 @@ def test_baselines_rank_popular_and_own_history_first():
     recalls = ev.baseline_recalls(es, TRAIN, CATALOG, ks=(1, 2))
     assert recalls["own_history"] == {1: 1 / 3, 2: 2 / 3}
     assert recalls["popular"] == {1: 0.0, 2: 2 / 3}
+
+
+def test_exclude_seen_drops_earlier_pairs_and_empty_slots_never_hit():
+    test = _frame([("a", "p1"), ("a", "p3"), ("b", "p3"), ("b", "p4"), ("c", "p2")])
+    es = ev.build_eval_set(test, TRAIN, CATALOG, seen=TRAIN)
+    # (a, p1) and (b, p3) were bought before: only the new pairs are evaluated.
+    assert list(es.buyers) == ["a", "b", "c"] and es.num_pairs == 3
+    assert [list(p) for p in es.positives] == [[2], [3], [1]]
+    top = np.array([[2, -1], [-1, -1], [-1, 1]])  # -1: an empty slot
+    assert ev.recall_at_k(top, es, ks=(1, 2)) == {1: 1 / 3, 2: 2 / 3}
+
+
+def test_exclude_seen_baselines_skip_each_buyers_items_and_leave_out_own_history():
+    test = _frame([("a", "p3"), ("b", "p4"), ("c", "p2")])
+    es = ev.build_eval_set(test, TRAIN, CATALOG, seen=TRAIN)
+    popular = ev.most_popular_top_k(es, TRAIN, CATALOG, 3, exclude_seen=True)
+    # Popularity p1 > p3 > p2 = p4 (catalog order on ties); a had p1, p2; b p3; c p1, p4.
+    assert popular.tolist() == [[2, 3, -1], [0, 1, 3], [2, 1, -1]]
+    seen = ev.seen_rows(es, TRAIN, CATALOG)
+    assert not any(set(row) & set(s) for row, s in zip(popular.tolist(), seen, strict=True))
+    recalls = ev.baseline_recalls(es, TRAIN, CATALOG, ks=(1, 3), exclude_seen=True)
+    assert set(recalls) == {contract.BASELINE_POPULAR}  # own history: not applicable
+    assert recalls[contract.BASELINE_POPULAR] == {1: 1 / 3, 3: 1.0}
+    assert contract.applicable_baselines(True) == (contract.BASELINE_POPULAR,)
+    assert contract.applicable_baselines(False) == contract.BASELINES

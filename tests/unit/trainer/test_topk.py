@@ -96,3 +96,31 @@ def test_chunked_top_k_tf_equals_the_full_sort_with_ties_by_index(chunk):
         np.testing.assert_array_equal(values.numpy(), want_val)
     with pytest.raises(ValueError, match="k <= chunk"):
         topk.chunked_top_k_tf(lambda a, b: table[:, a:b], 64, k=10, chunk=4)
+
+
+def test_mask_seen_excludes_pairs_inside_each_chunk_and_masked_slots_become_empty():
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(3, 10)).astype(np.float32)
+    seen_q, seen_r = np.array([0, 0, 2, 2, 2]), np.array([1, 8, 0, 5, 9])
+    masked = scores.copy()
+    masked[seen_q, seen_r] = -np.inf
+    idx, val = topk.chunked_top_k(
+        lambda a, b: topk.mask_seen(scores[:, a:b], a, seen_q, seen_r), 10, k=9, chunk=4
+    )
+    want_idx, want_val = stable_top_k(masked, 9)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(val, want_val)
+    rows = topk.drop_masked(idx, val)
+    assert (rows[2, -2:] == -1).all() and (rows[:2, :8] >= 0).all()  # query 2 saw 3 of 10
+    for q, r in zip(seen_q, seen_r, strict=True):
+        assert r not in rows[q]
+    tf = pytest.importorskip("tensorflow")
+    table = tf.constant(scores)
+    values, indices = topk.chunked_top_k_tf(
+        lambda a, b: topk.mask_seen_tf(table[:, a:b], a, tf.constant(seen_q), tf.constant(seen_r)),
+        10,
+        k=9,
+        chunk=9,  # the TF loop needs k <= chunk
+    )
+    np.testing.assert_array_equal(values.numpy(), want_val)
+    np.testing.assert_array_equal(np.where(np.isneginf(want_val), -1, indices.numpy()), rows)
