@@ -133,9 +133,7 @@ class RunTracker:
         return bool(self.tracking_uri) and self._blocked is None
 
     def _open(self, first_op: dict) -> None:
-        from mlflow.tracking import MlflowClient
-
-        self._sender = RunSender(MlflowClient(tracking_uri=self.tracking_uri), self.tracking_uri)
+        self._sender = RunSender(None, self.tracking_uri)
         self._opened = True
         self._enqueue(first_op)
         self._install_handlers()

@@ -23,6 +23,7 @@ from trainer.tracking_send import (
     RunSender,
     TrackingInputError,
     metric_points,
+    open_client,
     validate_tracking_uri,
 )
 
@@ -126,8 +127,6 @@ def replay(path: str, tracking_uri: str = "") -> ReplayResult:
         MlflowException, requests.RequestException: the store is unreachable (run again later;
             what was sent is recorded).
     """
-    from mlflow.tracking import MlflowClient
-
     file = backlog_path(path)
     lines = _read_lines(file)
     done = _progress(file)
@@ -139,7 +138,7 @@ def replay(path: str, tracking_uri: str = "") -> ReplayResult:
             header = session or {}
             uri = tracking_uri or header.get("tracking_uri") or ""
             validate_tracking_uri(uri)
-            sender = RunSender(MlflowClient(tracking_uri=uri), uri, header.get("run_id"))
+            sender = RunSender(open_client(uri), uri, header.get("run_id"))
             counted = (result.points_sent, len(result.rejected))
         if op["op"] not in ("session", "rejected"):
             try:

@@ -81,7 +81,34 @@ def is_transient(err: BaseException) -> bool:
         return False
     if isinstance(err, MlflowException):
         return err.error_code in TRANSIENT_CODES
-    return isinstance(err, (requests.RequestException, OSError))
+    from sqlalchemy.exc import OperationalError
+
+    # A database store that is locked, unreachable or being created by another process.
+    return isinstance(err, (requests.RequestException, OSError, OperationalError))
+
+
+def open_client(tracking_uri: str):
+    """An ``MlflowClient`` for the store; an embedded SQLite store is opened under a file lock.
+
+    Opening a new SQLite store creates its schema. Processes that open the same new store at
+    once (a sweep's trainings) each run that migration, and the loser leaves the database
+    half-migrated (``table _alembic_tmp_params already exists``) for every later client. The
+    lock beside the database file makes the first opener create it and the others wait.
+    """
+    from mlflow.tracking import MlflowClient
+
+    if urlparse(tracking_uri).scheme != "sqlite":
+        return MlflowClient(tracking_uri=tracking_uri)
+    import fcntl
+
+    db_path = os.path.abspath(tracking_uri[len("sqlite:///") :])
+    os.makedirs(os.path.dirname(db_path), exist_ok=True)
+    with open(db_path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return MlflowClient(tracking_uri=tracking_uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:
@@ -168,19 +195,28 @@ class RunSender:
     """Sends one run's operations, in order, to one MLflow store.
 
     Args:
-        client: An ``MlflowClient`` for ``tracking_uri``.
+        client: An ``MlflowClient`` for ``tracking_uri``; None: made at the first send, so a
+            store that cannot be opened yet (a server down, an embedded store another
+            process is creating) is retried like any other outage.
         tracking_uri: The store (named in error messages, picks a new experiment's artifacts).
         run_id: The run, when it exists already (else a ``create_run``/``resume`` op sets it).
     """
 
     def __init__(self, client, tracking_uri: str, run_id: str | None = None):
-        self.client = client
+        self._client = client
         self.tracking_uri = tracking_uri
         self.run_id = run_id
         self.experiment_id: str | None = None
         self.reused = False  # the run existed before this sender: params may be there already
         self.points_sent = 0
         self._history: dict[str, set] = {}
+
+    @property
+    def client(self):
+        """The MLflow client, opened on first use."""
+        if self._client is None:
+            self._client = open_client(self.tracking_uri)
+        return self._client
 
     def send(self, op: dict, careful: bool = False) -> None:
         """Sends one operation; raises what the client raised (see ``is_transient``).

@@ -102,3 +102,35 @@ def test_eight_writers_creating_one_experiment_lose_nothing(
             points = client.get_metric_history(run.info.run_id, f"m{i}")
             assert sorted(m.step for m in points) == list(range(1, EPOCHS + 1))
     assert health and set(health) == {200}, health
+
+
+def test_trainers_starting_together_on_a_fresh_embedded_store_all_get_their_run(tmp_path):
+    # Several trainings of a sweep open a new SQLite store at the same instant: each process
+    # then creates the schema, and all but one fail ("table ... already exists"). The tracker
+    # opens the store in its retry loop, so every run is created and complete.
+    writers_count = 4
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, uri, "fresh", str(go), str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(writers_count)
+    ]
+    for writer in writers:
+        assert writer.stdout.readline().strip() == "ready"
+    go.touch()
+    outputs = [writer.communicate(timeout=300) for writer in writers]
+    assert [w.returncode for w in writers] == [0] * writers_count, [e for _, e in outputs]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("fresh").experiment_id])
+    assert len(runs) == writers_count
+    assert {r.info.status for r in runs} == {contract.STATUS_FINISHED}
+    for run in runs:
+        points = client.get_metric_history(run.info.run_id, "m0")
+        assert sorted(m.step for m in points) == list(range(1, EPOCHS + 1))
