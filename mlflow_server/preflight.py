@@ -29,11 +29,13 @@ CONNECT_TIMEOUT_S = 10
 
 
 def die(message: str) -> None:
+    """Exits with the entrypoint's error message."""
     print(f"entrypoint.sh: error: {message}", file=sys.stderr)
     sys.exit(64)
 
 
 def redact(uri: str) -> str:
+    """The URI with its password masked."""
     return re.sub(r"^([a-zA-Z0-9+.-]+://[^:/@]*):[^@]*@", r"\1:***@", uri)
 
 
@@ -99,6 +101,7 @@ def check_artifact_root(root: str) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """Checks the store and artifact root, then migrates the schema under a lock."""
     store_uri, artifact_root, do_upgrade = argv
     engine = connect(store_uri)
     if do_upgrade == "true":

@@ -36,6 +36,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Stops training (raises) when the epoch's loss is NaN or infinite."""
         loss = (logs or {}).get(contract.METRIC_LOSS)
         if loss is not None and not math.isfinite(float(loss)):
             raise NonFiniteLossError(epoch + 1, float(loss))
@@ -63,6 +64,7 @@ class ValidationRecall(keras.callbacks.Callback):
         self.seen_index = retrieval_metrics.catalog_index(catalog) if exclude_seen else None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Adds exact validation recall@k over the whole catalog to the epoch's logs."""
         if logs is None or self.eval_set.num_pairs == 0:
             return
         candidates, ids = serving.embed_catalog(self.two_tower, self.tft_layer, self.catalog)
@@ -102,13 +104,16 @@ class EpochTracker(keras.callbacks.Callback):
         self._started = self._trained = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Starts the epoch's clock."""
         self._started = self._trained = time.perf_counter()
 
     def on_test_begin(self, logs: dict | None = None) -> None:
+        """Marks the end of the epoch's training steps (validation follows)."""
         # fit() evaluates the validation data after the epoch's training steps.
         self._trained = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Logs the epoch's metrics and timing to MLflow and the log."""
         now = time.perf_counter()
         seconds = now - self._started
         train_seconds = (self._trained if self._trained > self._started else now) - self._started

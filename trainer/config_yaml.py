@@ -112,9 +112,11 @@ class Reader:
         self.source = source
 
     def fail(self, field: str, problem: str, line: int | None = None):
+        """Raises ConfigError for a field."""
         raise ConfigError(self.source, field, problem, line)
 
     def mapping(self, value: Any, field: str, allowed: set[str] | None = None) -> dict:
+        """The value as a mapping whose keys are all in ``allowed``."""
         if not isinstance(value, dict):
             self.fail(field, f"expected a mapping, got {type(value).__name__}")
         unknown = sorted(set(value) - allowed, key=str) if allowed is not None else []
@@ -127,6 +129,7 @@ class Reader:
         return value
 
     def get(self, data: dict, key: str, field: str, kind, default=..., choices=None, minimum=None):
+        """A typed, checked field of ``data``; ``default`` when absent (``...``: required)."""
         path = f"{field}.{key}" if field else key
         line = line_of(data, key)
         if key not in data or data[key] is None:
@@ -155,6 +158,7 @@ class Reader:
         return self.get(data, key, field, kind, field_default(cls, key), **checks)
 
     def date(self, value: Any, path: str, line: int | None = None) -> dt.date:
+        """A date from a date or an ISO string."""
         if isinstance(value, dt.datetime):
             return value.date()
         if isinstance(value, dt.date):
@@ -165,6 +169,7 @@ class Reader:
             self.fail(path, f"expected a date YYYY-MM-DD, got {str(value)!r}", line)
 
     def items(self, data: dict, key: str, field: str, required: bool = True) -> list:
+        """A list field (non-empty when required)."""
         path = f"{field}.{key}" if field else key
         value = data.get(key)
         if value is None and not required:
@@ -174,6 +179,7 @@ class Reader:
         return value
 
     def ints(self, data: dict, key: str, field: str, minimum: int | None = None) -> list[int]:
+        """A list of integers (each >= ``minimum`` when given)."""
         values = self.items(data, key, field, required=False)
         for i, v in enumerate(values):
             if (
@@ -191,6 +197,7 @@ class Reader:
 
 
 def kind_name(kind) -> str:
+    """The expectation for a Python type in error messages ("an integer", ...)."""
     return {
         str: "a string",
         int: "an integer",

@@ -106,6 +106,7 @@ class Tower(keras.Model):
         return tf.reshape(tf.cast(value, tf.float32), [-1, 1])
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
+        """The tower's embedding of a batch of transformed features."""
         parts = {key: self._part(key, transform, inputs[key]) for key, transform in self.specs}
         if self.direct:
             return next(iter(parts.values()))
@@ -218,6 +219,7 @@ class TwoTowerModel(tfrs.Model):
         return out
 
     def compute_loss(self, inputs: dict, training: bool = False) -> tf.Tensor:
+        """In-batch softmax loss (with the sparse part, log-q and accidental hits as configured)."""
         products = self.product_tower(inputs, training=training)
         ids = inputs[PRODUCT_KEY]
         probability = tf.gather(self.sampling_probability, ids) if self.logq else None
