@@ -4,7 +4,6 @@ from kfp import dsl
 from kfp.dsl import HTML, Markdown, Metrics, Output
 
 from components import COMPONENT_IMAGE
-from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -20,16 +19,19 @@ def render_report(
     recall_at_k: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
-    rank_metric: str = DEFAULT_RANK_METRIC,
+    rank_metric: str,
+    top_n: int,
+    detail_runs: int,
     mlflow_ui_url: str = "",
     compare_run_ids: list = [],
-    top_n: int = DEFAULT_TOP_N,
     fail_on_unreachable: bool = True,
     highlight_run_id: str = "",
-    detail_runs: int = DEFAULT_DETAIL_RUNS,
     highlight_pipeline_job: str = "",
 ):
     """Queries the experiment's MLflow runs and writes the report views.
+
+    rank_metric, top_n and detail_runs have no defaults here: a component's body runs apart
+    from this module, so the pipelines pass the contract's defaults (trainer/contract.py).
 
     Args:
         config_yaml: The experiment config (YAML text); names the MLflow experiment.

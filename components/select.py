@@ -4,7 +4,6 @@ from kfp import dsl
 from kfp.dsl import Model, Output
 
 from components import COMPONENT_IMAGE
-from trainer.contract import DEFAULT_RANK_METRIC
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -12,7 +11,7 @@ def select_best_model(
     config_yaml: str,
     mlflow_tracking_uri: str,
     best_model: Output[Model],
-    rank_metric: str = DEFAULT_RANK_METRIC,
+    rank_metric: str,
     pipeline_job: str = "",
 ):
     """Copies the model of this pipeline job's best finished run (by rank_metric).

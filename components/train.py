@@ -1,7 +1,5 @@
 """train_model: fit and export the two-tower model, tracked in MLflow (Trainer)."""
 
-from typing import Optional
-
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
@@ -17,7 +15,7 @@ def train_model(
     mlflow_tracking_uri: str,
     feature_config_id: str = "",
     model_config_id: str = "",
-    seed: Optional[int] = None,  # noqa: UP045 (kfp 2.17 reads Optional, not int | None)
+    seed: int = -1,
     pipeline_job: str = "",
     pipeline_task: str = "",
 ) -> str:
@@ -31,7 +29,8 @@ def train_model(
         mlflow_tracking_uri: MLflow tracking URI; a tracking outage does not stop training.
         feature_config_id: Which feature config; the first when empty.
         model_config_id: Which model config; the first when empty.
-        seed: Random seed; the config's training.seed when not given.
+        seed: Random seed; negative (the default): the config's training.seed. (kfp.local
+            cannot pass an optional int left unset.)
         pipeline_job: KFP pipeline job name, tagged on the MLflow run; with the configs and
             the seed it keys the run, so a retried task resumes it instead of adding another.
         pipeline_task: KFP task name, tagged on the MLflow run.

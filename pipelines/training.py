@@ -12,7 +12,7 @@ from pipelines.tasks import (
     configure,
     train_and_evaluate,
 )
-from trainer.contract import DEFAULT_RANK_METRIC
+from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N
 
 PIPELINE_NAME = "training-pipeline"
 
@@ -118,6 +118,8 @@ def make_training_pipeline(train_machine: TrainMachine | None = None, local: boo
             mlflow_ui_url=mlflow_ui_url,
             fail_on_unreachable=fail_on_unreachable_mlflow,
             highlight_run_id=evaluate.outputs["Output"],
+            top_n=DEFAULT_TOP_N,
+            detail_runs=DEFAULT_DETAIL_RUNS,
         )
         configure(report, local=local, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit)
         # Ingest and transform are pure functions of their inputs and may be cached; the rest

@@ -76,6 +76,6 @@ def run_key(
     spec = RunSpec(
         config.feature_config(feature_config_id).id,
         config.model_config(model_config_id).id,
-        config.training.seed if seed is None else seed,
+        config.training.seed if seed is None or seed < 0 else seed,
     )
     return f"{pipeline_job}/{spec.key}"

@@ -43,8 +43,8 @@ class TrainResult:
 
 
 def with_seed(config: cfg.ExperimentConfig, seed: int | None) -> cfg.ExperimentConfig:
-    """The config with ``training.seed`` replaced when a seed is given."""
-    if seed is None or seed == config.training.seed:
+    """The config with ``training.seed`` replaced by ``seed`` (None or negative: kept)."""
+    if seed is None or seed < 0 or seed == config.training.seed:
         return config
     return dataclasses.replace(config, training=dataclasses.replace(config.training, seed=seed))
 
@@ -331,7 +331,8 @@ def run_training(
         train_files: Transformed train example patterns (default: the transform output's).
         eval_files: Transformed eval example patterns (default: the transform output's).
         serving_dir: Where to export the serving model (default: ``model_dir/serving``).
-        seed: Overrides ``config.training.seed``; the run's params log the seed used.
+        seed: Overrides ``config.training.seed`` (None or negative: the config's); the run's
+            params log the seed used.
         run_key: Identifies the run across retries of the step (the tracker reuses the MLflow
             run tagged with it).
         extra_tags: More tags for the run (e.g. where the pipeline stored the model).

@@ -78,7 +78,11 @@ def steps(tmp_path_factory):
     out["evaluation"] = evaluation
     best = dsl.Model(name="best_model", uri=str(root / "best_model"))
     select_best_model.python_func(
-        config_yaml=config_yaml, mlflow_tracking_uri=tracking_uri, best_model=best, pipeline_job=JOB
+        rank_metric=contract.DEFAULT_RANK_METRIC,
+        config_yaml=config_yaml,
+        mlflow_tracking_uri=tracking_uri,
+        best_model=best,
+        pipeline_job=JOB,
     )
     out["best"] = best
     return out

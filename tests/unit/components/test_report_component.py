@@ -9,6 +9,12 @@ from trainer import config as cfg
 from trainer import contract
 
 HTML_OUTPUTS = (contract.VIEW_COMBINED, *contract.VIEWS)
+# What the pipelines pass (the component itself has no defaults for these).
+DEFAULTS = {
+    "rank_metric": contract.DEFAULT_RANK_METRIC,
+    "top_n": contract.DEFAULT_TOP_N,
+    "detail_runs": contract.DEFAULT_DETAIL_RUNS,
+}
 CONFIG = cfg.dump_config(cfg.load_config("configs/online_retail.yaml"))
 
 
@@ -36,6 +42,7 @@ def test_component_writes_every_view_the_summary_and_metrics(tmp_path, tracking_
     client.set_terminated(run.info.run_id)
     outputs = _outputs(tmp_path)
     render_report.python_func(
+        **DEFAULTS,
         config_yaml=CONFIG,
         mlflow_tracking_uri=tracking_uri,
         highlight_run_id=run.info.run_id,
@@ -56,6 +63,7 @@ def test_unreachable_mlflow_writes_the_pages_then_fails_when_asked(tmp_path):
     outputs = _outputs(tmp_path)
     with pytest.raises(RuntimeError, match="unreachable"):
         render_report.python_func(
+            **DEFAULTS,
             config_yaml=CONFIG,
             mlflow_tracking_uri="http://127.0.0.1:9",
             fail_on_unreachable=True,
@@ -65,6 +73,7 @@ def test_unreachable_mlflow_writes_the_pages_then_fails_when_asked(tmp_path):
     outputs = _outputs(tmp_path / "again")
     (tmp_path / "again").mkdir()
     render_report.python_func(
+        **DEFAULTS,
         config_yaml=CONFIG,
         mlflow_tracking_uri="http://127.0.0.1:9",
         fail_on_unreachable=False,
@@ -82,6 +91,7 @@ def test_the_pipeline_job_reaches_the_report(tmp_path, tracking_uri):
         client.set_terminated(run.info.run_id)
     outputs = _outputs(tmp_path)
     render_report.python_func(
+        **DEFAULTS,
         config_yaml=CONFIG,
         mlflow_tracking_uri=tracking_uri,
         highlight_pipeline_job="job-1",
