@@ -111,6 +111,14 @@ def clean(
         prefixes = tuple(rules.drop_transaction_prefixes)
         drop("cancelled", frame[contract.TRANSACTION_ID].fillna("").str.startswith(prefixes))
 
+    out = _typed(frame, keep, numbers, ts)
+    stats.rows_kept += len(out)
+    if own_checks and out.empty:
+        raise no_rows_error(stats)
+    return out.reset_index(drop=True)
+
+
+def _typed(frame: pd.DataFrame, keep: pd.Series, numbers: dict, ts: pd.Series) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index[keep])
     for name in SOURCE_STRING_COLUMNS:
         values = frame.loc[keep, name] if name in frame else pd.Series("", index=out.index)
@@ -121,10 +129,7 @@ def clean(
         out[name] = numbers[name][keep].astype("float32") if name in numbers else np.float32(0)
     out[contract.TIMESTAMP] = ts[keep].astype("datetime64[s]").astype("int64")
     out[ROW] = frame.loc[keep, ROW] if ROW in frame else np.arange(len(frame))[keep.to_numpy()]
-    stats.rows_kept += len(out)
-    if own_checks and out.empty:
-        raise no_rows_error(stats)
-    return out.reset_index(drop=True)
+    return out
 
 
 def no_rows_error(stats: IngestStats) -> IngestError:
