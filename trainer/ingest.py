@@ -245,8 +245,9 @@ def run_ingest(
         if not stats.rows_kept:
             raise no_rows_error(stats)
         try:
-            for part in buyers:
+            for i, part in enumerate(buyers, 1):
                 outputs.add(_split_partition(part, config))
+                _log_progress(i, len(buyers), dict(outputs.rows))
         finally:
             outputs.close()
         outputs.check(path)
@@ -264,6 +265,12 @@ def run_ingest(
         stats.rows,
     )
     return stats
+
+
+def _log_progress(done: int, total: int, rows: dict) -> None:
+    # About ten lines whatever the number of partitions.
+    if done == total or done % -(-total // 10) == 0:
+        log.info("ingest: %d/%d buyer partitions written, rows so far %s", done, total, rows)
 
 
 def _split_partition(frame: pd.DataFrame, config: cfg.ExperimentConfig) -> dict:

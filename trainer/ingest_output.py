@@ -49,12 +49,18 @@ class Spill:
             os.makedirs(folder, exist_ok=True)
             rows.to_parquet(os.path.join(folder, f"{self._files:08d}.parquet"), index=False)
 
+    def _folders(self) -> list[str]:
+        names = (os.path.join(self.folder, f"p{part:05d}") for part in range(self.partitions))
+        return [f for f in names if os.path.isdir(f)]
+
+    def __len__(self) -> int:
+        """The number of non-empty partitions."""
+        return len(self._folders())
+
     def __iter__(self):
         """Yields each non-empty partition as one frame."""
-        for part in range(self.partitions):
-            folder = os.path.join(self.folder, f"p{part:05d}")
-            if os.path.isdir(folder):
-                yield pd.read_parquet(folder)
+        for folder in self._folders():
+            yield pd.read_parquet(folder)
 
 
 def build_catalog(train: pd.DataFrame) -> pd.DataFrame:
@@ -132,7 +138,7 @@ class SplitOutputs:
             self.catalog_spill.add(train)
         else:
             self._train_rows.append(train)
-        log.info(
+        log.debug(
             "ingest: wrote %s rows (total %s)",
             {n: len(p) for n, p in parts.items()},
             self.rows,

@@ -14,6 +14,7 @@ import glob
 import gzip
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 ROW = "_row"  # internal: position in the source; never written to the outputs
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _GLOB_CHARS = ("*", "?", "[")
+LOG_EVERY_S = 30.0  # progress lines while reading: one per file, then one per this many seconds
 
 
 class IngestError(cfg.ConfigError):
@@ -168,8 +170,9 @@ def iter_chunks(
     if not files:
         raise IngestError(path, "dataset.source", "no file matches this pattern")
     wanted = {src: name for name, src in dataset.columns.items()}
-    offset = 0
+    offset, logged = 0, time.monotonic()
     for file in files:
+        first = True
         try:
             for raw in _raw_chunks(dataset, file, chunk_rows or 1 << 62):
                 missing = [src for src in wanted if src not in raw.columns]
@@ -183,7 +186,9 @@ def iter_chunks(
                 chunk = raw[list(wanted)].rename(columns=wanted)
                 chunk[ROW] = np.arange(offset, offset + len(chunk), dtype=np.int64)
                 offset += len(chunk)
-                log.info("ingest: read %d rows from %s (%d so far)", len(chunk), file, offset)
+                if time.monotonic() - logged >= LOG_EVERY_S or first:
+                    log.info("ingest: read %d rows so far (now in %s)", offset, file)
+                    logged, first = time.monotonic(), False
                 yield chunk.reset_index(drop=True)
         except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:
             if isinstance(err, IngestError):

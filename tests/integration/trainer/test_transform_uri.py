@@ -12,6 +12,7 @@ that only URI-aware code can use: ``open`` / ``os.path`` on ``file:///...`` fail
 would on gs://.
 """
 
+import logging
 import os
 import posixpath
 
@@ -26,7 +27,7 @@ from apache_beam.io.filesystem import (
     MatchResult,
 )
 
-from trainer import contract, features, layout, transform
+from trainer import contract, features, ingest, layout, transform
 
 pytestmark = pytest.mark.integration  # a real Beam pipeline
 
@@ -148,14 +149,15 @@ def _decoded(output, transform_dir: str, split: str, fc) -> list[tuple]:
     return sorted(rows)
 
 
-def test_the_driver_reads_and_writes_uris_only(tiny_prepared, tmp_path):
+def test_the_driver_reads_and_writes_uris_only(tiny_prepared, tmp_path, caplog):
     config, root = tiny_prepared
     base = f"file://{tmp_path}/uri"
     ingest_uri, output_uri = f"{base}/ingest", f"{base}/xf"
     _copy_tree(str(root / "examples"), ingest_uri)
     assert not os.path.exists(ingest_uri)  # nothing of this is on the local disk
 
-    output = transform.run_transform(config.feature_config(), ingest_uri, output_uri)
+    with caplog.at_level(logging.INFO, logger="trainer.transform"):
+        output = transform.run_transform(config.feature_config(), ingest_uri, output_uri)
 
     assert output.transform_savedmodel_dir.startswith(output_uri)
     fc, local = config.feature_config(), str(root / "xf")
@@ -164,3 +166,8 @@ def test_the_driver_reads_and_writes_uris_only(tiny_prepared, tmp_path):
         # The same examples as the local run (shards are written in any order).
         assert _decoded(output, output_uri, split, fc) == _decoded(local_output, local, split, fc)
     assert tf.io.gfile.exists(posixpath.join(output.transform_savedmodel_dir, "saved_model.pb"))
+    # Progress: Beam's counters per split, summed over workers, in one line at the end.
+    stats = ingest.load_stats(str(root / "examples"))
+    counters = [r.getMessage() for r in caplog.records if "Beam counters" in r.getMessage()]
+    assert len(counters) == 1
+    assert f"'test_examples': {stats['rows']['test']}" in counters[0]

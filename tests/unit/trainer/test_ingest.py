@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import re
 
@@ -261,3 +262,12 @@ def test_chunked_partitions_give_what_the_whole_source_in_memory_gives(config, t
     chunked = _outputs_of(_with(config, chunk_rows=700), tmp_path / "chunks", partitions=3)
     _assert_same(whole, chunked)
     assert whole["stats"]["rows_read"] == chunked["stats"]["rows_read"] > 700 * 3
+
+
+def test_ingest_reports_progress_in_a_few_lines(config, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="trainer"):
+        ingest.run_ingest(_with(config, chunk_rows=500), str(tmp_path / "o"), partitions=20)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("rows so far (now in" in line for line in lines) == 1  # one per file, then per 30 s
+    written = [line for line in lines if "buyer partitions written" in line]
+    assert 1 < len(written) <= 11 and re.match(r"ingest: (\d+)/\1 buyer partitions", written[-1])
