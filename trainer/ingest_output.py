@@ -82,23 +82,27 @@ def _last_non_empty(values: pd.Series) -> str:
 
 
 def write_examples(writer: tf.io.TFRecordWriter, frame: pd.DataFrame) -> None:
-    """Writes a frame's rows as tf.Examples with the raw feature spec."""
-    kinds = contract.RAW_COLUMN_TYPES
-    numbers = contract.columns_of_type(contract.FLOAT) + contract.columns_of_type(contract.INT)
-    columns = inputs.raw_arrays(frame, numbers)
-    # Strings are encoded once per column (vectorised), not once per row.
-    for name in contract.columns_of_type(contract.STRING):
-        columns[name] = frame[name].astype(str).str.encode("utf-8").to_numpy()
-    make = {
-        contract.STRING: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])),
-        contract.FLOAT: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=[v])),
-        contract.INT: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])),
-    }
-    for i in range(len(frame)):
-        features = {name: make[kinds[name]](values[i]) for name, values in columns.items()}
-        writer.write(
-            tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-        )
+    """Writes a frame's rows as tf.Examples with the raw feature spec (one value per feature).
+
+    Encoded by tfx_bsl's Arrow encoder, column by column in C++: building a proto per row in
+    Python was most of ingest's time.
+    """
+    from tfx_bsl.coders import example_coder
+
+    columns = inputs.raw_arrays(frame)
+    offsets = pa.array(np.arange(len(frame) + 1, dtype=np.int32))
+    arrays, names = [], []
+    for name, values in columns.items():
+        kind = contract.RAW_COLUMN_TYPES[name]
+        if kind == contract.STRING:
+            flat = pa.array([v.encode("utf-8") for v in values], type=pa.binary())
+        else:
+            flat = pa.array(values)
+        arrays.append(pa.ListArray.from_arrays(offsets, flat))
+        names.append(name)
+    batch = pa.RecordBatch.from_arrays(arrays, names)
+    for record in example_coder.RecordBatchToExamplesEncoder().encode(batch):
+        writer.write(record)
 
 
 class SplitOutputs:

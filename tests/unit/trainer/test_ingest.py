@@ -271,3 +271,20 @@ def test_ingest_reports_progress_in_a_few_lines(config, tmp_path, caplog):
     assert sum("rows so far (now in" in line for line in lines) == 1  # one per file, then per 30 s
     written = [line for line in lines if "buyer partitions written" in line]
     assert 1 < len(written) <= 11 and re.match(r"ingest: (\d+)/\1 buyer partitions", written[-1])
+
+
+def test_every_tfrecord_example_holds_its_parquet_row(config, tmp_path):
+    out = str(tmp_path / "examples")
+    ingest.run_ingest(config, out)
+    spec = inputs.raw_feature_spec()
+    for name in contract.SPLITS:
+        frame = pd.read_parquet(layout.split_path(out, name))
+        records = tf.data.TFRecordDataset(layout.split_path(out, name, "tfrecord"), "GZIP")
+        parsed = [tf.io.parse_single_example(r, spec) for r in records]
+        assert len(parsed) == len(frame)
+        for column in spec:
+            values = [p[column].numpy() for p in parsed]
+            if contract.RAW_COLUMN_TYPES[column] == contract.STRING:
+                assert [v.decode() for v in values] == frame[column].tolist(), column
+            else:
+                np.testing.assert_array_equal(values, frame[column].to_numpy(values[0].dtype))
