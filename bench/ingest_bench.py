@@ -34,7 +34,7 @@ _CHILD = """
 import dataclasses, importlib.util, json, resource, sys, time
 from trainer import config as cfg
 spec = importlib.util.spec_from_file_location("ingest_under_test", sys.argv[3])
-ingest = importlib.util.module_from_spec(spec)
+ingest = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ingest)
 config = cfg.load_config(sys.argv[1])
 dataset = dataclasses.replace(config.dataset, source=sys.argv[2])
