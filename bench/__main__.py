@@ -7,6 +7,7 @@ import sys
 
 # name -> module with a ``main()``; add a line per benchmark.
 BENCHMARKS: dict[str, str] = {
+    "ingest": "bench.ingest_bench",
     "report": "bench.report_bench",
     "report-pages": "bench.report_pages",
     "repurchase": "bench.repurchase",

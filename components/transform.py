@@ -18,11 +18,13 @@ def transform_data(
 
     Args:
         config_yaml: The experiment config (YAML text).
-        examples: The ingest output.
-        transform_graph: Output folder: the transform graph and the transformed examples.
+        examples: The ingest output (read by its URI: gs:// on Vertex).
+        transform_graph: Output folder (written by its URI): the transform graph and the
+            transformed examples.
         feature_config_id: Which feature config; the first when empty.
         beam_pipeline_args: Beam options; DirectRunner when empty, DataflowRunner options to
-            scale out (--runner=DataflowRunner --project=... --region=... --temp_location=gs://...).
+            scale out (--runner=DataflowRunner --project=... --region=... --temp_location=gs://...
+            --sdk_container_image=<the component image>, which the environment file adds).
 
     Returns:
         The feature config id and the transform output's URI, for the sweep's trainings.
@@ -32,8 +34,9 @@ def transform_data(
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     feature_config = config.feature_config(feature_config_id)
+    # URIs, not FUSE paths: Dataflow's workers reach gs://, they have no /gcs/ mount.
     transform.run_transform(
-        feature_config, examples.path, transform_graph.path, beam_pipeline_args=beam_pipeline_args
+        feature_config, examples.uri, transform_graph.uri, beam_pipeline_args=beam_pipeline_args
     )
     transform_graph.metadata["feature_config_id"] = feature_config.id
     return {"feature_config_id": feature_config.id, "uri": transform_graph.uri}

@@ -133,3 +133,51 @@ class EpochTracker(keras.callbacks.Callback):
             self.steps_per_epoch / max(train_seconds, 1e-9),
             shown,
         )
+
+
+class StepProgress(keras.callbacks.Callback):
+    """Logs the step counter with its rate and ETA about every tenth of an epoch.
+
+    For logs that are not a terminal (Vertex, files), where Keras' progress bar would be one
+    line per update or nothing: ten lines an epoch say that training moves and when the
+    epoch and the run will end, without flooding. The batch hook reads no metric, so Keras
+    keeps its logs on the device (``_supports_tf_logs``) and nothing waits on it.
+    """
+
+    def __init__(self, steps_per_epoch: int, epochs: int, share: float = 0.1):
+        super().__init__()
+        self._supports_tf_logs = True
+        self.steps_per_epoch, self.epochs = max(1, steps_per_epoch), epochs
+        self.every = max(1, round(self.steps_per_epoch * share))
+        self._epoch, self._started = 0, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Starts the epoch's step clock."""
+        self._epoch, self._started = epoch, time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Logs the step count, rate and ETA every ``every`` steps."""
+        step = batch + 1
+        if step % self.every or step >= self.steps_per_epoch:
+            return
+        rate = step / max(time.perf_counter() - self._started, 1e-9)
+        left_in_epoch = (self.steps_per_epoch - step) / rate
+        left_in_run = left_in_epoch + (self.epochs - self._epoch - 1) * self.steps_per_epoch / rate
+        log.info(
+            "epoch %d/%d: step %d/%d (%d%%), %.2f steps/s, epoch ETA %.0f s, run ETA %.0f s",
+            self._epoch + 1,
+            self.epochs,
+            step,
+            self.steps_per_epoch,
+            100 * step // self.steps_per_epoch,
+            rate,
+            left_in_epoch,
+            left_in_run,
+        )
+
+
+def progress(steps_per_epoch: int, epochs: int, tty: bool) -> tuple[int, list]:
+    """Keras' ``verbose`` and the progress callbacks: a bar on a terminal, else log lines."""
+    if tty:
+        return 1, []
+    return 0, [StepProgress(steps_per_epoch, epochs)]

@@ -16,8 +16,10 @@ from typing import Any
 
 from trainer import config_yaml, contract
 from trainer.config_schema import (  # the schema types are part of this module's API
+    EPOCH_FORMATS,
     Cleaning,
     ConfigError,
+    Csv,
     Dataset,
     ExperimentConfig,
     Feature,
@@ -121,8 +123,49 @@ def _dataset(r: Reader, data: dict, base_dir: str) -> Dataset:
         columns={k: r.get(columns, k, f"{field}.columns", str) for k in columns},
         cleaning=_cleaning(r, data.get("cleaning") or {}, f"{field}.cleaning"),
         split=_split(r, r.get(data, "split", field, dict), f"{field}.split"),
-        timestamp_format=r.field(Dataset, data, "timestamp_format", field, str),
+        timestamp_format=_timestamp_format(r, data, field),
+        csv=_csv(r, data.get("csv") or {}, f"{field}.csv"),
+        chunk_rows=r.field(Dataset, data, "chunk_rows", field, int, minimum=0),
     )
+
+
+def _timestamp_format(r: Reader, data: dict, field: str) -> str:
+    value = r.field(Dataset, data, "timestamp_format", field, str)
+    if value not in EPOCH_FORMATS and "%" not in value:
+        r.fail(
+            f"{field}.timestamp_format",
+            f"expected {' or '.join(EPOCH_FORMATS)} or a strftime format such as "
+            f"'%Y-%m-%d %H:%M:%S', got {value!r}",
+            line_of(data, "timestamp_format"),
+        )
+    return value
+
+
+def _csv(r: Reader, data: dict, field: str) -> Csv:
+    data = r.mapping(data, field, {f.name for f in dataclasses.fields(Csv)})
+    # Read as is: a tab or a space is a delimiter, not a blank string.
+    delimiter = data.get("delimiter", config_yaml.field_default(Csv, "delimiter"))
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
+        r.fail(
+            f"{field}.delimiter",
+            f"expected one character other than a quote or line break, got {delimiter!r}",
+            line_of(data, "delimiter"),
+        )
+    header = r.field(Csv, data, "header", field, bool)
+    names = r.items(data, "names", field, required=False)
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            r.fail(f"{field}.names[{i}]", f"expected a non-empty string, got {name!r}")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        r.fail(f"{field}.names", f"expected unique names, {dup!r} is given twice")
+    if names and header:
+        r.fail(
+            f"{field}.names",
+            "names are for a file without a header row: set header: false",
+            line_of(data, "names"),
+        )
+    return Csv(delimiter=delimiter, header=header, names=tuple(names))
 
 
 def _check_transform(r: Reader, name: str, transform: str, field: str, columns: dict) -> None:

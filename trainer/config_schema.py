@@ -46,15 +46,32 @@ class Split:
 
 
 @dataclasses.dataclass(frozen=True)
+class Csv:
+    """How a CSV source is laid out (Parquet sources ignore it)."""
+
+    delimiter: str = ","
+    header: bool = True  # false: columns are named by position "0", "1", ... or by ``names``
+    names: tuple[str, ...] = ()  # column names of a file without a header row
+
+
+# Timestamps given as numbers since 1970-01-01 UTC rather than text (dataset.timestamp_format).
+EPOCH_FORMATS = {"epoch_s": "s", "epoch_ms": "ms"}
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
     """Where the interactions come from and how to read them."""
 
     name: str
-    source: str
+    source: str  # a file, a glob (* or ?) of files, local or gs://; .gz is decompressed
     columns: dict[str, str]
     cleaning: Cleaning
     split: Split
-    timestamp_format: str = "%Y-%m-%d %H:%M:%S"
+    timestamp_format: str = "%Y-%m-%d %H:%M:%S"  # a strftime format, epoch_s or epoch_ms
+    csv: Csv = Csv()
+    # Rows read at a time; ingest's memory is bounded by one chunk plus the largest buyer
+    # partition. 0 reads the whole source at once (the in-memory path).
+    chunk_rows: int = 200_000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,19 +12,22 @@ Output folder layout (the contract every later step reads; paths in trainer/layo
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import json
 import logging
+import math
 import os
 import re
+import tempfile
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from trainer import buyer_features, contract, inputs, layout
+from trainer import buyer_features, contract, ingest_source, inputs, layout, preflight
 from trainer import config as cfg
+from trainer.ingest_output import Spill, SplitOutputs
+from trainer.ingest_source import ROW, IngestError, ParseCheck, iter_chunks, read_source
+
+__all__ = ["IngestError", "IngestStats", "clean", "read_source", "run_ingest", "split"]
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,7 @@ SOURCE_FLOAT_COLUMNS = tuple(
 )
 
 _FLOAT_ID = re.compile(r"^(\d+)\.0+$")
-
-
-class IngestError(ValueError):
-    """The source cannot be read or has no usable rows."""
+PARTITION_BYTES = 32 << 20
 
 
 @dataclasses.dataclass
@@ -58,45 +58,23 @@ class IngestStats:
     catalog_size: int = 0
 
 
-def read_source(dataset: cfg.Dataset, source: str | None = None) -> pd.DataFrame:
-    """Reads the mapped columns of a CSV or Parquet source (local path or gs://) as strings."""
-    path = source or dataset.source
-    if path.startswith("bq://"):
-        raise IngestError(f"{path}: BigQuery sources are not supported yet; export to CSV/Parquet")
-    wanted = {src: name for name, src in dataset.columns.items()}
-    try:
-        data = _read_bytes(path)
-        if path.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(io.BytesIO(data))
-            frame = frame.astype({c: "string" for c in frame.columns if c in wanted})
-        else:
-            if path.endswith(".gz"):
-                data = gzip.decompress(data)
-            frame = pd.read_csv(
-                io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
-            )
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, gzip.BadGzipFile) as err:
-        raise IngestError(f"{path}: cannot read: {err}") from err
-    missing = [src for src in wanted if src not in frame.columns]
-    if missing:
-        raise IngestError(
-            f"{path}: column(s) {', '.join(missing)} named in dataset.columns are not in the file "
-            f"(it has: {', '.join(map(str, frame.columns))})"
-        )
-    return frame[list(wanted)].rename(columns=wanted)
+def clean(
+    frame: pd.DataFrame,
+    dataset: cfg.Dataset,
+    stats: IngestStats,
+    checks: ParseCheck | None = None,
+) -> pd.DataFrame:
+    """Drops unusable rows, counting each under its first failing reason; types the columns.
 
+    Called once per chunk: the counts in ``stats`` and ``checks`` add up over the calls.
+    Returns the kept rows in source order (the caller sorts what it holds).
 
-def _read_bytes(path: str) -> bytes:
-    if "://" in path:  # gfile reads gs:// without another client library
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read()
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.DataFrame:
-    """Drops unusable rows, counting each under its first failing reason; types the columns."""
-    stats.rows_read = len(frame)
+    Raises:
+        IngestError: most values of the timestamp or a number column do not parse.
+    """
+    own_checks = checks is None
+    checks = checks or ParseCheck(stats.source, dataset)
+    stats.rows_read += len(frame)
     keep = pd.Series(True, index=frame.index)
 
     def drop(reason: str, bad: pd.Series) -> None:
@@ -109,14 +87,18 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
     for name in contract.REQUIRED_COLUMNS:
         drop(f"missing_{name}", frame[name].isna() | (frame[name].str.strip() == ""))
 
-    ts = pd.to_datetime(frame[contract.TIMESTAMP], format=dataset.timestamp_format, errors="coerce")
+    ts = ingest_source.parse_timestamps(frame[contract.TIMESTAMP], dataset.timestamp_format)
+    checks.add(contract.TIMESTAMP, frame.loc[keep, contract.TIMESTAMP], ts[keep].isna())
     drop(f"bad_{contract.TIMESTAMP}", ts.isna())
 
     numbers = {}
     for name in SOURCE_FLOAT_COLUMNS:
         if name in frame:
             numbers[name] = pd.to_numeric(frame[name], errors="coerce")
+            present = keep & frame[name].notna()
+            checks.add(name, frame.loc[present, name], numbers[name][present].isna())
             drop(f"bad_{name}", numbers[name].isna())
+    checks.check()
     rules = dataset.cleaning
     if contract.QUANTITY in numbers and rules.min_quantity is not None:
         drop(
@@ -129,6 +111,14 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
         prefixes = tuple(rules.drop_transaction_prefixes)
         drop("cancelled", frame[contract.TRANSACTION_ID].fillna("").str.startswith(prefixes))
 
+    out = _typed(frame, keep, numbers, ts)
+    stats.rows_kept += len(out)
+    if own_checks and out.empty:
+        raise no_rows_error(stats)
+    return out.reset_index(drop=True)
+
+
+def _typed(frame: pd.DataFrame, keep: pd.Series, numbers: dict, ts: pd.Series) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index[keep])
     for name in SOURCE_STRING_COLUMNS:
         values = frame.loc[keep, name] if name in frame else pd.Series("", index=out.index)
@@ -138,21 +128,46 @@ def clean(frame: pd.DataFrame, dataset: cfg.Dataset, stats: IngestStats) -> pd.D
     for name in SOURCE_FLOAT_COLUMNS:
         out[name] = numbers[name][keep].astype("float32") if name in numbers else np.float32(0)
     out[contract.TIMESTAMP] = ts[keep].astype("datetime64[s]").astype("int64")
-    stats.rows_kept = len(out)
-    if out.empty:
-        raise IngestError(
-            f"{stats.source}: no usable rows after cleaning (dropped: {stats.rows_dropped})"
-        )
-    return out.sort_values([contract.TIMESTAMP, contract.BUYER_ID], kind="stable").reset_index(
-        drop=True
+    out[ROW] = frame.loc[keep, ROW] if ROW in frame else np.arange(len(frame))[keep.to_numpy()]
+    return out
+
+
+def no_rows_error(stats: IngestStats) -> IngestError:
+    """The error when cleaning kept nothing."""
+    return IngestError(
+        stats.source,
+        "dataset.cleaning",
+        f"no usable rows after cleaning ({stats.rows_read} read, dropped: {stats.rows_dropped})",
     )
 
 
+def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Time order; ties by buyer, then by position in the source (the same in every path)."""
+    return frame.sort_values([contract.TIMESTAMP, contract.BUYER_ID, ROW]).reset_index(drop=True)
+
+
+def uniform_draws(keys: pd.Series, seed: int) -> np.ndarray:
+    """A uniform [0, 1) number per key, fixed by (key, seed): the same in every ingest path.
+
+    Keys are hashed (strings with pandas' stable hash), mixed with the seed by splitmix64.
+    """
+    hashed = pd.util.hash_array(keys.to_numpy()).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = hashed + np.uint64(seed % 2**63) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
-    """Splits cleaned interactions into train / eval / test by the configured strategy."""
+    """Splits cleaned interactions into train / eval / test by the configured strategy.
+
+    Each row's split depends on that row alone (its time, its buyer, or its position in the
+    source), so splitting chunk by chunk or partition by partition gives the same result.
+    """
     if rule.strategy == "strict_time":
-        train_end = pd.Timestamp(rule.train_end).value // 10**9
-        eval_end = pd.Timestamp(rule.eval_end).value // 10**9
+        train_end, eval_end = _epoch(rule.train_end), _epoch(rule.eval_end)
         ts = frame[contract.TIMESTAMP]
         masks = {
             "train": ts < train_end,
@@ -160,14 +175,9 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
             "test": ts >= eval_end,
         }
     else:
-        rng = np.random.default_rng(rule.seed)
-        if rule.strategy == "random":
-            draw = pd.Series(rng.random(len(frame)), index=frame.index)
-        else:  # buyer_holdout: every interaction of a buyer lands in the same split
-            buyers = frame[contract.BUYER_ID].unique()
-            draw = frame[contract.BUYER_ID].map(
-                dict(zip(buyers, rng.random(len(buyers)), strict=True))
-            )
+        # buyer_holdout: every interaction of a buyer lands in the same split.
+        key = frame[ROW] if rule.strategy == "random" else frame[contract.BUYER_ID]
+        draw = uniform_draws(key, rule.seed)
         test_cut = 1.0 - rule.test_fraction
         eval_cut = test_cut - rule.eval_fraction
         masks = {
@@ -175,49 +185,11 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
             "eval": (draw >= eval_cut) & (draw < test_cut),
             "test": draw >= test_cut,
         }
-    parts = {name: frame[mask].reset_index(drop=True) for name, mask in masks.items()}
-    if parts["train"].empty:
-        raise IngestError(f"split {rule.strategy}: the train split is empty")
-    return parts
+    return {name: frame[mask].reset_index(drop=True) for name, mask in masks.items()}
 
 
-def build_catalog(train: pd.DataFrame) -> pd.DataFrame:
-    """One row per product seen in train: its latest description, median price, popularity."""
-    grouped = train.groupby(contract.PRODUCT_ID, sort=True)
-    catalog = pd.DataFrame(
-        {
-            contract.DESCRIPTION: grouped[contract.DESCRIPTION].agg(_last_non_empty),
-            contract.PRICE: grouped[contract.PRICE].median().astype("float32"),
-            contract.TRAIN_COUNT: grouped.size().astype("int64"),
-        }
-    ).reset_index()
-    return catalog
-
-
-def _last_non_empty(values: pd.Series) -> str:
-    values = values[values != ""]
-    return values.iloc[-1] if len(values) else ""
-
-
-def write_tfrecords(frame: pd.DataFrame, path: str) -> None:
-    """Writes a frame as gzip'd tf.Examples with the raw feature spec."""
-    kinds = contract.RAW_COLUMN_TYPES
-    numbers = contract.columns_of_type(contract.FLOAT) + contract.columns_of_type(contract.INT)
-    columns = inputs.raw_arrays(frame, numbers)
-    # Strings are encoded once per column (vectorised), not once per row.
-    for name in contract.columns_of_type(contract.STRING):
-        columns[name] = frame[name].astype(str).str.encode("utf-8").to_numpy()
-    make = {
-        contract.STRING: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])),
-        contract.FLOAT: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=[v])),
-        contract.INT: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])),
-    }
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for i in range(len(frame)):
-            features = {name: make[kinds[name]](values[i]) for name, values in columns.items()}
-            writer.write(
-                tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-            )
+def _epoch(day) -> int:
+    return pd.Timestamp(day).value // 10**9
 
 
 def write_schema(path: str) -> None:
@@ -230,37 +202,58 @@ def write_schema(path: str) -> None:
         f.write(text_format.MessageToString(schema))
 
 
-def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") -> IngestStats:
+def run_ingest(
+    config: cfg.ExperimentConfig, output_dir: str, source: str = "", partitions: int = 0
+) -> IngestStats:
     """Reads, cleans and splits the dataset of an experiment; writes the ingest folder.
+
+    The source is read ``dataset.chunk_rows`` rows at a time and spilled by buyer partition
+    (trainer/ingest_output.py); ``chunk_rows: 0`` holds the whole source in memory instead.
+    Both give the same rows, buyer columns, catalog and counts.
 
     Args:
         config: The validated experiment config.
         output_dir: Folder to write (created if missing).
         source: Overrides ``config.dataset.source`` when not empty.
+        partitions: Buyer partitions of the chunked path; 0 sizes them from the source.
 
     Returns:
         The counts written to stats.json.
+
+    Raises:
+        ConfigError: the source is missing, unreadable or lacks a mapped column.
+        IngestError: (a ConfigError) most timestamps or numbers do not parse, nothing is
+            left after cleaning, or a split has no rows or nothing train knows.
     """
     dataset = config.dataset
-    stats = IngestStats(source=source or dataset.source)
-    frame = clean(read_source(dataset, source or None), dataset, stats)
-    # Point-in-time columns over the whole time line: each row sees only earlier purchases.
-    frame = buyer_features.add_buyer_features(frame, config.history_length)
-    parts = split(frame, dataset.split)
+    path = source or dataset.source
+    preflight.check_source(config, source)
+    stats = IngestStats(source=path)
+    checks = ParseCheck(path, dataset)
     os.makedirs(output_dir, exist_ok=True)
-    for name in contract.SPLITS:
-        part = parts[name]
-        part.to_parquet(layout.split_path(output_dir, name), index=False)
-        write_tfrecords(part, layout.split_path(output_dir, name, "tfrecord"))
-        stats.rows[name] = len(part)
-        stats.buyers[name] = int(part[contract.BUYER_ID].nunique())
-        stats.products[name] = int(part[contract.PRODUCT_ID].nunique())
-        if len(part):
-            first, last = pd.to_datetime(part[contract.TIMESTAMP].agg(["min", "max"]), unit="s")
-            stats.time_range[name] = [str(first), str(last)]
-    catalog = build_catalog(parts["train"])
+    with tempfile.TemporaryDirectory(prefix="ingest-") as spill_dir:
+        if dataset.chunk_rows:
+            count = partitions or _partition_count(path)
+            buyers = Spill(os.path.join(spill_dir, "buyers"), contract.BUYER_ID, count)
+            for chunk in iter_chunks(dataset, source, dataset.chunk_rows):
+                buyers.add(clean(chunk, dataset, stats, checks))
+            products = Spill(os.path.join(spill_dir, "products"), contract.PRODUCT_ID, count)
+            outputs = SplitOutputs(output_dir, dataset.split, products)
+        else:
+            buyers = [clean(read_source(dataset, source), dataset, stats, checks)]
+            outputs = SplitOutputs(output_dir, dataset.split)
+        if not stats.rows_kept:
+            raise no_rows_error(stats)
+        try:
+            for i, part in enumerate(buyers, 1):
+                outputs.add(_split_partition(part, config))
+                _log_progress(i, len(buyers), dict(outputs.rows))
+        finally:
+            outputs.close()
+        outputs.check(path)
+        catalog = outputs.catalog()
     catalog.to_parquet(layout.catalog_path(output_dir), index=False)
-    stats.catalog_size = len(catalog)
+    _fill_stats(stats, outputs, len(catalog))
     write_schema(layout.schema_path(output_dir))
     with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(stats), f, indent=2)
@@ -272,6 +265,38 @@ def run_ingest(config: cfg.ExperimentConfig, output_dir: str, source: str = "") 
         stats.rows,
     )
     return stats
+
+
+def _log_progress(done: int, total: int, rows: dict) -> None:
+    # About ten lines whatever the number of partitions.
+    if done == total or done % -(-total // 10) == 0:
+        log.info("ingest: %d/%d buyer partitions written, rows so far %s", done, total, rows)
+
+
+def _split_partition(frame: pd.DataFrame, config: cfg.ExperimentConfig) -> dict:
+    # Point-in-time columns over the whole time line: each row sees only earlier purchases.
+    frame = buyer_features.add_buyer_features(sort_rows(frame), config.history_length)
+    return split(frame, config.dataset.split)
+
+
+def _partition_count(path: str) -> int:
+    # Aim at PARTITION_BYTES of CSV text per partition (gzip'd CSV is ~8x smaller on disk).
+    size = sum(
+        ingest_source.source_bytes(f) * (8 if f.endswith(".gz") else 1)
+        for f in ingest_source.source_files(path)
+    )
+    return max(1, min(1024, math.ceil(size / PARTITION_BYTES)))
+
+
+def _fill_stats(stats: IngestStats, outputs: SplitOutputs, catalog_size: int) -> None:
+    stats.catalog_size = catalog_size
+    for name in contract.SPLITS:
+        stats.rows[name] = outputs.rows[name]
+        stats.buyers[name] = outputs.buyers[name]
+        stats.products[name] = len(outputs.products[name])
+        if name in outputs.times:
+            first, last = pd.to_datetime(outputs.times[name], unit="s")
+            stats.time_range[name] = [str(first), str(last)]
 
 
 def load_stats(folder: str) -> dict:

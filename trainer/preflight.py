@@ -16,23 +16,41 @@ from trainer import config as cfg
 # Sources checked where the data is read (a worker with credentials), not on the submitter.
 REMOTE_PREFIXES = ("gs://", "bq://")
 _HEAD_BYTES = 1 << 16
+HEAD_ROWS = 100  # rows whose timestamps are checked before anything runs
 
 
 def _fail(config: cfg.ExperimentConfig, field: str, problem: str) -> None:
     raise cfg.ConfigError(config.source, field, problem)
 
 
-def source_columns(path: str) -> list[str]:
+def source_columns(path: str, dataset: cfg.Dataset | None = None) -> list[str]:
     """The column names of a local CSV (gzip'd or not) or Parquet file.
 
     Raises:
         ValueError: the file is empty, not readable as its type, or has no header.
     """
-    if path.endswith((".parquet", ".pq")):
+    return list(source_head(path, dataset).columns)
+
+
+def source_head(path: str, dataset: cfg.Dataset | None = None):
+    """The first rows (up to ``HEAD_ROWS``) of a local CSV or Parquet file, as strings.
+
+    A CSV is read with the dataset's layout (delimiter; header row, or columns named by
+    position "0", "1", ... or by ``dataset.csv.names``).
+
+    Raises:
+        ValueError: the file is empty, not readable as its type, or has no header.
+    """
+    from trainer import ingest_source
+
+    if path.endswith(ingest_source.PARQUET_SUFFIXES):
         import pyarrow.parquet as pq
 
         try:
-            return list(pq.read_schema(path).names)
+            with pq.ParquetFile(path) as f:
+                return next(f.iter_batches(batch_size=HEAD_ROWS)).to_pandas().astype(str)
+        except StopIteration:
+            raise ValueError("has no rows") from None
         except (
             OSError,
             ValueError,
@@ -51,18 +69,38 @@ def source_columns(path: str) -> list[str]:
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(
-            f"is not UTF-8 text (byte 0x{head[err.start]:02x} at offset {err.start})"
-        ) from err
+        if err.start < len(head) - 4:  # not a character cut by the head's end
+            raise ValueError(
+                f"is not UTF-8 text (byte 0x{head[err.start]:02x} at offset {err.start})"
+            ) from err
+        text = head[: err.start].decode("utf-8-sig")
+    options = ingest_source.csv_options(dataset) if dataset else {"dtype": str}
+    options.pop("encoding", None)
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, nrows=5)
-    except pd.errors.ParserError as err:
+        frame = pd.read_csv(io.StringIO(text), nrows=HEAD_ROWS, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"is not a readable CSV file ({err})") from err
-    return [str(c) for c in frame.columns]
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _check_head_parses(config: cfg.ExperimentConfig, path: str, head) -> None:
+    """The head's timestamps parse with the configured format (most of them at least)."""
+    from trainer import contract, ingest_source
+
+    column = config.dataset.columns[contract.TIMESTAMP]
+    values = head[column].dropna() if column in head else head.iloc[:0, 0]
+    values = values[values.astype(str).str.strip() != ""]
+    checks = ingest_source.ParseCheck(path, config.dataset)
+    stamps = ingest_source.parse_timestamps(values, config.dataset.timestamp_format)
+    checks.add(contract.TIMESTAMP, values, stamps.isna())
+    checks.check()
 
 
 def check_source(config: cfg.ExperimentConfig, source: str = "") -> None:
     """Checks that the dataset source exists, is not empty and has every mapped column.
+
+    A glob source (``*``, ``?``) must match at least one file; each match is checked.
 
     Args:
         config: The validated experiment config.
@@ -71,9 +109,19 @@ def check_source(config: cfg.ExperimentConfig, source: str = "") -> None:
     Raises:
         ConfigError: naming the config file, the field and what is wrong with the source.
     """
+    from trainer import ingest_source
+
     path = source or config.dataset.source
     if path.startswith(REMOTE_PREFIXES):
         return
+    files = ingest_source.source_files(path)
+    if not files:
+        _fail(config, "dataset.source", f"no file matches {path}")
+    for file in files:
+        _check_file(config, file)
+
+
+def _check_file(config: cfg.ExperimentConfig, path: str) -> None:
     if not os.path.exists(path):
         _fail(config, "dataset.source", f"file not found: {path}")
     if not os.path.isfile(path):
@@ -83,9 +131,10 @@ def check_source(config: cfg.ExperimentConfig, source: str = "") -> None:
     if os.path.getsize(path) == 0:
         _fail(config, "dataset.source", f"{path} is empty (0 bytes)")
     try:
-        columns = source_columns(path)
+        head = source_head(path, config.dataset)
     except ValueError as err:
         _fail(config, "dataset.source", f"{path} {err}")
+    columns = list(head.columns)
     missing = {name: src for name, src in config.dataset.columns.items() if src not in columns}
     if missing:
         name, src = next(iter(missing.items()))
@@ -99,3 +148,4 @@ def check_source(config: cfg.ExperimentConfig, source: str = "") -> None:
                 else ""
             ),
         )
+    _check_head_parses(config, path, head)

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import math
 import os
+import sys
 
 import numpy as np
 import tensorflow_transform as tft
@@ -141,12 +142,14 @@ def fit(
     )
     tft_layer = tft_output.transform_features_layer()
     train_ds, eval_ds = datasets
+    verbose, progress = callbacks.progress(steps_per_epoch, training.epochs, sys.stdout.isatty())
     result = two_tower.fit(
         train_ds,
         validation_data=eval_ds,
         epochs=training.epochs,
-        verbose=2,
+        verbose=verbose,
         callbacks=[  # in this order: each reads what the ones before it added to the logs
+            *progress,
             callbacks.ValidationRecall(
                 two_tower,
                 tft_layer,

@@ -153,3 +153,26 @@ def test_python_m_trainer_rejects_a_bad_config_with_the_field(tmp_path):
     )
     assert out.returncode == 2
     assert f"{bad}: dataset: required field is missing" in out.stderr
+
+
+def test_python_m_trainer_says_an_empty_test_split_in_one_line_and_exits_2(tiny_dataset, tmp_path):
+    config = tiny_dataset["config_path"]
+    with open(config, encoding="utf-8") as f:
+        text = f.read().replace("eval_end: 2011-11-01", "eval_end: 2012-03-01")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(text)
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer", "--config", config, "--steps", "ingest"]
+        + ["--work-dir", str(tmp_path / "work")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {tiny_dataset['source']}: dataset.split: the test split (from 2012-03-01 on) "
+        "has no rows; counts after cleaning: " + errors[0].split("counts after cleaning: ")[1]
+    ]
+    assert "Traceback" not in out.stderr

@@ -252,3 +252,19 @@ def test_compile_image_sets_every_step(tmp_path):
             if "container" in e
         }
         assert images == {IMAGE} and COMPONENT_IMAGE not in text
+
+
+def test_run_refuses_timestamps_that_do_not_parse_before_starting_a_pipeline(tmp_path, capsys):
+    import gzip
+
+    write_tiny_retail_csv(tmp_path / "tiny.csv.gz")
+    with gzip.open(tmp_path / "tiny.csv.gz", "rt", encoding="utf-8") as f:
+        text = re.sub(r"2011-(\d\d)-(\d\d) ", r"\2/\1/2011 ", f.read())  # day-first dates
+    (tmp_path / "dmy.csv").write_text(text, encoding="utf-8")
+    config = tmp_path / "experiment.yaml"
+    config.write_text(TINY_CONFIG.format(source=tmp_path / "dmy.csv"), encoding="utf-8")
+    root = tmp_path / "local"
+    argv = ["run", "--config", str(config), "--local-root", str(root)]
+    err = _refused([*argv, "--tracking-uri", f"sqlite:///{root}/mlflow.db"], capsys)
+    assert "dataset.timestamp_format: " in err and "'%Y-%m-%d %H:%M:%S'" in err
+    assert not root.exists()  # nothing started

@@ -66,3 +66,22 @@ def test_epoch_tracker_logs_every_epoch_with_its_duration(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "trainer.callbacks"]
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2: ") and "steps/s" in lines[1]
     assert "val_loss=" in lines[1]
+
+
+def test_step_progress_logs_about_ten_lines_an_epoch_with_rate_and_eta(caplog):
+    from trainer.callbacks import StepProgress, progress
+
+    x, y = np.ones((400, 2), np.float32), np.ones((400, 1), np.float32)
+    with caplog.at_level(logging.INFO, logger="trainer.callbacks"):
+        _tiny_model().fit(
+            x, y, batch_size=4, epochs=2, verbose=0, callbacks=[StepProgress(100, epochs=2)]
+        )
+    lines = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
+    assert len(lines) == 18  # steps 10, 20, ..., 90 of each epoch; the epoch's end says the rest
+    assert lines[0].startswith("epoch 1/2: step 10/100 (10%), ")
+    assert lines[-1].startswith("epoch 2/2: step 90/100 (90%), ")
+    assert "epoch ETA" in lines[0] and "run ETA" in lines[0]
+    # A terminal gets Keras' progress bar instead of log lines.
+    assert progress(100, 2, tty=True) == (1, [])
+    verbose, extra = progress(100, 2, tty=False)
+    assert verbose == 0 and isinstance(extra[0], StepProgress)

@@ -302,3 +302,36 @@ def test_exclude_seen_and_refit_must_be_booleans(key):
     data["training"][key] = "yes please"
     err = _error(data)
     assert err.field == f"training.{key}" and "true or false" in err.problem
+@pytest.mark.parametrize(
+    "dataset_update, field, expected",
+    [
+        ({"csv": {"delimiter": ";;"}}, "dataset.csv.delimiter", "one character"),
+        ({"csv": {"delimiter": "\n"}}, "dataset.csv.delimiter", "line break"),
+        ({"csv": {"header": "no"}}, "dataset.csv.header", "true or false"),
+        ({"csv": {"names": ["a", "b"]}}, "dataset.csv.names", "set header: false"),
+        ({"csv": {"header": False, "names": ["a", "a"]}}, "dataset.csv.names", "'a' is given"),
+        ({"csv": {"header": False, "names": ["a", ""]}}, "dataset.csv.names[1]", "non-empty"),
+        ({"csv": {"quote": "'"}}, "dataset.csv.quote", "unknown field"),
+        ({"timestamp_format": "epoch_us"}, "dataset.timestamp_format", "epoch_s or epoch_ms"),
+        ({"chunk_rows": -1}, "dataset.chunk_rows", ">= 0"),
+    ],
+)
+def test_bad_source_layout_options_name_the_field(dataset_update, field, expected):
+    data = _example()
+    data["dataset"].update(dataset_update)
+    err = _error(data)
+    assert err.field == field and expected in err.problem
+
+
+def test_source_layout_options_are_read_and_round_trip():
+    data = _example()
+    data["dataset"].update(
+        csv={"delimiter": "\t", "header": False, "names": ["a", "b"]},
+        timestamp_format="epoch_ms",
+        chunk_rows=1000,
+    )
+    config = cfg.parse_config_text(yaml.safe_dump(data), source="ok.yaml")
+    assert config.dataset.csv == cfg.Csv(delimiter="\t", header=False, names=("a", "b"))
+    assert config.dataset.timestamp_format == "epoch_ms" and config.dataset.chunk_rows == 1000
+    assert cfg.parse_config_text(cfg.dump_config(config)).dataset == config.dataset
+    assert cfg.load_config(EXAMPLE).dataset.csv == cfg.Csv()  # defaults: comma, header row

@@ -1,5 +1,6 @@
 """Source checks before any compute: each bad source names the file, the field and the fault."""
 
+import dataclasses
 import gzip
 
 import pandas as pd
@@ -63,3 +64,33 @@ def test_a_file_that_is_not_csv_text(tmp_path):
 
 def test_remote_sources_are_left_to_the_worker():
     preflight.check_source(_config("gs://bucket/data.csv"))
+
+
+def test_a_file_without_header_is_checked_by_position_and_its_timestamps(tmp_path):
+    csv = tmp_path / "ok.csv.gz"
+    write_tiny_retail_csv(csv)
+    raw = pd.read_csv(csv, dtype=str)
+    raw.to_csv(tmp_path / "plain.txt", sep="|", header=False, index=False)
+    config = _config(tmp_path / "plain.txt")
+    layout = dataclasses.replace(
+        config.dataset,
+        csv=cfg.Csv(delimiter="|", header=False),
+        columns={n: str(list(raw.columns).index(s)) for n, s in config.dataset.columns.items()},
+    )
+    preflight.check_source(dataclasses.replace(config, dataset=layout))
+    wrong_format = dataclasses.replace(layout, timestamp_format="%d/%m/%Y %H:%M")
+    with pytest.raises(cfg.ConfigError) as info:
+        preflight.check_source(dataclasses.replace(config, dataset=wrong_format))
+    assert info.value.field == "dataset.timestamp_format"
+    assert "expected timestamps in the format '%d/%m/%Y %H:%M'" in info.value.problem
+    # The default layout reads the first row as a header: the mapped names are not there.
+    with pytest.raises(cfg.ConfigError, match="'CustomerID' is not in .*plain.txt"):
+        preflight.check_source(config)
+
+
+def test_every_file_of_a_glob_is_checked(tmp_path):
+    write_tiny_retail_csv(tmp_path / "a-1.csv.gz")
+    (tmp_path / "a-2.csv").write_text("InvoiceNo,StockCode\n1,A\n")
+    err = _error(tmp_path / "a-*.csv*")
+    assert err.field == "dataset.columns.buyer_id" and "a-2.csv" in err.problem
+    assert "no file matches" in _error(tmp_path / "b-*.csv").problem

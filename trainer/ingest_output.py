@@ -1,0 +1,218 @@
+"""Ingest's outputs written part by part, and the buyer partitions that bound its memory.
+
+Written: the splits (Parquet + TFRecords), their counts and checks, the catalog.
+
+The point-in-time buyer columns need every row of a buyer in time order, and the catalog
+needs every train row of a product. Cleaned chunks are therefore spilled to Parquet files
+partitioned by a hash of the buyer (and train rows again by a hash of the product); each
+partition is then processed on its own, so peak memory follows the largest partition, not
+the source. With one partition held in memory this is the whole-source path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from trainer import config as cfg
+from trainer import contract, inputs, layout
+from trainer.ingest_source import ROW, IngestError
+
+log = logging.getLogger(__name__)
+
+_CATALOG_INPUT = (contract.PRODUCT_ID, contract.DESCRIPTION, contract.PRICE, contract.TIMESTAMP)
+
+
+def partition_of(keys: pd.Series, partitions: int) -> np.ndarray:
+    """Which partition each key falls in (a stable hash, the same on every run)."""
+    return (pd.util.hash_array(keys.to_numpy()) % np.uint64(partitions)).astype(np.int64)
+
+
+class Spill:
+    """Rows spilled to Parquet files, one folder per partition of a key column."""
+
+    def __init__(self, folder: str, key: str, partitions: int):
+        self.folder, self.key, self.partitions = folder, key, partitions
+        self._files = 0
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Appends rows, each to its key's partition."""
+        self._files += 1
+        for part, rows in frame.groupby(partition_of(frame[self.key], self.partitions)):
+            folder = os.path.join(self.folder, f"p{part:05d}")
+            os.makedirs(folder, exist_ok=True)
+            rows.to_parquet(os.path.join(folder, f"{self._files:08d}.parquet"), index=False)
+
+    def _folders(self) -> list[str]:
+        names = (os.path.join(self.folder, f"p{part:05d}") for part in range(self.partitions))
+        return [f for f in names if os.path.isdir(f)]
+
+    def __len__(self) -> int:
+        """The number of non-empty partitions."""
+        return len(self._folders())
+
+    def __iter__(self):
+        """Yields each non-empty partition as one frame."""
+        for folder in self._folders():
+            yield pd.read_parquet(folder)
+
+
+def build_catalog(train: pd.DataFrame) -> pd.DataFrame:
+    """One row per product seen in train: its latest description, median price, popularity."""
+    train = train.sort_values([contract.TIMESTAMP, contract.BUYER_ID, ROW])
+    grouped = train.groupby(contract.PRODUCT_ID, sort=True)
+    return pd.DataFrame(
+        {
+            contract.DESCRIPTION: grouped[contract.DESCRIPTION].agg(_last_non_empty),
+            contract.PRICE: grouped[contract.PRICE].median().astype("float32"),
+            contract.TRAIN_COUNT: grouped.size().astype("int64"),
+        }
+    ).reset_index()
+
+
+def _last_non_empty(values: pd.Series) -> str:
+    values = values[values != ""]
+    return values.iloc[-1] if len(values) else ""
+
+
+def write_examples(writer: tf.io.TFRecordWriter, frame: pd.DataFrame) -> None:
+    """Writes a frame's rows as tf.Examples with the raw feature spec (one value per feature).
+
+    Encoded by tfx_bsl's Arrow encoder, column by column in C++: building a proto per row in
+    Python was most of ingest's time.
+    """
+    from tfx_bsl.coders import example_coder
+
+    columns = inputs.raw_arrays(frame)
+    offsets = pa.array(np.arange(len(frame) + 1, dtype=np.int32))
+    arrays, names = [], []
+    for name, values in columns.items():
+        kind = contract.RAW_COLUMN_TYPES[name]
+        if kind == contract.STRING:
+            flat = pa.array([v.encode("utf-8") for v in values], type=pa.binary())
+        else:
+            flat = pa.array(values)
+        arrays.append(pa.ListArray.from_arrays(offsets, flat))
+        names.append(name)
+    batch = pa.RecordBatch.from_arrays(arrays, names)
+    for record in example_coder.RecordBatchToExamplesEncoder().encode(batch):
+        writer.write(record)
+
+
+class SplitOutputs:
+    """Writes the splits part by part and keeps what the checks and stats.json need."""
+
+    def __init__(self, output_dir: str, rule: cfg.Split, catalog: Spill | None = None):
+        self.output_dir, self.rule, self.catalog_spill = output_dir, rule, catalog
+        self.rows = dict.fromkeys(contract.SPLITS, 0)
+        self.buyers = dict.fromkeys(contract.SPLITS, 0)
+        self.known_buyers = dict.fromkeys(contract.SPLITS, 0)
+        self.products: dict[str, set] = {name: set() for name in contract.SPLITS}
+        self.times: dict[str, list[int]] = {}
+        self._train_rows: list[pd.DataFrame] = []
+        self._parquet: dict[str, pq.ParquetWriter] = {}
+        self._records = {
+            name: tf.io.TFRecordWriter(layout.split_path(output_dir, name, "tfrecord"), "GZIP")
+            for name in contract.SPLITS
+        }
+
+    def add(self, parts: dict[str, pd.DataFrame]) -> None:
+        """Writes one partition's splits (every row of its buyers) and counts them."""
+        train_buyers = set(parts["train"][contract.BUYER_ID])
+        for name, part in parts.items():
+            if part.empty:
+                continue
+            buyers = part[contract.BUYER_ID].unique()
+            self.rows[name] += len(part)
+            self.buyers[name] += len(buyers)
+            self.known_buyers[name] += sum(b in train_buyers for b in buyers)
+            self.products[name].update(part[contract.PRODUCT_ID].unique())
+            ts = part[contract.TIMESTAMP]
+            low, high = self.times.get(name, (int(ts.min()), int(ts.max())))
+            self.times[name] = [min(low, int(ts.min())), max(high, int(ts.max()))]
+            self._write(name, part.drop(columns=[ROW]))
+        train = parts["train"][[*_CATALOG_INPUT, contract.BUYER_ID, ROW]]
+        if self.catalog_spill is not None:
+            self.catalog_spill.add(train)
+        else:
+            self._train_rows.append(train)
+        log.debug(
+            "ingest: wrote %s rows (total %s)",
+            {n: len(p) for n, p in parts.items()},
+            self.rows,
+        )
+
+    def _write(self, name: str, part: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        if name not in self._parquet:
+            self._parquet[name] = pq.ParquetWriter(
+                layout.split_path(self.output_dir, name), table.schema
+            )
+        self._parquet[name].write_table(table.cast(self._parquet[name].schema))
+        write_examples(self._records[name], part)
+
+    def close(self) -> None:
+        """Flushes every writer; a split without rows gets no Parquet file."""
+        for writer in [*self._parquet.values(), *self._records.values()]:
+            writer.close()
+
+    def check(self, source: str) -> None:
+        """Each split has rows, and buyers and products that train knows.
+
+        Raises:
+            IngestError: naming the split, what it holds by the config, and the counts.
+        """
+        train_products = self.products["train"]
+        # buyer_holdout keeps eval and test buyers out of train by design (cold start).
+        need_buyers = self.rule.strategy != "buyer_holdout"
+        for name in contract.SPLITS:
+            known_products = len(self.products[name] & train_products)
+            if self.rows[name] and known_products and (self.known_buyers[name] or not need_buyers):
+                continue
+            counts = ", ".join(
+                f"{n}: {self.rows[n]} rows, {self.buyers[n]} buyers, {len(self.products[n])} "
+                f"products"
+                for n in contract.SPLITS
+            )
+            problem = (
+                "has no rows"
+                if not self.rows[name]
+                else f"has no buyer or product seen in train ({self.known_buyers[name]} known "
+                f"buyers, {known_products} known products)"
+            )
+            raise IngestError(
+                source,
+                "dataset.split",
+                f"the {name} split ({split_range(self.rule, name)}) {problem}; "
+                f"counts after cleaning: {counts}",
+            )
+
+    def catalog(self) -> pd.DataFrame:
+        """The catalog of every train row written (by product partition when spilled)."""
+        if self.catalog_spill is None:
+            return build_catalog(pd.concat(self._train_rows, ignore_index=True))
+        parts = [build_catalog(p) for p in self.catalog_spill]
+        return pd.concat(parts).sort_values(contract.PRODUCT_ID).reset_index(drop=True)
+
+
+def split_range(rule: cfg.Split, name: str) -> str:
+    """What a split holds, in the config's words (dates for strict_time, else a share)."""
+    if rule.strategy == "strict_time":
+        return {
+            "train": f"before {rule.train_end}",
+            "eval": f"from {rule.train_end} to before {rule.eval_end}",
+            "test": f"from {rule.eval_end} on",
+        }[name]
+    share = {
+        "train": 1 - rule.eval_fraction - rule.test_fraction,
+        "eval": rule.eval_fraction,
+        "test": rule.test_fraction,
+    }[name]
+    unit = "buyers" if rule.strategy == "buyer_holdout" else "rows"
+    return f"a {share:.0%} share of the {unit} ({rule.strategy}, seed {rule.seed})"
