@@ -302,6 +302,8 @@ def test_exclude_seen_and_refit_must_be_booleans(key):
     data["training"][key] = "yes please"
     err = _error(data)
     assert err.field == f"training.{key}" and "true or false" in err.problem
+
+
 @pytest.mark.parametrize(
     "dataset_update, field, expected",
     [
