@@ -59,6 +59,16 @@ def bind_transforms(trainings: list[dict], transforms: list[dict]) -> list[dict]
     return [{**t, TRANSFORM_URI: uris[t[FEATURE_CONFIG_ID]]} for t in trainings]
 
 
+def job_name(pipeline_job: str) -> str:
+    """The pipeline job's name as the placeholder gave it, without a loop iteration's path.
+
+    Vertex resolves ``{{$.pipeline_job_name}}`` to the job's name everywhere; kfp.local
+    resolves it inside a ``ParallelFor`` to ``<job>/for-loop-2-iteration-0``. Job names never
+    hold a "/", so what precedes one is the job on both.
+    """
+    return pipeline_job.split("/", 1)[0]
+
+
 def run_key(
     config: cfg.ExperimentConfig,
     pipeline_job: str,
@@ -73,6 +83,7 @@ def run_key(
     """
     if not pipeline_job:
         return ""
+    pipeline_job = job_name(pipeline_job)
     spec = RunSpec(
         config.feature_config(feature_config_id).id,
         config.model_config(model_config_id).id,

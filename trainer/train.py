@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import callbacks, contract, features, inputs, layout, serving
+from trainer import callbacks, contract, features, inputs, layout, serving, sweep
 from trainer import config as cfg
 from trainer import model as model_lib
 from trainer.tracking import RunTracker
@@ -112,7 +112,7 @@ def run_tags(
     if mc.repurchase_scores and not fc.has_history:
         tags[contract.TAG_REPURCHASE_SCORES] = f"off: feature config {fc.id!r} has no history"
     if pipeline_job:
-        tags[contract.TAG_PIPELINE_JOB] = pipeline_job
+        tags[contract.TAG_PIPELINE_JOB] = sweep.job_name(pipeline_job)
     if pipeline_task:
         tags[contract.TAG_PIPELINE_TASK] = pipeline_task
     return tags
