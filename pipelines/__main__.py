@@ -10,6 +10,7 @@ python -m pipelines submit --env NAME --config configs/online_retail.yaml \
 from __future__ import annotations
 
 import argparse
+import builtins
 import dataclasses
 import os
 import sys
@@ -125,7 +126,13 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
     )
     started = time.time()
     pipeline = build_pipeline(PIPELINE_CHOICES[args.pipeline], local=True)
-    outputs = pipeline(**arguments).outputs
+    # kfp.local indents task logs by swapping builtins.print; with parallel loop iterations
+    # the swaps interleave and the indentation outlives the run. Put print back after it.
+    print_function = builtins.print
+    try:
+        outputs = pipeline(**arguments).outputs
+    finally:
+        builtins.print = print_function
     ok = bool(outputs)
     report_dir = publish_report(
         _report_task_dir(pipeline_root, started), os.path.join(root, "report")

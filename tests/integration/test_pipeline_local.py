@@ -21,6 +21,8 @@ def _run_pipeline(config_path, tracking_uri, local_root):
             "-m",
             "pipelines",
             "run",
+            "--pipeline",
+            "training",
             "--config",
             config_path,
             "--tracking-uri",
