@@ -125,7 +125,9 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
         raise_on_error=False,
     )
     started = time.time()
-    pipeline = build_pipeline(PIPELINE_CHOICES[args.pipeline], local=True)
+    pipeline = build_pipeline(
+        PIPELINE_CHOICES[args.pipeline], parallelism=args.parallelism, local=True
+    )
     # kfp.local indents task logs by swapping builtins.print; with parallel loop iterations
     # the swaps interleave and the indentation outlives the run. Put print back after it.
     print_function = builtins.print
@@ -200,7 +202,8 @@ def submit(args: argparse.Namespace) -> str:
 
     The config and the environment are validated before anything else; a local data source
     is checked and uploaded under the pipeline root; with the environment's training machine
-    the pipeline is compiled again into a temporary spec (the machine is compile-time).
+    or a ``--parallelism``, the pipeline is compiled again into a temporary spec (both are
+    compile-time in KFP).
 
     Args:
         args: The parsed ``submit`` command line.
@@ -221,8 +224,10 @@ def submit(args: argparse.Namespace) -> str:
     train_machine = env.compile_options()["train_machine"]
     with tempfile.TemporaryDirectory(prefix="b2b-recs-compile-") as folder:
         template = ""
-        if train_machine is not None:
-            (template,) = compile_all(folder, train_machine=train_machine, names=(name,))
+        if train_machine is not None or args.parallelism is not None:
+            (template,) = compile_all(
+                folder, args.parallelism, train_machine=train_machine, names=(name,)
+            )
         request = vertex.build_job_request(
             env,
             name,
@@ -254,6 +259,12 @@ def _add_run_args(parser: argparse.ArgumentParser, tracking: bool = True) -> Non
     parser.add_argument("--feature-config", default="", help="training: feature config id")
     parser.add_argument("--model-config", default="", help="training: model config id")
     parser.add_argument("--rank-metric", default=DEFAULT_RANK_METRIC)
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=None,
+        help="sweep: trainings at once (compiled into the spec; default 2)",
+    )
 
 
 def _add_submit_args(parser: argparse.ArgumentParser) -> None:

@@ -153,6 +153,18 @@ def test_submit_with_a_gpu_env_sends_the_custom_job_variant(offline, files):
     assert values["feature_config_id"] == "ids" and values["model_config_id"] == ""
 
 
+def test_submit_parallelism_sends_a_sweep_compiled_with_that_limit(offline, files):
+    argv = ["submit", "--env", files["cpu"], "--config", files["config"], "--parallelism", "6"]
+    assert main(argv) == 0
+    spec = _body(offline)["pipelineJob"]["pipelineSpec"]
+    limits = [
+        task["iteratorPolicy"]["parallelismLimit"]
+        for task in spec["root"]["dag"]["tasks"].values()
+        if "iteratorPolicy" in task
+    ]
+    assert limits == [6]
+
+
 def test_wait_follows_the_job_and_a_failed_job_exits_1(offline, files, capsys):
     argv = ["submit", "--env", files["cpu"], "--config", files["config"], "--wait"]
     assert main(argv) == 0
