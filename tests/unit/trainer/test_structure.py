@@ -1,5 +1,6 @@
 """The trainer's modules form a one-way stack: light layers stay light, training needs no Beam,
-evaluation needs no training code, and no function grows past ~60 lines."""
+evaluation needs no training code; in trainer/ and reporting/ no function grows past ~60
+lines and a module past 400 lines says why."""
 
 import ast
 import json
@@ -55,12 +56,32 @@ def _functions(path: str):
             yield node.name, node.end_lineno - node.lineno + 1
 
 
-def test_no_trainer_function_is_longer_than_about_60_lines():
+def _package_files():
+    for package in ("trainer", "reporting"):
+        folder = os.path.join(REPO, package)
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                yield f"{package}/{name}", os.path.join(folder, name)
+
+
+def test_no_function_in_trainer_or_reporting_is_longer_than_about_60_lines():
+    # write_report: 43 of its lines are the signature and the Args of a documented entry point.
+    allowed = {"reporting/build.py.write_report": 72}
     too_long = {
         f"{name}.{fn}": lines
-        for name in sorted(os.listdir(TRAINER))
-        if name.endswith(".py")
-        for fn, lines in _functions(os.path.join(TRAINER, name))
-        if lines > MAX_FUNCTION_LINES
+        for name, path in _package_files()
+        for fn, lines in _functions(path)
+        if lines > allowed.get(f"{name}.{fn}", MAX_FUNCTION_LINES)
     }
     assert not too_long, too_long
+
+
+def test_a_module_over_400_lines_says_why():
+    silent = []
+    for name, path in _package_files():
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        # The reason stands near the top: the module docstring or a comment under the imports.
+        if text.count("\n") > 400 and "400 lines" not in text[:3000]:
+            silent.append(name)
+    assert not silent, f"over 400 lines without saying why: {silent}"
