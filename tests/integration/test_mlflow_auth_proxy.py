@@ -201,6 +201,24 @@ def plugin():
     registry.pop()
 
 
+@pytest.fixture
+def no_plugin(monkeypatch):
+    """The registry without our provider (an install registers it through its entry point)."""
+    registry = _request_header_provider_registry._registry
+    monkeypatch.setattr(
+        _request_header_provider_registry,
+        "_registry",
+        [p for p in registry if not isinstance(p, mlflow_auth.GoogleIdTokenHeaderProvider)],
+    )
+
+
+def test_the_install_registers_the_plugin_through_its_entry_point():
+    from importlib.metadata import entry_points
+
+    names = {e.value for e in entry_points(group="mlflow.request_header_provider")}
+    assert "trainer.mlflow_auth:GoogleIdTokenHeaderProvider" in names
+
+
 def _track(uri: str, tmp_path) -> str:
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment(f"auth-{time.monotonic_ns()}")
@@ -234,7 +252,7 @@ def test_client_calls_succeed_through_the_proxy_with_the_plugin(
     assert fetched == [uri]
 
 
-def test_client_calls_fail_through_the_proxy_without_the_plugin(client_env, monkeypatch):
+def test_client_calls_fail_through_the_proxy_without_the_plugin(client_env, no_plugin, monkeypatch):
     proxy, fetched = client_env
     uri = f"https://localhost:{proxy.port}"
     monkeypatch.setenv(mlflow_auth.AUDIENCES_ENV, uri)
