@@ -286,6 +286,7 @@ def test_seeds_must_be_distinct_integers():
 
 def test_exclude_seen_and_refit_default_off_and_are_read_as_booleans():
     data = _example()
+    data["training"].pop("refit")  # the demo config turns it on
     config = cfg.parse_config(data, source="ok.yaml")
     assert not config.training.exclude_seen and not config.training.refit
     data["training"].update(exclude_seen=True, refit=True)
