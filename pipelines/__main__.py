@@ -110,13 +110,13 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
 
     from trainer import config as cfg
     from trainer import preflight
+    from trainer.tracking_send import open_client
 
     config = cfg.load_config(args.config)
     arguments = pipeline_arguments(config, args)
     preflight.check_source(config)
     root = os.path.abspath(args.local_root)
-    if args.tracking_uri.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(args.tracking_uri[len("sqlite:///") :]), exist_ok=True)
+    open_client(args.tracking_uri)  # an embedded store is created once, before the steps
     pipeline_root = os.path.join(root, "pipeline_root")
     # A failed training must not hide the report of the others: run to the end, then say so.
     local.init(

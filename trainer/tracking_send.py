@@ -97,11 +97,11 @@ def open_client(tracking_uri: str):
     """
     from mlflow.tracking import MlflowClient
 
-    if urlparse(tracking_uri).scheme != "sqlite":
+    db_path = sqlite_path(tracking_uri)
+    if db_path is None:
         return MlflowClient(tracking_uri=tracking_uri)
     import fcntl
 
-    db_path = os.path.abspath(tracking_uri[len("sqlite:///") :])
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
     with open(db_path + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -111,15 +111,22 @@ def open_client(tracking_uri: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def sqlite_path(tracking_uri: str) -> str | None:
+    """The absolute database path of an embedded SQLite store's URI; None for other stores."""
+    if urlparse(tracking_uri).scheme != "sqlite":
+        return None
+    return os.path.abspath(tracking_uri[len("sqlite:///") :])
+
+
 def default_artifact_location(tracking_uri: str) -> str | None:
     """Artifact root for a new experiment in an embedded store: beside the SQLite file.
 
     Other stores (a server, a file store) decide their own artifact root: None.
     """
-    if urlparse(tracking_uri).scheme != "sqlite":
-        return None
-    db_path = tracking_uri[len("sqlite:///") :]
-    return "file://" + os.path.join(os.path.dirname(os.path.abspath(db_path)), "artifacts")
+    db_path = sqlite_path(tracking_uri)
+    return (
+        None if db_path is None else "file://" + os.path.join(os.path.dirname(db_path), "artifacts")
+    )
 
 
 def _active_experiment_id(experiment, name: str, tracking_uri: str) -> str:
