@@ -189,7 +189,7 @@ def _stage_source(config, env, args: argparse.Namespace):
         raise SubmitError(
             f"{config.source}: dataset.source: {source} is on this machine, which no Vertex "
             f"worker can read; submit without --no-upload-data to upload it under "
-            f"{env.pipeline_root}/data/, or set a gs:// or bq:// source"
+            f"{env.pipeline_root}/data/, or set a gs:// source"
         )
     uri = vertex.stage_data_source(source, env.pipeline_root)
     print(f"staged:    {source} -> {uri}", flush=True)

@@ -110,6 +110,13 @@ def _dataset(r: Reader, data: dict, base_dir: str) -> Dataset:
     field = "dataset"
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(Dataset)})
     source = r.get(data, "source", field, str)
+    if source.startswith("bq://"):
+        r.fail(
+            f"{field}.source",
+            "BigQuery sources are not supported yet: export the table to CSV or Parquet "
+            "(gs:// or local)",
+            line_of(data, "source"),
+        )
     if "://" not in source and not os.path.isabs(source):
         source = os.path.normpath(os.path.join(base_dir, source))
     columns = r.mapping(

@@ -338,3 +338,10 @@ def test_source_layout_options_are_read_and_round_trip():
     assert config.dataset.timestamp_format == "epoch_ms" and config.dataset.chunk_rows == 1000
     assert cfg.parse_config_text(cfg.dump_config(config)).dataset == config.dataset
     assert cfg.load_config(EXAMPLE).dataset.csv == cfg.Csv()  # defaults: comma, header row
+
+
+def test_a_bigquery_source_is_refused_with_a_clear_error():
+    data = _example()
+    data["dataset"]["source"] = "bq://project.dataset.table"
+    err = _error(data)
+    assert err.field == "dataset.source" and "BigQuery sources are not supported yet" in err.problem
