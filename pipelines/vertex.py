@@ -18,12 +18,11 @@ import time
 from typing import Any
 
 from components import COMPONENT_IMAGE, with_image
+from pipelines import SPEC_DIR as SPEC_DIR_NAME
 from pipelines.env import EnvConfig
 
 # pipeline_specs/ sits next to the package in a checkout (and in the component image).
-SPEC_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline_specs"
-)
+SPEC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), SPEC_DIR_NAME)
 CONSOLE_URL = (
     "https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{job_id}"
     "?project={project}"
