@@ -342,17 +342,17 @@ def load_env(path: str) -> EnvConfig:
     Raises:
         EnvError: The file cannot be read, is not YAML, or a field is invalid.
     """
-    import yaml
+    # The config files' strict reader: duplicate keys, encoding and syntax errors with lines.
+    from trainer import config_yaml
 
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = config_yaml.loads(config_yaml.decode(f.read()))
     except OSError as err:
         raise EnvError(path, "(file)", f"cannot read: {err.strerror}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise EnvError(path, "(file)", f"not valid YAML: {getattr(err, 'problem', err)}") from err
+    except config_yaml.YamlProblem as err:
+        at_line = f" (line {err.line})" if err.line else ""
+        raise EnvError(path, err.key or "(file)", f"{err.problem}{at_line}") from err
     return parse_env(data, path)
 
 

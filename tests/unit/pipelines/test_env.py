@@ -192,3 +192,12 @@ def test_service_accounts_including_the_compute_default(account):
     data = _example()
     data["service_account"] = account
     assert envmod.parse_env(data, "x.yaml").service_account == account
+
+
+def test_a_duplicate_key_in_an_env_file_is_an_error_naming_it(tmp_path):
+    from pipelines.env import EnvError, load_env
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("project: a-project-1\nproject: b-project-2\n", encoding="utf-8")
+    with pytest.raises(EnvError, match="duplicate key 'project'"):
+        load_env(str(path))
