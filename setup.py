@@ -29,6 +29,9 @@ DEV = [
     "ruff>=0.6",
     "psycopg2-binary>=2.9",
     "websocket-client>=1.8",
+    # BigQuery ingest's SQL is tested on DuckDB, transpiled from GoogleSQL by sqlglot.
+    "duckdb>=1.1",
+    "sqlglot>=25",
 ]
 
 setup(

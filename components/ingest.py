@@ -13,13 +13,15 @@ def ingest_data(config_yaml: str, examples: Output[Dataset], data_source: str = 
     Args:
         config_yaml: The experiment config (YAML text), validated before anything runs.
         examples: Output folder: raw TFRecords and Parquet per split, catalog, schema, stats.
-        data_source: Overrides the config's dataset.source (local path or gs:// URI).
+        data_source: Overrides the config's dataset.source (local path, gs:// or bq:// URI).
+            A bq:// source is cleaned, split and featurised in BigQuery, which exports the
+            splits to this step's output URI (a gs:// pipeline root).
     """
     from trainer import config as cfg
     from trainer import ingest
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
-    stats = ingest.run_ingest(config, examples.path, source=data_source)
+    stats = ingest.run_ingest(config, examples.path, source=data_source, output_uri=examples.uri)
     examples.metadata.update(
         {
             "rows_read": stats.rows_read,

@@ -12,11 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 from typing import Any
 
 from trainer import config_yaml, contract
 from trainer.config_schema import (  # the schema types are part of this module's API
+    BIGQUERY_PREFIX,
     EPOCH_FORMATS,
+    NATIVE_TIMESTAMP,
+    BigQuery,
     Cleaning,
     ConfigError,
     Csv,
@@ -110,13 +114,6 @@ def _dataset(r: Reader, data: dict, base_dir: str) -> Dataset:
     field = "dataset"
     data = r.mapping(data, field, {f.name for f in dataclasses.fields(Dataset)})
     source = r.get(data, "source", field, str)
-    if source.startswith("bq://"):
-        r.fail(
-            f"{field}.source",
-            "BigQuery sources are not supported yet: export the table to CSV or Parquet "
-            "(gs:// or local)",
-            line_of(data, "source"),
-        )
     if "://" not in source and not os.path.isabs(source):
         source = os.path.normpath(os.path.join(base_dir, source))
     columns = r.mapping(
@@ -133,19 +130,89 @@ def _dataset(r: Reader, data: dict, base_dir: str) -> Dataset:
         timestamp_format=_timestamp_format(r, data, field),
         csv=_csv(r, data.get("csv") or {}, f"{field}.csv"),
         chunk_rows=r.field(Dataset, data, "chunk_rows", field, int, minimum=0),
+        bigquery=_bigquery(r, data, source, field),
     )
 
 
 def _timestamp_format(r: Reader, data: dict, field: str) -> str:
     value = r.field(Dataset, data, "timestamp_format", field, str)
-    if value not in EPOCH_FORMATS and "%" not in value:
+    bigquery = str(data.get("source", "")).startswith(BIGQUERY_PREFIX)
+    if value == NATIVE_TIMESTAMP and not bigquery:
         r.fail(
             f"{field}.timestamp_format",
-            f"expected {' or '.join(EPOCH_FORMATS)} or a strftime format such as "
+            f"{NATIVE_TIMESTAMP!r} is for a BigQuery TIMESTAMP or DATETIME column; a file's "
+            f"timestamps need {' or '.join(EPOCH_FORMATS)} or a strftime format",
+            line_of(data, "timestamp_format"),
+        )
+    if value not in (*EPOCH_FORMATS, NATIVE_TIMESTAMP) and "%" not in value:
+        choices = [*EPOCH_FORMATS, *([NATIVE_TIMESTAMP] if bigquery else [])]
+        r.fail(
+            f"{field}.timestamp_format",
+            f"expected {' or '.join(choices)} or a strftime format such as "
             f"'%Y-%m-%d %H:%M:%S', got {value!r}",
             line_of(data, "timestamp_format"),
         )
     return value
+
+
+# bq://PROJECT or bq://PROJECT.DATASET.TABLE (BigQuery's own naming rules, simplified).
+_BQ_PROJECT = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
+_BQ_SOURCE = re.compile(
+    rf"^bq://({_BQ_PROJECT})(\.[A-Za-z0-9_]{{1,1024}}\.[A-Za-z0-9_$-]{{1,1024}})?$"
+)
+
+
+def _bigquery(r: Reader, data: dict, source: str, field: str) -> BigQuery:
+    """The ``bigquery`` section, and the bq:// source it goes with."""
+    section = r.mapping(
+        data.get("bigquery") or {},
+        f"{field}.bigquery",
+        {f.name for f in dataclasses.fields(BigQuery)},
+    )
+    query = r.field(BigQuery, section, "query", f"{field}.bigquery", str).strip()
+    order_column = r.field(BigQuery, section, "order_column", f"{field}.bigquery", str).strip()
+    if not source.startswith(BIGQUERY_PREFIX):
+        if query or order_column:
+            r.fail(
+                f"{field}.bigquery",
+                f"is for a BigQuery source (source: bq://...), the source is {source!r}",
+                line_of(data, "bigquery"),
+            )
+        return BigQuery()
+    match = _BQ_SOURCE.match(source)
+    if not match:
+        r.fail(
+            f"{field}.source",
+            f"expected bq://PROJECT.DATASET.TABLE (or bq://PROJECT with bigquery.query), "
+            f"got {source!r}",
+            line_of(data, "source"),
+        )
+    table = bool(match.group(2))
+    if table == bool(query):
+        r.fail(
+            f"{field}.bigquery.query" if query else f"{field}.source",
+            "a query runs in the project of source: bq://PROJECT, not against a table "
+            "(name the table in the query)"
+            if query
+            else "bq://PROJECT names no table: add bigquery.query (a SELECT) or use "
+            "bq://PROJECT.DATASET.TABLE",
+            line_of(section if query else data, "query" if query else "source"),
+        )
+    if query and not re.match(r"^(select|with)\b", query, re.IGNORECASE):
+        r.fail(
+            f"{field}.bigquery.query", f"expected a SELECT (or WITH ... SELECT), got {query[:40]!r}"
+        )
+    split = data.get("split") or {}
+    strategy = split.get("strategy", "strict_time") if isinstance(split, dict) else ""
+    if strategy != "strict_time":
+        r.fail(
+            f"{field}.split.strategy",
+            f"a BigQuery source splits by time only (strict_time), got {strategy!r}: "
+            "random and buyer_holdout draw from a hash computed in Python; export the table "
+            "to files for them",
+            line_of(split, "strategy") if isinstance(split, dict) else None,
+        )
+    return BigQuery(query=query, order_column=order_column)
 
 
 def _csv(r: Reader, data: dict, field: str) -> Csv:

@@ -56,6 +56,20 @@ class Csv:
 
 # Timestamps given as numbers since 1970-01-01 UTC rather than text (dataset.timestamp_format).
 EPOCH_FORMATS = {"epoch_s": "s", "epoch_ms": "ms"}
+# A BigQuery column that is a TIMESTAMP or DATETIME already (or a string BigQuery casts).
+NATIVE_TIMESTAMP = "native"
+BIGQUERY_PREFIX = "bq://"
+
+
+@dataclasses.dataclass(frozen=True)
+class BigQuery:
+    """A ``bq://`` source: a query instead of a table, and the order of tied rows."""
+
+    query: str = ""  # a SELECT run as the source (then source is bq://PROJECT, who runs it)
+    # A column ordering a buyer's rows of one moment (an invoice line number, an event id):
+    # ties in the history column follow it, as they follow the row order of a file. Without
+    # it they follow the product id (a table has no row order).
+    order_column: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +77,8 @@ class Dataset:
     """Where the interactions come from and how to read them."""
 
     name: str
-    source: str  # a file, a glob (* or ?) of files, local or gs://; .gz is decompressed
+    source: str  # a file, a glob (* or ?) of files, local or gs://; .gz is decompressed;
+    # or bq://PROJECT.DATASET.TABLE (ingest then runs in BigQuery, trainer/ingest_bigquery.py)
     columns: dict[str, str]
     cleaning: Cleaning
     split: Split
@@ -72,6 +87,12 @@ class Dataset:
     # Rows read at a time; ingest's memory is bounded by one chunk plus the largest buyer
     # partition. 0 reads the whole source at once (the in-memory path).
     chunk_rows: int = 200_000
+    bigquery: BigQuery = BigQuery()
+
+    @property
+    def is_bigquery(self) -> bool:
+        """Whether ingest reads BigQuery (a table or a query) rather than files."""
+        return self.source.startswith(BIGQUERY_PREFIX)
 
 
 @dataclasses.dataclass(frozen=True)

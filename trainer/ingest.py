@@ -203,7 +203,11 @@ def write_schema(path: str) -> None:
 
 
 def run_ingest(
-    config: cfg.ExperimentConfig, output_dir: str, source: str = "", partitions: int = 0
+    config: cfg.ExperimentConfig,
+    output_dir: str,
+    source: str = "",
+    partitions: int = 0,
+    output_uri: str = "",
 ) -> IngestStats:
     """Reads, cleans and splits the dataset of an experiment; writes the ingest folder.
 
@@ -216,6 +220,8 @@ def run_ingest(
         output_dir: Folder to write (created if missing).
         source: Overrides ``config.dataset.source`` when not empty.
         partitions: Buyer partitions of the chunked path; 0 sizes them from the source.
+        output_uri: ``output_dir`` as a URI (a KFP artifact's ``.uri``): where BigQuery
+            exports a ``bq://`` source's splits (trainer/ingest_bigquery.py).
 
     Returns:
         The counts written to stats.json.
@@ -225,6 +231,12 @@ def run_ingest(
         IngestError: (a ConfigError) most timestamps or numbers do not parse, nothing is
             left after cleaning, or a split has no rows or nothing train knows.
     """
+    if source.startswith(cfg.BIGQUERY_PREFIX):
+        config = dataclasses.replace(
+            config, dataset=dataclasses.replace(config.dataset, source=source)
+        )
+    if config.dataset.is_bigquery:
+        return _run_bigquery(config, output_dir, output_uri or output_dir)
     dataset = config.dataset
     path = source or dataset.source
     preflight.check_source(config, source)
@@ -265,6 +277,20 @@ def run_ingest(
         stats.rows,
     )
     return stats
+
+
+def _run_bigquery(config: cfg.ExperimentConfig, output_dir: str, output_uri: str) -> IngestStats:
+    from trainer import ingest_bigquery
+
+    if not output_uri.startswith("gs://"):
+        raise IngestError(
+            config.dataset.source,
+            "dataset.source",
+            f"BigQuery exports the splits to Cloud Storage, and this step's output is "
+            f"{output_uri!r}: run the pipeline with a gs:// pipeline root (Vertex, or "
+            "--pipeline-root gs://...), or export the table to files",
+        )
+    return ingest_bigquery.run_bigquery_ingest(config, output_dir, output_uri)
 
 
 def _log_progress(done: int, total: int, rows: dict) -> None:

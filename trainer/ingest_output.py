@@ -11,6 +11,7 @@ the source. With one partition held in memory this is the whole-source path.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -116,11 +117,7 @@ class SplitOutputs:
         self.products: dict[str, set] = {name: set() for name in contract.SPLITS}
         self.times: dict[str, list[int]] = {}
         self._train_rows: list[pd.DataFrame] = []
-        self._parquet: dict[str, pq.ParquetWriter] = {}
-        self._records = {
-            name: tf.io.TFRecordWriter(layout.split_path(output_dir, name, "tfrecord"), "GZIP")
-            for name in contract.SPLITS
-        }
+        self._files = {name: SplitFiles(output_dir, name) for name in contract.SPLITS}
 
     def add(self, parts: dict[str, pd.DataFrame]) -> None:
         """Writes one partition's splits (every row of its buyers) and counts them."""
@@ -149,49 +146,27 @@ class SplitOutputs:
         )
 
     def _write(self, name: str, part: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(part, preserve_index=False)
-        if name not in self._parquet:
-            self._parquet[name] = pq.ParquetWriter(
-                layout.split_path(self.output_dir, name), table.schema
-            )
-        self._parquet[name].write_table(table.cast(self._parquet[name].schema))
-        write_examples(self._records[name], part)
+        self._files[name].write(part)
 
     def close(self) -> None:
         """Flushes every writer; a split without rows gets no Parquet file."""
-        for writer in [*self._parquet.values(), *self._records.values()]:
-            writer.close()
+        for files in self._files.values():
+            files.close()
 
     def check(self, source: str) -> None:
-        """Each split has rows, and buyers and products that train knows.
-
-        Raises:
-            IngestError: naming the split, what it holds by the config, and the counts.
-        """
+        """Each split has rows, and buyers and products that train knows (``check_splits``)."""
         train_products = self.products["train"]
-        # buyer_holdout keeps eval and test buyers out of train by design (cold start).
-        need_buyers = self.rule.strategy != "buyer_holdout"
-        for name in contract.SPLITS:
-            known_products = len(self.products[name] & train_products)
-            if self.rows[name] and known_products and (self.known_buyers[name] or not need_buyers):
-                continue
-            counts = ", ".join(
-                f"{n}: {self.rows[n]} rows, {self.buyers[n]} buyers, {len(self.products[n])} "
-                f"products"
-                for n in contract.SPLITS
+        counts = {
+            name: SplitCounts(
+                rows=self.rows[name],
+                buyers=self.buyers[name],
+                products=len(self.products[name]),
+                known_buyers=self.known_buyers[name],
+                known_products=len(self.products[name] & train_products),
             )
-            problem = (
-                "has no rows"
-                if not self.rows[name]
-                else f"has no buyer or product seen in train ({self.known_buyers[name]} known "
-                f"buyers, {known_products} known products)"
-            )
-            raise IngestError(
-                source,
-                "dataset.split",
-                f"the {name} split ({split_range(self.rule, name)}) {problem}; "
-                f"counts after cleaning: {counts}",
-            )
+            for name in contract.SPLITS
+        }
+        check_splits(source, self.rule, counts)
 
     def catalog(self) -> pd.DataFrame:
         """The catalog of every train row written (by product partition when spilled)."""
@@ -199,6 +174,75 @@ class SplitOutputs:
             return build_catalog(pd.concat(self._train_rows, ignore_index=True))
         parts = [build_catalog(p) for p in self.catalog_spill]
         return pd.concat(parts).sort_values(contract.PRODUCT_ID).reset_index(drop=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitCounts:
+    """What a split holds after cleaning, and how much of it train knows."""
+
+    rows: int = 0
+    buyers: int = 0
+    products: int = 0
+    known_buyers: int = 0
+    known_products: int = 0
+
+
+def check_splits(source: str, rule: cfg.Split, counts: dict[str, SplitCounts]) -> None:
+    """Each split has rows, and buyers and products that train knows.
+
+    Raises:
+        IngestError: naming the split, what it holds by the config, and the counts.
+    """
+    # buyer_holdout keeps eval and test buyers out of train by design (cold start).
+    need_buyers = rule.strategy != "buyer_holdout"
+    for name in contract.SPLITS:
+        split = counts.get(name, SplitCounts())
+        if split.rows and split.known_products and (split.known_buyers or not need_buyers):
+            continue
+        listed = ", ".join(
+            f"{n}: {counts.get(n, SplitCounts()).rows} rows, "
+            f"{counts.get(n, SplitCounts()).buyers} buyers, "
+            f"{counts.get(n, SplitCounts()).products} products"
+            for n in contract.SPLITS
+        )
+        problem = (
+            "has no rows"
+            if not split.rows
+            else f"has no buyer or product seen in train ({split.known_buyers} known "
+            f"buyers, {split.known_products} known products)"
+        )
+        raise IngestError(
+            source,
+            "dataset.split",
+            f"the {name} split ({split_range(rule, name)}) {problem}; "
+            f"counts after cleaning: {listed}",
+        )
+
+
+class SplitFiles:
+    """One split's Parquet file and gzip'd TFRecords, written frame by frame."""
+
+    def __init__(self, output_dir: str, name: str):
+        self.output_dir, self.name = output_dir, name
+        self._parquet: pq.ParquetWriter | None = None
+        self._records = tf.io.TFRecordWriter(
+            layout.split_path(output_dir, name, "tfrecord"), "GZIP"
+        )
+
+    def write(self, part: pd.DataFrame) -> None:
+        """Appends rows (the split's columns, typed as the raw feature spec)."""
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        if self._parquet is None:
+            path = layout.split_path(self.output_dir, self.name)
+            self._parquet = pq.ParquetWriter(path, table.schema)
+        self._parquet.write_table(table.cast(self._parquet.schema))
+        write_examples(self._records, part)
+
+    def close(self) -> None:
+        """Flushes both files; without rows no Parquet file is written."""
+        if self._parquet is not None:
+            self._parquet.close()
+        self._records.close()
 
 
 def split_range(rule: cfg.Split, name: str) -> str:

@@ -10,6 +10,7 @@ whole source, which orders ties and seeds the random split the same way in every
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import logging
@@ -74,22 +75,36 @@ class ParseCheck:
         if len(samples) < 2:
             samples += [str(v) for v in raw[bad].unique()[: 2 - len(samples)]]
 
-    def check(self) -> None:
-        """Raises IngestError for the first column where most values failed to parse."""
+    def add_counts(self, name: str, seen: int, failed: int) -> None:
+        """Counts a column checked elsewhere (BigQuery): values seen and values that failed."""
+        self.seen[name] = self.seen.get(name, 0) + seen
+        self.failed[name] = self.failed.get(name, 0) + failed
+        self.samples.setdefault(name, [])
+
+    def first_failing(self) -> str | None:
+        """The first column where most values failed to parse, or None."""
         for name, seen in self.seen.items():
             if seen and self.failed[name] > self.MOSTLY * seen:
-                column = self.dataset.columns[name]
-                if name == contract.TIMESTAMP:
-                    field = "dataset.timestamp_format"
-                    expected = f"timestamps in the format {self.dataset.timestamp_format!r}"
-                else:
-                    field, expected = f"dataset.columns.{name}", "numbers"
-                raise IngestError(
-                    self.source,
-                    field,
-                    f"{self.failed[name]} of {seen} values of column {column!r} do not parse "
-                    f"(e.g. {', '.join(map(repr, self.samples[name]))}); expected {expected}",
-                )
+                return name
+        return None
+
+    def check(self) -> None:
+        """Raises IngestError for the first column where most values failed to parse."""
+        name = self.first_failing()
+        if name is None:
+            return
+        column = self.dataset.columns[name]
+        if name == contract.TIMESTAMP:
+            field = "dataset.timestamp_format"
+            expected = f"timestamps in the format {self.dataset.timestamp_format!r}"
+        else:
+            field, expected = f"dataset.columns.{name}", "numbers"
+        raise IngestError(
+            self.source,
+            field,
+            f"{self.failed[name]} of {self.seen[name]} values of column {column!r} do not parse "
+            f"(e.g. {', '.join(map(repr, self.samples[name]))}); expected {expected}",
+        )
 
 
 def is_remote(path: str) -> bool:
@@ -119,6 +134,51 @@ def open_binary(path: str):
     return gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
 
 
+class _SeekableGFile:
+    """A tf.io.gfile file as pyarrow's PythonFile wants it (GFile has no ``closed``)."""
+
+    def __init__(self, f):
+        self._f, self.closed = f, False
+
+    def read(self, size: int = -1) -> bytes:
+        return self._f.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._f.close()
+
+
+@contextlib.contextmanager
+def open_parquet(path: str):
+    """A ``pyarrow.parquet.ParquetFile`` on a local or remote (gs://, ...) file, read in place."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            yield pq.ParquetFile(f)
+        return
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        yield pq.ParquetFile(pa.PythonFile(_SeekableGFile(f), mode="r"))
+
+
 def csv_options(dataset: cfg.Dataset) -> dict:
     """``pandas.read_csv`` arguments for the dataset's CSV layout (every value as a string)."""
     options = {
@@ -143,10 +203,7 @@ def _name_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _raw_chunks(dataset: cfg.Dataset, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     if path.endswith(PARQUET_SUFFIXES):
-        import pyarrow.parquet as pq
-
-        with open_binary(path) as f:
-            reader = pq.ParquetFile(f)
+        with open_parquet(path) as reader:
             for batch in reader.iter_batches(batch_size=chunk_rows):
                 frame = batch.to_pandas()
                 yield frame.astype({c: "string" for c in frame.columns})

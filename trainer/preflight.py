@@ -14,7 +14,7 @@ import os
 from trainer import config as cfg
 
 # Sources checked where the data is read (a worker with credentials), not on the submitter.
-REMOTE_PREFIXES = ("gs://",)
+REMOTE_PREFIXES = ("gs://", "bq://")  # checked by the step that reads them
 _HEAD_BYTES = 1 << 16
 HEAD_ROWS = 100  # rows whose timestamps are checked before anything runs
 

@@ -1,5 +1,6 @@
 """Config validation: good files load, bad ones name the file, the field and the expectation."""
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -340,8 +341,63 @@ def test_source_layout_options_are_read_and_round_trip():
     assert cfg.load_config(EXAMPLE).dataset.csv == cfg.Csv()  # defaults: comma, header row
 
 
-def test_a_bigquery_source_is_refused_with_a_clear_error():
+def _bigquery(source="bq://my-project.retail.orders", **bigquery) -> dict:
     data = _example()
-    data["dataset"]["source"] = "bq://project.dataset.table"
+    data["dataset"]["source"] = source
+    if bigquery:
+        data["dataset"]["bigquery"] = bigquery
+    return data
+
+
+def test_a_bigquery_table_or_query_is_a_source():
+    table = cfg.parse_config_text(yaml.safe_dump(_bigquery()), source="x.yaml")
+    assert table.dataset.is_bigquery and table.dataset.source == "bq://my-project.retail.orders"
+    assert table.dataset.bigquery == cfg.BigQuery()
+    query = "SELECT * FROM `other-project.sales.lines` WHERE region = 'EU'"
+    data = _bigquery("bq://my-project", query=query, order_column="line_no")
+    data["dataset"]["timestamp_format"] = "native"
+    config = cfg.parse_config_text(yaml.safe_dump(data), source="x.yaml")
+    assert config.dataset.bigquery == cfg.BigQuery(query=query, order_column="line_no")
+    assert config.dataset.timestamp_format == "native"
+    assert cfg.parse_config_text(cfg.dump_config(config), source="dump") == dataclasses.replace(
+        config, source="dump"
+    )
+
+
+@pytest.mark.parametrize(
+    "data, field, expected",
+    [
+        (_bigquery("bq://my-project.orders"), "dataset.source", "bq://PROJECT.DATASET.TABLE"),
+        (_bigquery("bq://My_Project.a.b"), "dataset.source", "bq://PROJECT.DATASET.TABLE"),
+        (_bigquery("bq://my-project"), "dataset.source", "add bigquery.query"),
+        (
+            _bigquery(query="SELECT 1"),
+            "dataset.bigquery.query",
+            "runs in the project of source: bq://PROJECT",
+        ),
+        (
+            _bigquery("bq://my-project", query="DELETE FROM x WHERE TRUE"),
+            "dataset.bigquery.query",
+            "expected a SELECT",
+        ),
+        (_bigquery(colour="red"), "dataset.bigquery.colour", "unknown field"),
+    ],
+)
+def test_a_bad_bigquery_source_names_the_field(data, field, expected):
     err = _error(data)
-    assert err.field == "dataset.source" and "BigQuery sources are not supported yet" in err.problem
+    assert err.field == field and expected in err.problem, err
+
+
+def test_bigquery_options_on_a_file_source_and_other_splits_are_refused():
+    data = _example()
+    data["dataset"]["bigquery"] = {"order_column": "line"}
+    err = _error(data)
+    assert err.field == "dataset.bigquery" and "bq://" in err.problem
+    data = _example()
+    data["dataset"]["timestamp_format"] = "native"
+    err = _error(data)
+    assert err.field == "dataset.timestamp_format" and "BigQuery" in err.problem
+    data = _bigquery()
+    data["dataset"]["split"] = {"strategy": "buyer_holdout"}
+    err = _error(data)
+    assert err.field == "dataset.split.strategy" and "strict_time" in err.problem
