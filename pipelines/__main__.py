@@ -182,7 +182,7 @@ def _stage_source(config, env, args: argparse.Namespace):
     from trainer import preflight
 
     source = config.dataset.source
-    if source.startswith(preflight.REMOTE_PREFIXES):
+    if source.startswith(preflight.CLOUD_PREFIXES):
         return config, ""
     preflight.check_source(config)
     if args.no_upload_data:

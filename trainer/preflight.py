@@ -13,8 +13,8 @@ import os
 
 from trainer import config as cfg
 
-# Sources checked where the data is read (a worker with credentials), not on the submitter.
-REMOTE_PREFIXES = ("gs://", "bq://")  # checked by the step that reads them
+# Sources a Vertex worker reads in place (a local file is uploaded by `pipelines submit`).
+CLOUD_PREFIXES = ("gs://", "bq://")
 _HEAD_BYTES = 1 << 16
 HEAD_ROWS = 100  # rows whose timestamps are checked before anything runs
 
@@ -112,8 +112,8 @@ def check_source(config: cfg.ExperimentConfig, source: str = "") -> None:
     from trainer import ingest_source
 
     path = source or config.dataset.source
-    if path.startswith(REMOTE_PREFIXES):
-        return
+    if ingest_source.is_remote(path):
+        return  # gs://, bq://, ...: checked where it is read (a worker with credentials)
     files = ingest_source.source_files(path)
     if not files:
         _fail(config, "dataset.source", f"no file matches {path}")

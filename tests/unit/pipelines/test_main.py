@@ -136,6 +136,21 @@ def test_submit_sweep_sends_the_packaged_spec_staged_data_and_the_env(offline, f
     ) in out
 
 
+def test_submit_with_a_bigquery_source_sends_it_as_is_and_uploads_nothing(offline, files):
+    config = files["config"].replace("experiment.yaml", "bq.yaml")
+    text = TINY_CONFIG.format(source="bq://my-gcp-project.shop.orders")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(text)
+    assert main(["submit", "--env", files["cpu"], "--config", config]) == 0
+    params = _body(offline)["pipelineJob"]["runtimeConfig"]["parameterValues"]
+    assert params.get("data_source", "") == ""  # the config names the table itself
+    assert (
+        yaml.safe_load(params["config_yaml"])["dataset"]["source"]
+        == "bq://my-gcp-project.shop.orders"
+    )
+    assert not FakeStorageClient.instances or not FakeStorageClient.instances[0].objects
+
+
 def test_submit_with_a_gpu_env_sends_the_custom_job_variant(offline, files):
     argv = ["submit", "--env", files["gpu"], "--config", files["config"]]
     assert main([*argv, "--pipeline", "training", "--feature-config", "ids"]) == 0

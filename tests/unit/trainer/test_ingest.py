@@ -234,6 +234,9 @@ def test_source_layouts_give_the_same_examples(config, tiny_dataset, tmp_path):
     _assert_same(
         base, _outputs_of(_with(config, source=str(tmp_path / "rows.parquet")), tmp_path / "pq")
     )
+    # Parquet at a URI: read in place through tf.io.gfile, as on gs://.
+    uri = f"file://{tmp_path / 'rows.parquet'}"
+    _assert_same(base, _outputs_of(_with(config, source=uri), tmp_path / "pq-uri"))
 
 
 def test_a_glob_that_matches_nothing_names_the_pattern(config, tmp_path):

@@ -1,0 +1,149 @@
+"""BigQuery ingest on small data: the SQL (run on DuckDB) against the file path, and its errors."""
+
+import dataclasses
+
+import duckdb
+import pandas as pd
+import pytest
+import sqlglot
+
+from tests.conftest import TINY_CONFIG, write_tiny_retail_csv
+from tests.unit.trainer.bigquery_duckdb import DuckDBBigQuery
+from trainer import bigquery_sql, contract, ingest, ingest_bigquery, ingest_source, layout
+from trainer import config as cfg
+
+TABLE = "my-project.shop.orders"
+
+
+def _setup(tmp_path, rows: pd.DataFrame | None = None, **dataset_changes):
+    """(file config, bq config, fake client) over the tiny CSV (or ``rows``) as a table."""
+    source = tmp_path / "tiny.csv.gz"
+    write_tiny_retail_csv(source)
+    config = cfg.parse_config_text(TINY_CONFIG.format(source=source))
+    if rows is None:
+        rows = ingest_source.read_source(config.dataset)
+        rows = rows.rename(columns=config.dataset.columns).rename(columns={"_row": "line"})
+    connection = duckdb.connect()
+    connection.register("rows_frame", rows)
+    connection.execute("CREATE TABLE orders AS SELECT * FROM rows_frame")
+    dataset = dataclasses.replace(
+        config.dataset,
+        source=f"bq://{TABLE}",
+        bigquery=cfg.BigQuery(order_column="line"),
+        **dataset_changes,
+    )
+    bq_config = dataclasses.replace(config, dataset=dataset)
+    return config, bq_config, DuckDBBigQuery(connection, {TABLE: "orders"})
+
+
+def _read(folder) -> dict:
+    out = {n: pd.read_parquet(layout.split_path(str(folder), n)) for n in contract.SPLITS}
+    out = {n: f.sort_values(list(f.columns)).reset_index(drop=True) for n, f in out.items()}
+    out["catalog"] = pd.read_parquet(layout.catalog_path(str(folder)))
+    return out
+
+
+def test_bigquery_path_gives_the_file_paths_rows_counts_and_drops(tmp_path):
+    config, bq_config, client = _setup(tmp_path)
+    file_stats = ingest.run_ingest(config, str(tmp_path / "files"))
+    out = str(tmp_path / "bq")
+    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
+    files, bigquery = _read(tmp_path / "files"), _read(out)
+    for name in (*contract.SPLITS, "catalog"):
+        pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
+    # The tiny data has bad rows of each kind: counted the same, under the same reasons.
+    assert stats.rows_dropped == file_stats.rows_dropped
+    assert stats.rows_dropped["missing_buyer_id"] == 3 and stats.rows_dropped["cancelled"] == 1
+    assert dataclasses.replace(stats, source="") == dataclasses.replace(file_stats, source="")
+    # Histories are point in time: every buyer's first moment has none.
+    train = bigquery["train"]
+    first = train.groupby(contract.BUYER_ID)[contract.TIMESTAMP].transform("min")
+    assert (train.loc[train[contract.TIMESTAMP] == first, contract.HISTORY] == "").all()
+
+
+def test_epoch_milliseconds_parse_as_in_the_file_path(tmp_path):
+    config, _, _ = _setup(tmp_path)
+    rows = ingest_source.read_source(config.dataset)
+    stamps = pd.to_datetime(rows[contract.TIMESTAMP], errors="coerce")
+    millis = ((stamps - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)).astype("Int64")
+    millis = millis.astype(str).where(stamps.notna(), "soon")
+    rows = rows.assign(**{contract.TIMESTAMP: millis})
+    # The same rows with epoch milliseconds: a CSV for the file path, a table for BigQuery.
+    csv = tmp_path / "millis.csv"
+    rows.rename(columns=config.dataset.columns).drop(columns="_row").to_csv(csv, index=False)
+    table = rows.rename(columns=config.dataset.columns).rename(columns={"_row": "line"})
+    config, bq_config, client = _setup(tmp_path, rows=table, timestamp_format="epoch_ms")
+    files_config = dataclasses.replace(
+        config,
+        dataset=dataclasses.replace(config.dataset, source=str(csv), timestamp_format="epoch_ms"),
+    )
+    file_stats = ingest.run_ingest(files_config, str(tmp_path / "files"))
+    out = str(tmp_path / "bq")
+    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
+    assert stats.rows == file_stats.rows and stats.rows_dropped == file_stats.rows_dropped
+    files, bigquery = _read(tmp_path / "files"), _read(out)
+    for name in contract.SPLITS:
+        pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
+
+
+def test_mostly_unparsable_timestamps_stop_before_any_heavy_query(tmp_path):
+    _, bq_config, client = _setup(tmp_path)
+    bad = dataclasses.replace(bq_config.dataset, timestamp_format="%d/%m/%Y %H:%M")
+    out = str(tmp_path / "bq")
+    with pytest.raises(ingest.IngestError) as err:
+        ingest_bigquery.run_bigquery_ingest(
+            dataclasses.replace(bq_config, dataset=bad), out, out, client=client
+        )
+    message = str(err.value)
+    assert "dataset.timestamp_format" in message and "'%d/%m/%Y %H:%M'" in message
+    assert "'InvoiceDate'" in message and "2011-" in message  # a sample of the values
+    assert len(client.statements) == 2  # the checks and the samples, nothing else
+
+
+def test_an_empty_split_names_it_and_exports_nothing(tmp_path):
+    _, bq_config, client = _setup(tmp_path)
+    split = dataclasses.replace(
+        bq_config.dataset.split,
+        train_end=pd.Timestamp("2012-01-01").date(),
+        eval_end=pd.Timestamp("2012-02-01").date(),
+    )
+    config = dataclasses.replace(
+        bq_config, dataset=dataclasses.replace(bq_config.dataset, split=split)
+    )
+    out = tmp_path / "bq"
+    with pytest.raises(ingest.IngestError, match=r"the eval split \(from 2012-01-01 .*has no rows"):
+        ingest_bigquery.run_bigquery_ingest(config, str(out), str(out), client=client)
+    assert not any(s.startswith("EXPORT DATA") for s in client.statements)
+    assert not out.exists()
+
+
+def test_a_bigquery_source_needs_a_cloud_storage_output(tmp_path):
+    _, bq_config, _ = _setup(tmp_path)
+    with pytest.raises(ingest.IngestError, match=r"gs:// pipeline root"):
+        ingest.run_ingest(bq_config, str(tmp_path / "out"))
+
+
+def test_names_and_values_from_the_config_are_quoted_in_the_sql():
+    assert bigquery_sql.quote_name("a`b") == "`a\\`b`"
+    assert bigquery_sql.quote_string("it's") == "'it\\'s'"
+    config = cfg.parse_config_text(TINY_CONFIG.format(source="x.csv"))
+    columns = {**config.dataset.columns, contract.DESCRIPTION: "Desc`ription"}
+    cleaning = dataclasses.replace(config.dataset.cleaning, drop_transaction_prefixes=("C'",))
+    dataset = dataclasses.replace(
+        config.dataset,
+        source=f"bq://{TABLE}",
+        columns=columns,
+        cleaning=cleaning,
+        timestamp_format="%Y-%m-%d'%H",
+    )
+    sql = bigquery_sql.IngestSql(dataset, 50)
+    for statement in (
+        sql.checks(),
+        sql.prepare(),
+        sql.catalog("p.d.t"),
+        sql.export("p.d.t", "train", "gs://b/x-*.parquet"),
+    ):
+        tree = sqlglot.parse_one(statement, read="bigquery")  # parses: nothing escaped out
+        assert tree is not None
+    assert "`Desc\\`ription`" in sql.prepare() and "'C\\''" in sql.checks()
+    assert "'%Y-%m-%d\\'%H'" in sql.prepare()
