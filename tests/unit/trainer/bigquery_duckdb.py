@@ -17,7 +17,6 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-
 _TABLE_NUMBERS = itertools.count(1)
 
 
