@@ -19,6 +19,7 @@ TRAINER = [
     "apache-beam[gcp]==2.77.0",
     "pandas>=2.2",
     "google-cloud-storage>=2.18",
+    "google-cloud-bigquery>=3.20",  # bq:// sources (trainer/ingest_bigquery.py)
 ] + REPORTING
 # The component image installs this too: CUDA / cuDNN / NCCL wheels that TensorFlow loads on a
 # GPU machine (versions pinned in constraints.txt, checked by a resolver dry run in tests).
