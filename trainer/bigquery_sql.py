@@ -219,12 +219,21 @@ class IngestSql:
         return "SELECT\n    " + ",\n    ".join(fields) + "\n  FROM labelled\n  WHERE _drop IS NULL"
 
     def _split_case(self) -> str:
-        rule = self.dataset.split
-        train_end, eval_end = epoch_seconds(rule.train_end), epoch_seconds(rule.eval_end)
-        ts = contract.TIMESTAMP
+        rule, ts = self.dataset.split, contract.TIMESTAMP
+        if rule.strategy == "strict_time":
+            train_end, eval_end = epoch_seconds(rule.train_end), epoch_seconds(rule.eval_end)
+            return (
+                f"CASE WHEN r.{ts} < {train_end} THEN 'train' "
+                f"WHEN r.{ts} < {eval_end} THEN 'eval' ELSE 'test' END"
+            )
+        # buyer_holdout: trainer/ingest.py uniform_draws, the first 52 bits of MD5(key:seed).
+        test_cut = 1.0 - rule.test_fraction
+        eval_cut = test_cut - rule.eval_fraction
+        digest = f"TO_HEX(MD5(CONCAT(r.{contract.BUYER_ID}, {quote_string(f':{rule.seed}')})))"
+        draw = f"CAST(CONCAT('0x', SUBSTR({digest}, 1, 13)) AS INT64) / {float(1 << 52)!r}"
         return (
-            f"CASE WHEN r.{ts} < {train_end} THEN 'train' "
-            f"WHEN r.{ts} < {eval_end} THEN 'eval' ELSE 'test' END"
+            f"CASE WHEN {draw} < {eval_cut!r} THEN 'train' "
+            f"WHEN {draw} < {test_cut!r} THEN 'eval' ELSE 'test' END"
         )
 
     def prepare(self) -> str:

@@ -204,12 +204,11 @@ def _bigquery(r: Reader, data: dict, source: str, field: str) -> BigQuery:
         )
     split = data.get("split") or {}
     strategy = split.get("strategy", "strict_time") if isinstance(split, dict) else ""
-    if strategy != "strict_time":
+    if strategy == "random":
         r.fail(
             f"{field}.split.strategy",
-            f"a BigQuery source splits by time only (strict_time), got {strategy!r}: "
-            "random and buyer_holdout draw from a hash computed in Python; export the table "
-            "to files for them",
+            "a BigQuery source splits by time (strict_time) or by buyer (buyer_holdout): "
+            "random draws per row of a file, and a table has no row order",
             line_of(split, "strategy") if isinstance(split, dict) else None,
         )
     return BigQuery(query=query, order_column=order_column)

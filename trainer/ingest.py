@@ -12,6 +12,7 @@ Output folder layout (the contract every later step reads; paths in trainer/layo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -149,15 +150,17 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def uniform_draws(keys: pd.Series, seed: int) -> np.ndarray:
     """A uniform [0, 1) number per key, fixed by (key, seed): the same in every ingest path.
 
-    Keys are hashed (strings with pandas' stable hash), mixed with the seed by splitmix64.
+    The first 52 bits of MD5("<key>:<seed>"), a hash BigQuery computes too
+    (trainer/bigquery_sql.py ``draw``), so a buyer lands in the same split whichever reads it.
     """
-    hashed = pd.util.hash_array(keys.to_numpy()).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        z = hashed + np.uint64(seed % 2**63) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    codes, uniques = pd.factorize(keys)
+    suffix = f":{seed}".encode()
+    draws = np.fromiter(
+        (int(hashlib.md5(str(k).encode() + suffix).hexdigest()[:13], 16) for k in uniques),
+        dtype=np.float64,
+        count=len(uniques),
+    )
+    return draws[codes] / float(1 << 52)
 
 
 def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:

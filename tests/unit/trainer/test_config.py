@@ -398,6 +398,6 @@ def test_bigquery_options_on_a_file_source_and_other_splits_are_refused():
     err = _error(data)
     assert err.field == "dataset.timestamp_format" and "BigQuery" in err.problem
     data = _bigquery()
-    data["dataset"]["split"] = {"strategy": "buyer_holdout"}
+    data["dataset"]["split"] = {"strategy": "random"}
     err = _error(data)
-    assert err.field == "dataset.split.strategy" and "strict_time" in err.problem
+    assert err.field == "dataset.split.strategy" and "buyer_holdout" in err.problem

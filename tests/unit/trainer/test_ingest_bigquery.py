@@ -147,3 +147,21 @@ def test_names_and_values_from_the_config_are_quoted_in_the_sql():
         assert tree is not None
     assert "`Desc\\`ription`" in sql.prepare() and "'C\\''" in sql.checks()
     assert "'%Y-%m-%d\\'%H'" in sql.prepare()
+
+
+def test_buyer_holdout_puts_each_buyer_where_the_file_path_does(tmp_path):
+    config, bq_config, client = _setup(tmp_path)
+    rule = cfg.Split(strategy="buyer_holdout", eval_fraction=0.2, test_fraction=0.2, seed=3)
+    config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, split=rule))
+    bq_config = dataclasses.replace(
+        bq_config, dataset=dataclasses.replace(bq_config.dataset, split=rule)
+    )
+    file_stats = ingest.run_ingest(config, str(tmp_path / "files"))
+    out = str(tmp_path / "bq")
+    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
+    files, bigquery = _read(tmp_path / "files"), _read(out)
+    for name in (*contract.SPLITS, "catalog"):
+        pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
+    assert stats.buyers == file_stats.buyers and min(stats.buyers.values()) > 0
+    buyers = {n: set(bigquery[n][contract.BUYER_ID]) for n in contract.SPLITS}
+    assert not buyers["train"] & buyers["eval"] and not buyers["eval"] & buyers["test"]
