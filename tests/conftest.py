@@ -14,6 +14,21 @@ def tracking_uri(tmp_path):
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
+def read_ingest_outputs(folder) -> dict:
+    """Every output of an ingest folder, rows in a canonical order (for comparisons)."""
+    import pandas as pd
+
+    from trainer import contract, ingest, layout
+
+    out = {}
+    for name in contract.SPLITS:
+        frame = pd.read_parquet(layout.split_path(str(folder), name))
+        out[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    out["catalog"] = pd.read_parquet(layout.catalog_path(str(folder)))
+    out["stats"] = {k: v for k, v in ingest.load_stats(str(folder)).items() if k != "source"}
+    return out
+
+
 def write_tiny_retail_csv(path, buyers: int = 40, products: int = 30, seed: int = 7) -> dict:
     """Writes a small CSV in the Online Retail layout, with a few bad rows of each kind.
 

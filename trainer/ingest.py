@@ -272,14 +272,20 @@ def run_ingest(
     write_schema(layout.schema_path(output_dir))
     with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(stats), f, indent=2)
+    log_summary(stats)
+    return stats
+
+
+def log_summary(stats: IngestStats, where: str = "") -> None:
+    """The one line ingest ends with: rows read, kept, dropped per reason, rows per split."""
     log.info(
-        "ingest: read %d rows, kept %d, dropped %s; rows per split %s",
+        "ingest%s: read %d rows, kept %d, dropped %s; rows per split %s",
+        where,
         stats.rows_read,
         stats.rows_kept,
         stats.rows_dropped,
         stats.rows,
     )
-    return stats
 
 
 def _run_bigquery(config: cfg.ExperimentConfig, output_dir: str, output_uri: str) -> IngestStats:

@@ -89,7 +89,7 @@ def run_bigquery_ingest(
         IngestError: most values of a column do not parse, nothing is left after cleaning,
             or a split has no rows or nothing train knows.
     """
-    from trainer.ingest import IngestStats, no_rows_error, write_schema
+    from trainer.ingest import IngestStats, log_summary, no_rows_error, write_schema
 
     dataset = config.dataset
     source = dataset.source + (f" ({dataset.bigquery.query})" if dataset.bigquery.query else "")
@@ -125,13 +125,7 @@ def run_bigquery_ingest(
     write_schema(layout.schema_path(output_dir))
     with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(stats), f, indent=2)
-    log.info(
-        "ingest (BigQuery): read %d rows, kept %d, dropped %s; rows per split %s",
-        stats.rows_read,
-        stats.rows_kept,
-        stats.rows_dropped,
-        stats.rows,
-    )
+    log_summary(stats, " (BigQuery)")
     return stats
 
 

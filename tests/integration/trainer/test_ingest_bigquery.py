@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tests.conftest import read_ingest_outputs
 from tests.unit.trainer.bigquery_duckdb import DuckDBBigQuery
 from trainer import config as cfg
 from trainer import contract, ingest, ingest_bigquery, ingest_source, layout
@@ -62,16 +63,6 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame, name: str) -> float:
     return error
 
 
-def _outputs(folder) -> dict:
-    out = {}
-    for name in contract.SPLITS:
-        frame = pd.read_parquet(layout.split_path(str(folder), name))
-        out[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
-    out["catalog"] = pd.read_parquet(layout.catalog_path(str(folder)))
-    out["stats"] = {k: v for k, v in ingest.load_stats(str(folder)).items() if k != "source"}
-    return out
-
-
 def test_bigquery_sql_gives_the_file_paths_splits_and_buyer_columns_row_for_row(retail, tmp_path):
     config, connection = retail
     ingest.run_ingest(config, str(tmp_path / "files"))
@@ -80,7 +71,7 @@ def test_bigquery_sql_gives_the_file_paths_splits_and_buyer_columns_row_for_row(
     stats = ingest_bigquery.run_bigquery_ingest(
         _bigquery_config(config, order_column="line"), out, out, client=client
     )
-    files, bigquery = _outputs(tmp_path / "files"), _outputs(out)
+    files, bigquery = read_ingest_outputs(tmp_path / "files"), read_ingest_outputs(out)
 
     compared, error = 0, 0.0
     for name in (*contract.SPLITS, "catalog"):
@@ -115,7 +106,7 @@ def test_without_an_order_column_ties_follow_the_product_id_and_nothing_else_mov
     ingest_bigquery.run_bigquery_ingest(
         _bigquery_config(config), unordered, unordered, client=client
     )
-    a, b = _outputs(ordered), _outputs(unordered)
+    a, b = read_ingest_outputs(ordered), read_ingest_outputs(unordered)
     for name in contract.SPLITS:
         history = contract.HISTORY
         pd.testing.assert_frame_equal(a[name].drop(columns=history), b[name].drop(columns=history))
@@ -154,7 +145,7 @@ def test_a_query_source_and_typed_columns_give_the_same_rows(retail, tmp_path):
         ),
     )
     ingest_bigquery.run_bigquery_ingest(typed_config, typed, typed, client=client)
-    a, b = _outputs(strings), _outputs(typed)
+    a, b = read_ingest_outputs(strings), read_ingest_outputs(typed)
     for name in (*contract.SPLITS, "catalog"):
         _assert_same(a[name], b[name], name)
     assert a["stats"] == b["stats"]

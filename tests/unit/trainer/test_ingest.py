@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tests.conftest import read_ingest_outputs
 from trainer import config as cfg
 from trainer import contract, ingest, inputs, layout
 
@@ -98,17 +99,6 @@ def _with(config: cfg.ExperimentConfig, **dataset) -> cfg.ExperimentConfig:
     if split:
         dataset["split"] = dataclasses.replace(config.dataset.split, **split)
     return dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, **dataset))
-
-
-def _outputs(folder) -> dict:
-    """Every output of an ingest folder, rows in a canonical order (for comparisons)."""
-    out = {}
-    for name in contract.SPLITS:
-        frame = pd.read_parquet(layout.split_path(str(folder), name))
-        out[name] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
-    out["catalog"] = pd.read_parquet(layout.catalog_path(str(folder)))
-    out["stats"] = {k: v for k, v in ingest.load_stats(str(folder)).items() if k != "source"}
-    return out
 
 
 def _assert_same(a: dict, b: dict) -> None:
@@ -248,7 +238,7 @@ def test_a_glob_that_matches_nothing_names_the_pattern(config, tmp_path):
 
 def _outputs_of(config, folder, **kw) -> dict:
     ingest.run_ingest(config, str(folder), **kw)
-    return _outputs(folder)
+    return read_ingest_outputs(folder)
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from tests.conftest import TINY_CONFIG, write_tiny_retail_csv
+from tests.conftest import TINY_CONFIG, read_ingest_outputs, write_tiny_retail_csv
 from tests.unit.trainer.bigquery_duckdb import DuckDBBigQuery
-from trainer import bigquery_sql, contract, ingest, ingest_bigquery, ingest_source, layout
+from trainer import bigquery_sql, contract, ingest, ingest_bigquery, ingest_source
 from trainer import config as cfg
 
 TABLE = "my-project.shop.orders"
@@ -36,21 +36,21 @@ def _setup(tmp_path, rows: pd.DataFrame | None = None, **dataset_changes):
     return config, bq_config, DuckDBBigQuery(connection, {TABLE: "orders"})
 
 
-def _read(folder) -> dict:
-    out = {n: pd.read_parquet(layout.split_path(str(folder), n)) for n in contract.SPLITS}
-    out = {n: f.sort_values(list(f.columns)).reset_index(drop=True) for n, f in out.items()}
-    out["catalog"] = pd.read_parquet(layout.catalog_path(str(folder)))
-    return out
+def _both_paths(tmp_path, config, bq_config, client):
+    """Ingests through the file path and BigQuery; checks the outputs agree; both stats."""
+    file_stats = ingest.run_ingest(config, str(tmp_path / "files"))
+    out = str(tmp_path / "bq")
+    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
+    files, bigquery = read_ingest_outputs(tmp_path / "files"), read_ingest_outputs(out)
+    for name in (*contract.SPLITS, "catalog"):
+        pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
+    assert files["stats"] == bigquery["stats"]
+    return file_stats, stats, bigquery
 
 
 def test_bigquery_path_gives_the_file_paths_rows_counts_and_drops(tmp_path):
     config, bq_config, client = _setup(tmp_path)
-    file_stats = ingest.run_ingest(config, str(tmp_path / "files"))
-    out = str(tmp_path / "bq")
-    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
-    files, bigquery = _read(tmp_path / "files"), _read(out)
-    for name in (*contract.SPLITS, "catalog"):
-        pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
+    file_stats, stats, bigquery = _both_paths(tmp_path, config, bq_config, client)
     # The tiny data has bad rows of each kind: counted the same, under the same reasons.
     assert stats.rows_dropped == file_stats.rows_dropped
     assert stats.rows_dropped["missing_buyer_id"] == 3 and stats.rows_dropped["cancelled"] == 1
@@ -81,7 +81,7 @@ def test_epoch_milliseconds_parse_as_in_the_file_path(tmp_path):
     out = str(tmp_path / "bq")
     stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
     assert stats.rows == file_stats.rows and stats.rows_dropped == file_stats.rows_dropped
-    files, bigquery = _read(tmp_path / "files"), _read(out)
+    files, bigquery = read_ingest_outputs(tmp_path / "files"), read_ingest_outputs(out)
     for name in contract.SPLITS:
         pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
 
@@ -156,12 +156,7 @@ def test_buyer_holdout_puts_each_buyer_where_the_file_path_does(tmp_path):
     bq_config = dataclasses.replace(
         bq_config, dataset=dataclasses.replace(bq_config.dataset, split=rule)
     )
-    file_stats = ingest.run_ingest(config, str(tmp_path / "files"))
-    out = str(tmp_path / "bq")
-    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
-    files, bigquery = _read(tmp_path / "files"), _read(out)
-    for name in (*contract.SPLITS, "catalog"):
-        pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
+    file_stats, stats, bigquery = _both_paths(tmp_path, config, bq_config, client)
     assert stats.buyers == file_stats.buyers and min(stats.buyers.values()) > 0
     buyers = {n: set(bigquery[n][contract.BUYER_ID]) for n in contract.SPLITS}
     assert not buyers["train"] & buyers["eval"] and not buyers["eval"] & buyers["test"]
