@@ -240,6 +240,12 @@ def run_ingest(
         )
     if config.dataset.is_bigquery:
         return _run_bigquery(config, output_dir, output_uri or output_dir)
+    return _run_files(config, output_dir, source, partitions)
+
+
+def _run_files(
+    config: cfg.ExperimentConfig, output_dir: str, source: str, partitions: int
+) -> IngestStats:
     dataset = config.dataset
     path = source or dataset.source
     preflight.check_source(config, source)
