@@ -117,7 +117,7 @@ class IngestSql:
         number = f"SAFE_CAST({raw} AS FLOAT64)"
         return (
             f"IF(IS_NAN({number}) OR IS_INF({number}), NULL, "
-            f"CAST(FLOOR({number} / {per_second}) AS INT64))"
+            f"SAFE_CAST(FLOOR({number} / {per_second}) AS INT64))"
         )
 
     def _parsed(self) -> str:
@@ -182,7 +182,8 @@ class IngestSql:
         """
         reasons = self.drop_reasons()
         fields = ["COUNT(*) AS rows_read"]
-        fields += [f"COUNTIF(_drop = {quote_string(r)}) AS {r}" for r, _ in reasons]
+        # A reason may not be an identifier ("quantity_le_0.5"): every alias is quoted.
+        fields += [f"COUNTIF(_drop = {quote_string(r)}) AS {quote_name(r)}" for r, _ in reasons]
         reached = []
         for reason, condition in reasons:
             name = reason.removeprefix("bad_")

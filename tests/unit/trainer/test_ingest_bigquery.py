@@ -160,3 +160,18 @@ def test_buyer_holdout_puts_each_buyer_where_the_file_path_does(tmp_path):
     assert stats.buyers == file_stats.buyers and min(stats.buyers.values()) > 0
     buyers = {n: set(bigquery[n][contract.BUYER_ID]) for n in contract.SPLITS}
     assert not buyers["train"] & buyers["eval"] and not buyers["eval"] & buyers["test"]
+
+
+def test_cleaning_thresholds_that_are_not_whole_numbers_count_the_same(tmp_path):
+    config, bq_config, client = _setup(tmp_path)
+    rules = cfg.Cleaning(min_quantity=1.5, min_price=-0.5, drop_transaction_prefixes=("C", "5000"))
+    config = dataclasses.replace(
+        config, dataset=dataclasses.replace(config.dataset, cleaning=rules)
+    )
+    bq_config = dataclasses.replace(
+        bq_config, dataset=dataclasses.replace(bq_config.dataset, cleaning=rules)
+    )
+    file_stats, stats, _ = _both_paths(tmp_path, config, bq_config, client)
+    assert stats.rows_dropped == file_stats.rows_dropped
+    assert stats.rows_dropped["quantity_le_1.5"] > 0 and "price_le_-0.5" not in stats.rows_dropped
+    assert stats.rows_dropped["cancelled"] > 1  # "C..." and the first hundred invoices
