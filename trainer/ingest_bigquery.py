@@ -19,6 +19,7 @@ BigQuery writes there itself.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_DIR = "bigquery_export"
 BATCH_ROWS = 100_000  # rows converted at a time from the exported Parquet files
+LOG_EVERY_S = 30.0  # a progress line per running job this often
 
 
 def client_for(dataset: cfg.Dataset):
@@ -52,15 +54,21 @@ def table_path(destination) -> str:
 
 
 def _run(client, sql: str, what: str):
+    """Runs one statement; a line every LOG_EVERY_S while it runs, one when it is done."""
     started = time.monotonic()
     job = client.query(sql)
-    result = job.result()
+    log.info("ingest (BigQuery): %s: job %s started", what, getattr(job, "job_id", "?"))
+    while True:
+        try:
+            result = job.result(timeout=LOG_EVERY_S)
+            break
+        except concurrent.futures.TimeoutError:
+            log.info("ingest (BigQuery): %s: running for %.0f s", what, time.monotonic() - started)
     processed = getattr(job, "total_bytes_processed", None)
     log.info(
-        "ingest (BigQuery): %s done in %.1f s (job %s, %s bytes processed)",
+        "ingest (BigQuery): %s done in %.1f s (%s bytes processed)",
         what,
         time.monotonic() - started,
-        getattr(job, "job_id", "?"),
         processed if processed is not None else "?",
     )
     return job, result

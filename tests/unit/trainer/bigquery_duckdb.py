@@ -44,8 +44,8 @@ class QueryJob:
     _result: _Result
     total_bytes_processed: int = 0
 
-    def result(self):
-        return self._result
+    def result(self, timeout: float | None = None):
+        return self._result  # DuckDB ran it already
 
 
 class DuckDBBigQuery:

@@ -1,6 +1,8 @@
 """BigQuery ingest on small data: the SQL (run on DuckDB) against the file path, and its errors."""
 
+import concurrent.futures
 import dataclasses
+import logging
 
 import duckdb
 import pandas as pd
@@ -175,3 +177,34 @@ def test_cleaning_thresholds_that_are_not_whole_numbers_count_the_same(tmp_path)
     assert stats.rows_dropped == file_stats.rows_dropped
     assert stats.rows_dropped["quantity_le_1.5"] > 0 and "price_le_-0.5" not in stats.rows_dropped
     assert stats.rows_dropped["cancelled"] > 1  # "C..." and the first hundred invoices
+
+
+class _SlowJobs(DuckDBBigQuery):
+    """Jobs that are still running the first two times the step waits on them."""
+
+    def query(self, sql, job_config=None):
+        job = super().query(sql, job_config)
+        waits = iter([True, True])
+        done = job.result
+
+        def result(timeout=None):
+            if next(waits, False):
+                raise concurrent.futures.TimeoutError()
+            return done(timeout)
+
+        job.result = result
+        return job
+
+
+def test_a_long_job_reports_progress_while_it_runs(tmp_path, caplog):
+    _, bq_config, client = _setup(tmp_path)
+    slow = _SlowJobs(client.connection, client.tables)
+    out = str(tmp_path / "bq")
+    with caplog.at_level(logging.INFO):
+        ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=slow)
+    lines = [r.getMessage() for r in caplog.records]
+    statements = len(slow.statements)
+    assert sum("running for" in line for line in lines) == 2 * statements
+    assert sum(" started" in line for line in lines) == statements
+    assert any("cleaning, buyer columns and split done in" in line for line in lines)
+    assert any(line.startswith("ingest (BigQuery): read ") for line in lines)
