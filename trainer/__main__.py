@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracking-uri", default="", help="MLflow tracking URI; empty: off")
     parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated steps to run")
     parser.add_argument("--beam-arg", action="append", help="a Beam option (repeatable)")
+    parser.add_argument(
+        "--export-uri",
+        default="",
+        help="a bq:// source: the gs:// folder BigQuery exports the splits to (then removed)",
+    )
     return parser
 
 
@@ -91,7 +96,7 @@ def _run_steps(args: argparse.Namespace, config, feature_config, steps: list[str
     if "ingest" in steps:
         from trainer import ingest
 
-        ingest.run_ingest(config, work["ingest"])
+        ingest.run_ingest(config, work["ingest"], output_uri=args.export_uri)
     if "transform" in steps:
         from trainer import transform
 

@@ -302,8 +302,8 @@ def _run_bigquery(config: cfg.ExperimentConfig, output_dir: str, output_uri: str
             config.dataset.source,
             "dataset.source",
             f"BigQuery exports the splits to Cloud Storage, and this step's output is "
-            f"{output_uri!r}: run the pipeline with a gs:// pipeline root (Vertex, or "
-            "--pipeline-root gs://...), or export the table to files",
+            f"{output_uri!r}: run the pipeline with a gs:// pipeline root (Vertex), or give "
+            "`python -m trainer` --export-uri gs://..., or export the table to files",
         )
     return ingest_bigquery.run_bigquery_ingest(config, output_dir, output_uri)
 

@@ -9,11 +9,12 @@ trainer/bigquery_sql.py run as query jobs:
    destination table (BigQuery's temporary result table, kept a day).
 3. ``split_stats`` and ``catalog``: counts per split (three rows back) and the catalog (one
    row per product back).
-4. ``export``: each split as Parquet files under ``<output>/bigquery_export/<split>/``.
+4. ``export``: each split as Parquet files under ``<export URI>/bigquery_export/<split>/``
+   (in a pipeline, the step's output artifact URI).
 
 The step then turns the exported files into the ingest folder's layout (trainer/layout.py:
 Parquet + tf.Example TFRecords per split) file by file, in record batches, so its memory does
-not grow with the data, and removes the export. The output must be a Cloud Storage URI:
+not grow with the data, and removes the export. The export URI must be on Cloud Storage:
 BigQuery writes there itself.
 """
 
@@ -42,10 +43,19 @@ LOG_EVERY_S = 30.0  # a progress line per running job this often
 
 def client_for(dataset: cfg.Dataset):
     """A BigQuery client in the source's project (the project that runs the jobs)."""
+    import google.auth.exceptions
     from google.cloud import bigquery
 
     project = dataset.source.removeprefix(cfg.BIGQUERY_PREFIX).split(".", 1)[0]
-    return bigquery.Client(project=project)
+    try:
+        return bigquery.Client(project=project)
+    except google.auth.exceptions.DefaultCredentialsError as err:
+        raise IngestError(
+            dataset.source,
+            "dataset.source",
+            f"no Google credentials to run BigQuery jobs in project {project} ({err}); on a "
+            "workstation: gcloud auth application-default login",
+        ) from err
 
 
 def table_path(destination) -> str:
@@ -86,8 +96,9 @@ def run_bigquery_ingest(
     Args:
         config: The validated experiment config (a ``bq://`` source).
         output_dir: The ingest folder the step writes (a local path; on Vertex the FUSE path
-            of the artifact, where BigQuery's export shows up).
-        export_uri: The same folder as BigQuery reaches it (``gs://...``).
+            of the artifact).
+        export_uri: Where BigQuery exports the splits (``gs://...``; the artifact's URI in a
+            pipeline), under ``bigquery_export/``, removed once converted.
         client: A ``google.cloud.bigquery.Client``; one for the source's project if None.
 
     Returns:
@@ -119,14 +130,14 @@ def run_bigquery_ingest(
     for name in contract.SPLITS:
         uri = f"{export_uri.rstrip('/')}/{EXPORT_DIR}/{name}/part-*.parquet"
         _run(client, sql.export(table, name, uri), f"export of {name}")
-        written = _convert_export(output_dir, name)
+        written = _convert_export(export_uri, output_dir, name)
         if written != counts[name].rows:
             raise IngestError(
                 dataset.source,
                 "dataset.source",
                 f"BigQuery exported {written} {name} rows, its count was {counts[name].rows}",
             )
-    tf.io.gfile.rmtree(f"{output_dir.rstrip('/')}/{EXPORT_DIR}")
+    tf.io.gfile.rmtree(f"{export_uri.rstrip('/')}/{EXPORT_DIR}")
 
     catalog.to_parquet(layout.catalog_path(output_dir), index=False)
     _fill_stats(stats, counts, times, len(catalog))
@@ -199,9 +210,13 @@ def typed_split(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _convert_export(output_dir: str, name: str) -> int:
-    """Turns one split's exported Parquet files into its layout files; returns the rows."""
-    pattern = f"{output_dir.rstrip('/')}/{EXPORT_DIR}/{name}/part-*.parquet"
+def _convert_export(export_uri: str, output_dir: str, name: str) -> int:
+    """Turns one split's exported Parquet files into its layout files; returns the rows.
+
+    The files are read where BigQuery wrote them (through tf.io.gfile: gs:// directly, not
+    a FUSE mount's listing), a record batch at a time.
+    """
+    pattern = f"{export_uri.rstrip('/')}/{EXPORT_DIR}/{name}/part-*.parquet"
     files = sorted(tf.io.gfile.glob(pattern))
     out = ingest_output.SplitFiles(output_dir, name)
     rows = 0

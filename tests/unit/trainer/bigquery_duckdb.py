@@ -3,7 +3,7 @@
 The narrowest fake of BigQuery: ``query(sql)`` transpiles the GoogleSQL text to DuckDB with
 sqlglot and runs it. Like BigQuery, every query writes its result to a destination table
 that later queries may read by name, and ``EXPORT DATA`` writes Parquet files under its URI
-(a local folder here, with the ``*`` numbered). Only what sqlglot cannot express is rewritten
+(a local folder or ``file://`` URI here, with the ``*`` numbered). Only what sqlglot cannot express is rewritten
 by hand: ``SAFE.PARSE_TIMESTAMP`` becomes DuckDB's ``TRY_STRPTIME``.
 """
 
@@ -77,7 +77,7 @@ class DuckDBBigQuery:
                 options["format"] = prop.this.name
             else:
                 options[prop.this.name.lower()] = prop.args["value"].name
-        uri = options["uri"]
+        uri = options["uri"].removeprefix("file://")  # a gs:// stand-in the test can read
         assert options["format"].upper() == "PARQUET", options
         folder = os.path.dirname(uri)
         os.makedirs(folder, exist_ok=True)

@@ -42,7 +42,12 @@ def _both_paths(tmp_path, config, bq_config, client):
     """Ingests through the file path and BigQuery; checks the outputs agree; both stats."""
     file_stats = ingest.run_ingest(config, str(tmp_path / "files"))
     out = str(tmp_path / "bq")
-    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, out, client=client)
+    # BigQuery exports elsewhere (a URI read through tf.io.gfile, as gs:// is); then removed.
+    export = tmp_path / "export"
+    export.mkdir()
+    stats = ingest_bigquery.run_bigquery_ingest(bq_config, out, f"file://{export}", client=client)
+    assert any(f"file://{export}/bigquery_export/train/part-" in s for s in client.statements)
+    assert not list(export.iterdir())
     files, bigquery = read_ingest_outputs(tmp_path / "files"), read_ingest_outputs(out)
     for name in (*contract.SPLITS, "catalog"):
         pd.testing.assert_frame_equal(bigquery[name], files[name], check_exact=False, rtol=1e-6)
@@ -208,3 +213,10 @@ def test_a_long_job_reports_progress_while_it_runs(tmp_path, caplog):
     assert sum(" started" in line for line in lines) == statements
     assert any("cleaning, buyer columns and split done in" in line for line in lines)
     assert any(line.startswith("ingest (BigQuery): read ") for line in lines)
+
+
+def test_no_credentials_is_one_clear_line(tmp_path, monkeypatch):
+    _, bq_config, _ = _setup(tmp_path)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    with pytest.raises(ingest.IngestError, match=r"no Google credentials .* project my-project"):
+        ingest.run_ingest(bq_config, str(tmp_path / "out"), output_uri="gs://bucket/root/x")
