@@ -1,4 +1,6 @@
-"""``python -m bench [NAME ...]``: run the registered benchmarks (all when no name is given)."""
+"""``python -m bench [NAME ...] [--OPTION ...]``: run the registered benchmarks (all when no
+name is given). Options are left in ``sys.argv`` for the benchmarks that read them (e.g.
+``python -m bench ingest --before-16x``)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ BENCHMARKS: dict[str, str] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run the named benchmarks (default: all) in registry order."""
-    names = (sys.argv[1:] if argv is None else argv) or list(BENCHMARKS)
+    args = sys.argv[1:] if argv is None else argv
+    names = [a for a in args if not a.startswith("--")] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}", file=sys.stderr)
