@@ -26,7 +26,6 @@ the (buyer, product) purchase moments it falls after, never a product list per r
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 from trainer import config as cfg
 from trainer import contract
@@ -40,14 +39,13 @@ _DAY_SECONDS = 86400
 # "17850.0" -> "17850", as trainer/ingest.py does (a BigQuery raw string literal).
 _FLOAT_ID = r"r'^(\d+)\.0+$'"
 
-STRING_COLUMNS = tuple(
-    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.STRING
-)
-FLOAT_COLUMNS = tuple(
-    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.FLOAT
-)
 # The columns of an exported split, in the order the file path writes them.
-OUTPUT_COLUMNS = (*STRING_COLUMNS, *FLOAT_COLUMNS, contract.TIMESTAMP, *contract.DERIVED_COLUMNS)
+OUTPUT_COLUMNS = (
+    *contract.SOURCE_STRING_COLUMNS,
+    *contract.SOURCE_FLOAT_COLUMNS,
+    contract.TIMESTAMP,
+    *contract.DERIVED_COLUMNS,
+)
 
 
 def quote_name(name: str) -> str:
@@ -58,12 +56,6 @@ def quote_name(name: str) -> str:
 def quote_string(value: str) -> str:
     """A BigQuery string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def epoch_seconds(day) -> int:
-    """Midnight UTC of a date, in seconds since the epoch (the file path's split bounds)."""
-    midnight = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-    return int(midnight.timestamp())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +115,11 @@ class IngestSql:
     def _parsed(self) -> str:
         columns = self.dataset.columns
         fields = ["*", f"{self._timestamp()} AS _time"]
-        fields += [f"SAFE_CAST({n} AS FLOAT64) AS _{n}" for n in FLOAT_COLUMNS if n in columns]
+        fields += [
+            f"SAFE_CAST({n} AS FLOAT64) AS _{n}"
+            for n in contract.SOURCE_FLOAT_COLUMNS
+            if n in columns
+        ]
         return "SELECT " + ", ".join(fields) + " FROM source"
 
     def drop_reasons(self) -> list[tuple[str, str]]:
@@ -134,7 +130,9 @@ class IngestSql:
         ]
         reasons.append((f"bad_{contract.TIMESTAMP}", "_time IS NULL"))
         reasons += [
-            (f"bad_{n}", f"_{n} IS NULL OR IS_NAN(_{n})") for n in FLOAT_COLUMNS if n in columns
+            (f"bad_{n}", f"_{n} IS NULL OR IS_NAN(_{n})")
+            for n in contract.SOURCE_FLOAT_COLUMNS
+            if n in columns
         ]
         if contract.QUANTITY in columns and rules.min_quantity is not None:
             reasons.append(
@@ -209,12 +207,12 @@ class IngestSql:
     def _typed(self) -> str:
         columns = self.dataset.columns
         fields = []
-        for name in STRING_COLUMNS:
+        for name in contract.SOURCE_STRING_COLUMNS:
             value = f"COALESCE(TRIM({name}), '')" if name in columns else "''"
             if name in (contract.BUYER_ID, contract.PRODUCT_ID):
                 value = f"REGEXP_REPLACE({value}, {_FLOAT_ID}, r'\\1')"
             fields.append(f"{value} AS {name}")
-        for name in FLOAT_COLUMNS:
+        for name in contract.SOURCE_FLOAT_COLUMNS:
             fields.append(f"{f'_{name}' if name in columns else '0.0'} AS {name}")
         fields += [f"_time AS {contract.TIMESTAMP}", ORDER]
         return "SELECT\n    " + ",\n    ".join(fields) + "\n  FROM labelled\n  WHERE _drop IS NULL"
@@ -222,7 +220,7 @@ class IngestSql:
     def _split_case(self) -> str:
         rule, ts = self.dataset.split, contract.TIMESTAMP
         if rule.strategy == "strict_time":
-            train_end, eval_end = epoch_seconds(rule.train_end), epoch_seconds(rule.eval_end)
+            train_end, eval_end = rule.time_bounds()
             return (
                 f"CASE WHEN r.{ts} < {train_end} THEN 'train' "
                 f"WHEN r.{ts} < {eval_end} THEN 'eval' ELSE 'test' END"

@@ -41,9 +41,7 @@ from trainer.config_yaml import Reader, line_of
 # access in config_yaml.py.
 
 # Which source columns each transform can take (names and types live in trainer/contract.py).
-STRING_COLUMNS = tuple(
-    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.STRING
-)
+STRING_COLUMNS = contract.SOURCE_STRING_COLUMNS
 NUMERIC_COLUMNS = tuple(
     c
     for c in (*contract.SOURCE_COLUMNS, *contract.DERIVED_COLUMNS)

@@ -44,6 +44,13 @@ class Split:
     test_fraction: float = 0.1
     seed: int = 42
 
+    def time_bounds(self) -> tuple[int, int]:
+        """strict_time: (train_end, eval_end) at midnight UTC, in seconds since the epoch."""
+        return tuple(
+            int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp())
+            for d in (self.train_end, self.eval_end)
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class Csv:

@@ -222,6 +222,12 @@ def columns_of_type(kind: str) -> tuple[str, ...]:
     return tuple(name for name, k in RAW_COLUMN_TYPES.items() if k == kind)
 
 
+# The source's string and number columns, in SOURCE_COLUMNS order (the timestamp is parsed on
+# its own): what ingest reads and cleans, in pandas and in BigQuery alike.
+SOURCE_STRING_COLUMNS = tuple(c for c in SOURCE_COLUMNS if RAW_COLUMN_TYPES[c] == STRING)
+SOURCE_FLOAT_COLUMNS = tuple(c for c in SOURCE_COLUMNS if RAW_COLUMN_TYPES[c] == FLOAT)
+
+
 # --- Step outputs ------------------------------------------------------------------------
 
 SPLITS = ("train", "eval", "test")

@@ -32,13 +32,6 @@ __all__ = ["IngestError", "IngestStats", "clean", "read_source", "run_ingest", "
 
 log = logging.getLogger(__name__)
 
-# The source's string and number columns (the timestamp is parsed on its own).
-SOURCE_STRING_COLUMNS = tuple(
-    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.STRING
-)
-SOURCE_FLOAT_COLUMNS = tuple(
-    c for c in contract.SOURCE_COLUMNS if contract.RAW_COLUMN_TYPES[c] == contract.FLOAT
-)
 
 _FLOAT_ID = re.compile(r"^(\d+)\.0+$")
 PARTITION_BYTES = 32 << 20
@@ -57,6 +50,17 @@ class IngestStats:
     products: dict[str, int] = dataclasses.field(default_factory=dict)
     time_range: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     catalog_size: int = 0
+
+    def fill(self, counts: dict, times: dict, catalog_size: int) -> None:
+        """Per-split counts (``SplitCounts``), first and last times (epoch s), catalog size."""
+        self.catalog_size = catalog_size
+        for name in contract.SPLITS:
+            self.rows[name] = counts[name].rows
+            self.buyers[name] = counts[name].buyers
+            self.products[name] = counts[name].products
+            if name in times:
+                first, last = pd.to_datetime(list(times[name]), unit="s")
+                self.time_range[name] = [str(first), str(last)]
 
 
 def clean(
@@ -93,7 +97,7 @@ def clean(
     drop(f"bad_{contract.TIMESTAMP}", ts.isna())
 
     numbers = {}
-    for name in SOURCE_FLOAT_COLUMNS:
+    for name in contract.SOURCE_FLOAT_COLUMNS:
         if name in frame:
             numbers[name] = pd.to_numeric(frame[name], errors="coerce")
             present = keep & frame[name].notna()
@@ -121,12 +125,12 @@ def clean(
 
 def _typed(frame: pd.DataFrame, keep: pd.Series, numbers: dict, ts: pd.Series) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index[keep])
-    for name in SOURCE_STRING_COLUMNS:
+    for name in contract.SOURCE_STRING_COLUMNS:
         values = frame.loc[keep, name] if name in frame else pd.Series("", index=out.index)
         out[name] = values.fillna("").astype(str).str.strip()
     for name in (contract.BUYER_ID, contract.PRODUCT_ID):
         out[name] = out[name].str.replace(_FLOAT_ID, r"\1", regex=True)  # "17850.0" -> "17850"
-    for name in SOURCE_FLOAT_COLUMNS:
+    for name in contract.SOURCE_FLOAT_COLUMNS:
         out[name] = numbers[name][keep].astype("float32") if name in numbers else np.float32(0)
     out[contract.TIMESTAMP] = ts[keep].astype("datetime64[s]").astype("int64")
     out[ROW] = frame.loc[keep, ROW] if ROW in frame else np.arange(len(frame))[keep.to_numpy()]
@@ -170,7 +174,7 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
     source), so splitting chunk by chunk or partition by partition gives the same result.
     """
     if rule.strategy == "strict_time":
-        train_end, eval_end = _epoch(rule.train_end), _epoch(rule.eval_end)
+        train_end, eval_end = rule.time_bounds()
         ts = frame[contract.TIMESTAMP]
         masks = {
             "train": ts < train_end,
@@ -189,10 +193,6 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
             "test": draw >= test_cut,
         }
     return {name: frame[mask].reset_index(drop=True) for name, mask in masks.items()}
-
-
-def _epoch(day) -> int:
-    return pd.Timestamp(day).value // 10**9
 
 
 def write_schema(path: str) -> None:
@@ -274,7 +274,7 @@ def _run_files(
         outputs.check(path)
         catalog = outputs.catalog()
     catalog.to_parquet(layout.catalog_path(output_dir), index=False)
-    _fill_stats(stats, outputs, len(catalog))
+    stats.fill(outputs.counts(), outputs.times, len(catalog))
     write_schema(layout.schema_path(output_dir))
     with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(stats), f, indent=2)
@@ -327,17 +327,6 @@ def _partition_count(path: str) -> int:
         for f in ingest_source.source_files(path)
     )
     return max(1, min(1024, math.ceil(size / PARTITION_BYTES)))
-
-
-def _fill_stats(stats: IngestStats, outputs: SplitOutputs, catalog_size: int) -> None:
-    stats.catalog_size = catalog_size
-    for name in contract.SPLITS:
-        stats.rows[name] = outputs.rows[name]
-        stats.buyers[name] = outputs.buyers[name]
-        stats.products[name] = len(outputs.products[name])
-        if name in outputs.times:
-            first, last = pd.to_datetime(outputs.times[name], unit="s")
-            stats.time_range[name] = [str(first), str(last)]
 
 
 def load_stats(folder: str) -> dict:

@@ -140,7 +140,7 @@ def run_bigquery_ingest(
     tf.io.gfile.rmtree(f"{export_uri.rstrip('/')}/{EXPORT_DIR}")
 
     catalog.to_parquet(layout.catalog_path(output_dir), index=False)
-    _fill_stats(stats, counts, times, len(catalog))
+    stats.fill(counts, times, len(catalog))
     write_schema(layout.schema_path(output_dir))
     with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(stats), f, indent=2)
@@ -158,7 +158,7 @@ def _check_rows(client, sql, stats, source: str, dataset: cfg.Dataset) -> None:
             stats.rows_dropped[reason] = int(row[reason])
     stats.rows_kept = stats.rows_read - sum(stats.rows_dropped.values())
     checks = ParseCheck(source, dataset)
-    for name in (contract.TIMESTAMP, *bigquery_sql.FLOAT_COLUMNS):
+    for name in (contract.TIMESTAMP, *contract.SOURCE_FLOAT_COLUMNS):
         if f"seen_{name}" in row:
             checks.add_counts(name, int(row[f"seen_{name}"]), int(row[f"failed_{name}"]))
     failing = checks.first_failing()
@@ -233,14 +233,3 @@ def _convert_export(export_uri: str, output_dir: str, name: str) -> int:
     finally:
         out.close()
     return rows
-
-
-def _fill_stats(stats, counts: dict, times: dict, catalog_size: int) -> None:
-    stats.catalog_size = catalog_size
-    for name in contract.SPLITS:
-        stats.rows[name] = counts[name].rows
-        stats.buyers[name] = counts[name].buyers
-        stats.products[name] = counts[name].products
-        if name in times:
-            first, last = pd.to_datetime(list(times[name]), unit="s")
-            stats.time_range[name] = [str(first), str(last)]

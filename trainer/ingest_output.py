@@ -153,10 +153,10 @@ class SplitOutputs:
         for files in self._files.values():
             files.close()
 
-    def check(self, source: str) -> None:
-        """Each split has rows, and buyers and products that train knows (``check_splits``)."""
+    def counts(self) -> dict[str, SplitCounts]:
+        """What each split holds so far, and how much of it train knows."""
         train_products = self.products["train"]
-        counts = {
+        return {
             name: SplitCounts(
                 rows=self.rows[name],
                 buyers=self.buyers[name],
@@ -166,7 +166,10 @@ class SplitOutputs:
             )
             for name in contract.SPLITS
         }
-        check_splits(source, self.rule, counts)
+
+    def check(self, source: str) -> None:
+        """Each split has rows, and buyers and products that train knows (``check_splits``)."""
+        check_splits(source, self.rule, self.counts())
 
     def catalog(self) -> pd.DataFrame:
         """The catalog of every train row written (by product partition when spilled)."""
