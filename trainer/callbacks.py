@@ -42,6 +42,38 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             raise NonFiniteLossError(epoch + 1, float(loss))
 
 
+def validation_recalls(
+    two_tower: TwoTowerModel,
+    tft_layer,
+    queries: pd.DataFrame,
+    catalog: pd.DataFrame,
+    eval_set: retrieval_metrics.EvalSet,
+    seen_index: dict[str, int] | None = None,
+) -> dict[int, float]:
+    """Exact recall@k of the model's top-k over the whole catalog for the validation queries.
+
+    Args:
+        two_tower: The model, as it stands.
+        tft_layer: The transform graph's layer.
+        queries: Raw buyer features of each validation query (as of the split's start).
+        catalog: The retrieval catalog.
+        eval_set: The validation pairs.
+        seen_index: With ``exclude_seen``: catalog row per product id (each query's history
+            products are left out of its top-k, as the serving signature does).
+    """
+    candidates, ids = serving.embed_catalog(two_tower, tft_layer, catalog)
+    top, _ = serving.top_k_for_queries(
+        two_tower,
+        tft_layer,
+        queries,
+        candidates,
+        ids,
+        max(contract.RECALL_KS),
+        seen_index=seen_index,
+    )
+    return retrieval_metrics.recall_at_k(top, eval_set)
+
+
 class ValidationRecall(keras.callbacks.Callback):
     """Exact validation recall@k over the full catalog at the end of each epoch.
 
@@ -67,17 +99,15 @@ class ValidationRecall(keras.callbacks.Callback):
         """Adds exact validation recall@k over the whole catalog to the epoch's logs."""
         if logs is None or self.eval_set.num_pairs == 0:
             return
-        candidates, ids = serving.embed_catalog(self.two_tower, self.tft_layer, self.catalog)
-        top, _ = serving.top_k_for_queries(
+        recalls = validation_recalls(
             self.two_tower,
             self.tft_layer,
             self.queries,
-            candidates,
-            ids,
-            max(contract.RECALL_KS),
-            seen_index=self.seen_index,
+            self.catalog,
+            self.eval_set,
+            self.seen_index,
         )
-        for k, value in retrieval_metrics.recall_at_k(top, self.eval_set).items():
+        for k, value in recalls.items():
             logs[contract.val_recall_key(k)] = value
 
 

@@ -364,6 +364,15 @@ def _training(r: Reader, data: dict) -> Training:
     def get(key: str, minimum: int | None = None) -> int:
         return r.field(Training, data, key, field, int, minimum=minimum)
 
+    exclude_seen = r.field(Training, data, "exclude_seen", field, bool)
+    calibrate = r.field(Training, data, "calibrate_repurchase", field, bool)
+    if calibrate and exclude_seen:
+        r.fail(
+            f"{field}.calibrate_repurchase",
+            "has no effect with exclude_seen: true (the repurchase part scores the buyer's "
+            "earlier items, which are then never recommended); remove one of them",
+            line_of(data, "calibrate_repurchase"),
+        )
     return Training(
         epochs=get("epochs", 1),
         batch_size=get("batch_size", 1),
@@ -371,8 +380,9 @@ def _training(r: Reader, data: dict) -> Training:
         seeds=tuple(seeds),
         eval_batch_size=get("eval_batch_size", 1),
         early_stopping_patience=get("early_stopping_patience", 0),
-        exclude_seen=r.field(Training, data, "exclude_seen", field, bool),
+        exclude_seen=exclude_seen,
         refit=r.field(Training, data, "refit", field, bool),
+        calibrate_repurchase=calibrate,
     )
 
 

@@ -172,6 +172,10 @@ class Training:
     # Retrain on train + eval for the best epoch count found on eval; the refit model is the
     # exported one, the eval-selected model's test recall is logged beside it.
     refit: bool = False
+    # After the fit, scale the repurchase part (model configs with repurchase_scores) by the
+    # factor of contract.REPURCHASE_SCALES with the best validation recall; the exported models
+    # (the selected and the refit one) carry it.
+    calibrate_repurchase: bool = False
 
     @property
     def sweep_seeds(self) -> tuple[int, ...]:

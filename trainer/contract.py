@@ -60,6 +60,18 @@ def selected_test_recall_key(k: int) -> str:
     return f"selected_test_recall_at_{k}"
 
 
+# ``training.calibrate_repurchase``: the factors the repurchase part is scaled by on trial
+# (validation recall of each), the chosen one, and the validation recall with it.
+REPURCHASE_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+REPURCHASE_SCALE = "repurchase_scale"
+CALIBRATION_FILE = "repurchase_calibration.json"
+
+
+def calibrated_val_recall_key(k: int) -> str:
+    """Validation recall of the selected model with the chosen repurchase scale."""
+    return f"calibrated_val_recall_at_{k}"
+
+
 def refit_key(metric: str) -> str:
     """A per-epoch metric of the refit on train + eval (``refit_loss``, ``refit_epoch_seconds``)."""
     return f"refit_{metric}"

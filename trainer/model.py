@@ -12,7 +12,8 @@ buyer side holds a learned weight for each rank of its purchase history (most bo
 the product side the one-hot of its id. Their inner product adds that weight to every product
 the buyer bought before, so repeat demand, which dominates B2B, is scored exactly, and the
 dense part is free to learn what else the buyer needs. Scores stay inner products, so the
-exact index over the catalog still serves them.
+exact index over the catalog still serves them. ``training.calibrate_repurchase`` scales the
+sparse part after the fit by a factor chosen on validation (trainer/calibration.py).
 """
 
 from __future__ import annotations
@@ -193,6 +194,15 @@ class TwoTowerModel(tfrs.Model):
         id space followed by a column gather, for the same peak memory (bench/RESULTS.md).
         """
         return sparse_repurchase_bonus(inputs[self.history_key], self.rank_weights, candidate_ids)
+
+    def repurchase_variables(self) -> list[tf.Variable]:
+        """The sparse part's weights: scaling them all scales every repurchase bonus."""
+        return [self.rank_weights] if self.repurchase else []
+
+    def scale_repurchase(self, factor: float) -> None:
+        """Multiplies the sparse part's weights (so every repurchase bonus) by ``factor``."""
+        for variable in self.repurchase_variables():
+            variable.assign(variable * factor)
 
     def scores(
         self, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor, training: bool = False

@@ -4,10 +4,12 @@
 ``trainer/tfx_module.py``'s ``run_fn``, TFX's Trainer). It reads the ingest and transform
 folders, fits the model keeping the epoch with the best validation recall, logs the MLflow
 contract (params, tags, per-epoch and summary metrics, artifacts) and exports the serving
-model. With ``training.refit`` the eval-selected model is exported to ``serving_selected/``
-(the evaluate step logs its test recall as ``selected_test_recall_at_<k>``), then a fresh model
-is trained on train + eval for the best epoch count and exported as the serving model: the
-exported, served and ``test_recall_at_<k>`` model is the refit one.
+model. With ``training.calibrate_repurchase`` the selected model's repurchase part is then
+scaled by the factor best on validation (trainer/calibration.py). With ``training.refit`` the
+eval-selected model is exported to ``serving_selected/`` (the evaluate step logs its test
+recall as ``selected_test_recall_at_<k>``), then a fresh model is trained on train + eval for
+the best epoch count, its repurchase part scaled by the same factor, and exported as the
+serving model: the exported, served and ``test_recall_at_<k>`` model is the refit one.
 A non-finite loss or any other error ends the run FAILED with the reason and fails the step.
 """
 
@@ -24,7 +26,7 @@ import numpy as np
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import callbacks, contract, features, inputs, layout, serving, sweep
+from trainer import calibration, callbacks, contract, features, inputs, layout, serving, sweep
 from trainer import config as cfg
 from trainer import model as model_lib
 from trainer.tracking import RunTracker
@@ -276,6 +278,11 @@ def train_and_export(
     history = fit(two_tower, tft_output, datasets, data, config.training, tracker)
     best = log_summary(tracker, history)
     exclude_seen = config.training.exclude_seen
+    scale = None
+    if config.training.calibrate_repurchase and not exclude_seen:  # the config refuses both
+        scale = calibration.calibrate_repurchase(
+            two_tower, tft_output.transform_features_layer(), data, tracker, model_dir
+        )
     if config.training.refit:
         serving.export_serving_model(
             layout.selected_serving_path(model_dir),
@@ -290,6 +297,8 @@ def train_and_export(
             *(eval_files or [layout.transformed_pattern(transform_dir, "eval")]),
         ]
         two_tower = refit(config, (fc, mc), tft_output, data, patterns, best, tracker)
+        if scale is not None:
+            two_tower.scale_repurchase(scale)
     serving_dir = serving.export_serving_model(
         serving_dir or layout.serving_path(model_dir),
         two_tower,

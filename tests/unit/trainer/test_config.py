@@ -287,9 +287,11 @@ def test_seeds_must_be_distinct_integers():
 
 def test_exclude_seen_and_refit_default_off_and_are_read_as_booleans():
     data = _example()
-    data["training"].pop("refit")  # the demo config turns it on
+    data["training"].pop("refit")  # the demo config turns it and the calibration on
+    data["training"].pop("calibrate_repurchase")
     config = cfg.parse_config(data, source="ok.yaml")
     assert not config.training.exclude_seen and not config.training.refit
+    assert not config.training.calibrate_repurchase
     data["training"].update(exclude_seen=True, refit=True)
     config = cfg.parse_config(data, source="ok.yaml")
     assert config.training.exclude_seen and config.training.refit
@@ -298,12 +300,23 @@ def test_exclude_seen_and_refit_default_off_and_are_read_as_booleans():
     assert cfg.parse_config_text(cfg.dump_config(config), source=config.source) == config
 
 
-@pytest.mark.parametrize("key", ["exclude_seen", "refit"])
+@pytest.mark.parametrize("key", ["exclude_seen", "refit", "calibrate_repurchase"])
 def test_exclude_seen_and_refit_must_be_booleans(key):
     data = _example()
     data["training"][key] = "yes please"
     err = _error(data)
     assert err.field == f"training.{key}" and "true or false" in err.problem
+
+
+def test_calibrating_the_repurchase_part_with_exclude_seen_is_refused():
+    data = _example()
+    assert data["training"]["calibrate_repurchase"] is True  # the demo's
+    data["training"]["exclude_seen"] = True
+    err = _error(data)
+    assert err.field == "training.calibrate_repurchase"
+    assert "no effect with exclude_seen" in err.problem
+    data["training"]["calibrate_repurchase"] = False
+    assert cfg.parse_config(data, source="ok.yaml").training.exclude_seen
 
 
 @pytest.mark.parametrize(
