@@ -21,7 +21,7 @@ import logging
 import math
 import os
 
-from trainer import callbacks, contract, inputs
+from trainer import callbacks, contract, inputs, serving
 from trainer.model import TwoTowerModel
 from trainer.tracking import RunTracker
 
@@ -64,17 +64,14 @@ def calibrate_repurchase(
     """
     if not two_tower.repurchase or data.eval_set.num_pairs == 0:
         return None
-    trained = [v.numpy() for v in two_tower.repurchase_variables()]
-
-    def scaled(scale: float) -> None:
-        for variable, value in zip(two_tower.repurchase_variables(), trained, strict=True):
-            variable.assign(value * scale)
-
+    trained = two_tower.rank_weights.numpy()
+    # The factor only changes the repurchase part: the catalog's embeddings are computed once.
+    embedded = serving.embed_catalog(two_tower, tft_layer, data.catalog)
     recalls = {}
     for scale in contract.REPURCHASE_SCALES:
-        scaled(scale)
+        two_tower.rank_weights.assign(trained * scale)
         recalls[scale] = callbacks.validation_recalls(
-            two_tower, tft_layer, data.queries, data.catalog, data.eval_set
+            two_tower, tft_layer, data.queries, data.catalog, data.eval_set, embedded=embedded
         )
         log.info(
             "repurchase scale %.2f: validation %s",
@@ -82,7 +79,7 @@ def calibrate_repurchase(
             ", ".join(f"recall@{k}={v:.4f}" for k, v in recalls[scale].items()),
         )
     chosen = choose_scale(recalls)
-    scaled(chosen)
+    two_tower.rank_weights.assign(trained * chosen)
     log.info("repurchase scale %.2f kept (validation recall chose it)", chosen)
     path = os.path.join(model_dir, contract.CALIBRATION_FILE)
     with open(path, "w", encoding="utf-8") as f:

@@ -49,6 +49,7 @@ def validation_recalls(
     catalog: pd.DataFrame,
     eval_set: retrieval_metrics.EvalSet,
     seen_index: dict[str, int] | None = None,
+    embedded: tuple | None = None,
 ) -> dict[int, float]:
     """Exact recall@k of the model's top-k over the whole catalog for the validation queries.
 
@@ -60,8 +61,10 @@ def validation_recalls(
         eval_set: The validation pairs.
         seen_index: With ``exclude_seen``: catalog row per product id (each query's history
             products are left out of its top-k, as the serving signature does).
+        embedded: ``serving.embed_catalog``'s (embeddings, ids) when the product tower has not
+            changed since (computed here otherwise).
     """
-    candidates, ids = serving.embed_catalog(two_tower, tft_layer, catalog)
+    candidates, ids = embedded or serving.embed_catalog(two_tower, tft_layer, catalog)
     top, _ = serving.top_k_for_queries(
         two_tower,
         tft_layer,

@@ -195,14 +195,9 @@ class TwoTowerModel(tfrs.Model):
         """
         return sparse_repurchase_bonus(inputs[self.history_key], self.rank_weights, candidate_ids)
 
-    def repurchase_variables(self) -> list[tf.Variable]:
-        """The sparse part's weights: scaling them all scales every repurchase bonus."""
-        return [self.rank_weights] if self.repurchase else []
-
     def scale_repurchase(self, factor: float) -> None:
-        """Multiplies the sparse part's weights (so every repurchase bonus) by ``factor``."""
-        for variable in self.repurchase_variables():
-            variable.assign(variable * factor)
+        """Multiplies the rank weights (so every repurchase bonus) by ``factor``."""
+        self.rank_weights.assign(self.rank_weights * factor)
 
     def scores(
         self, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor, training: bool = False
