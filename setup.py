@@ -47,7 +47,7 @@ setup(
     # server (only for the hosts trainer/mlflow_auth.py allows).
     entry_points={
         "mlflow.request_header_provider": [
-            "google-id-token=trainer.mlflow_auth:GoogleIdTokenHeaderProvider",
+            "google-id-token=trainer.tracking.auth:GoogleIdTokenHeaderProvider",
         ],
     },
     install_requires=["pyyaml>=6"],

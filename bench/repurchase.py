@@ -91,7 +91,7 @@ def serving_calls(catalogs: list[int], paths: tuple[str, ...]) -> dict:
     import tensorflow as tf
 
     from trainer import features as feats
-    from trainer import model as model_lib
+    from trainer import train
 
     rng = np.random.default_rng(0)
     calls = {}
@@ -101,7 +101,7 @@ def serving_calls(catalogs: list[int], paths: tuple[str, ...]) -> dict:
         history[np.arange(HISTORY)[None, :] >= lengths[:, None]] = feats.PAD
         args = (tf.constant(history), tf.ones([HISTORY]), tf.constant(rng.permutation(catalog)))
         fns = {
-            "new": tf.function(model_lib.sparse_repurchase_bonus),
+            "new": tf.function(train.sparse_repurchase_bonus),
             "old": tf.function(lambda h, w, c, n=catalog: old_dense_bonus(h, w, c, n)),
         }
         for path in paths:
@@ -154,7 +154,7 @@ def make_step(catalog: int, path: str):
     import tensorflow as tf
 
     from trainer import features as feats
-    from trainer import model as model_lib
+    from trainer import train
 
     rng = np.random.default_rng(0)
     history = synthetic_ids(rng, catalog, (BATCH, HISTORY))
@@ -166,7 +166,7 @@ def make_step(catalog: int, path: str):
     products = tf.Variable(tf.random.stateless_normal([BATCH, DIM], [3, 4]) * 0.1)
     rank_weights = tf.Variable(tf.ones([HISTORY]))
     bonus = {
-        "new": model_lib.sparse_repurchase_bonus,
+        "new": train.sparse_repurchase_bonus,
         "old": lambda h, w, c: old_dense_bonus(h, w, c, catalog),
         "none": None,
     }[path]

@@ -1,8 +1,8 @@
 """Exact top-k over a large catalog in bounded memory (issue 14, point 2).
 
-``topk.exact_top_k_chunked`` (candidates scored in chunks, running top-k) against
+``retrieval.exact_top_k_chunked`` (candidates scored in chunks, running top-k) against
 ``retrieval_metrics.exact_top_k`` (one [queries x catalog] block per query batch), and
-``topk.chunked_top_k_tf`` (the graph twin, compiled; traced and its table copied before the
+``retrieval.chunked_top_k_tf`` (the graph twin, compiled; traced and its table copied before the
 measurement, so its memory is that of the call alone), 1,000 queries of
 64-d random embeddings, k = 100, catalogs of 100k and 1M products. Each (catalog, path) runs
 once in a fresh subprocess; memory is its peak RSS during the call (the peak reset through
@@ -39,16 +39,16 @@ MEMORY_LIMIT_BYTES = 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGE
 
 
 def make_tf_top_k(candidates, k: int):
-    """``topk.chunked_top_k_tf`` on inner products, compiled (as the serving signature is)."""
+    """``retrieval.chunked_top_k_tf`` on inner products, compiled (as the serving signature is)."""
     import tensorflow as tf
 
-    from trainer import topk
+    from trainer import retrieval
 
     table = tf.constant(candidates)
 
     @tf.function(input_signature=[tf.TensorSpec([None, DIM], tf.float32)])
     def top(q):
-        return topk.chunked_top_k_tf(
+        return retrieval.chunked_top_k_tf(
             lambda a, b: tf.matmul(q, table[a:b], transpose_b=True), tf.shape(table)[0], k
         )
 
@@ -74,8 +74,7 @@ def reset_peak_rss() -> int:
 
 def child(catalog: int, path: str, out: str) -> dict:
     """One (catalog, path) measurement; run in a fresh process."""
-    from trainer import retrieval_metrics as evaluation
-    from trainer import topk
+    from trainer import retrieval
 
     rng = np.random.default_rng(0)
     queries = rng.standard_normal((QUERIES, DIM), dtype=np.float32)
@@ -84,7 +83,7 @@ def child(catalog: int, path: str, out: str) -> dict:
         fn = make_tf_top_k(candidates, K)
         fn(queries[:2])  # import, copy the table and trace before the measured call
     else:
-        fn = topk.exact_top_k_chunked if path == "chunked" else evaluation.exact_top_k
+        fn = retrieval.exact_top_k_chunked if path == "chunked" else retrieval.exact_top_k
     rss_inputs = reset_peak_rss()
     t0, c0 = time.perf_counter(), time.process_time()
     idx, scores = fn(queries, candidates, K, batch_size=QUERIES)
@@ -109,9 +108,9 @@ def main() -> None:
 
 def run(folder: str) -> None:
     """The benchmark, the children's results under ``folder``."""
-    from trainer import topk
+    from trainer import retrieval
 
-    print(f"load average before: {os.getloadavg()}; chunk {topk.DEFAULT_CHUNK}", flush=True)
+    print(f"load average before: {os.getloadavg()}; chunk {retrieval.DEFAULT_CHUNK}", flush=True)
     results = []
     for catalog in CATALOGS:
         for path in PATHS:

@@ -6,7 +6,7 @@
    parse -> batch -> cache -> prefetch), same batch size, same optimizer. Examples/s over
    the epochs after the first (the first traces and fills the cache). Target: ours/bare
    >= 0.9.
-2. Exact evaluation: ``topk.exact_top_k_chunked`` + ``recall_at_k`` against
+2. Exact evaluation: ``retrieval.exact_top_k_chunked`` + ``recall_at_k`` against
    ``tfrs.metrics.FactorizedTopK`` (BruteForce index, and the default Streaming
    candidates) on the same trained model's test-query and catalog embeddings, one
    FactorizedTopK example per distinct (buyer, positive product) pair. Target: >= 5x
@@ -53,7 +53,7 @@ CACHE = ROOT / ".local" / "bench" / "train"
 # Sources whose change invalidates the cached ingest/transform outputs.
 CACHE_KEY_SOURCES = (
     "trainer/ingest.py",
-    "trainer/buyer_features.py",
+    "trainer/inputs.py",
     "trainer/inputs.py",
     "trainer/layout.py",
     "trainer/transform.py",
@@ -194,18 +194,17 @@ def _optimizer(data: Data, mc, epochs: int):
     """The configured optimizer, built as run_training builds it."""
     import math
 
-    from trainer import model as model_lib
+    from trainer import train
 
     steps = math.ceil(data.train_rows / data.config.training.batch_size)
-    return model_lib.make_optimizer(mc, steps, epochs)
+    return train.make_optimizer(mc, steps, epochs)
 
 
 def build_ours(data: Data):
     """Our training path as run_training builds it: (model, dataset)."""
     import tensorflow_transform as tft
 
-    from trainer import inputs, layout
-    from trainer import model as model_lib
+    from trainer import inputs, layout, train
 
     config = data.config
     fc, mc, training = config.feature_config(), config.model_config(), config.training
@@ -216,7 +215,7 @@ def build_ours(data: Data):
         training.batch_size,
         shuffle_seed=training.seed,
     )
-    model = model_lib.TwoTowerModel(fc, mc, model_lib.cardinalities(fc, tft_output))
+    model = train.TwoTowerModel(fc, mc, train.cardinalities(fc, tft_output))
     return model, ds
 
 
@@ -228,8 +227,7 @@ def build_bare(data: Data):
     import tf_keras as keras
 
     from trainer import features as feats
-    from trainer import layout
-    from trainer import model as model_lib
+    from trainer import layout, train
 
     config = data.config
     fc, mc, training = config.feature_config(), config.model_config(), config.training
@@ -245,7 +243,7 @@ def build_bare(data: Data):
         .cache()
         .prefetch(tf.data.AUTOTUNE)
     )
-    sizes = model_lib.cardinalities(fc, tft_output)
+    sizes = train.cardinalities(fc, tft_output)
 
     class Bare(tfrs.Model):
         def __init__(self):
@@ -332,28 +330,26 @@ def test_embeddings(data: Data, model):
     import pandas as pd
     import tensorflow_transform as tft
 
-    from trainer import buyer_features, contract, layout
-    from trainer import retrieval_metrics as evaluation
+    from trainer import contract, inputs, layout, retrieval
 
     split = {n: pd.read_parquet(layout.split_path(data.ingest_dir, n)) for n in contract.SPLITS}
     catalog = pd.read_parquet(layout.catalog_path(data.ingest_dir))
-    eval_set = evaluation.build_eval_set(split["test"], split["train"], catalog)
+    eval_set = retrieval.build_eval_set(split["test"], split["train"], catalog)
     history = pd.concat([split["train"], split["eval"]])
     tft_layer = tft.TFTransformOutput(data.transform_dir).transform_features_layer()
-    as_of = buyer_features.as_of_time(history, split["test"])
+    as_of = inputs.as_of_time(history, split["test"])
     queries = _embed(model.buyer_tower, tft_layer,
-                     buyer_features.query_frame(history, eval_set.buyers, as_of))  # fmt: skip
+                     inputs.query_frame(history, eval_set.buyers, as_of))  # fmt: skip
     candidates = _embed(model.product_tower, tft_layer, catalog)
     return queries, candidates, eval_set
 
 
 def ours_recall(queries, candidates, eval_set) -> dict[int, float]:
     """What the evaluate step computes: exact top-k over the catalog (chunked), micro recall@k."""
-    from trainer import contract, topk
-    from trainer import retrieval_metrics as evaluation
+    from trainer import contract, retrieval
 
-    top, _ = topk.exact_top_k_chunked(queries, candidates, max(contract.RECALL_KS))
-    return evaluation.recall_at_k(top, eval_set)
+    top, _ = retrieval.exact_top_k_chunked(queries, candidates, max(contract.RECALL_KS))
+    return retrieval.recall_at_k(top, eval_set)
 
 
 def factorized_top_k(queries, candidates, eval_set, index: str, batch_size: int):

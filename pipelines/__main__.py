@@ -109,12 +109,12 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
     from kfp import local
 
     from trainer import config as cfg
-    from trainer import preflight
-    from trainer.tracking_send import open_client
+    from trainer import sources
+    from trainer.tracking import open_client
 
     config = cfg.load_config(args.config)
     arguments = pipeline_arguments(config, args)
-    preflight.check_source(config)
+    sources.check_source(config)
     root = os.path.abspath(args.local_root)
     open_client(args.tracking_uri)  # an embedded store is created once, before the steps
     pipeline_root = os.path.join(root, "pipeline_root")
@@ -179,12 +179,12 @@ def _stage_source(config, env, args: argparse.Namespace):
 
     The config sent names the uploaded copy, so no path of the submitter's disk reaches Vertex.
     """
-    from trainer import preflight
+    from trainer import sources
 
     source = config.dataset.source
-    if source.startswith(preflight.CLOUD_PREFIXES):
+    if source.startswith(sources.CLOUD_PREFIXES):
         return config, ""
-    preflight.check_source(config)
+    sources.check_source(config)
     if args.no_upload_data:
         raise SubmitError(
             f"{config.source}: dataset.source: {source} is on this machine, which no Vertex "

@@ -343,14 +343,14 @@ def load_env(path: str) -> EnvConfig:
         EnvError: The file cannot be read, is not YAML, or a field is invalid.
     """
     # The config files' strict reader: duplicate keys, encoding and syntax errors with lines.
-    from trainer import config_yaml
+    from trainer import config as cfg
 
     try:
         with open(path, "rb") as f:
-            data = config_yaml.loads(config_yaml.decode(f.read()))
+            data = cfg.loads(cfg.decode(f.read()))
     except OSError as err:
         raise EnvError(path, "(file)", f"cannot read: {err.strerror}") from err
-    except config_yaml.YamlProblem as err:
+    except cfg.YamlProblem as err:
         at_line = f" (line {err.line})" if err.line else ""
         raise EnvError(path, err.key or "(file)", f"{err.problem}{at_line}") from err
     return parse_env(data, path)

@@ -35,10 +35,10 @@ def replay_main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from trainer import tracking_backlog
+    from trainer import tracking
 
     try:
-        result = tracking_backlog.replay(args.path, args.tracking_uri)
+        result = tracking.replay(args.path, args.tracking_uri)
     except FileNotFoundError as err:
         print(f"error: no backlog to replay: {err}", file=sys.stderr)
         return 2
@@ -52,7 +52,7 @@ def replay_main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    tracking_backlog.update_run_info(args.path, result)
+    tracking.update_run_info(args.path, result)
     print(
         json.dumps(
             {
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     from trainer import config as cfg
-    from trainer import preflight
+    from trainer import sources
 
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         feature_config = config.feature_config(args.feature_config)
         config.model_config(args.model_config)
         if "ingest" in steps:
-            preflight.check_source(config)
+            sources.check_source(config)
         _run_steps(args, config, feature_config, steps)
     except cfg.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

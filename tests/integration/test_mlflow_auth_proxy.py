@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.request_header.registry import _request_header_provider_registry
 
-from trainer import mlflow_auth
+from trainer.tracking import auth as mlflow_auth
 
 pytestmark = pytest.mark.integration
 
@@ -216,7 +216,7 @@ def test_the_install_registers_the_plugin_through_its_entry_point():
     from importlib.metadata import entry_points
 
     names = {e.value for e in entry_points(group="mlflow.request_header_provider")}
-    assert "trainer.mlflow_auth:GoogleIdTokenHeaderProvider" in names
+    assert "trainer.tracking.auth:GoogleIdTokenHeaderProvider" in names
 
 
 def _track(uri: str, tmp_path) -> str:

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.integration.conftest import REPO_ROOT, MlflowServer, free_port
 from trainer import contract
-from trainer.tracking import RunTracker
+from trainer.tracking.tracker import RunTracker
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,14 @@ import pytest
 import tensorflow_transform as tft
 from mlflow.tracking import MlflowClient
 
-from trainer import calibration, callbacks, contract, evaluate, inputs, serving, train
-from trainer import retrieval_metrics as metrics
-from trainer.tracking import RunTracker
+from trainer import contract
+from trainer.evaluate import exact as evaluate
+from trainer.inputs import columns as inputs
+from trainer.retrieval import metrics
+from trainer.serving import export as serving
+from trainer.tracking.tracker import RunTracker
+from trainer.train import calibration, callbacks
+from trainer.train import loop as train
 
 pytestmark = pytest.mark.integration  # Beam + TensorFlow
 

@@ -8,8 +8,12 @@ import pytest
 import tensorflow_transform as tft
 from mlflow.tracking import MlflowClient
 
-from trainer import contract, evaluate, inputs, layout, serving, train
-from trainer import retrieval_metrics as metrics
+from trainer import contract, layout
+from trainer.evaluate import exact as evaluate
+from trainer.inputs import columns as inputs
+from trainer.retrieval import metrics
+from trainer.serving import export as serving
+from trainer.train import loop as train
 
 pytestmark = pytest.mark.integration  # Beam + TensorFlow
 

@@ -10,7 +10,7 @@ from tensorflow_transform.beam import tft_unit
 
 from trainer import config as cfg
 from trainer import contract
-from trainer import features as feats
+from trainer.features import preprocessing as feats
 
 pytestmark = pytest.mark.integration  # real Beam pipelines
 

@@ -17,7 +17,10 @@ import tensorflow as tf
 from tests.conftest import read_ingest_outputs
 from tests.unit.trainer.bigquery_duckdb import DuckDBBigQuery
 from trainer import config as cfg
-from trainer import contract, ingest, ingest_bigquery, ingest_source, layout
+from trainer import contract, layout
+from trainer.ingest import bigquery as ingest_bigquery
+from trainer.ingest import files as ingest
+from trainer.sources import read as ingest_source
 
 pytestmark = pytest.mark.integration  # the real dataset through both paths (about a minute)
 

@@ -27,7 +27,10 @@ from apache_beam.io.filesystem import (
     MatchResult,
 )
 
-from trainer import contract, features, ingest, layout, transform
+from trainer import contract, layout
+from trainer.features import preprocessing as features
+from trainer.ingest import files as ingest
+from trainer.transform import beam as transform
 
 pytestmark = pytest.mark.integration  # a real Beam pipeline
 
@@ -156,7 +159,7 @@ def test_the_driver_reads_and_writes_uris_only(tiny_prepared, tmp_path, caplog):
     _copy_tree(str(root / "examples"), ingest_uri)
     assert not os.path.exists(ingest_uri)  # nothing of this is on the local disk
 
-    with caplog.at_level(logging.INFO, logger="trainer.transform"):
+    with caplog.at_level(logging.INFO, logger="trainer.transform.beam"):
         output = transform.run_transform(config.feature_config(), ingest_uri, output_uri)
 
     assert output.transform_savedmodel_dir.startswith(output_uri)

@@ -3,7 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from trainer import buyer_features, contract
+from trainer import contract
+from trainer.inputs import buyer_features
 
 DAY = 86400
 

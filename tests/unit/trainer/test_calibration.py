@@ -2,7 +2,7 @@
 
 import math
 
-from trainer import calibration
+from trainer.train import calibration
 
 
 def _recalls(at_100: dict[float, float]) -> dict[float, dict[int, float]]:

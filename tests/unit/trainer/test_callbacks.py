@@ -9,8 +9,8 @@ import tf_keras as keras
 from mlflow.tracking import MlflowClient
 
 from trainer import contract
-from trainer.callbacks import EpochTracker, NonFiniteLossError, StopOnNonFiniteLoss
-from trainer.tracking import RunTracker
+from trainer.tracking.tracker import RunTracker
+from trainer.train.callbacks import EpochTracker, NonFiniteLossError, StopOnNonFiniteLoss
 
 
 def _tiny_model() -> keras.Model:
@@ -45,7 +45,7 @@ def test_epoch_tracker_logs_every_epoch_with_its_duration(tmp_path, caplog):
     tracker = RunTracker(tracking_uri, "callbacks", backlog_dir=str(tmp_path))
     run_id = tracker.start("tiny", {}, {})
     x, y = np.ones((32, 2), np.float32), np.ones((32, 1), np.float32)
-    with caplog.at_level(logging.INFO, logger="trainer.callbacks"):
+    with caplog.at_level(logging.INFO, logger="trainer.train.callbacks"):
         fit = _tiny_model().fit(
             x,
             y,
@@ -63,16 +63,16 @@ def test_epoch_tracker_logs_every_epoch_with_its_duration(tmp_path, caplog):
         assert [m.step for m in history] == [1, 2], name
     seconds = client.get_metric_history(run_id, contract.METRIC_EPOCH_SECONDS)
     assert all(m.value > 0 for m in seconds)
-    lines = [r.getMessage() for r in caplog.records if r.name == "trainer.callbacks"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "trainer.train.callbacks"]
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2: ") and "steps/s" in lines[1]
     assert "val_loss=" in lines[1]
 
 
 def test_step_progress_logs_about_ten_lines_an_epoch_with_rate_and_eta(caplog):
-    from trainer.callbacks import StepProgress, progress
+    from trainer.train.callbacks import StepProgress, progress
 
     x, y = np.ones((400, 2), np.float32), np.ones((400, 1), np.float32)
-    with caplog.at_level(logging.INFO, logger="trainer.callbacks"):
+    with caplog.at_level(logging.INFO, logger="trainer.train.callbacks"):
         _tiny_model().fit(
             x, y, batch_size=4, epochs=2, verbose=0, callbacks=[StepProgress(100, epochs=2)]
         )

@@ -8,7 +8,7 @@ import yaml
 
 from trainer import config as cfg
 from trainer import contract
-from trainer.config_schema import RunSpec
+from trainer.config.schema import RunSpec
 
 EXAMPLE = "configs/online_retail.yaml"
 

@@ -11,8 +11,12 @@ import sqlglot
 
 from tests.conftest import TINY_CONFIG, read_ingest_outputs, write_tiny_retail_csv
 from tests.unit.trainer.bigquery_duckdb import DuckDBBigQuery
-from trainer import bigquery_sql, contract, ingest, ingest_bigquery, ingest_source
 from trainer import config as cfg
+from trainer import contract
+from trainer.ingest import bigquery as ingest_bigquery
+from trainer.ingest import bigquery_sql
+from trainer.ingest import files as ingest
+from trainer.sources import read as ingest_source
 
 TABLE = "my-project.shop.orders"
 

@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.request_header.registry import _request_header_provider_registry
 
-from trainer import mlflow_auth
+from trainer.tracking import auth as mlflow_auth
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
@@ -186,5 +186,5 @@ def test_setup_py_registers_the_provider_for_mlflow():
     (spec,) = entry_points["mlflow.request_header_provider"]
     name, target = (s.strip() for s in spec.split("="))
     module, attr = target.split(":")
-    assert (module, attr) == ("trainer.mlflow_auth", "GoogleIdTokenHeaderProvider")
+    assert (module, attr) == ("trainer.tracking.auth", "GoogleIdTokenHeaderProvider")
     assert getattr(mlflow_auth, attr) is mlflow_auth.GoogleIdTokenHeaderProvider

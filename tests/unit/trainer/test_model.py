@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from trainer import config as cfg
 from trainer import contract
-from trainer import model as model_lib
+from trainer.train import model as model_lib
 
 FC = cfg.FeatureConfig(
     id="h",

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import TINY_CONFIG, write_tiny_retail_csv
 from trainer import config as cfg
-from trainer import preflight
+from trainer.sources import preflight
 
 
 def _config(source) -> cfg.ExperimentConfig:

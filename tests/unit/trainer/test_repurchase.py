@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import features as feats
-from trainer import model as model_lib
+from trainer.features import preprocessing as feats
+from trainer.train import model as model_lib
 
 
 def reference_bonus(history, rank_weights, candidate_ids, num_products):

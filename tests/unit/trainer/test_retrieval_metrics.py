@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from trainer import contract
-from trainer import retrieval_metrics as ev
+from trainer.retrieval import metrics as ev
 
 
 def _frame(rows):

@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import TINY_CONFIG
 from trainer import config as cfg
-from trainer import sweep
+from trainer.sweep import grid as sweep
 
 TWO_BY_TWO = (
     TINY_CONFIG.replace(
@@ -21,7 +21,7 @@ def _config(**grid):
     text = TWO_BY_TWO.format(source="/data/x.csv")
     config = cfg.parse_config_text(text)
     if grid:
-        data = cfg.config_yaml.loads(cfg.dump_config(config))
+        data = cfg.loads(cfg.dump_config(config))
         data["grid"] = grid
         config = cfg.parse_config(data)
     return config

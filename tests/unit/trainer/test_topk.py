@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from trainer import retrieval_metrics as ev
-from trainer import topk
+from trainer.retrieval import metrics as ev
+from trainer.retrieval import topk
 
 
 def stable_top_k(scores, k):

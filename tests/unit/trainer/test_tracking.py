@@ -15,10 +15,11 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from trainer import contract, tracking_backlog
+from trainer import contract
 from trainer.__main__ import main as trainer_main
-from trainer.tracking import RunTracker, read_run_info
-from trainer.tracking_send import MAX_PARAM_VALUE, TrackingInputError
+from trainer.tracking import backlog as tracking_backlog
+from trainer.tracking.send import MAX_PARAM_VALUE, TrackingInputError
+from trainer.tracking.tracker import RunTracker, read_run_info
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEAD_URI = "http://127.0.0.1:9"  # nothing listens on the discard port: connection refused

@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipelines import env as envs
-from trainer import transform
+from trainer.transform import beam as transform
 
 
 def test_no_args_run_the_direct_runner_in_memory():

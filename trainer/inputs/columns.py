@@ -19,9 +19,9 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import buyer_features, contract, layout
 from trainer import config as cfg
-from trainer import retrieval_metrics as metrics
+from trainer import contract, layout, retrieval
+from trainer.inputs import buyer_features
 
 _NUMPY_DTYPES = {contract.STRING: object, contract.FLOAT: np.float32, contract.INT: np.int64}
 _TF_DTYPES = {contract.STRING: tf.string, contract.FLOAT: tf.float32, contract.INT: tf.int64}
@@ -114,7 +114,7 @@ class TrainingData:
 
     train_rows: int
     catalog: pd.DataFrame
-    eval_set: metrics.EvalSet  # the validation pairs
+    eval_set: retrieval.EvalSet  # the validation pairs
     queries: pd.DataFrame  # raw buyer features of each validation query
     # Interactions per product in the eval split: with the train counts, the refit's
     # in-batch sampling frequencies.
@@ -132,7 +132,7 @@ def load_training_data(config: cfg.ExperimentConfig, ingest_dir: str) -> Trainin
     eval_frame = pd.read_parquet(layout.split_path(ingest_dir, "eval"))
     catalog = pd.read_parquet(layout.catalog_path(ingest_dir))
     exclude_seen = config.training.exclude_seen
-    eval_set = metrics.build_eval_set(
+    eval_set = retrieval.build_eval_set(
         eval_frame, train_frame, catalog, seen=train_frame if exclude_seen else None
     )
     queries = buyer_features.query_frame(

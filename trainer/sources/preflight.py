@@ -41,7 +41,7 @@ def source_head(path: str, dataset: cfg.Dataset | None = None):
     Raises:
         ValueError: the file is empty, not readable as its type, or has no header.
     """
-    from trainer import ingest_source
+    from trainer.sources import read as ingest_source
 
     if path.endswith(ingest_source.PARQUET_SUFFIXES):
         import pyarrow.parquet as pq
@@ -86,7 +86,8 @@ def source_head(path: str, dataset: cfg.Dataset | None = None):
 
 def _check_head_parses(config: cfg.ExperimentConfig, path: str, head) -> None:
     """The head's timestamps parse with the configured format (most of them at least)."""
-    from trainer import contract, ingest_source
+    from trainer import contract
+    from trainer.sources import read as ingest_source
 
     column = config.dataset.columns[contract.TIMESTAMP]
     values = head[column].dropna() if column in head else head.iloc[:0, 0]
@@ -109,7 +110,7 @@ def check_source(config: cfg.ExperimentConfig, source: str = "") -> None:
     Raises:
         ConfigError: naming the config file, the field and what is wrong with the source.
     """
-    from trainer import ingest_source
+    from trainer.sources import read as ingest_source
 
     path = source or config.dataset.source
     if ingest_source.is_remote(path):

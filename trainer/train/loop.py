@@ -26,10 +26,11 @@ import numpy as np
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import calibration, callbacks, contract, features, inputs, layout, serving, sweep
 from trainer import config as cfg
-from trainer import model as model_lib
+from trainer import contract, features, inputs, layout, serving, sweep
 from trainer.tracking import RunTracker
+from trainer.train import calibration, callbacks
+from trainer.train import model as model_lib
 
 log = logging.getLogger(__name__)
 

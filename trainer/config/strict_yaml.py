@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from trainer.config_schema import ConfigError
+from trainer.config.schema import ConfigError
 
 
 class YamlProblem(ValueError):

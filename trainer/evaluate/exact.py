@@ -19,17 +19,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from trainer import (
-    buyer_features,
-    contract,
-    inputs,
-    layout,
-    serving,
-    tracking_backlog,
-    tracking_send,
-)
 from trainer import config as cfg
-from trainer import retrieval_metrics as metrics
+from trainer import contract, inputs, layout, retrieval, serving, tracking
 from trainer.tracking import RunTracker, read_run_info
 
 log = logging.getLogger(__name__)
@@ -54,13 +45,13 @@ class EvaluationData:
 
 
 def query_rows(
-    config: cfg.ExperimentConfig, data: EvaluationData, eval_set: metrics.EvalSet
+    config: cfg.ExperimentConfig, data: EvaluationData, eval_set: retrieval.EvalSet
 ) -> pd.DataFrame:
     """The test buyers' raw features as of the test split's start, from earlier rows only."""
-    return buyer_features.query_frame(
+    return inputs.query_frame(
         data.history,
         eval_set.buyers,
-        buyer_features.as_of_time(data.history, data.test),
+        inputs.as_of_time(data.history, data.test),
         inputs.query_history_length(config, data.history),
     )
 
@@ -68,7 +59,7 @@ def query_rows(
 def model_recalls(
     serving_dir: str,
     data: EvaluationData,
-    eval_set: metrics.EvalSet,
+    eval_set: retrieval.EvalSet,
     queries: pd.DataFrame,
     top_k_path: str | None = None,
 ) -> dict[int, float]:
@@ -84,18 +75,18 @@ def model_recalls(
                 "scores": list(scores[:, :k]),
             }
         ).to_parquet(top_k_path)
-    index = metrics.catalog_index(data.catalog)
+    index = retrieval.catalog_index(data.catalog)
     # An empty slot ("": the buyer's earlier items were excluded) is row -1, never a hit.
     top = np.vectorize(lambda p: index.get(p, -1), otypes=[np.int64])(product_ids[:, :k])
-    return metrics.recall_at_k(top, eval_set)
+    return retrieval.recall_at_k(top, eval_set)
 
 
 def baseline_recalls(
-    data: EvaluationData, eval_set: metrics.EvalSet, exclude_seen: bool = False
+    data: EvaluationData, eval_set: retrieval.EvalSet, exclude_seen: bool = False
 ) -> dict[str, float]:
     """Test recall@k of every applicable heuristic baseline on the model's test pairs."""
     out = {}
-    recalls = metrics.baseline_recalls(
+    recalls = retrieval.baseline_recalls(
         eval_set, data.history, data.catalog, exclude_seen=exclude_seen
     )
     for baseline, by_k in recalls.items():
@@ -113,7 +104,7 @@ def recalls_on_test(model_dir: str, data: EvaluationData, output_dir: str) -> di
     """
     config = cfg.load_config(layout.config_path(model_dir))
     exclude_seen = config.training.exclude_seen
-    eval_set = metrics.build_eval_set(
+    eval_set = retrieval.build_eval_set(
         data.test, data.train, data.catalog, seen=data.history if exclude_seen else None
     )
     queries = query_rows(config, data, eval_set)
@@ -131,7 +122,7 @@ def recalls_on_test(model_dir: str, data: EvaluationData, output_dir: str) -> di
 
 
 def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = "") -> None:
-    """Sends what training could not send to MLflow, before adding the test metrics.
+    """Sends what training could not send to MLflow, before adding the test retrieval.
 
     A tracking outage is not the evaluation's failure: what is still unsent stays in the
     backlog (``python -m trainer replay`` sends it later) and the step goes on.
@@ -139,9 +130,9 @@ def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = 
     if not run_info.get("backlog") or not os.path.exists(run_info["backlog"]):
         return
     try:
-        result = tracking_backlog.replay(model_dir, tracking_uri)
+        result = tracking.replay(model_dir, tracking_uri)
     except Exception as err:  # an outage is logged and kept for later; anything else raises
-        if not tracking_send.is_transient(err):
+        if not tracking.is_transient(err):
             raise
         log.error(
             "training's MLflow backlog is still unsent (%s); run `python -m trainer replay %s` "
@@ -150,7 +141,7 @@ def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = 
             model_dir,
         )
         return
-    tracking_backlog.update_run_info(model_dir, result)
+    tracking.update_run_info(model_dir, result)
     run_info.update(read_run_info(model_dir))
 
 
@@ -162,7 +153,7 @@ def run_evaluation(
     Args:
         model_dir: The train step's output (serving model and mlflow_run.json).
         ingest_dir: The ingest step's output (splits and catalog).
-        output_dir: Where metrics.json and top_k.parquet are written.
+        output_dir: Where retrieval.json and top_k.parquet are written.
         tracking_uri: MLflow tracking URI (defaults to the one training used).
 
     Returns:

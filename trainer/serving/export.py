@@ -2,7 +2,7 @@
 
 The exported model takes raw buyer features (the columns the buyer tower reads), runs the
 transform graph and the buyer tower once, and scores the whole catalog exactly, in chunks with
-a running top-k (``trainer/topk.py``) so memory does not grow with the catalog; training's
+a running top-k (``trainer/retrieval.py``) so memory does not grow with the catalog; training's
 validation recall and the evaluate step use the same catalog search, in process and through
 the exported signature respectively. Ties go to the lower catalog row on both paths.
 """
@@ -16,10 +16,10 @@ import pandas as pd
 import tensorflow as tf
 
 from trainer import config as cfg
-from trainer import contract, features, inputs, topk
+from trainer import contract, features, inputs, retrieval
 
 if TYPE_CHECKING:  # the model class is only a type here: loading a model needs no model code
-    from trainer.model import TwoTowerModel
+    from trainer.train import TwoTowerModel
 
 
 def embed_catalog(
@@ -57,13 +57,13 @@ def top_k_for_queries(
     candidate_ids: tf.Tensor,
     k: int,
     batch_size: int = 1024,
-    chunk: int = topk.DEFAULT_CHUNK,
+    chunk: int = retrieval.DEFAULT_CHUNK,
     seen_index: dict[str, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k catalog rows (and scores) of raw query rows, best first, ties by row.
 
     The buyer tower runs once per query batch; the catalog is scored ``chunk`` rows at a time
-    with a running top-k (``topk.chunked_top_k``), so memory is one [batch x chunk] block.
+    with a running top-k (``retrieval.chunked_top_k``), so memory is one [batch x chunk] block.
 
     Args:
         two_tower: The model.
@@ -94,10 +94,10 @@ def top_k_for_queries(
             unmasked = score
 
             def score(a: int, b: int, unmasked=unmasked, pairs=pairs) -> np.ndarray:
-                return topk.mask_seen(unmasked(a, b), a, *pairs)
+                return retrieval.mask_seen(unmasked(a, b), a, *pairs)
 
-        top, top_scores = topk.chunked_top_k(score, int(candidates.shape[0]), k, chunk)
-        rows.append(topk.drop_masked(top, top_scores) if seen_index is not None else top)
+        top, top_scores = retrieval.chunked_top_k(score, int(candidates.shape[0]), k, chunk)
+        rows.append(retrieval.drop_masked(top, top_scores) if seen_index is not None else top)
         values.append(top_scores)
     return np.concatenate(rows), np.concatenate(values)
 
@@ -106,7 +106,7 @@ class ServingModel(tf.Module):
     """Raw buyer features in, top-K product ids and scores out (exact search over the catalog).
 
     The transform graph and the buyer tower run once per request; the catalog is scored in
-    chunks with a running top-k (``topk.chunked_top_k_tf``), so memory per request is one
+    chunks with a running top-k (``retrieval.chunked_top_k_tf``), so memory per request is one
     [queries x chunk] block whatever the catalog (bench/RESULTS.md: the top-k over 1M
     products took ~170 MiB per 1,000 queries). With ``exclude_seen`` the signature also takes
     ``history`` (the buyer's earlier products, space-joined, any length: the tower reads its
@@ -123,7 +123,7 @@ class ServingModel(tf.Module):
         product_vocab_ids: tf.Tensor,
         buyer_columns: list[str],
         k: int = contract.SERVING_K,
-        chunk: int = topk.DEFAULT_CHUNK,
+        chunk: int = retrieval.DEFAULT_CHUNK,
         exclude_seen: bool = False,
     ):
         super().__init__()
@@ -171,9 +171,9 @@ class ServingModel(tf.Module):
                 self.product_embeddings[start:stop],
                 self.product_vocab_ids[start:stop],
             )
-            return topk.mask_seen_tf(out, start, *seen) if seen is not None else out
+            return retrieval.mask_seen_tf(out, start, *seen) if seen is not None else out
 
-        values, indices = topk.chunked_top_k_tf(
+        values, indices = retrieval.chunked_top_k_tf(
             score, tf.shape(self.product_ids)[0], self.k, self.chunk
         )
         ids = tf.gather(self.product_ids, indices)
@@ -202,7 +202,7 @@ def export_serving_model(
     catalog: pd.DataFrame,
     feature_config: cfg.FeatureConfig,
     exclude_seen: bool = False,
-    chunk: int = topk.DEFAULT_CHUNK,
+    chunk: int = retrieval.DEFAULT_CHUNK,
 ) -> str:
     """Saves the serving SavedModel (signature ``serving_default``) and returns its path."""
     tft_layer = tft_output.transform_features_layer()

@@ -9,7 +9,7 @@ pipeline loops over; they import nothing heavy.
 from __future__ import annotations
 
 from trainer import config as cfg
-from trainer.config_schema import RunSpec
+from trainer.config import RunSpec
 
 # Keys of one training item of the sweep (a dict, as a KFP loop item).
 FEATURE_CONFIG_ID = "feature_config_id"

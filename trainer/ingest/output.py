@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from trainer import config as cfg
 from trainer import contract, inputs, layout
-from trainer.ingest_source import ROW, IngestError
+from trainer.sources import ROW, IngestError
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import uuid
 from collections.abc import Mapping
 
 from trainer import contract
-from trainer.tracking_backlog import append_backlog
-from trainer.tracking_send import (
+from trainer.tracking.backlog import append_backlog
+from trainer.tracking.send import (
     MAX_METRICS_PER_BATCH,
     RUN_OPS,
     RunSender,

@@ -23,10 +23,10 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from trainer import buyer_features, contract, ingest_source, inputs, layout, preflight
 from trainer import config as cfg
-from trainer.ingest_output import Spill, SplitOutputs
-from trainer.ingest_source import ROW, IngestError, ParseCheck, iter_chunks, read_source
+from trainer import contract, inputs, layout, sources
+from trainer.ingest.output import Spill, SplitOutputs
+from trainer.sources import ROW, IngestError, ParseCheck, iter_chunks, read_source
 
 __all__ = ["IngestError", "IngestStats", "clean", "read_source", "run_ingest", "split"]
 
@@ -92,7 +92,7 @@ def clean(
     for name in contract.REQUIRED_COLUMNS:
         drop(f"missing_{name}", frame[name].isna() | (frame[name].str.strip() == ""))
 
-    ts = ingest_source.parse_timestamps(frame[contract.TIMESTAMP], dataset.timestamp_format)
+    ts = sources.parse_timestamps(frame[contract.TIMESTAMP], dataset.timestamp_format)
     checks.add(contract.TIMESTAMP, frame.loc[keep, contract.TIMESTAMP], ts[keep].isna())
     drop(f"bad_{contract.TIMESTAMP}", ts.isna())
 
@@ -248,7 +248,7 @@ def _run_files(
 ) -> IngestStats:
     dataset = config.dataset
     path = source or dataset.source
-    preflight.check_source(config, source)
+    sources.check_source(config, source)
     stats = IngestStats(source=path)
     checks = ParseCheck(path, dataset)
     os.makedirs(output_dir, exist_ok=True)
@@ -295,7 +295,7 @@ def log_summary(stats: IngestStats, where: str = "") -> None:
 
 
 def _run_bigquery(config: cfg.ExperimentConfig, output_dir: str, output_uri: str) -> IngestStats:
-    from trainer import ingest_bigquery
+    from trainer.ingest import bigquery as ingest_bigquery
 
     if not output_uri.startswith("gs://"):
         raise IngestError(
@@ -316,15 +316,15 @@ def _log_progress(done: int, total: int, rows: dict) -> None:
 
 def _split_partition(frame: pd.DataFrame, config: cfg.ExperimentConfig) -> dict:
     # Point-in-time columns over the whole time line: each row sees only earlier purchases.
-    frame = buyer_features.add_buyer_features(sort_rows(frame), config.history_length)
+    frame = inputs.add_buyer_features(sort_rows(frame), config.history_length)
     return split(frame, config.dataset.split)
 
 
 def _partition_count(path: str) -> int:
     # Aim at PARTITION_BYTES of CSV text per partition (gzip'd CSV is ~8x smaller on disk).
     size = sum(
-        ingest_source.source_bytes(f) * (8 if f.endswith(".gz") else 1)
-        for f in ingest_source.source_files(path)
+        sources.source_bytes(f) * (8 if f.endswith(".gz") else 1)
+        for f in sources.source_files(path)
     )
     return max(1, min(1024, math.ceil(size / PARTITION_BYTES)))
 

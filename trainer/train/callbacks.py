@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pandas as pd
 import tf_keras as keras
 
-from trainer import contract, retrieval_metrics, serving
-from trainer.model import TwoTowerModel
+from trainer import contract, retrieval, serving
 from trainer.tracking import RunTracker
+from trainer.train.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def validation_recalls(
     tft_layer,
     queries: pd.DataFrame,
     catalog: pd.DataFrame,
-    eval_set: retrieval_metrics.EvalSet,
+    eval_set: retrieval.EvalSet,
     seen_index: dict[str, int] | None = None,
     embedded: tuple | None = None,
 ) -> dict[int, float]:
@@ -74,7 +74,7 @@ def validation_recalls(
         max(contract.RECALL_KS),
         seen_index=seen_index,
     )
-    return retrieval_metrics.recall_at_k(top, eval_set)
+    return retrieval.recall_at_k(top, eval_set)
 
 
 class ValidationRecall(keras.callbacks.Callback):
@@ -90,13 +90,13 @@ class ValidationRecall(keras.callbacks.Callback):
         tft_layer,
         queries: pd.DataFrame,
         catalog: pd.DataFrame,
-        eval_set: retrieval_metrics.EvalSet,
+        eval_set: retrieval.EvalSet,
         exclude_seen: bool = False,
     ):
         super().__init__()
         self.two_tower, self.tft_layer = model, tft_layer
         self.queries, self.catalog, self.eval_set = queries, catalog, eval_set
-        self.seen_index = retrieval_metrics.catalog_index(catalog) if exclude_seen else None
+        self.seen_index = retrieval.catalog_index(catalog) if exclude_seen else None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Adds exact validation recall@k over the whole catalog to the epoch's logs."""

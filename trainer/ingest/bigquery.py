@@ -30,9 +30,11 @@ import time
 import pandas as pd
 import tensorflow as tf
 
-from trainer import bigquery_sql, contract, ingest_output, ingest_source, layout
 from trainer import config as cfg
-from trainer.ingest_source import IngestError, ParseCheck
+from trainer import contract, layout, sources
+from trainer.ingest import bigquery_sql
+from trainer.ingest import output as ingest_output
+from trainer.sources import IngestError, ParseCheck
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,7 @@ def run_bigquery_ingest(
         IngestError: most values of a column do not parse, nothing is left after cleaning,
             or a split has no rows or nothing train knows.
     """
-    from trainer.ingest import IngestStats, log_summary, no_rows_error, write_schema
+    from trainer.ingest.files import IngestStats, log_summary, no_rows_error, write_schema
 
     dataset = config.dataset
     source = dataset.source + (f" ({dataset.bigquery.query})" if dataset.bigquery.query else "")
@@ -222,7 +224,7 @@ def _convert_export(export_uri: str, output_dir: str, name: str) -> int:
     rows = 0
     try:
         for i, path in enumerate(files, 1):
-            with ingest_source.open_parquet(path) as reader:
+            with sources.open_parquet(path) as reader:
                 for batch in reader.iter_batches(batch_size=BATCH_ROWS):
                     if batch.num_rows:
                         out.write(typed_split(batch.to_pandas()))

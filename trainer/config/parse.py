@@ -15,8 +15,9 @@ import os
 import re
 from typing import Any
 
-from trainer import config_yaml, contract
-from trainer.config_schema import (  # the schema types are part of this module's API
+from trainer import contract
+from trainer.config import strict_yaml as config_yaml
+from trainer.config.schema import (
     BIGQUERY_PREFIX,
     EPOCH_FORMATS,
     NATIVE_TIMESTAMP,
@@ -34,7 +35,7 @@ from trainer.config_schema import (  # the schema types are part of this module'
     Split,
     Training,
 )
-from trainer.config_yaml import Reader, line_of
+from trainer.config.strict_yaml import Reader, line_of
 
 # Over 400 lines: one validator per section of the schema, in file order, so the whole check
 # reads top to bottom. The types and defaults are in config_schema.py, YAML reading and typed

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 from trainer import contract
-from trainer.tracking_send import (
+from trainer.tracking.send import (
     MAX_TAG_VALUE,
     RUN_OPS,
     RunSender,

@@ -21,9 +21,10 @@ import logging
 import math
 import os
 
-from trainer import callbacks, contract, inputs, serving
-from trainer.model import TwoTowerModel
+from trainer import contract, inputs, serving
 from trainer.tracking import RunTracker
+from trainer.train import callbacks
+from trainer.train.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,11 @@
+"""Ingest (the pipeline's ExampleGen): clean, split and featurise a source into the layout.
+
+The face of the wing: everything outside ``trainer.ingest`` imports from here. ``files``
+is the file path (chunked, spilled by buyer) and ``run_ingest``'s dispatch; ``bigquery``
+runs the same cleaning and split as SQL that ``bigquery_sql`` generates; ``output`` writes
+the folder both paths end in.
+"""
+
+from trainer.ingest.files import load_stats, run_ingest
+
+__all__ = ["load_stats", "run_ingest"]

@@ -1,0 +1,41 @@
+"""Exact retrieval and its measure: top-k over a whole catalog, recall@k, the heuristics.
+
+The face of the wing: everything outside ``trainer.retrieval`` imports from here. ``topk``
+is the chunked exact top-k (NumPy and TensorFlow, the same tie rule) and seen-item masks;
+``metrics`` builds the evaluation pairs and computes recall@k of a model's lists and of the
+baselines. NumPy and pandas only (the TensorFlow kernel imports TensorFlow when called).
+"""
+
+from trainer.retrieval.metrics import (
+    EvalSet,
+    baseline_recalls,
+    build_eval_set,
+    catalog_index,
+    exact_top_k,
+    recall_at_k,
+)
+from trainer.retrieval.topk import (
+    DEFAULT_CHUNK,
+    chunked_top_k,
+    chunked_top_k_tf,
+    drop_masked,
+    exact_top_k_chunked,
+    mask_seen,
+    mask_seen_tf,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "EvalSet",
+    "baseline_recalls",
+    "build_eval_set",
+    "catalog_index",
+    "chunked_top_k",
+    "chunked_top_k_tf",
+    "drop_masked",
+    "exact_top_k",
+    "exact_top_k_chunked",
+    "mask_seen",
+    "mask_seen_tf",
+    "recall_at_k",
+]

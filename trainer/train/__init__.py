@@ -1,0 +1,23 @@
+"""Train (the pipeline's Trainer): the two-tower model, its epoch loop, calibration, refit.
+
+The face of the wing: everything outside ``trainer.train`` imports from here. ``model`` is
+the two towers and the optimizer; ``callbacks`` the per-epoch validation, progress and
+non-finite loss checks; ``calibration`` scales the repurchase part on validation; ``loop``
+is ``run_training``, the whole step.
+"""
+
+from trainer.train.loop import run_training
+from trainer.train.model import (
+    TwoTowerModel,
+    cardinalities,
+    make_optimizer,
+    sparse_repurchase_bonus,
+)
+
+__all__ = [
+    "TwoTowerModel",
+    "cardinalities",
+    "make_optimizer",
+    "run_training",
+    "sparse_repurchase_bonus",
+]
