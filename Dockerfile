@@ -18,7 +18,7 @@ ENV PYTHONUNBUFFERED=1 \
     TF_USE_LEGACY_KERAS=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     # MLflow calls to a private Cloud Run server (*.run.app) carry a Google ID token of the
-    # job's service account (trainer/mlflow_auth.py); no other host gets one.
+    # job's service account (trainer/tracking/auth.py); no other host gets one.
     MLFLOW_GOOGLE_AUTH_AUDIENCES=https://*.run.app
 
 WORKDIR /opt/b2b-recs

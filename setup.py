@@ -3,7 +3,7 @@
 from setuptools import find_packages, setup
 
 # Versions are pinned in constraints.txt; these are the direct needs of each part.
-# google-auth: trainer/mlflow_auth.py fetches ID tokens for a private MLflow server.
+# google-auth: trainer/tracking/auth.py fetches ID tokens for a private MLflow server.
 REPORTING = ["mlflow>=3.5,<4", "google-auth>=2.30", "jinja2>=3.1", "matplotlib>=3.8", "pyyaml>=6"]
 PIPELINES = [
     "kfp==2.17.3",
@@ -19,7 +19,7 @@ TRAINER = [
     "apache-beam[gcp]==2.77.0",
     "pandas>=2.2",
     "google-cloud-storage>=2.18",
-    "google-cloud-bigquery>=3.20",  # bq:// sources (trainer/ingest_bigquery.py)
+    "google-cloud-bigquery>=3.20",  # bq:// sources (trainer/ingest/bigquery.py)
 ] + REPORTING
 # The component image installs this too: CUDA / cuDNN / NCCL wheels that TensorFlow loads on a
 # GPU machine (versions pinned in constraints.txt, checked by a resolver dry run in tests).
@@ -44,7 +44,7 @@ setup(
     package_data={"reporting": ["templates/*.j2"]},
     # MLflow finds request-header providers through this group: every MLflow client in an
     # environment with the package installed adds a Google ID token for the private Cloud Run
-    # server (only for the hosts trainer/mlflow_auth.py allows).
+    # server (only for the hosts trainer/tracking/auth.py allows).
     entry_points={
         "mlflow.request_header_provider": [
             "google-id-token=trainer.tracking.auth:GoogleIdTokenHeaderProvider",

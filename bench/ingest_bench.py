@@ -71,7 +71,7 @@ def before_module(folder: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write(
             subprocess.run(
-                ["git", "show", f"{BEFORE}:trainer/ingest.py"],
+                ["git", "show", f"{BEFORE}:trainer/ingest/files.py"],
                 cwd=REPO,
                 check=True,
                 capture_output=True,

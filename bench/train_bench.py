@@ -52,13 +52,13 @@ CONFIG = ROOT / "configs" / "online_retail.yaml"
 CACHE = ROOT / ".local" / "bench" / "train"
 # Sources whose change invalidates the cached ingest/transform outputs.
 CACHE_KEY_SOURCES = (
-    "trainer/ingest.py",
-    "trainer/inputs.py",
-    "trainer/inputs.py",
+    "trainer/ingest/files.py",
+    "trainer/inputs/columns.py",
+    "trainer/inputs/columns.py",
     "trainer/layout.py",
-    "trainer/transform.py",
-    "trainer/features.py",
-    "trainer/config.py",
+    "trainer/transform/beam.py",
+    "trainer/features/preprocessing.py",
+    "trainer/config/parse.py",
 )
 QUICK_BUYER_SHARE = 5  # --quick keeps buyers whose id hashes to 0 mod this
 

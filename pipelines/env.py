@@ -191,17 +191,25 @@ class _Reader:
 
 
 def _tracking_uri(r: _Reader) -> str:
+    from trainer.tracking import TrackingUri
+
     uri = r.string("tracking_uri", expected="the MLflow server's https:// URL", required=True)
-    if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+    try:
+        parsed = TrackingUri(uri.rstrip("/"))
+    except ValueError as err:
+        if "://" in uri:
+            r.fail("tracking_uri", str(err))
+        parsed = None  # a path
+    if parsed is None or parsed.scheme in ("sqlite", "file"):
         r.fail(
             "tracking_uri",
             f"expected the MLflow server's https:// URL, got {uri!r}: a local store "
             "(sqlite:, file:, a path) lives on the submitter's disk, which no Vertex worker can "
             "read; deploy mlflow_server/ and use its URL",
         )
-    if not uri.startswith(("https://", "http://")):
+    if not parsed.is_server:
         r.fail("tracking_uri", f"expected an http(s):// URL, got {uri!r}")
-    return uri.rstrip("/")
+    return parsed.uri
 
 
 def _mlflow(r: _Reader) -> MlflowEnv:

@@ -1,7 +1,9 @@
 """The best run of a pipeline job, and its model: what a sweep hands to deployment.
 
-The best run is the one the report ranks first among this job's finished runs: ordered by
-the rank metric in its direction (``trainer.contract.metric_direction``).
+The best run is the one the report's leaderboard ranks first among this job's finished runs:
+the same reader (``ExperimentReader``: every run, paged) and the same ranking
+(``views.leaderboard``: the rank metric in its direction, non-finite values unranked, ties to
+the newer run).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import dataclasses
 import os
 import shutil
 
-from mlflow.tracking import MlflowClient
-
+from reporting import views
+from reporting.metric import RankMetric
+from reporting.query import ExperimentReader
 from trainer import contract
 
 
@@ -39,37 +42,31 @@ def best_run(
     Raises:
         NoFinishedRunError: no finished run carries the rank metric.
     """
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
+    data = ExperimentReader(tracking_uri).read(experiment)
+    if not data.experiment_id:
         raise NoFinishedRunError(f"MLflow experiment {experiment!r} does not exist")
-    order = "ASC" if contract.metric_direction(rank_metric) == contract.LOWER else "DESC"
-    filters = [f"attributes.status = '{contract.STATUS_FINISHED}'"]
-    if pipeline_job:
-        job = pipeline_job.replace("'", "\\'")
-        filters.append(f"tags.`{contract.TAG_PIPELINE_JOB}` = '{job}'")
-    runs = client.search_runs(
-        [found.experiment_id],
-        filter_string=" and ".join(filters),
-        order_by=[f"metrics.`{rank_metric}` {order}"],
-        max_results=50,
-    )
-    ranked = [r for r in runs if rank_metric in r.data.metrics]
+    finished = [
+        run
+        for run in data.runs
+        if run.status == contract.STATUS_FINISHED
+        and (not pipeline_job or run.pipeline_job == pipeline_job)
+    ]
+    ranked = [row for row in views.leaderboard(finished, RankMetric.of(rank_metric)) if row.rank]
     if not ranked:
         scope = f"pipeline job {pipeline_job!r}" if pipeline_job else "the experiment"
         raise NoFinishedRunError(f"no finished run of {scope} has the metric {rank_metric!r}")
-    run = ranked[0]
+    run = ranked[0].run
     return BestRun(
-        run_id=run.info.run_id,
-        feature_config_id=run.data.params.get(contract.PARAM_FEATURE_CONFIG_ID, ""),
-        model_config_id=run.data.params.get(contract.PARAM_MODEL_CONFIG_ID, ""),
-        seed=run.data.params.get(contract.PARAM_SEED, ""),
+        run_id=run.run_id,
+        feature_config_id=run.params.get(contract.PARAM_FEATURE_CONFIG_ID, ""),
+        model_config_id=run.params.get(contract.PARAM_MODEL_CONFIG_ID, ""),
+        seed=run.params.get(contract.PARAM_SEED, ""),
         metrics={
             k: v
-            for k, v in run.data.metrics.items()
+            for k, v in run.metrics.items()
             if k.startswith(("test_", "baseline_")) or k == rank_metric
         },
-        model_uri=run.data.tags.get(contract.TAG_MODEL_URI, ""),
+        model_uri=run.tags.get(contract.TAG_MODEL_URI, ""),
     )
 
 

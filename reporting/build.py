@@ -15,9 +15,10 @@ from pathlib import Path
 
 from reporting import pages, summary
 from reporting.histories import HistoryFetcher
-from reporting.model import ReportModel, read_model, redact_uri
+from reporting.model import ReportModel, read_model
 from reporting.query import TrackingUnreachableError
 from trainer import contract
+from trainer.tracking import TrackingUri
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def _write(out: Path, html_pages: dict[str, str], markdown: str) -> dict[str, st
 
 def _unreachable(out: Path, tracking_uri: str, experiment: str, reason: str) -> ReportResult:
     """Write pages and a summary that say MLflow could not be read, and why."""
-    safe_uri = redact_uri(tracking_uri)
+    safe_uri = TrackingUri(tracking_uri).redacted
     log.error("MLflow unreachable at %s: %s", safe_uri, reason)
     markdown = summary.unreachable_markdown(safe_uri, experiment, reason)
     paths = _write(out, pages.unreachable_pages(safe_uri, experiment, reason), markdown)
@@ -161,7 +162,7 @@ def write_report(
     except TrackingUnreachableError as exc:
         result = _unreachable(out, tracking_uri, experiment, str(exc))
         if fail_on_unreachable:
-            message = f"MLflow unreachable at {redact_uri(tracking_uri)}: {exc}"
+            message = f"MLflow unreachable at {TrackingUri(tracking_uri).redacted}: {exc}"
             raise ReportUnreachableError(message, result) from exc
         return result
     return _written(out, model, fetched, started)

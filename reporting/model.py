@@ -19,19 +19,12 @@ from reporting.query import ExperimentReader, TrackingUnreachableError
 from reporting.records import ExperimentData, RunRecord
 from reporting.text import short_text
 from trainer import contract
+from trainer.tracking import TrackingUri
 
 log = logging.getLogger(__name__)
 
 # The dashboard's headline: test recall at the largest k, whatever ranks the leaderboard.
 HEADLINE_METRIC = contract.test_recall_key(max(contract.RECALL_KS))
-
-
-def redact_uri(uri: str) -> str:
-    """A tracking URI fit to print: user info and query string removed."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.netloc and "@" in parts.netloc:
-        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
-    return urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
 
 
 def safe_ui_url(ui_url: str) -> str:
@@ -221,7 +214,7 @@ def read_model(
         detail_runs=detail_runs,
         ui_url=safe_ui_url(ui_url),
         highlight_run_id=highlight_run_id,
-        tracking_uri=redact_uri(tracking_uri),
+        tracking_uri=TrackingUri(tracking_uri).redacted,
         generated=dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         highlight_pipeline_job=highlight_pipeline_job,
     )

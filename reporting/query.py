@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from reporting.histories import HistoryFetcher, fetch_histories, host_creds, is_http
 from reporting.records import ExperimentData, RunRecord, as_json, records_from_json
-from trainer import contract
+from trainer import contract, tracking
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class ExperimentReader:
 
     def __init__(self, tracking_uri: str, history_fetcher: HistoryFetcher | None = None) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = tracking.open_client(tracking_uri)
         self._fetcher = history_fetcher or fetch_histories
         self._fetched: set[tuple[str, str]] = set()
         self.fetch_s = 0.0

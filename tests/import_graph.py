@@ -1,6 +1,6 @@
 """Draws the import graph of a package's modules: floors, arrows, circles.
 
-    python tests/import_graph.py [PACKAGE] [--wings]
+    python tests/import_graph.py [PACKAGE] [--wings]     (from the repository root)
 
 A module's floor is the length of the longest import path below it (0: it imports no module
 of the package); an arrow is one module importing another (at the top or inside a function);
@@ -29,13 +29,25 @@ def modules(root: str, package: str) -> dict[str, str]:
     return found
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (never run)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def imports_of(path: str, name: str, known: set[str]) -> set[str]:
     """The modules in ``known`` that the file at ``path`` (module ``name``) imports."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read())
     is_package = path.endswith("__init__.py")
     targets = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -46,8 +58,11 @@ def imports_of(path: str, name: str, known: set[str]) -> set[str]:
                 base = ".".join(parts + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            targets.add(base)
-            targets.update(f"{base}.{alias.name}" for alias in node.names)
+            # ``from pkg import mod`` imports the module ``pkg.mod``; ``from pkg import name``
+            # imports ``pkg``.
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                targets.add(sub if sub in known else base)
     found = set()
     for target in targets:
         while target and target not in known:
@@ -134,7 +149,7 @@ def floors(edges: dict[str, set[str]]) -> dict[str, int]:
 def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("--")]
     package = args[0] if args else "trainer"
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    root = os.getcwd()
     edges = graph(root, package, wings="--wings" in argv)
     level = floors(edges)
     arrows = sum(len(ts) for ts in edges.values())

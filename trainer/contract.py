@@ -199,7 +199,7 @@ REQUIRED_COLUMNS = (BUYER_ID, PRODUCT_ID, TIMESTAMP)
 OPTIONAL_COLUMNS = (QUANTITY, PRICE, TRANSACTION_ID, DESCRIPTION, COUNTRY)
 SOURCE_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
-# Point-in-time buyer columns that ingest derives (trainer/buyer_features.py).
+# Point-in-time buyer columns that ingest derives (trainer/inputs/buyer_features.py).
 HISTORY = "history"  # space-joined product ids, most bought first, then most recent
 RECENCY_DAYS = "recency_days"  # days since the buyer's previous purchase (-1: none)
 FREQUENCY = "frequency"  # distinct earlier purchase moments (invoices)

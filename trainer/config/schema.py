@@ -1,6 +1,6 @@
 """The experiment config's schema: dataclasses with their defaults, and ``ConfigError``.
 
-Each field's default is written here once; ``trainer/config.py`` reads YAML into these
+Each field's default is written here once; ``trainer/config/parse.py`` reads YAML into these
 classes and validates every value. Standard library only.
 """
 
@@ -85,7 +85,7 @@ class Dataset:
 
     name: str
     source: str  # a file, a glob (* or ?) of files, local or gs://; .gz is decompressed;
-    # or bq://PROJECT.DATASET.TABLE (ingest then runs in BigQuery, trainer/ingest_bigquery.py)
+    # or bq://PROJECT.DATASET.TABLE (ingest then runs in BigQuery, trainer/ingest/bigquery.py)
     columns: dict[str, str]
     cleaning: Cleaning
     split: Split

@@ -1,6 +1,6 @@
 """Feature transforms: the tf.Transform ``preprocessing_fn`` generated from a feature config.
 
-The same ``Feature`` entries drive the towers (trainer/model.py), so the names of the
+The same ``Feature`` entries drive the towers (trainer/train/model.py), so the names of the
 transformed features and their sizes are defined here once.
 """
 

@@ -6,6 +6,7 @@ runs the same cleaning and split as SQL that ``bigquery_sql`` generates; ``outpu
 the folder both paths end in.
 """
 
-from trainer.ingest.files import load_stats, run_ingest
+from trainer.ingest.files import run_ingest
+from trainer.ingest.output import load_stats
 
 __all__ = ["load_stats", "run_ingest"]

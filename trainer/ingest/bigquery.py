@@ -1,7 +1,7 @@
 """Ingest from BigQuery: cleaning, split and buyer columns run in BigQuery, not in the step.
 
 For a ``bq://PROJECT.DATASET.TABLE`` source (or ``bigquery.query``), the statements of
-trainer/bigquery_sql.py run as query jobs:
+trainer/ingest/bigquery_sql.py run as query jobs:
 
 1. ``checks``: rows read and dropped per reason (one row back); stops early, like the file
    path, when most timestamps or numbers do not parse.
@@ -21,8 +21,6 @@ BigQuery writes there itself.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import json
 import logging
 import os
 import time
@@ -31,7 +29,7 @@ import pandas as pd
 import tensorflow as tf
 
 from trainer import config as cfg
-from trainer import contract, layout, sources
+from trainer import contract, sources
 from trainer.ingest import bigquery_sql
 from trainer.ingest import output as ingest_output
 from trainer.sources import IngestError, ParseCheck
@@ -110,16 +108,14 @@ def run_bigquery_ingest(
         IngestError: most values of a column do not parse, nothing is left after cleaning,
             or a split has no rows or nothing train knows.
     """
-    from trainer.ingest.files import IngestStats, log_summary, no_rows_error, write_schema
-
     dataset = config.dataset
     source = dataset.source + (f" ({dataset.bigquery.query})" if dataset.bigquery.query else "")
     sql = bigquery_sql.IngestSql(dataset, config.history_length)
     client = client or client_for(dataset)
-    stats = IngestStats(source=dataset.source)
+    stats = ingest_output.IngestStats(source=dataset.source)
     _check_rows(client, sql, stats, source, dataset)
     if not stats.rows_kept:
-        raise no_rows_error(stats)
+        raise ingest_output.no_rows_error(stats)
 
     job, _ = _run(client, sql.prepare(), "cleaning, buyer columns and split")
     table = table_path(job.destination)
@@ -141,12 +137,8 @@ def run_bigquery_ingest(
             )
     tf.io.gfile.rmtree(f"{export_uri.rstrip('/')}/{EXPORT_DIR}")
 
-    catalog.to_parquet(layout.catalog_path(output_dir), index=False)
     stats.fill(counts, times, len(catalog))
-    write_schema(layout.schema_path(output_dir))
-    with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
-        json.dump(dataclasses.asdict(stats), f, indent=2)
-    log_summary(stats, " (BigQuery)")
+    ingest_output.write_tail(output_dir, catalog, stats)
     return stats
 
 

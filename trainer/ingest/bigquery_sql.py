@@ -1,6 +1,6 @@
 """BigQuery SQL for ingest, generated from the experiment config (standard library only).
 
-The statements do in BigQuery what the file path (trainer/ingest.py) does in pandas, with the
+The statements do in BigQuery what the file path (trainer/ingest/files.py) does in pandas, with the
 same rules and the same results row for row:
 
 - ``checks``: one small row: rows read, rows dropped per reason (each row counted under its
@@ -18,7 +18,7 @@ Only the last three read the prepared table; only ``checks``, ``split_stats`` an
 
 The history column ranks a buyer's earlier products by count, then by last purchase, then by
 first purchase, then by the source's row order (``dataset.bigquery.order_column``, else the
-product id), as ``trainer/buyer_features.py`` does walking the rows in order. The state of a
+product id), as ``trainer/inputs/buyer_features.py`` does walking the rows in order. The state of a
 product before a moment is its latest purchase moment before it: a join of each moment with
 the (buyer, product) purchase moments it falls after, never a product list per row.
 """
@@ -36,7 +36,7 @@ SPLIT = "_split"  # the split of each prepared row
 ORDER = "_ord"  # what orders a buyer's rows of one moment (not exported)
 TIMESTAMP_COLUMN = "_ts"
 _DAY_SECONDS = 86400
-# "17850.0" -> "17850", as trainer/ingest.py does (a BigQuery raw string literal).
+# "17850.0" -> "17850", as trainer/ingest/files.py does (a BigQuery raw string literal).
 _FLOAT_ID = r"r'^(\d+)\.0+$'"
 
 # The columns of an exported split, in the order the file path writes them.
@@ -176,7 +176,7 @@ class IngestSql:
         """One row: rows_read, one count per drop reason, and the parse counts.
 
         ``seen_<column>`` counts the non-empty values that reached the column's parse check,
-        ``failed_<column>`` those that did not parse (trainer/ingest_source.py ParseCheck).
+        ``failed_<column>`` those that did not parse (trainer/sources/read.py ParseCheck).
         """
         reasons = self.drop_reasons()
         fields = ["COUNT(*) AS rows_read"]
@@ -225,7 +225,7 @@ class IngestSql:
                 f"CASE WHEN r.{ts} < {train_end} THEN 'train' "
                 f"WHEN r.{ts} < {eval_end} THEN 'eval' ELSE 'test' END"
             )
-        # buyer_holdout: trainer/ingest.py uniform_draws, the first 52 bits of MD5(key:seed).
+        # buyer_holdout: trainer/ingest/files.py uniform_draws, the first 52 bits of MD5(key:seed).
         test_cut = 1.0 - rule.test_fraction
         eval_cut = test_cut - rule.eval_fraction
         digest = f"TO_HEX(MD5(CONCAT(r.{contract.BUYER_ID}, {quote_string(f':{rule.seed}')})))"
@@ -323,7 +323,7 @@ JOIN products ON products.{SPLIT} = per_split.{SPLIT}"""
 
     @staticmethod
     def catalog(table: str) -> str:
-        """One row per product seen in train, as trainer/ingest_output.py build_catalog."""
+        """One row per product seen in train, as trainer/ingest/output.py build_catalog."""
         b, p, ts = contract.BUYER_ID, contract.PRODUCT_ID, contract.TIMESTAMP
         d, price = contract.DESCRIPTION, contract.PRICE
         t = quote_name(table)

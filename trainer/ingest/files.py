@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
@@ -24,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from trainer import config as cfg
-from trainer import contract, inputs, layout, sources
-from trainer.ingest.output import Spill, SplitOutputs
+from trainer import contract, inputs, sources
+from trainer.ingest import bigquery as ingest_bigquery
+from trainer.ingest.output import IngestStats, Spill, SplitOutputs, no_rows_error, write_tail
 from trainer.sources import ROW, IngestError, ParseCheck, iter_chunks, read_source
 
 __all__ = ["IngestError", "IngestStats", "clean", "read_source", "run_ingest", "split"]
@@ -35,32 +35,6 @@ log = logging.getLogger(__name__)
 
 _FLOAT_ID = re.compile(r"^(\d+)\.0+$")
 PARTITION_BYTES = 32 << 20
-
-
-@dataclasses.dataclass
-class IngestStats:
-    """What ingest read, dropped and kept; written to stats.json and logged to MLflow."""
-
-    source: str
-    rows_read: int = 0
-    rows_dropped: dict[str, int] = dataclasses.field(default_factory=dict)
-    rows_kept: int = 0
-    rows: dict[str, int] = dataclasses.field(default_factory=dict)
-    buyers: dict[str, int] = dataclasses.field(default_factory=dict)
-    products: dict[str, int] = dataclasses.field(default_factory=dict)
-    time_range: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    catalog_size: int = 0
-
-    def fill(self, counts: dict, times: dict, catalog_size: int) -> None:
-        """Per-split counts (``SplitCounts``), first and last times (epoch s), catalog size."""
-        self.catalog_size = catalog_size
-        for name in contract.SPLITS:
-            self.rows[name] = counts[name].rows
-            self.buyers[name] = counts[name].buyers
-            self.products[name] = counts[name].products
-            if name in times:
-                first, last = pd.to_datetime(list(times[name]), unit="s")
-                self.time_range[name] = [str(first), str(last)]
 
 
 def clean(
@@ -137,15 +111,6 @@ def _typed(frame: pd.DataFrame, keep: pd.Series, numbers: dict, ts: pd.Series) -
     return out
 
 
-def no_rows_error(stats: IngestStats) -> IngestError:
-    """The error when cleaning kept nothing."""
-    return IngestError(
-        stats.source,
-        "dataset.cleaning",
-        f"no usable rows after cleaning ({stats.rows_read} read, dropped: {stats.rows_dropped})",
-    )
-
-
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Time order; ties by buyer, then by position in the source (the same in every path)."""
     return frame.sort_values([contract.TIMESTAMP, contract.BUYER_ID, ROW]).reset_index(drop=True)
@@ -154,8 +119,8 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def uniform_draws(keys: pd.Series, seed: int) -> np.ndarray:
     """A uniform [0, 1) number per key, fixed by (key, seed): the same in every ingest path.
 
-    The first 52 bits of MD5("<key>:<seed>"), a hash BigQuery computes too
-    (trainer/bigquery_sql.py ``draw``), so a buyer lands in the same split whichever reads it.
+    The first 52 bits of MD5("<key>:<seed>"), a hash BigQuery computes too (``draw`` in
+    trainer/ingest/bigquery_sql.py), so a buyer lands in the same split whichever reads it.
     """
     codes, uniques = pd.factorize(keys)
     suffix = f":{seed}".encode()
@@ -195,16 +160,6 @@ def split(frame: pd.DataFrame, rule: cfg.Split) -> dict[str, pd.DataFrame]:
     return {name: frame[mask].reset_index(drop=True) for name, mask in masks.items()}
 
 
-def write_schema(path: str) -> None:
-    """Writes the raw schema as a TFMD Schema text proto."""
-    from google.protobuf import text_format
-    from tensorflow_transform.tf_metadata import schema_utils
-
-    schema = schema_utils.schema_from_feature_spec(inputs.raw_feature_spec())
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text_format.MessageToString(schema))
-
-
 def run_ingest(
     config: cfg.ExperimentConfig,
     output_dir: str,
@@ -215,7 +170,7 @@ def run_ingest(
     """Reads, cleans and splits the dataset of an experiment; writes the ingest folder.
 
     The source is read ``dataset.chunk_rows`` rows at a time and spilled by buyer partition
-    (trainer/ingest_output.py); ``chunk_rows: 0`` holds the whole source in memory instead.
+    (trainer/ingest/output.py); ``chunk_rows: 0`` holds the whole source in memory instead.
     Both give the same rows, buyer columns, catalog and counts.
 
     Args:
@@ -224,7 +179,7 @@ def run_ingest(
         source: Overrides ``config.dataset.source`` when not empty.
         partitions: Buyer partitions of the chunked path; 0 sizes them from the source.
         output_uri: ``output_dir`` as a URI (a KFP artifact's ``.uri``): where BigQuery
-            exports a ``bq://`` source's splits (trainer/ingest_bigquery.py).
+            exports a ``bq://`` source's splits (trainer/ingest/bigquery.py).
 
     Returns:
         The counts written to stats.json.
@@ -273,30 +228,12 @@ def _run_files(
             outputs.close()
         outputs.check(path)
         catalog = outputs.catalog()
-    catalog.to_parquet(layout.catalog_path(output_dir), index=False)
     stats.fill(outputs.counts(), outputs.times, len(catalog))
-    write_schema(layout.schema_path(output_dir))
-    with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
-        json.dump(dataclasses.asdict(stats), f, indent=2)
-    log_summary(stats)
+    write_tail(output_dir, catalog, stats)
     return stats
 
 
-def log_summary(stats: IngestStats, where: str = "") -> None:
-    """The one line ingest ends with: rows read, kept, dropped per reason, rows per split."""
-    log.info(
-        "ingest%s: read %d rows, kept %d, dropped %s; rows per split %s",
-        where,
-        stats.rows_read,
-        stats.rows_kept,
-        stats.rows_dropped,
-        stats.rows,
-    )
-
-
 def _run_bigquery(config: cfg.ExperimentConfig, output_dir: str, output_uri: str) -> IngestStats:
-    from trainer.ingest import bigquery as ingest_bigquery
-
     if not output_uri.startswith("gs://"):
         raise IngestError(
             config.dataset.source,
@@ -327,9 +264,3 @@ def _partition_count(path: str) -> int:
         for f in sources.source_files(path)
     )
     return max(1, min(1024, math.ceil(size / PARTITION_BYTES)))
-
-
-def load_stats(folder: str) -> dict:
-    """Reads stats.json of an ingest folder."""
-    with open(layout.stats_path(folder), encoding="utf-8") as f:
-        return json.load(f)

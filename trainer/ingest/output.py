@@ -12,6 +12,7 @@ the source. With one partition held in memory this is the whole-source path.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 
@@ -263,3 +264,75 @@ def split_range(rule: cfg.Split, name: str) -> str:
     }[name]
     unit = "buyers" if rule.strategy == "buyer_holdout" else "rows"
     return f"a {share:.0%} share of the {unit} ({rule.strategy}, seed {rule.seed})"
+
+
+@dataclasses.dataclass
+class IngestStats:
+    """What ingest read, dropped and kept; written to stats.json and logged to MLflow."""
+
+    source: str
+    rows_read: int = 0
+    rows_dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    rows_kept: int = 0
+    rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    buyers: dict[str, int] = dataclasses.field(default_factory=dict)
+    products: dict[str, int] = dataclasses.field(default_factory=dict)
+    time_range: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    catalog_size: int = 0
+
+    def fill(self, counts: dict, times: dict, catalog_size: int) -> None:
+        """Per-split counts (``SplitCounts``), first and last times (epoch s), catalog size."""
+        self.catalog_size = catalog_size
+        for name in contract.SPLITS:
+            self.rows[name] = counts[name].rows
+            self.buyers[name] = counts[name].buyers
+            self.products[name] = counts[name].products
+            if name in times:
+                first, last = pd.to_datetime(list(times[name]), unit="s")
+                self.time_range[name] = [str(first), str(last)]
+
+
+def no_rows_error(stats: IngestStats) -> IngestError:
+    """The error when cleaning kept nothing."""
+    return IngestError(
+        stats.source,
+        "dataset.cleaning",
+        f"no usable rows after cleaning ({stats.rows_read} read, dropped: {stats.rows_dropped})",
+    )
+
+
+def write_schema(path: str) -> None:
+    """Writes the raw schema as a TFMD Schema text proto."""
+    from google.protobuf import text_format
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    schema = schema_utils.schema_from_feature_spec(inputs.raw_feature_spec())
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text_format.MessageToString(schema))
+
+
+def log_summary(stats: IngestStats, where: str = "") -> None:
+    """The one line ingest ends with: rows read, kept, dropped per reason, rows per split."""
+    log.info(
+        "ingest%s: read %d rows, kept %d, dropped %s; rows per split %s",
+        where,
+        stats.rows_read,
+        stats.rows_kept,
+        stats.rows_dropped,
+        stats.rows,
+    )
+
+
+def write_tail(output_dir: str, catalog: pd.DataFrame, stats: IngestStats) -> None:
+    """Writes what every ingest path ends with: the catalog, the schema, stats.json, a log line."""
+    catalog.to_parquet(layout.catalog_path(output_dir), index=False)
+    write_schema(layout.schema_path(output_dir))
+    with open(layout.stats_path(output_dir), "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(stats), f, indent=2)
+    log_summary(stats, " (BigQuery)" if stats.source.startswith(cfg.BIGQUERY_PREFIX) else "")
+
+
+def load_stats(folder: str) -> dict:
+    """Reads stats.json of an ingest folder."""
+    with open(layout.stats_path(folder), encoding="utf-8") as f:
+        return json.load(f)

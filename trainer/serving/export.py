@@ -2,14 +2,15 @@
 
 The exported model takes raw buyer features (the columns the buyer tower reads), runs the
 transform graph and the buyer tower once, and scores the whole catalog exactly, in chunks with
-a running top-k (``trainer/retrieval.py``) so memory does not grow with the catalog; training's
+a running top-k (``trainer/retrieval/topk.py``) so memory does not grow with the catalog; training's
 validation recall and the evaluate step use the same catalog search, in process and through
 the exported signature respectively. Ties go to the lower catalog row on both paths.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,23 @@ import tensorflow as tf
 from trainer import config as cfg
 from trainer import contract, features, inputs, retrieval
 
-if TYPE_CHECKING:  # the model class is only a type here: loading a model needs no model code
-    from trainer.train import TwoTowerModel
+
+class Towers(Protocol):
+    """What serving needs of a trained model (``trainer.train.TwoTowerModel``): its towers.
+
+    Only a type: exporting and loading need no model code, so serving sits below training.
+    """
+
+    buyer_tower: Callable  # transformed buyer features -> buyer embeddings
+    product_tower: Callable  # transformed product features -> product embeddings
+
+    def candidate_scores(  # noqa: D102  (documented on TwoTowerModel)
+        self, buyers: tf.Tensor, inputs: dict, candidates: tf.Tensor, candidate_ids: tf.Tensor
+    ) -> tf.Tensor: ...
 
 
 def embed_catalog(
-    two_tower: TwoTowerModel, tft_layer, catalog: pd.DataFrame, batch_size: int = 8192
+    two_tower: Towers, tft_layer, catalog: pd.DataFrame, batch_size: int = 8192
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Product-tower embeddings of the catalog and its product ids (in the vocabulary's space)."""
     embeddings, ids = [], []
@@ -50,7 +62,7 @@ def seen_pairs(histories, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray
 
 
 def top_k_for_queries(
-    two_tower: TwoTowerModel,
+    two_tower: Towers,
     tft_layer,
     queries: pd.DataFrame,
     candidates: tf.Tensor,
@@ -117,7 +129,7 @@ class ServingModel(tf.Module):
     def __init__(
         self,
         tft_layer,
-        two_tower: TwoTowerModel,
+        two_tower: Towers,
         product_ids: np.ndarray,
         product_embeddings: tf.Tensor,
         product_vocab_ids: tf.Tensor,
@@ -197,7 +209,7 @@ def serving_columns(feature_config: cfg.FeatureConfig, exclude_seen: bool = Fals
 
 def export_serving_model(
     path: str,
-    two_tower: TwoTowerModel,
+    two_tower: Towers,
     tft_output,
     catalog: pd.DataFrame,
     feature_config: cfg.FeatureConfig,

@@ -24,8 +24,8 @@ from trainer.tracking.send import (
     TrackingInputError,
     metric_points,
     open_client,
-    validate_tracking_uri,
 )
+from trainer.tracking.uri import TrackingUri
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def replay(path: str, tracking_uri: str = "") -> ReplayResult:
             _finish_session(sender, header, result, counted)
             header = session or {}
             uri = tracking_uri or header.get("tracking_uri") or ""
-            validate_tracking_uri(uri)
+            TrackingUri(uri)  # raises ValueError naming what is wrong
             sender = RunSender(open_client(uri), uri, header.get("run_id"))
             counted = (result.points_sent, len(result.rejected))
         if op["op"] not in ("session", "rejected"):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from urllib.parse import urlparse
 
 from trainer import contract
+from trainer.tracking.uri import TrackingUri
 
 log = logging.getLogger(__name__)
 
@@ -39,37 +39,10 @@ TRANSIENT_CODES = frozenset(
 )
 # Operations without which nothing else of the run can be sent.
 RUN_OPS = ("create_run", "resume")
-SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 
 
 class TrackingInputError(ValueError):
     """A request MLflow will never accept as it is (deleted experiment or run, bad value)."""
-
-
-def validate_tracking_uri(uri: str) -> None:
-    """Raises ValueError naming a malformed or unsupported tracking URI ('' means off)."""
-    if not uri:
-        return
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.split("+", 1)[0].lower()
-    if scheme not in SCHEMES:
-        raise ValueError(
-            f"unsupported MLflow tracking URI {uri!r}: the scheme must be one of "
-            f"{', '.join(s + '://' for s in SCHEMES)} (e.g. http://127.0.0.1:5000 or "
-            "sqlite:///mlruns.db)"
-        )
-    if scheme in ("http", "https") and not parsed.hostname:
-        raise ValueError(f"malformed MLflow tracking URI {uri!r}: no host name")
-    if scheme in ("http", "https"):
-        try:
-            parsed.port  # noqa: B018 - raises ValueError on a non-numeric port
-        except ValueError as err:
-            raise ValueError(f"malformed MLflow tracking URI {uri!r}: {err}") from None
-    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
-        raise ValueError(
-            f"malformed MLflow tracking URI {uri!r}: a SQLite store is sqlite:///relative/path "
-            "or sqlite:////absolute/path"
-        )
 
 
 def is_transient(err: BaseException) -> bool:
@@ -87,7 +60,7 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, (requests.RequestException, OSError, OperationalError))
 
 
-def open_client(tracking_uri: str):
+def open_client(tracking_uri: str | TrackingUri):
     """An ``MlflowClient`` for the store; an embedded SQLite store is opened under a file lock.
 
     Opening a new SQLite store creates its schema. Processes that open the same new store at
@@ -97,36 +70,18 @@ def open_client(tracking_uri: str):
     """
     from mlflow.tracking import MlflowClient
 
-    db_path = sqlite_path(tracking_uri)
+    db_path = TrackingUri(str(tracking_uri)).sqlite_path
     if db_path is None:
-        return MlflowClient(tracking_uri=tracking_uri)
+        return MlflowClient(tracking_uri=str(tracking_uri))
     import fcntl
 
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
     with open(db_path + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return MlflowClient(tracking_uri=tracking_uri)
+            return MlflowClient(tracking_uri=str(tracking_uri))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def sqlite_path(tracking_uri: str) -> str | None:
-    """The absolute database path of an embedded SQLite store's URI; None for other stores."""
-    if urlparse(tracking_uri).scheme != "sqlite":
-        return None
-    return os.path.abspath(tracking_uri[len("sqlite:///") :])
-
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """Artifact root for a new experiment in an embedded store: beside the SQLite file.
-
-    Other stores (a server, a file store) decide their own artifact root: None.
-    """
-    db_path = sqlite_path(tracking_uri)
-    return (
-        None if db_path is None else "file://" + os.path.join(os.path.dirname(db_path), "artifacts")
-    )
 
 
 def _active_experiment_id(experiment, name: str, tracking_uri: str) -> str:
@@ -155,7 +110,7 @@ def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
         return _active_experiment_id(experiment, name, tracking_uri)
     try:
         return client.create_experiment(
-            name, artifact_location=default_artifact_location(tracking_uri)
+            name, artifact_location=TrackingUri(tracking_uri).default_artifact_location
         )
     except MlflowException:
         # RESOURCE_ALREADY_EXISTS, or a unique-key violation some stores report otherwise.

@@ -37,13 +37,12 @@ from trainer.tracking.send import (
     RUN_OPS,
     RunSender,
     TrackingInputError,
-    default_artifact_location,
     get_or_create_experiment,
     is_transient,
     metric_points,
     split_long_params,
-    validate_tracking_uri,
 )
+from trainer.tracking.uri import TrackingUri
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,6 @@ __all__ = [
     "RUN_INFO_FILE",
     "RunTracker",
     "TrackingInputError",
-    "default_artifact_location",
     "get_or_create_experiment",
     "read_run_info",
 ]
@@ -88,7 +86,7 @@ class RunTracker:
         backlog_dir: str | None = None,
         flush_interval_s: float = 2.0,
     ):
-        validate_tracking_uri(tracking_uri)
+        TrackingUri(tracking_uri)  # raises ValueError naming what is wrong
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         self.tracking_uri = tracking_uri

@@ -5,7 +5,7 @@
 folders, fits the model keeping the epoch with the best validation recall, logs the MLflow
 contract (params, tags, per-epoch and summary metrics, artifacts) and exports the serving
 model. With ``training.calibrate_repurchase`` the selected model's repurchase part is then
-scaled by the factor best on validation (trainer/calibration.py). With ``training.refit`` the
+scaled by the factor best on validation (trainer/train/calibration.py). With ``training.refit`` the
 eval-selected model is exported to ``serving_selected/`` (the evaluate step logs its test
 recall as ``selected_test_recall_at_<k>``), then a fresh model is trained on train + eval for
 the best epoch count, its repurchase part scaled by the same factor, and exported as the

@@ -13,7 +13,7 @@ the product side the one-hot of its id. Their inner product adds that weight to 
 the buyer bought before, so repeat demand, which dominates B2B, is scored exactly, and the
 dense part is free to learn what else the buyer needs. Scores stay inner products, so the
 exact index over the catalog still serves them. ``training.calibrate_repurchase`` scales the
-sparse part after the fit by a factor chosen on validation (trainer/calibration.py).
+sparse part after the fit by a factor chosen on validation (trainer/train/calibration.py).
 """
 
 from __future__ import annotations

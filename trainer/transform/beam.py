@@ -62,7 +62,7 @@ def run_transform(
 
     Args:
         feature_config: The features to compute.
-        ingest_dir: An ingest output folder (trainer/ingest.py).
+        ingest_dir: An ingest output folder (trainer/ingest/files.py).
         output_dir: Folder to write the transform graph and transformed examples to.
         beam_pipeline_args: Beam options; DirectRunner in memory when empty, DataflowRunner
             options (project, region, temp_location, ...) to scale out.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reporting.build import ReportUnreachableError, write_report
-from reporting.model import redact_uri
+from trainer.tracking import TrackingUri
 from reporting.summary import md_escape
 from trainer import contract
 from trainer.contract import VIEW_COMBINED, VIEW_TITLES, VIEWS
@@ -295,7 +295,7 @@ def test_md_escape_neutralises_tables_and_html():
 
 def test_redact_uri_hides_credentials():
     assert (
-        redact_uri("postgresql://u:secret@db:5432/mlflow?sslmode=x")
+        TrackingUri("postgresql://u:secret@db:5432/mlflow?sslmode=x").redacted
         == "postgresql://***@db:5432/mlflow"
     )
 

@@ -1,4 +1,4 @@
-"""trainer/calibration.py's choice of the repurchase scale from validation recalls."""
+"""trainer/train/calibration.py's choice of the repurchase scale from validation recalls."""
 
 import math
 

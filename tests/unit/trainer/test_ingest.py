@@ -16,6 +16,7 @@ from tests.conftest import read_ingest_outputs
 from trainer import config as cfg
 from trainer import contract, layout
 from trainer.ingest import files as ingest
+from trainer.ingest import output as ingest_output
 from trainer.inputs import columns as inputs
 
 
@@ -25,7 +26,7 @@ def config(tiny_dataset):
 
 
 def test_clean_counts_each_bad_row_once_under_its_reason(config, tiny_dataset):
-    stats = ingest.IngestStats(source="tiny")
+    stats = ingest_output.IngestStats(source="tiny")
     frame = ingest.clean(ingest.read_source(config.dataset), config.dataset, stats)
     assert stats.rows_read == tiny_dataset["rows"]
     assert stats.rows_dropped == {
@@ -51,7 +52,7 @@ def test_missing_column_names_the_column_and_the_file(config, tmp_path):
 
 
 def test_strict_time_split_respects_the_dates(config):
-    stats = ingest.IngestStats(source="tiny")
+    stats = ingest_output.IngestStats(source="tiny")
     frame = ingest.clean(ingest.read_source(config.dataset), config.dataset, stats)
     parts = ingest.split(frame, config.dataset.split)
     cut1 = pd.Timestamp("2011-09-01").value // 10**9
@@ -63,7 +64,7 @@ def test_strict_time_split_respects_the_dates(config):
 
 
 def test_buyer_holdout_keeps_each_buyer_in_one_split(config):
-    stats = ingest.IngestStats(source="tiny")
+    stats = ingest_output.IngestStats(source="tiny")
     frame = ingest.clean(ingest.read_source(config.dataset), config.dataset, stats)
     rule = cfg.Split(strategy="buyer_holdout", eval_fraction=0.2, test_fraction=0.2, seed=3)
     parts = ingest.split(frame, rule)
@@ -125,7 +126,9 @@ def test_every_timestamp_malformed_shows_two_samples_and_the_format(config, tiny
     # ... and cleaning on the whole column, chunk by chunk.
     dates = _with(config, source=str(tmp_path / "dates.csv")).dataset
     with pytest.raises(ingest.IngestError) as info:
-        ingest.clean(ingest.read_source(dates), dates, ingest.IngestStats(source="dates.csv"))
+        ingest.clean(
+            ingest.read_source(dates), dates, ingest_output.IngestStats(source="dates.csv")
+        )
     err = info.value
     assert isinstance(err, cfg.ConfigError) and err.field == "dataset.timestamp_format"
     assert f"{len(raw) - 3} of {len(raw) - 3} values of column 'InvoiceDate'" in err.problem

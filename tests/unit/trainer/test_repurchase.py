@@ -1,4 +1,4 @@
-"""trainer/model.py's repurchase bonus: the candidate join against the dense formula it replaced."""
+"""trainer/train/model.py's repurchase bonus: the candidate join against the dense formula it replaced."""
 
 import numpy as np
 import pytest

@@ -1,0 +1,53 @@
+"""The best-model step's choice is the leaderboard's first row, over every finished run."""
+
+import math
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from reporting import best, views
+from reporting.metric import RankMetric
+from reporting.query import ExperimentReader
+from tests.unit.reporting.mlflow_runs import log_run
+from trainer import contract
+
+RANK = contract.test_recall_key(100)
+
+
+def _store(tracking_uri):
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.create_experiment("best-test")
+    job = {contract.TAG_PIPELINE_JOB: "job-1"}
+    # 60 finished runs (more than one page of 50), the best one logged first (oldest).
+    ids = [
+        log_run(client, exp, f"r{i}", test_recall={100: 0.20 + i / 1000}, tags=job, start_time=i)
+        for i in range(60)
+    ]
+    top = ids[-1]
+    # Logged values the leaderboard never ranks: an infinity, a NaN; a better run that failed;
+    # a better run of another job.
+    log_run(client, exp, "inf", test_recall={100: math.inf}, tags=job, start_time=100)
+    log_run(client, exp, "nan", test_recall={100: math.nan}, tags=job, start_time=101)
+    log_run(client, exp, "failed", test_recall={100: 0.9}, tags=job, status="FAILED")
+    log_run(client, exp, "other", test_recall={100: 0.8}, tags={contract.TAG_PIPELINE_JOB: "j2"})
+    return top
+
+
+def test_best_run_is_the_leaderboards_first_finished_run_of_the_job(tracking_uri):
+    top = _store(tracking_uri)
+    chosen = best.best_run(tracking_uri, "best-test", RANK, pipeline_job="job-1")
+    assert chosen.run_id == top
+    assert chosen.metrics[RANK] == pytest.approx(0.259)
+
+    runs = ExperimentReader(tracking_uri).read("best-test").runs
+    finished = [r for r in runs if r.status == "FINISHED" and r.pipeline_job == "job-1"]
+    assert views.leaderboard(finished, RankMetric.of(RANK))[0].run.run_id == chosen.run_id
+
+
+def test_best_run_of_the_experiment_and_when_none_qualifies(tracking_uri):
+    _store(tracking_uri)
+    assert best.best_run(tracking_uri, "best-test", RANK).feature_config_id == "fc_ids"
+    with pytest.raises(best.NoFinishedRunError, match="no finished run"):
+        best.best_run(tracking_uri, "best-test", "no_such_metric", pipeline_job="job-1")
+    with pytest.raises(best.NoFinishedRunError, match="does not exist"):
+        best.best_run(tracking_uri, "missing", RANK)
