@@ -8,7 +8,8 @@ import re
 # `python -m pipelines compile --image REF` or by an environment file's `image` at submit.
 COMPONENT_IMAGE = "europe-docker.pkg.dev/b2b-recs/pipelines/b2b-recs:0.1.0"
 
-_IMAGE_REF = re.compile(
+# An image reference with a tag or a digest: what `compile --image` and an env file take.
+IMAGE_REF = re.compile(
     r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$"
 )
 
@@ -30,7 +31,7 @@ def with_image(spec_yaml: str, image: str) -> str:
     Raises:
         ValueError: ``image`` is not a full reference, or the spec never names the default.
     """
-    if not _IMAGE_REF.match(image):
+    if not IMAGE_REF.match(image):
         raise ValueError(
             f"image: expected a reference with a tag or digest like "
             f"REGION-docker.pkg.dev/PROJECT/REPO/b2b-recs:0.1.0, got {image!r}"

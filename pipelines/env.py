@@ -22,15 +22,16 @@ import os
 import re
 from typing import Any
 
+from components import IMAGE_REF
+from trainer.contract import GCP_PROJECT_ID, STEPS  # STEPS: each takes CPU / memory limits
+
 ENV_DIR = os.path.join("configs", "env")
-# Steps that take CPU / memory limits; their names match the pipeline's components.
-STEPS = ("ingest", "transform", "train", "evaluate", "report")
 
 # Kubernetes-style quantities, as KFP's set_cpu_limit / set_memory_limit accept them.
 _CPU = re.compile(r"^([0-9]*\.)?[0-9]+m?$")
 _MEMORY = re.compile(r"^([0-9]*\.)?[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 _DURATION = re.compile(r"^[0-9]+s$")
-_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_PROJECT = re.compile(rf"^{GCP_PROJECT_ID}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][-a-z0-9]{4,62}@[-a-z0-9.]+\.gserviceaccount\.com$")
@@ -38,7 +39,6 @@ _SERVICE_ACCOUNT = re.compile(r"^[a-z0-9][-a-z0-9]{4,62}@[-a-z0-9.]+\.gserviceac
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _ACCELERATOR = re.compile(r"^(NVIDIA_[A-Z0-9_]+|TPU_[A-Z0-9_]+)$")
-_IMAGE = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$")
 
 _TOP_KEYS = (
     "project",
@@ -311,7 +311,7 @@ def parse_env(data: Any, source: str, name: str = "") -> EnvConfig:
             f"expected a gs:// folder (Vertex writes artifacts there), got {root!r}",
         )
     image = r.string(
-        "image", _IMAGE, "an image reference like REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG"
+        "image", IMAGE_REF, "an image reference like REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG"
     )
     if not isinstance(r.data.get("labels") or {}, dict):
         r.fail("labels", "expected a mapping of label keys to values")

@@ -5,9 +5,9 @@ from typing import NamedTuple
 from kfp import dsl
 
 from components.ingest import ingest_data
+from components.plan import bind_transforms, plan_sweep
 from components.report import render_report
 from components.select import select_best_model
-from components.sweep import bind_transforms, plan_sweep
 from components.transform import transform_data
 from pipelines.env import TrainMachine
 from pipelines.tasks import (

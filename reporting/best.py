@@ -2,7 +2,7 @@
 
 The best run is the one the report's leaderboard ranks first among this job's finished runs:
 the same reader (``ExperimentReader``: every run, paged) and the same ranking
-(``views.leaderboard``: the rank metric in its direction, non-finite values unranked, ties to
+(``aggregate.leaderboard``: the rank metric in its direction, non-finite values unranked, ties to
 the newer run).
 """
 
@@ -12,7 +12,7 @@ import dataclasses
 import os
 import shutil
 
-from reporting import views
+from reporting import aggregate
 from reporting.metric import RankMetric
 from reporting.query import ExperimentReader
 from trainer import contract
@@ -51,7 +51,9 @@ def best_run(
         if run.status == contract.STATUS_FINISHED
         and (not pipeline_job or run.pipeline_job == pipeline_job)
     ]
-    ranked = [row for row in views.leaderboard(finished, RankMetric.of(rank_metric)) if row.rank]
+    ranked = [
+        row for row in aggregate.leaderboard(finished, RankMetric.of(rank_metric)) if row.rank
+    ]
     if not ranked:
         scope = f"pipeline job {pipeline_job!r}" if pipeline_job else "the experiment"
         raise NoFinishedRunError(f"no finished run of {scope} has the metric {rank_metric!r}")

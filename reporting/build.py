@@ -1,7 +1,7 @@
 """Write the experiment report: HTML views, the Markdown summary and the KFP metrics.
 
 :func:`write_report` is the one entry point; the KFP ``render_report`` component and
-``python -m reporting`` both call it. It reads the view model (:mod:`reporting.model`), then
+``python -m reporting`` both call it. It reads the view model (:mod:`reporting.report_model`), then
 hands it to the page builders (:mod:`reporting.pages`) and the summary writers
 (:mod:`reporting.summary`).
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from reporting import pages, summary
 from reporting.histories import HistoryFetcher
-from reporting.model import ReportModel, read_model
 from reporting.query import TrackingUnreachableError
+from reporting.report_model import ReportModel, read_model
 from trainer import contract
 from trainer.tracking import TrackingUri
 

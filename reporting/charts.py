@@ -22,7 +22,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from reporting import views
+from reporting import aggregate
 from reporting.metric import RankMetric, better, fmt, label, present
 from reporting.records import RunRecord
 from reporting.text import strip_bidi
@@ -288,7 +288,7 @@ def _recall_baselines(ax, baselines: dict[str, list[float | None]]) -> None:
             )
 
 
-def _recall_per_run(ax, by_run: Sequence[views.RecallSeries]) -> None:
+def _recall_per_run(ax, by_run: Sequence[aggregate.RecallSeries]) -> None:
     for i, s in enumerate(by_run):
         pts = [(k, v) for k, v in zip(s.ks, s.mean, strict=True) if v is not None]
         ax.plot(
@@ -302,7 +302,7 @@ def _recall_per_run(ax, by_run: Sequence[views.RecallSeries]) -> None:
         )
 
 
-def _recall_per_config(ax, by_config: Sequence[views.RecallSeries]) -> None:
+def _recall_per_config(ax, by_config: Sequence[aggregate.RecallSeries]) -> None:
     """Mean with error bars and a shaded +- std band per config."""
     for i, s in enumerate(by_config):
         pts = [
@@ -345,8 +345,8 @@ def _recall_axes(ax, title: str, has_series: bool, has_baselines: bool, missing:
 
 
 def recall_at_k_figure(
-    by_run: Sequence[views.RecallSeries],
-    by_config: Sequence[views.RecallSeries],
+    by_run: Sequence[aggregate.RecallSeries],
+    by_config: Sequence[aggregate.RecallSeries],
     baselines: dict[str, list[float | None]],
 ) -> tuple[Figure, str]:
     """Test recall against k: per run, and mean +- std per config that ran several seeds."""
@@ -399,7 +399,7 @@ def _axis_values(runs: Sequence[RunRecord], key: str) -> tuple[list[float | None
 
 
 # Parallel coordinates: at most this many param axes (the params that vary, contract
-# params first; views.varying_params), labels of at most this many characters on them, and at
+# params first; aggregate.varying_params), labels of at most this many characters on them, and at
 # most this many values written beside a categorical axis.
 PARALLEL_AXES = 6
 PARALLEL_LABEL = 16
@@ -443,7 +443,7 @@ def parallel_coordinates_figure(
     """
     metric = rank.name
     params = list(params)[:PARALLEL_AXES]
-    scored = [(r, views.metric_value(r, metric)) for r in runs]
+    scored = [(r, aggregate.metric_value(r, metric)) for r in runs]
     scored = [(r, v) for r, v in scored if v is not None]
     with matplotlib.rc_context(_RC):
         fig, (ax,) = _figure(9.6, 3.8, left=0.3, right=1.3, bottom=0.45)
@@ -502,7 +502,7 @@ def metric_timeline_figure(
         marked_label: What the circled runs are.
     """
     scored = sorted(
-        ((r.start_time, views.metric_value(r, metric), r) for r in runs), key=lambda t: t[0]
+        ((r.start_time, aggregate.metric_value(r, metric), r) for r in runs), key=lambda t: t[0]
     )
     scored = [t for t in scored if t[1] is not None]
     with matplotlib.rc_context(_RC):
@@ -567,8 +567,8 @@ def overlay_curves(
 
 
 def recall_at_k(
-    by_run: Sequence[views.RecallSeries],
-    by_config: Sequence[views.RecallSeries],
+    by_run: Sequence[aggregate.RecallSeries],
+    by_config: Sequence[aggregate.RecallSeries],
     baselines: dict[str, list[float | None]],
 ) -> str:
     """:func:`recall_at_k_figure` as inline SVG."""

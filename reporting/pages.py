@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 import jinja2
 from markupsafe import Markup
 
-from reporting import charts, views
+from reporting import aggregate, charts
 from reporting.metric import best_value, fmt, has_direction, label, pct
-from reporting.model import HEADLINE_METRIC, ReportModel, overview_keys
 from reporting.records import RunRecord
+from reporting.report_model import HEADLINE_METRIC, ReportModel, overview_keys
 from reporting.text import attr, show
 from trainer import contract
 
@@ -89,7 +89,7 @@ def _dashboard(model: ReportModel) -> Markup:
         contract.VIEW_DASHBOARD,
         stats=stats,
         best_row=best_row,
-        latest=views.latest_runs(model.data.runs, LATEST_RUNS),
+        latest=aggregate.latest_runs(model.data.runs, LATEST_RUNS),
         top=model.ranked[:DASHBOARD_TOP],
         timeline=timeline,
         headline=HEADLINE_METRIC,
@@ -103,14 +103,14 @@ def _leaderboard(model: ReportModel) -> Markup:
 
 def _comparison(model: ReportModel) -> Markup:
     runs = model.compare_runs
-    param_rows = views.compare_params(runs)
+    param_rows = aggregate.compare_params(runs)
     keys = list(dict.fromkeys([contract.METRIC_VAL_LOSS, model.rank.epoch_metric]))
     title = "Training curves of compared runs"
     curves = _chart("the compared runs' curves", charts.overlay_curves, runs, keys, title=title)
     return _section(
         contract.VIEW_COMPARISON,
         runs=runs,
-        metric_rows=views.compare_metrics(runs),
+        metric_rows=aggregate.compare_metrics(runs),
         param_rows=param_rows,
         n_diff=sum(1 for r in param_rows if not r.same),
         curves=curves if any(r.has_history for r in runs) else None,
@@ -129,7 +129,7 @@ def _run_detail(model: ReportModel, run: RunRecord) -> dict[str, object]:
         "steps": sorted({s for pts in run.history.values() for s, _ in pts}),
         "metric_keys": table_keys,
         "by_key": by_key,
-        "best_epoch": views.epoch_values(run, model.rank.epoch_metric)[2],
+        "best_epoch": aggregate.epoch_values(run, model.rank.epoch_metric)[2],
         "best_per_key": {
             k: best_value(by_key[k].values(), k) if has_direction(k) else None for k in table_keys
         },
@@ -167,7 +167,7 @@ def _heat_color(value: float, vmin: float, vmax: float, lower_better: bool) -> t
 
 
 def _heat_cell(
-    hm: views.Heatmap,
+    hm: aggregate.Heatmap,
     fc: str,
     mc: str,
     best: float | None,
@@ -192,12 +192,12 @@ def _heat_cell(
 
 
 def _heatmap(model: ReportModel) -> Markup:
-    hm = views.heatmap(model.data.runs, model.rank.name)
+    hm = aggregate.heatmap(model.data.runs, model.rank.name)
     best = best_value((c.mean for c in hm.cells.values()), model.rank.name)
     lower = model.rank.lower_better
     jobs: dict[tuple[str, str], int] = {}
     for run in model.data.runs:
-        if model.this_job(run) and views.metric_value(run, model.rank.name) is not None:
+        if model.this_job(run) and aggregate.metric_value(run, model.rank.name) is not None:
             pair = (run.feature_config or "(none)", run.model_config or "(none)")
             jobs[pair] = jobs.get(pair, 0) + 1
     grid = [
@@ -210,10 +210,10 @@ def _heatmap(model: ReportModel) -> Markup:
 def _recall_at_k(model: ReportModel) -> Markup:
     ranked_runs = [r.run for r in model.rows]
     marked = {r.run_id for r in ranked_runs if model.marked(r)}
-    by_run = views.recall_by_run(ranked_runs, marked)[: len(charts.PALETTE)]
-    by_config = views.recall_by_config(model.data.runs)
-    baselines = views.baseline_means(model.data.runs)
-    params = views.varying_params(model.data.runs, charts.PARALLEL_AXES)
+    by_run = aggregate.recall_by_run(ranked_runs, marked)[: len(charts.PALETTE)]
+    by_config = aggregate.recall_by_config(model.data.runs)
+    baselines = aggregate.baseline_means(model.data.runs)
+    params = aggregate.varying_params(model.data.runs, charts.PARALLEL_AXES)
     return _section(
         contract.VIEW_RECALL_AT_K,
         chart=_chart(

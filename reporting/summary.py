@@ -6,7 +6,7 @@ import re
 import urllib.parse
 
 from reporting.metric import fmt, pct, present
-from reporting.model import ReportModel
+from reporting.report_model import ReportModel
 from reporting.text import TEXT_MAX, isolate, short_text
 from trainer import contract
 

@@ -18,8 +18,7 @@ def read_ingest_outputs(folder) -> dict:
     """Every output of an ingest folder, rows in a canonical order (for comparisons)."""
     import pandas as pd
 
-    from trainer import contract, layout
-    from trainer.ingest import files as ingest
+    from trainer import contract, ingest, layout
 
     out = {}
     for name in contract.SPLITS:
@@ -125,8 +124,7 @@ def tiny_dataset(tmp_path):
 def tiny_prepared(tmp_path_factory):
     """The tiny dataset ingested and transformed once per session: (config, root folder)."""
     from trainer import config as cfg
-    from trainer.ingest import files as ingest
-    from trainer.transform import beam as transform
+    from trainer import ingest, transform
 
     root = tmp_path_factory.mktemp("tiny-prepared")
     write_tiny_retail_csv(root / "tiny.csv.gz")
@@ -166,8 +164,7 @@ def rich_config_text(source) -> str:
 def rich_prepared(tmp_path_factory):
     """The tiny dataset with the rich config, ingested and transformed once per session."""
     from trainer import config as cfg
-    from trainer.ingest import files as ingest
-    from trainer.transform import beam as transform
+    from trainer import ingest, transform
 
     root = tmp_path_factory.mktemp("rich-prepared")
     write_tiny_retail_csv(root / "tiny.csv.gz")

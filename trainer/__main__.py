@@ -20,7 +20,9 @@ import logging
 import os
 import sys
 
-STEPS = ("ingest", "transform", "train", "evaluate")
+from trainer import contract
+
+STEPS = contract.TRAINER_STEPS
 
 
 def replay_main(argv: list[str]) -> int:

@@ -229,18 +229,45 @@ RAW_COLUMN_TYPES: dict[str, str] = {
 }
 
 
-def columns_of_type(kind: str) -> tuple[str, ...]:
-    """Raw columns of one type (``STRING``, ``FLOAT`` or ``INT``), in a fixed order."""
-    return tuple(name for name, k in RAW_COLUMN_TYPES.items() if k == kind)
-
-
 # The source's string and number columns, in SOURCE_COLUMNS order (the timestamp is parsed on
 # its own): what ingest reads and cleans, in pandas and in BigQuery alike.
 SOURCE_STRING_COLUMNS = tuple(c for c in SOURCE_COLUMNS if RAW_COLUMN_TYPES[c] == STRING)
 SOURCE_FLOAT_COLUMNS = tuple(c for c in SOURCE_COLUMNS if RAW_COLUMN_TYPES[c] == FLOAT)
 
 
+# --- Cloud names ---------------------------------------------------------------------------
+
+# A Google Cloud project id (6-30 characters: a letter first, no hyphen last): an env file's
+# project and a bq:// source's project are both checked against it.
+GCP_PROJECT_ID = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
+
+
 # --- Step outputs ------------------------------------------------------------------------
+
+# The pipeline's steps, in order (an env file's resources are keyed by them); `python -m
+# trainer` runs all but the report.
+STEPS = ("ingest", "transform", "train", "evaluate", "report")
+TRAINER_STEPS = STEPS[:-1]
+
+# Why ingest dropped a row (the keys of stats.json's ``rows_dropped``); the file path and the
+# BigQuery SQL check in this order and count a row under its first failing reason.
+DROP_CANCELLED = "cancelled"
+
+
+def drop_missing(column: str) -> str:
+    """A required column is empty."""
+    return f"missing_{column}"
+
+
+def drop_unparsable(column: str) -> str:
+    """The timestamp or a number column does not parse."""
+    return f"bad_{column}"
+
+
+def drop_at_most(column: str, threshold: float) -> str:
+    """A number column is at or below the cleaning threshold (``quantity_le_0``)."""
+    return f"{column}_le_{threshold:g}"
+
 
 SPLITS = ("train", "eval", "test")
 # Ingest folder: {split}.parquet, {split}.tfrecord.gz, and these.

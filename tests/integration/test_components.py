@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from components.evaluate import evaluate_model
 from components.ingest import ingest_data
+from components.plan import bind_transforms, plan_sweep
 from components.select import select_best_model
-from components.sweep import bind_transforms, plan_sweep
 from components.train import train_model
 from components.transform import transform_data
 from tests.conftest import TINY_CONFIG, write_tiny_retail_csv

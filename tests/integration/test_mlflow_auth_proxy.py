@@ -4,7 +4,7 @@ The proxy stands in for Cloud Run's front end: HTTPS on 127.0.0.1 (a throwaway c
 the client trusts through MLFLOW_TRACKING_SERVER_CERT_PATH), every request without a valid
 ``Authorization: Bearer`` token for its own origin answered 401, the rest forwarded to the
 server that ``mlflow_server/entrypoint.sh`` starts. Only the token issuer is fake: the test
-replaces ``trainer.mlflow_auth.fetch_id_token`` (the function that asks Google) with one that
+replaces ``trainer.tracking.auth.fetch_id_token`` (the function that asks Google) with one that
 signs tokens with a key the proxy checks.
 """
 

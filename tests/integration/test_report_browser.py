@@ -426,7 +426,7 @@ def test_wide_tables_scroll_inside_their_card_with_the_run_column_in_view(browse
 def _demo_shaped_store(uri: str) -> str:
     """The demo's grid (2 feature x 2 model configs), two sweeps of it, one failed trial.
 
-    Values follow the figures measured on Online Retail (DESIGN.md): own-history baseline
+    Values follow the figures once measured on Online Retail (bench/RESULTS.md): own-history
     0.304, most-popular 0.162 at recall@100; an ID-only model ~0.22, history + log-q ~0.30.
     """
     from mlflow.tracking import MlflowClient

@@ -7,9 +7,6 @@ reads YAML with line numbers and no duplicate keys, ``parse`` validates a file i
 """
 
 from trainer.config.parse import (
-    LR_SCHEDULES,
-    OPTIMIZERS,
-    TRANSFORMS,
     dump_config,
     load_config,
     parse_config,
@@ -20,7 +17,10 @@ from trainer.config.parse import (
 from trainer.config.schema import (
     BIGQUERY_PREFIX,
     EPOCH_FORMATS,
+    LR_SCHEDULES,
     NATIVE_TIMESTAMP,
+    OPTIMIZERS,
+    TRANSFORMS,
     BigQuery,
     Cleaning,
     ConfigError,
@@ -30,11 +30,14 @@ from trainer.config.schema import (
     Feature,
     FeatureConfig,
     Grid,
+    LrSchedule,
     ModelConfig,
+    Optimizer,
     Pair,
     RunSpec,
     Split,
     Training,
+    Transform,
 )
 from trainer.config.strict_yaml import YamlProblem, decode, loads
 
@@ -54,11 +57,14 @@ __all__ = [
     "Feature",
     "FeatureConfig",
     "Grid",
+    "LrSchedule",
     "ModelConfig",
+    "Optimizer",
     "Pair",
     "RunSpec",
     "Split",
     "Training",
+    "Transform",
     "YamlProblem",
     "decode",
     "dump_config",

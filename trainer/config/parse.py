@@ -20,7 +20,12 @@ from trainer.config import strict_yaml as config_yaml
 from trainer.config.schema import (
     BIGQUERY_PREFIX,
     EPOCH_FORMATS,
+    LR_SCHEDULES,
     NATIVE_TIMESTAMP,
+    NUMERIC_TRANSFORMS,
+    OPTIMIZERS,
+    STRING_TRANSFORMS,
+    TRANSFORMS,
     BigQuery,
     Cleaning,
     ConfigError,
@@ -34,12 +39,13 @@ from trainer.config.schema import (
     Pair,
     Split,
     Training,
+    Transform,
 )
 from trainer.config.strict_yaml import Reader, line_of
 
 # Over 400 lines: one validator per section of the schema, in file order, so the whole check
-# reads top to bottom. The types and defaults are in config_schema.py, YAML reading and typed
-# access in config_yaml.py.
+# reads top to bottom. The types, defaults and choices are in schema.py, YAML reading and
+# typed access in strict_yaml.py.
 
 # Which source columns each transform can take (names and types live in trainer/contract.py).
 STRING_COLUMNS = contract.SOURCE_STRING_COLUMNS
@@ -48,22 +54,8 @@ NUMERIC_COLUMNS = tuple(
     for c in (*contract.SOURCE_COLUMNS, *contract.DERIVED_COLUMNS)
     if contract.RAW_COLUMN_TYPES[c] != contract.STRING
 )
-NUMERIC_TRANSFORMS = ("bucketize", "zscore", "log")
 
 SPLIT_STRATEGIES = ("strict_time", "random", "buyer_holdout")
-TRANSFORMS = (
-    "vocabulary",
-    "hashing",
-    "bucketize",
-    "zscore",
-    "log",
-    "text",
-    "time",
-    "cross",
-    "history",
-)
-OPTIMIZERS = ("adagrad", "adam", "sgd")
-LR_SCHEDULES = ("constant", "cosine", "exponential")
 TOWERS = ("buyer", "product")
 
 
@@ -155,9 +147,8 @@ def _timestamp_format(r: Reader, data: dict, field: str) -> str:
 
 
 # bq://PROJECT or bq://PROJECT.DATASET.TABLE (BigQuery's own naming rules, simplified).
-_BQ_PROJECT = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
 _BQ_SOURCE = re.compile(
-    rf"^bq://({_BQ_PROJECT})(\.[A-Za-z0-9_]{{1,1024}}\.[A-Za-z0-9_$-]{{1,1024}})?$"
+    rf"^bq://({contract.GCP_PROJECT_ID})(\.[A-Za-z0-9_]{{1,1024}}\.[A-Za-z0-9_$-]{{1,1024}})?$"
 )
 
 
@@ -247,11 +238,11 @@ def _check_transform(r: Reader, name: str, transform: str, field: str, columns: 
         r.fail(
             path, f"{transform} needs a numeric column ({', '.join(NUMERIC_COLUMNS)}), got {name!r}"
         )
-    if (transform == "history") != (name == contract.HISTORY):
+    if (transform == Transform.HISTORY) != (name == contract.HISTORY):
         r.fail(path, "the history column takes (only) the history transform")
-    if transform == "time" and name != contract.TIMESTAMP:
+    if transform == Transform.TIME and name != contract.TIMESTAMP:
         r.fail(path, f"time needs the {contract.TIMESTAMP} column, got {name!r}")
-    if transform in ("text", "vocabulary", "hashing", "cross") and name not in STRING_COLUMNS:
+    if transform in STRING_TRANSFORMS and name not in STRING_COLUMNS:
         r.fail(
             path, f"{transform} needs a string column ({', '.join(STRING_COLUMNS)}), got {name!r}"
         )
@@ -271,7 +262,7 @@ def _feature(r: Reader, data: dict, field: str, columns: dict) -> Feature:
     transform = r.get(data, "transform", field, str, choices=TRANSFORMS)
     _check_transform(r, name, transform, field, columns)
     cross_with = r.field(Feature, data, "cross_with", field, str)
-    if transform == "cross" and cross_with not in set(columns) & set(STRING_COLUMNS):
+    if transform == Transform.CROSS and cross_with not in set(columns) & set(STRING_COLUMNS):
         r.fail(
             f"{field}.cross_with",
             f"cross needs another string column of dataset.columns, got {cross_with!r}",
@@ -307,7 +298,8 @@ def _feature_config(r: Reader, data: dict, field: str, columns: dict) -> Feature
     if any(f.name == contract.HISTORY for f in towers["product"]):
         r.fail(f"{field}.product", "history is a buyer feature; put it in the buyer tower")
     if not any(
-        f.name == contract.PRODUCT_ID and f.transform == "vocabulary" for f in towers["product"]
+        f.name == contract.PRODUCT_ID and f.transform == Transform.VOCABULARY
+        for f in towers["product"]
     ):
         r.fail(f"{field}.product", "needs a product_id feature with transform vocabulary")
     config_id = r.get(data, "id", field, str)
@@ -557,7 +549,7 @@ def run_params(
     _flatten(resolved, "", flat)
     params = {_CONTRACT_PARAM_KEYS.get(k, k): v for k, v in flat.items()}
     params[contract.PARAM_FEATURE_CONFIG_ID] = fc.id
-    params[contract.PARAM_SEED] = str(config.training.seed if seed is None else seed)
+    params[contract.PARAM_SEED] = str(config.resolve_seed(seed))
     return params
 
 

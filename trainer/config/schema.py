@@ -8,8 +8,48 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 
 DEFAULT_MAX_RUNS = 50
+
+
+# The names a feature config or a model config chooses from, each written here once; the
+# config checks, the preprocessing and the model compare against these members.
+class Transform(enum.StrEnum):
+    """A feature's transform (``feature_configs[].buyer|product[].transform``)."""
+
+    VOCABULARY = "vocabulary"
+    HASHING = "hashing"
+    BUCKETIZE = "bucketize"
+    ZSCORE = "zscore"
+    LOG = "log"
+    TEXT = "text"
+    TIME = "time"
+    CROSS = "cross"
+    HISTORY = "history"
+
+
+class Optimizer(enum.StrEnum):
+    """``model_configs[].optimizer``."""
+
+    ADAGRAD = "adagrad"
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+class LrSchedule(enum.StrEnum):
+    """``model_configs[].lr_schedule``: the learning rate over the training steps."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"
+    EXPONENTIAL = "exponential"
+
+
+TRANSFORMS = tuple(t.value for t in Transform)
+NUMERIC_TRANSFORMS = (Transform.BUCKETIZE, Transform.ZSCORE, Transform.LOG)
+STRING_TRANSFORMS = (Transform.TEXT, Transform.VOCABULARY, Transform.HASHING, Transform.CROSS)
+OPTIMIZERS = tuple(o.value for o in Optimizer)
+LR_SCHEDULES = tuple(s.value for s in LrSchedule)
 
 
 class ConfigError(ValueError):
@@ -130,7 +170,7 @@ class FeatureConfig:
     @property
     def has_history(self) -> bool:
         """Whether the buyer tower reads the purchase history."""
-        return any(f.transform == "history" for f in self.buyer)
+        return any(f.transform == Transform.HISTORY for f in self.buyer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,9 +183,9 @@ class ModelConfig:
     tower_layers: tuple[int, ...] = ()
     dropout: float = 0.0
     l2: float = 0.0
-    optimizer: str = "adagrad"
+    optimizer: str = Optimizer.ADAGRAD.value
     learning_rate: float = 0.1
-    lr_schedule: str = "constant"  # cosine / exponential decay over the training steps
+    lr_schedule: str = LrSchedule.CONSTANT.value
     lr_decay_rate: float = 0.5  # exponential: factor per epoch
     temperature: float = 1.0
     logq_correction: bool = False  # subtract log(sampling probability) from in-batch logits
@@ -165,9 +205,9 @@ class Training:
     seeds: tuple[int, ...] = ()  # a sweep trains every pair once per seed; empty: (seed,)
     eval_batch_size: int = 8192
     early_stopping_patience: int = 0  # epochs without better validation recall@100; 0: off
-    # Issue 14: domains without repeat purchases, and the refit before the test evaluation.
-    # Each buyer's earlier items are left out of its top-k (validation, test, serving,
-    # baselines) and of the evaluated pairs; the own-history baseline is not applicable.
+    # exclude_seen: for domains without repeat purchases (ratings, content). Each buyer's
+    # earlier items are left out of its top-k (validation, test, serving, baselines) and of
+    # the evaluated pairs; the own-history baseline is not applicable.
     exclude_seen: bool = False
     # Retrain on train + eval for the best epoch count found on eval; the refit model is the
     # exported one, the eval-selected model's test recall is logged beside it.
@@ -226,6 +266,14 @@ class ExperimentConfig:
     grid: Grid = Grid()
     source: str = "<config>"
 
+    def resolve_seed(self, seed: int | None = None) -> int:
+        """The seed a training uses: ``seed``, or ``training.seed`` when None or negative.
+
+        Negative means unset: the components take ``seed: int = -1`` because kfp.local cannot
+        pass an optional int left unset.
+        """
+        return self.training.seed if seed is None or seed < 0 else seed
+
     def feature_config(self, config_id: str = "") -> FeatureConfig:
         """The feature config with this id; the first one when ``config_id`` is empty."""
         return _pick(self.feature_configs, config_id, "feature_configs", self.source)
@@ -241,7 +289,7 @@ class ExperimentConfig:
             f.max_length
             for fc in self.feature_configs
             for f in fc.buyer
-            if f.transform == "history"
+            if f.transform == Transform.HISTORY
         ]
         return max(lengths, default=Feature.max_length)
 

@@ -16,11 +16,15 @@ from trainer import config as cfg
 from trainer import contract
 
 # Transforms whose output is an integer id looked up in an embedding table.
-CATEGORICAL = ("vocabulary", "hashing", "bucketize", "cross")
+CATEGORICAL = (
+    cfg.Transform.VOCABULARY,
+    cfg.Transform.HASHING,
+    cfg.Transform.BUCKETIZE,
+    cfg.Transform.CROSS,
+)
 # Transforms whose output is a fixed-length list of ids padded with PAD (a bag to average).
-SEQUENCE = ("text", "history")
+SEQUENCE = (cfg.Transform.TEXT, cfg.Transform.HISTORY)
 PAD = -1
-TIME_WIDTH = 7  # hour, weekday and year cycles as sin/cos pairs, plus recency
 _DAY = 86400.0
 
 
@@ -31,7 +35,7 @@ def transformed_name(feature: cfg.Feature) -> str:
 
 # Where the product ids are in the transformed examples: every feature config has product_id
 # with transform vocabulary (the config checks it), and both towers and serving read it.
-PRODUCT_KEY = transformed_name(cfg.Feature(contract.PRODUCT_ID, "vocabulary"))
+PRODUCT_KEY = transformed_name(cfg.Feature(contract.PRODUCT_ID, cfg.Transform.VOCABULARY))
 
 
 def vocabulary_name(feature: cfg.Feature) -> str:
@@ -83,18 +87,18 @@ def time_features(seconds: tf.Tensor) -> tf.Tensor:
 def _transform(
     feature: cfg.Feature, x: tf.Tensor, inputs: dict, vocabularies: dict, product: cfg.Feature
 ) -> tf.Tensor:
-    if feature.transform == "vocabulary":
+    if feature.transform == cfg.Transform.VOCABULARY:
         return tft.apply_vocabulary(
             x, vocabularies[feature.name], num_oov_buckets=feature.oov_buckets
         )
-    if feature.transform == "history":
+    if feature.transform == cfg.Transform.HISTORY:
         # Ids in product_id's vocabulary, so the buyer tower can share its embedding table.
         tokens = tf.strings.split(x)[:, : feature.max_length]
         ids = tft.apply_vocabulary(
             tokens, vocabularies[contract.PRODUCT_ID], num_oov_buckets=product.oov_buckets
         )
         return _pad(ids, feature.max_length)
-    if feature.transform == "text":
+    if feature.transform == cfg.Transform.TEXT:
         tokens = tokenize(x, feature.max_length)
         ids = tft.compute_and_apply_vocabulary(
             tokens,
@@ -104,20 +108,20 @@ def _transform(
             vocab_filename=vocabulary_name(feature),
         )
         return _pad(ids, feature.max_length)
-    if feature.transform == "hashing":
+    if feature.transform == cfg.Transform.HASHING:
         return tft.hash_strings(x, feature.hash_buckets)
-    if feature.transform == "cross":
+    if feature.transform == cfg.Transform.CROSS:
         return tft.hash_strings(
             tf.strings.join([x, inputs[feature.cross_with]], "\x1f"), feature.hash_buckets
         )
-    if feature.transform == "time":
+    if feature.transform == cfg.Transform.TIME:
         return time_features(x)
     x = tf.cast(x, tf.float32)
-    if feature.transform == "bucketize":
+    if feature.transform == cfg.Transform.BUCKETIZE:
         return tft.bucketize(x, feature.num_buckets)
-    if feature.transform == "zscore":
+    if feature.transform == cfg.Transform.ZSCORE:
         return tft.scale_to_z_score(x)
-    if feature.transform == "log":
+    if feature.transform == cfg.Transform.LOG:
         return tft.scale_to_z_score(tf.math.log1p(tf.maximum(x, 0.0)))
     raise ValueError(f"feature {feature.name}: unknown transform {feature.transform!r}")
 
@@ -128,20 +132,20 @@ def make_preprocessing_fn(feature_config: cfg.FeatureConfig) -> Callable[[dict],
     product_vocabulary = next(
         f
         for f in feature_config.product
-        if f.name == contract.PRODUCT_ID and f.transform == "vocabulary"
+        if f.name == contract.PRODUCT_ID and f.transform == cfg.Transform.VOCABULARY
     )
 
     def preprocessing_fn(inputs: dict) -> dict:
         # Vocabularies first: the history feature looks its products up in product_id's.
         vocabularies = {}
         for f in features:
-            if f.transform == "vocabulary":
+            if f.transform == cfg.Transform.VOCABULARY:
                 vocabularies[f.name] = tft.vocabulary(
                     inputs[f.name],
                     frequency_threshold=_threshold(f),
                     vocab_filename=vocabulary_name(f),
                 )
-        if any(f.transform == "history" for f in features):
+        if any(f.transform == cfg.Transform.HISTORY for f in features):
             vocabularies.setdefault(
                 contract.PRODUCT_ID,
                 tft.vocabulary(
@@ -181,10 +185,10 @@ def feature_config_from_json(text: str) -> cfg.FeatureConfig:
 
 def cardinality(feature: cfg.Feature, tft_output: tft.TFTransformOutput) -> int:
     """Number of distinct ids a categorical feature's output can take."""
-    if feature.transform in ("vocabulary", "text"):
+    if feature.transform in (cfg.Transform.VOCABULARY, cfg.Transform.TEXT):
         return tft_output.vocabulary_size_by_name(vocabulary_name(feature)) + feature.oov_buckets
-    if feature.transform in ("hashing", "cross"):
+    if feature.transform in (cfg.Transform.HASHING, cfg.Transform.CROSS):
         return feature.hash_buckets
-    if feature.transform == "bucketize":
+    if feature.transform == cfg.Transform.BUCKETIZE:
         return feature.num_buckets + 1
     raise ValueError(f"feature {feature.name}: {feature.transform} has no id space of its own")

@@ -122,29 +122,32 @@ class IngestSql:
         ]
         return "SELECT " + ", ".join(fields) + " FROM source"
 
+    def _parsed_columns(self) -> list[str]:
+        # The columns with a parse check: the timestamp and the number columns it maps.
+        columns = self.dataset.columns
+        return [contract.TIMESTAMP, *(n for n in contract.SOURCE_FLOAT_COLUMNS if n in columns)]
+
     def drop_reasons(self) -> list[tuple[str, str]]:
         """(reason, condition) in the order the file path checks them; first match counts."""
         columns, rules = self.dataset.columns, self.dataset.cleaning
         reasons = [
-            (f"missing_{n}", f"{n} IS NULL OR TRIM({n}) = ''") for n in contract.REQUIRED_COLUMNS
+            (contract.drop_missing(n), f"{n} IS NULL OR TRIM({n}) = ''")
+            for n in contract.REQUIRED_COLUMNS
         ]
-        reasons.append((f"bad_{contract.TIMESTAMP}", "_time IS NULL"))
-        reasons += [
-            (f"bad_{n}", f"_{n} IS NULL OR IS_NAN(_{n})")
-            for n in contract.SOURCE_FLOAT_COLUMNS
-            if n in columns
-        ]
+        time, *numbers = self._parsed_columns()
+        reasons.append((contract.drop_unparsable(time), "_time IS NULL"))
+        reasons += [(contract.drop_unparsable(n), f"_{n} IS NULL OR IS_NAN(_{n})") for n in numbers]
         if contract.QUANTITY in columns and rules.min_quantity is not None:
             reasons.append(
                 (
-                    f"{contract.QUANTITY}_le_{rules.min_quantity:g}",
+                    contract.drop_at_most(contract.QUANTITY, rules.min_quantity),
                     f"_{contract.QUANTITY} <= {float(rules.min_quantity)!r}",
                 )
             )
         if contract.PRICE in columns and rules.min_price is not None:
             reasons.append(
                 (
-                    f"{contract.PRICE}_le_{rules.min_price:g}",
+                    contract.drop_at_most(contract.PRICE, rules.min_price),
                     f"_{contract.PRICE} <= {float(rules.min_price)!r}",
                 )
             )
@@ -153,7 +156,7 @@ class IngestSql:
                 f"STARTS_WITH(COALESCE({contract.TRANSACTION_ID}, ''), {quote_string(p)})"
                 for p in rules.drop_transaction_prefixes
             )
-            reasons.append(("cancelled", starts))
+            reasons.append((contract.DROP_CANCELLED, starts))
         return reasons
 
     def _labelled(self) -> str:
@@ -183,9 +186,10 @@ class IngestSql:
         # A reason may not be an identifier ("quantity_le_0.5"): every alias is quoted.
         fields += [f"COUNTIF(_drop = {quote_string(r)}) AS {quote_name(r)}" for r, _ in reasons]
         reached = []
+        parsed = {contract.drop_unparsable(c): c for c in self._parsed_columns()}
         for reason, condition in reasons:
-            name = reason.removeprefix("bad_")
-            if reason.startswith("bad_"):
+            name = parsed.get(reason)
+            if name:
                 before = " AND ".join(f"NOT ({c})" for c in reached) or "TRUE"
                 present = f"{name} IS NOT NULL AND ({before})"
                 fields.append(f"COUNTIF({present}) AS seen_{name}")
@@ -196,7 +200,7 @@ class IngestSql:
     def failing_samples(self, column: str, limit: int = 2) -> str:
         """Up to ``limit`` source values of a column that fail to parse (for the error)."""
         reasons = self.drop_reasons()
-        index = next(i for i, (r, _) in enumerate(reasons) if r == f"bad_{column}")
+        index = next(i for i, (r, _) in enumerate(reasons) if r == contract.drop_unparsable(column))
         before = " AND ".join(f"NOT ({c})" for _, c in reasons[:index]) or "TRUE"
         return (
             f"{self._cleaning_ctes()}\nSELECT DISTINCT {column} AS value FROM labelled\n"

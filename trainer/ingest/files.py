@@ -64,11 +64,11 @@ def clean(
         keep &= ~bad
 
     for name in contract.REQUIRED_COLUMNS:
-        drop(f"missing_{name}", frame[name].isna() | (frame[name].str.strip() == ""))
+        drop(contract.drop_missing(name), frame[name].isna() | (frame[name].str.strip() == ""))
 
     ts = sources.parse_timestamps(frame[contract.TIMESTAMP], dataset.timestamp_format)
     checks.add(contract.TIMESTAMP, frame.loc[keep, contract.TIMESTAMP], ts[keep].isna())
-    drop(f"bad_{contract.TIMESTAMP}", ts.isna())
+    drop(contract.drop_unparsable(contract.TIMESTAMP), ts.isna())
 
     numbers = {}
     for name in contract.SOURCE_FLOAT_COLUMNS:
@@ -76,19 +76,25 @@ def clean(
             numbers[name] = pd.to_numeric(frame[name], errors="coerce")
             present = keep & frame[name].notna()
             checks.add(name, frame.loc[present, name], numbers[name][present].isna())
-            drop(f"bad_{name}", numbers[name].isna())
+            drop(contract.drop_unparsable(name), numbers[name].isna())
     checks.check()
     rules = dataset.cleaning
     if contract.QUANTITY in numbers and rules.min_quantity is not None:
         drop(
-            f"{contract.QUANTITY}_le_{rules.min_quantity:g}",
+            contract.drop_at_most(contract.QUANTITY, rules.min_quantity),
             numbers[contract.QUANTITY] <= rules.min_quantity,
         )
     if contract.PRICE in numbers and rules.min_price is not None:
-        drop(f"{contract.PRICE}_le_{rules.min_price:g}", numbers[contract.PRICE] <= rules.min_price)
+        drop(
+            contract.drop_at_most(contract.PRICE, rules.min_price),
+            numbers[contract.PRICE] <= rules.min_price,
+        )
     if rules.drop_transaction_prefixes and contract.TRANSACTION_ID in frame:
         prefixes = tuple(rules.drop_transaction_prefixes)
-        drop("cancelled", frame[contract.TRANSACTION_ID].fillna("").str.startswith(prefixes))
+        drop(
+            contract.DROP_CANCELLED,
+            frame[contract.TRANSACTION_ID].fillna("").str.startswith(prefixes),
+        )
 
     out = _typed(frame, keep, numbers, ts)
     stats.rows_kept += len(out)

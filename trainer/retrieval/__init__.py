@@ -11,7 +11,6 @@ from trainer.retrieval.metrics import (
     baseline_recalls,
     build_eval_set,
     catalog_index,
-    exact_top_k,
     recall_at_k,
 )
 from trainer.retrieval.topk import (
@@ -19,6 +18,7 @@ from trainer.retrieval.topk import (
     chunked_top_k,
     chunked_top_k_tf,
     drop_masked,
+    exact_top_k,
     exact_top_k_chunked,
     mask_seen,
     mask_seen_tf,

@@ -85,37 +85,6 @@ def recall_at_k(top: np.ndarray, eval_set: EvalSet, ks=contract.RECALL_KS) -> di
     return {k: hits[k] / eval_set.num_pairs for k in ks}
 
 
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of each row's k highest scores, best first."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
-
-
-def exact_top_k(
-    queries: np.ndarray, candidates: np.ndarray, k: int, batch_size: int = 1024
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product over the whole catalog, in query batches.
-
-    One [batch x catalog] block per query batch: the unchunked reference that the tests and
-    ``bench/topk.py`` hold ``topk.exact_top_k_chunked`` to. Callers use the chunked one,
-    whose memory does not grow with the catalog.
-
-    Returns (indices, scores), each queries x k, best first.
-    """
-    cand_t = np.ascontiguousarray(candidates.T, dtype=np.float32)
-    parts = [
-        top_k_rows(queries[start : start + batch_size].astype(np.float32) @ cand_t, k)
-        for start in range(0, queries.shape[0], batch_size)
-    ]
-    if not parts:
-        k = min(k, candidates.shape[0])
-        return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
 def popularity_ranking(history: pd.DataFrame, catalog: pd.DataFrame) -> np.ndarray:
     """Catalog rows ordered by interaction count in ``history`` (ties: catalog order)."""
     counts = history[contract.PRODUCT_ID].value_counts()

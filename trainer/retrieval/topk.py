@@ -1,4 +1,4 @@
-"""Exact top-k over a large candidate set in bounded memory (issue 14, point 2).
+"""Exact top-k over a large candidate set in bounded memory.
 
 The candidates are scored in chunks and a running top-k is kept, so memory is that of one
 [queries x chunk] block, not [queries x catalog]. Ties are broken by the lower candidate
@@ -40,6 +40,28 @@ def top_k_stable(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         part_scores[r] = scores[r, part[r]]
     order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+def exact_top_k(
+    queries: np.ndarray, candidates: np.ndarray, k: int, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product over the whole catalog, in query batches.
+
+    One [batch x catalog] block per query batch: the unchunked reference that the tests and
+    ``bench/topk.py`` hold ``exact_top_k_chunked`` to. Callers use the chunked one, whose
+    memory does not grow with the catalog.
+
+    Returns (indices, scores), each queries x k, best first; ties by lower index.
+    """
+    cand_t = np.ascontiguousarray(candidates.T, dtype=np.float32)
+    parts = [
+        top_k_stable(queries[start : start + batch_size].astype(np.float32) @ cand_t, k)
+        for start in range(0, queries.shape[0], batch_size)
+    ]
+    if not parts:
+        k = min(k, candidates.shape[0])
+        return np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def chunked_top_k(
@@ -119,7 +141,7 @@ def exact_top_k_chunked(
     batch_size: int = 1024,
     chunk: int = DEFAULT_CHUNK,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``retrieval_metrics.exact_top_k`` (inner product) in bounded memory: candidates in chunks.
+    """``exact_top_k`` (inner product) in bounded memory: candidates in chunks.
 
     Args:
         queries: [queries, dim] query embeddings.

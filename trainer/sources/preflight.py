@@ -23,15 +23,6 @@ def _fail(config: cfg.ExperimentConfig, field: str, problem: str) -> None:
     raise cfg.ConfigError(config.source, field, problem)
 
 
-def source_columns(path: str, dataset: cfg.Dataset | None = None) -> list[str]:
-    """The column names of a local CSV (gzip'd or not) or Parquet file.
-
-    Raises:
-        ValueError: the file is empty, not readable as its type, or has no header.
-    """
-    return list(source_head(path, dataset).columns)
-
-
 def source_head(path: str, dataset: cfg.Dataset | None = None):
     """The first rows (up to ``HEAD_ROWS``) of a local CSV or Parquet file, as strings.
 

@@ -15,7 +15,6 @@ from trainer.config import RunSpec
 FEATURE_CONFIG_ID = "feature_config_id"
 MODEL_CONFIG_ID = "model_config_id"
 SEED = "seed"
-RUN_KEY = "run_key"
 TRANSFORM_URI = "transform_uri"
 
 
@@ -24,14 +23,13 @@ def plan(config: cfg.ExperimentConfig) -> tuple[list[str], list[dict]]:
 
     Returns:
         (feature config ids that at least one training uses, one dict per training with its
-        feature config id, model config id, seed and run key).
+        feature config id, model config id and seed; the train step derives the run key).
     """
     trainings = [
         {
             FEATURE_CONFIG_ID: run.feature_config_id,
             MODEL_CONFIG_ID: run.model_config_id,
             SEED: run.seed,
-            RUN_KEY: run.key,
         }
         for run in config.runs()
     ]
@@ -87,6 +85,6 @@ def run_key(
     spec = RunSpec(
         config.feature_config(feature_config_id).id,
         config.model_config(model_config_id).id,
-        config.training.seed if seed is None or seed < 0 else seed,
+        config.resolve_seed(seed),
     )
     return f"{pipeline_job}/{spec.key}"

@@ -2,7 +2,7 @@
 
 What could not be sent is appended to the backlog file (``contract.BACKLOG_FILE``, JSON
 lines): a ``session`` header (run id if known, experiment, tracking URI, counts), then the
-operations (see ``trainer.tracking_send``). ``replay`` sends a backlog and records in
+operations (see ``trainer.tracking.send``). ``replay`` sends a backlog and records in
 ``<backlog>.progress`` how many lines are done; it sends carefully (skipping what the run
 already holds), so replaying twice sends nothing twice even without that record.
 """

@@ -1,7 +1,7 @@
-"""The one MLflow adapter of the trainer: runs logged in the background, outages healed.
+"""The run tracker: runs logged in the background, outages healed.
 
 Everything the trainer sends to MLflow goes through ``RunTracker``. Each call becomes an
-operation (see ``trainer.tracking_send``) queued in order and sent by a background
+operation (see ``trainer.tracking.send``) queued in order and sent by a background
 thread, so training never waits on the tracking server. When the server does not answer,
 the thread keeps trying with backoff; when it answers again the thread sends everything it
 holds, in order, and carries on live. What is still unsent when the run finishes is appended
@@ -12,7 +12,7 @@ missing.
 
 Over 400 lines on purpose: the queue, the sending loop, ``finish`` and the signal and exit
 handlers share one state (the pending operations and their counts); the operations
-themselves live in ``trainer.tracking_send`` and the backlog in ``trainer.tracking_backlog``.
+themselves live in ``trainer.tracking.send`` and the backlog in ``trainer.tracking.backlog``.
 """
 
 from __future__ import annotations
@@ -124,11 +124,6 @@ class RunTracker:
         """How many operations are queued and not sent yet (0: MLflow holds everything)."""
         with self._lock:
             return len(self._pending)
-
-    @property
-    def enabled(self) -> bool:
-        """Whether tracking is on and the run can still be written."""
-        return bool(self.tracking_uri) and self._blocked is None
 
     def _open(self, first_op: dict) -> None:
         self._sender = RunSender(None, self.tracking_uri)

@@ -48,7 +48,8 @@ class TrainResult:
 
 def with_seed(config: cfg.ExperimentConfig, seed: int | None) -> cfg.ExperimentConfig:
     """The config with ``training.seed`` replaced by ``seed`` (None or negative: kept)."""
-    if seed is None or seed < 0 or seed == config.training.seed:
+    seed = config.resolve_seed(seed)
+    if seed == config.training.seed:
         return config
     return dataclasses.replace(config, training=dataclasses.replace(config.training, seed=seed))
 

@@ -102,7 +102,7 @@ class Tower(keras.Model):
             return tf.math.divide_no_nan(tf.reduce_sum(vectors, 1), tf.reduce_sum(mask, 1))
         if key in self.embeddings:
             return self.embeddings[key](value)
-        if transform == "time":
+        if transform == cfg.Transform.TIME:
             return tf.cast(value, tf.float32)
         return tf.reshape(tf.cast(value, tf.float32), [-1, 1])
 
@@ -152,7 +152,9 @@ class TwoTowerModel(tfrs.Model):
         )
         product_table = self.product_tower.embeddings[PRODUCT_KEY]
         history = [
-            feats.transformed_name(f) for f in feature_config.buyer if f.transform == "history"
+            feats.transformed_name(f)
+            for f in feature_config.buyer
+            if f.transform == cfg.Transform.HISTORY
         ]
         self.buyer_tower = Tower(
             feature_config.buyer,
@@ -167,7 +169,9 @@ class TwoTowerModel(tfrs.Model):
         # and the model is the dense two-tower alone (train.py tags such a run).
         self.repurchase = model_config.repurchase_scores and bool(history)
         if self.repurchase:
-            length = next(f.max_length for f in feature_config.buyer if f.transform == "history")
+            length = next(
+                f.max_length for f in feature_config.buyer if f.transform == cfg.Transform.HISTORY
+            )
             self.rank_weights = self.add_weight(
                 name="repurchase_rank_weights",
                 shape=(length,),
@@ -300,7 +304,7 @@ def cardinalities(feature_config: cfg.FeatureConfig, tft_output: tft.TFTransform
     product = next(f for f in feature_config.product if f.name == contract.PRODUCT_ID)
     out = {}
     for f in feats.all_features(feature_config):
-        if f.transform == "history":
+        if f.transform == cfg.Transform.HISTORY:
             out[feats.transformed_name(f)] = feats.cardinality(product, tft_output)
         elif f.transform in feats.CATEGORICAL or f.transform in feats.SEQUENCE:
             out[feats.transformed_name(f)] = feats.cardinality(f, tft_output)
@@ -334,14 +338,25 @@ def make_optimizer(
 ) -> keras.optimizers.Optimizer:
     """The configured optimizer with its learning-rate schedule."""
     rate = model_config.learning_rate
-    if model_config.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, max(1, steps_per_epoch * epochs))
-    elif model_config.lr_schedule == "exponential":
-        rate = keras.optimizers.schedules.ExponentialDecay(
-            rate, max(1, steps_per_epoch), model_config.lr_decay_rate
-        )
-    if model_config.optimizer == "adagrad":
-        return keras.optimizers.Adagrad(rate)
-    if model_config.optimizer == "adam":
-        return keras.optimizers.Adam(rate)
-    return keras.optimizers.SGD(rate)
+    steps = max(1, steps_per_epoch)
+    schedules = {
+        cfg.LrSchedule.CONSTANT: lambda: rate,
+        cfg.LrSchedule.COSINE: lambda: keras.optimizers.schedules.CosineDecay(
+            rate, max(1, steps_per_epoch * epochs)
+        ),
+        cfg.LrSchedule.EXPONENTIAL: lambda: keras.optimizers.schedules.ExponentialDecay(
+            rate, steps, model_config.lr_decay_rate
+        ),
+    }
+    optimizers = {
+        cfg.Optimizer.ADAGRAD: keras.optimizers.Adagrad,
+        cfg.Optimizer.ADAM: keras.optimizers.Adam,
+        cfg.Optimizer.SGD: keras.optimizers.SGD,
+    }
+    for field, value, known in (
+        ("lr_schedule", model_config.lr_schedule, schedules),
+        ("optimizer", model_config.optimizer, optimizers),
+    ):
+        if value not in known:  # a config built in code, past the YAML checks
+            raise ValueError(f"model config {model_config.id!r}: unknown {field} {value!r}")
+    return optimizers[model_config.optimizer](schedules[model_config.lr_schedule]())

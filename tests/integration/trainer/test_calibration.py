@@ -8,11 +8,7 @@ import pytest
 import tensorflow_transform as tft
 from mlflow.tracking import MlflowClient
 
-from trainer import contract
-from trainer.evaluate import exact as evaluate
-from trainer.inputs import columns as inputs
-from trainer.retrieval import metrics
-from trainer.serving import export as serving
+from trainer import contract, evaluate, inputs, retrieval, serving
 from trainer.tracking.tracker import RunTracker
 from trainer.train import calibration, callbacks
 from trainer.train import loop as train
@@ -123,9 +119,9 @@ def test_a_calibrated_refit_run_logs_the_scale_and_exports_scaled_models(rich_pr
     selected = serving.load_serving_model(str(model_dir / contract.SELECTED_SERVING_DIR))
     data = inputs.load_training_data(config, str(root / "examples"))
     ids, _ = serving.serve_top_k(selected, data.queries)
-    index = metrics.catalog_index(data.catalog)
+    index = retrieval.catalog_index(data.catalog)
     top = np.vectorize(lambda p: index.get(p, -1))(ids)
-    served = metrics.recall_at_k(top, data.eval_set)
+    served = retrieval.recall_at_k(top, data.eval_set)
     chosen_row = next(r for r in table["scales"] if r["scale"] == table["chosen"])
     for k in contract.RECALL_KS:
         assert served[k] == pytest.approx(chosen_row[contract.val_recall_key(k)])

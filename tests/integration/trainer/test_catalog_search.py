@@ -1,4 +1,4 @@
-"""Issue 14 on tiny data: chunked top-k = unchunked, exclude_seen, refit."""
+"""Catalog-scale search on tiny data: chunked top-k = unchunked, exclude_seen, refit."""
 
 import dataclasses
 
@@ -8,10 +8,8 @@ import pytest
 import tensorflow_transform as tft
 from mlflow.tracking import MlflowClient
 
-from trainer import contract, layout
+from trainer import contract, inputs, layout, retrieval
 from trainer.evaluate import exact as evaluate
-from trainer.inputs import columns as inputs
-from trainer.retrieval import metrics
 from trainer.serving import export as serving
 from trainer.train import loop as train
 
@@ -26,7 +24,7 @@ def _with_training(config, **changes):
 
 
 def _history_rows(queries: pd.DataFrame, catalog: pd.DataFrame) -> list[set]:
-    index = metrics.catalog_index(catalog)
+    index = retrieval.catalog_index(catalog)
     return [{index[p] for p in h.split() if p in index} for h in queries[contract.HISTORY]]
 
 
@@ -66,7 +64,7 @@ def test_chunked_top_k_equals_the_unchunked_path_in_process_and_served(rich_prep
     np.testing.assert_array_equal(served[CHUNK][0], served[WHOLE][0])
     np.testing.assert_allclose(served[CHUNK][1], served[WHOLE][1], rtol=1e-5, atol=1e-5)
     # The served lists are the in-process ones.
-    rows = metrics.catalog_index(data.catalog)
+    rows = retrieval.catalog_index(data.catalog)
     served_rows = np.vectorize(rows.__getitem__)(served[CHUNK][0][:, :20])
     np.testing.assert_array_equal(served_rows, want[0])
 
@@ -109,7 +107,7 @@ def test_exclude_seen_keeps_earlier_items_out_of_every_top_k(tiny_prepared, tmp_
         str(tmp_path / "model"), str(root / "examples"), str(tmp_path / "eval")
     )
     data = evaluate.EvaluationData.load(str(root / "examples"))
-    eval_set = metrics.build_eval_set(data.test, data.train, data.catalog, seen=data.history)
+    eval_set = retrieval.build_eval_set(data.test, data.train, data.catalog, seen=data.history)
     queries = evaluate.query_rows(config, data, eval_set)
     top = pd.read_parquet(layout.top_k_path(str(tmp_path / "eval")))
     catalog_ids = data.catalog[contract.PRODUCT_ID].to_numpy()
@@ -117,13 +115,13 @@ def test_exclude_seen_keeps_earlier_items_out_of_every_top_k(tiny_prepared, tmp_
         assert not set(listed) & set(catalog_ids[list(seen)])  # nothing the buyer had before
         assert len(set(listed) - {""}) == len(catalog_ids) - len(seen)  # all the others
     # Buyers rebuy their favourites in the tiny data: only the new pairs are evaluated.
-    everything = metrics.build_eval_set(data.test, data.train, data.catalog)
+    everything = retrieval.build_eval_set(data.test, data.train, data.catalog)
     assert 0 < got[contract.TEST_PAIRS] == eval_set.num_pairs < everything.num_pairs
     own = {contract.baseline_recall_key(contract.BASELINE_OWN_HISTORY, k) for k in (10, 50, 100)}
     assert not own & set(got)  # not applicable: left out, not 0
     logged = MlflowClient(tracking_uri).get_run(result.run_id).data.metrics
     assert not own & set(logged)
-    popular = metrics.baseline_recalls(eval_set, data.history, data.catalog, exclude_seen=True)
+    popular = retrieval.baseline_recalls(eval_set, data.history, data.catalog, exclude_seen=True)
     for k, value in popular[contract.BASELINE_POPULAR].items():
         assert got[contract.baseline_recall_key(contract.BASELINE_POPULAR, k)] == value
     # Every new product is listed (30 products), so recall@100 counts every pair.

@@ -9,8 +9,7 @@ from tensorflow_transform import DatasetMetadata
 from tensorflow_transform.beam import tft_unit
 
 from trainer import config as cfg
-from trainer import contract
-from trainer.features import preprocessing as feats
+from trainer import contract, features
 
 pytestmark = pytest.mark.integration  # real Beam pipelines
 
@@ -73,11 +72,11 @@ IDS = [
 
 class FeatureTransformTest(tft_unit.TransformTestCase):
     def _check(self, feature: cfg.Feature, expected: list, **kwargs):
-        key = feats.transformed_name(feature)
+        key = features.transformed_name(feature)
         self.assertAnalyzeAndTransformResults(
             ROWS,
             DatasetMetadata.from_feature_spec(SPEC),
-            feats.make_preprocessing_fn(_fc(feature)),
+            features.make_preprocessing_fn(_fc(feature)),
             expected_data=[{**ids, key: value} for ids, value in zip(IDS, expected)],
             **kwargs,
         )

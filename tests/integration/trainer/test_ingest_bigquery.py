@@ -17,10 +17,8 @@ import tensorflow as tf
 from tests.conftest import read_ingest_outputs
 from tests.unit.trainer.bigquery_duckdb import DuckDBBigQuery
 from trainer import config as cfg
-from trainer import contract, layout
+from trainer import contract, ingest, layout, sources
 from trainer.ingest import bigquery as ingest_bigquery
-from trainer.ingest import files as ingest
-from trainer.sources import read as ingest_source
 
 pytestmark = pytest.mark.integration  # the real dataset through both paths (about a minute)
 
@@ -31,7 +29,7 @@ TABLE = "my-project.retail.online_retail"
 def retail():
     """The config, and a DuckDB table holding Online Retail as a BigQuery table would."""
     config = cfg.load_config("configs/online_retail.yaml")
-    frame = ingest_source.read_source(config.dataset)  # every column as a string
+    frame = sources.read_source(config.dataset)  # every column as a string
     frame = frame.rename(columns=config.dataset.columns).rename(columns={"_row": "line"})
     connection = duckdb.connect()
     connection.register("source_frame", frame)

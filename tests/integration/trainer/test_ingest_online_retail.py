@@ -7,8 +7,7 @@ import pytest
 
 from tests.conftest import read_ingest_outputs
 from trainer import config as cfg
-from trainer import contract
-from trainer.ingest import files as ingest
+from trainer import contract, ingest
 
 pytestmark = pytest.mark.integration  # the real dataset, twice (about a minute)
 

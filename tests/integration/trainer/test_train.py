@@ -11,11 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trainer import config as cfg
-from trainer import contract, layout
-from trainer.evaluate import exact as evaluate
-from trainer.serving import export as serving
+from trainer import contract, evaluate, layout, serving, train
 from trainer.tracking.tracker import read_run_info
-from trainer.train import loop as train
 from trainer.train.callbacks import NonFiniteLossError
 
 pytestmark = pytest.mark.integration  # Beam + TensorFlow

@@ -8,10 +8,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import config as cfg
-from trainer import contract, layout
-from trainer.features import preprocessing as features
-from trainer.ingest import files as ingest
-from trainer.transform import beam as transform
+from trainer import contract, features, ingest, layout, transform
 
 pytestmark = pytest.mark.integration  # a real Beam pipeline
 

@@ -27,10 +27,7 @@ from apache_beam.io.filesystem import (
     MatchResult,
 )
 
-from trainer import contract, layout
-from trainer.features import preprocessing as features
-from trainer.ingest import files as ingest
-from trainer.transform import beam as transform
+from trainer import contract, features, ingest, layout, transform
 
 pytestmark = pytest.mark.integration  # a real Beam pipeline
 

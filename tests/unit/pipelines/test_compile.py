@@ -41,7 +41,7 @@ def test_components_and_pipelines_import_only_kfp_and_stdlib_at_top():
     import ast
 
     allowed = set(sys.stdlib_module_names) | {"kfp", "components", "pipelines", "__future__"}
-    # The contract module is standard-library only (tests/unit/trainer/test_contract.py).
+    # The contract module is standard-library only (tests/unit/trainer/test_structure.py).
     allowed_modules = {"trainer.contract"}
     for package in ("components", "pipelines"):
         for name in os.listdir(os.path.join(REPO, package)):

@@ -5,7 +5,7 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from reporting import best, views
+from reporting import aggregate, best
 from reporting.metric import RankMetric
 from reporting.query import ExperimentReader
 from tests.unit.reporting.mlflow_runs import log_run
@@ -41,7 +41,7 @@ def test_best_run_is_the_leaderboards_first_finished_run_of_the_job(tracking_uri
 
     runs = ExperimentReader(tracking_uri).read("best-test").runs
     finished = [r for r in runs if r.status == "FINISHED" and r.pipeline_job == "job-1"]
-    assert views.leaderboard(finished, RankMetric.of(RANK))[0].run.run_id == chosen.run_id
+    assert aggregate.leaderboard(finished, RankMetric.of(RANK))[0].run.run_id == chosen.run_id
 
 
 def test_best_run_of_the_experiment_and_when_none_qualifies(tracking_uri):

@@ -1,4 +1,4 @@
-"""write_report renders any experiment: one test per report row of issue 12's table.
+"""write_report renders any experiment: one test per kind of bad or odd input.
 
 Every store is real (SQLite, written with mlflow's client); nothing about MLflow is mocked.
 """

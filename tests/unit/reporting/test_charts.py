@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from reporting import charts, query, views
+from reporting import aggregate, charts, query
 from reporting.metric import RankMetric
 from reporting.records import RunRecord
 from tests.unit.reporting.mlflow_runs import EVIL, EXPERIMENT
@@ -87,9 +87,9 @@ def test_overlay_curves_without_history_say_so_per_panel(runs):
 
 def test_recall_at_k_draws_runs_configs_and_baselines(runs):
     ordered = [runs[n] for n in RANKED] + [runs["evil"]]
-    by_run = views.recall_by_run(ordered)
-    by_config = views.recall_by_config(ordered)
-    baselines = views.baseline_means(ordered)
+    by_run = aggregate.recall_by_run(ordered)
+    by_config = aggregate.recall_by_config(ordered)
+    baselines = aggregate.baseline_means(ordered)
     root = _parse(charts.recall_at_k(by_run, by_config, baselines))
     assert len(by_run) == 6 and len(by_config) == 1
     # Six runs in the left panel; one config in the right one: its line and an error bar per k.
@@ -111,7 +111,7 @@ def test_recall_at_k_without_recall_says_so():
 
 def test_parallel_coordinates_one_line_per_scored_run(runs):
     ordered = [runs[n] for n in RANKED] + [runs["failed"]]
-    params = views.varying_params(ordered)
+    params = aggregate.varying_params(ordered)
     svg = charts.parallel_coordinates(ordered, params, RankMetric.of("test_recall_at_100"))
     root = _parse(svg)
     texts = _texts(root)

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 from mlflow.tracking import MlflowClient
 
-from reporting import charts, query, views
+from reporting import aggregate, charts, query
 from reporting.metric import RankMetric
 from tests.unit.reporting.mlflow_runs import log_run, standard_history
 from trainer import contract
@@ -79,12 +79,12 @@ def _figures(runs: list) -> dict[str, tuple]:
         "overview curves": charts.overlay_curves_figure(runs, keys, title="All runs"),
         "compared curves": charts.overlay_curves_figure(runs[:5], keys[1:]),
         "recall at k": charts.recall_at_k_figure(
-            views.recall_by_run(runs, marked)[: len(charts.PALETTE)],
-            views.recall_by_config(runs)[: len(charts.PALETTE)],
-            views.baseline_means(runs),
+            aggregate.recall_by_run(runs, marked)[: len(charts.PALETTE)],
+            aggregate.recall_by_config(runs)[: len(charts.PALETTE)],
+            aggregate.baseline_means(runs),
         ),
         "parallel coordinates": charts.parallel_coordinates_figure(
-            runs, views.varying_params(runs), RANK
+            runs, aggregate.varying_params(runs), RANK
         ),
         "timeline": charts.metric_timeline_figure(
             runs, contract.DEFAULT_RANK_METRIC, marked, "this pipeline job's runs"
@@ -178,7 +178,7 @@ def test_loss_and_val_loss_have_their_own_axes(run_sets):
 
 def test_parallel_coordinates_keep_to_a_few_short_axes(run_sets):
     runs = run_sets["long names"]
-    params = views.varying_params(runs, charts.PARALLEL_AXES)
+    params = aggregate.varying_params(runs, charts.PARALLEL_AXES)
     assert "constant.everywhere" not in params and contract.PARAM_SEED not in params
     fig, _ = charts.parallel_coordinates_figure(runs, [*params, "extra.a", "extra.b"], RANK)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from reporting.build import ReportUnreachableError, write_report
-from trainer.tracking import TrackingUri
 from reporting.summary import md_escape
 from trainer import contract
 from trainer.contract import VIEW_COMBINED, VIEW_TITLES, VIEWS
+from trainer.tracking import TrackingUri
 
 EXPERIMENT = "reporting-test"
 

@@ -3,8 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from trainer import contract
-from trainer.inputs import buyer_features
+from trainer import contract, inputs
 
 DAY = 86400
 
@@ -31,16 +30,14 @@ def _history() -> pd.DataFrame:
 def test_queries_are_asked_when_the_split_starts_but_after_the_history():
     history = _history()
     later = pd.DataFrame({contract.TIMESTAMP: [10 * DAY, 12 * DAY]})
-    assert buyer_features.as_of_time(history, later) == 10 * DAY
+    assert inputs.as_of_time(history, later) == 10 * DAY
     overlapping = pd.DataFrame({contract.TIMESTAMP: [DAY]})
-    assert buyer_features.as_of_time(history, overlapping) == 2 * DAY + 1
-    assert buyer_features.as_of_time(history, later.iloc[:0]) == 2 * DAY + 1
+    assert inputs.as_of_time(history, overlapping) == 2 * DAY + 1
+    assert inputs.as_of_time(history, later.iloc[:0]) == 2 * DAY + 1
 
 
 def test_query_frame_holds_each_buyers_state_as_of_the_moment():
-    queries = buyer_features.query_frame(
-        _history(), np.array(["a", "b"], object), 4 * DAY, max_history=50
-    )
+    queries = inputs.query_frame(_history(), np.array(["a", "b"], object), 4 * DAY, max_history=50)
     assert queries[contract.BUYER_ID].tolist() == ["a", "b"]
     a = queries.iloc[0]
     # p1 bought twice (most first), then p2; the latest row gives the static country.

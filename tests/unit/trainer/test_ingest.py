@@ -14,10 +14,9 @@ import tensorflow as tf
 
 from tests.conftest import read_ingest_outputs
 from trainer import config as cfg
-from trainer import contract, layout
+from trainer import contract, inputs, layout
 from trainer.ingest import files as ingest
 from trainer.ingest import output as ingest_output
-from trainer.inputs import columns as inputs
 
 
 @pytest.fixture

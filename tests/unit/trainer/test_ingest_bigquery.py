@@ -12,11 +12,10 @@ import sqlglot
 from tests.conftest import TINY_CONFIG, read_ingest_outputs, write_tiny_retail_csv
 from tests.unit.trainer.bigquery_duckdb import DuckDBBigQuery
 from trainer import config as cfg
-from trainer import contract
+from trainer import contract, sources
 from trainer.ingest import bigquery as ingest_bigquery
 from trainer.ingest import bigquery_sql
 from trainer.ingest import files as ingest
-from trainer.sources import read as ingest_source
 
 TABLE = "my-project.shop.orders"
 
@@ -27,7 +26,7 @@ def _setup(tmp_path, rows: pd.DataFrame | None = None, **dataset_changes):
     write_tiny_retail_csv(source)
     config = cfg.parse_config_text(TINY_CONFIG.format(source=source))
     if rows is None:
-        rows = ingest_source.read_source(config.dataset)
+        rows = sources.read_source(config.dataset)
         rows = rows.rename(columns=config.dataset.columns).rename(columns={"_row": "line"})
     connection = duckdb.connect()
     connection.register("rows_frame", rows)
@@ -74,7 +73,7 @@ def test_bigquery_path_gives_the_file_paths_rows_counts_and_drops(tmp_path):
 
 def test_epoch_milliseconds_parse_as_in_the_file_path(tmp_path):
     config, _, _ = _setup(tmp_path)
-    rows = ingest_source.read_source(config.dataset)
+    rows = sources.read_source(config.dataset)
     stamps = pd.to_datetime(rows[contract.TIMESTAMP], errors="coerce")
     millis = ((stamps - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)).astype("Int64")
     millis = millis.astype(str).where(stamps.notna(), "soon")

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from trainer import contract
-from trainer.inputs import columns as inputs
+from trainer import contract, inputs
 
 KIND_DTYPES = {contract.STRING: tf.string, contract.FLOAT: tf.float32, contract.INT: tf.int64}
 

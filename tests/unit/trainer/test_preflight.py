@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import TINY_CONFIG, write_tiny_retail_csv
 from trainer import config as cfg
-from trainer.sources import preflight
+from trainer import sources
 
 
 def _config(source) -> cfg.ExperimentConfig:
@@ -17,7 +17,7 @@ def _config(source) -> cfg.ExperimentConfig:
 
 def _error(source) -> cfg.ConfigError:
     with pytest.raises(cfg.ConfigError) as info:
-        preflight.check_source(_config(source))
+        sources.check_source(_config(source))
     assert info.value.source == "exp.yaml"
     return info.value
 
@@ -25,10 +25,10 @@ def _error(source) -> cfg.ConfigError:
 def test_a_good_csv_and_parquet_pass(tmp_path):
     csv = tmp_path / "ok.csv.gz"
     write_tiny_retail_csv(csv)
-    preflight.check_source(_config(csv))
+    sources.check_source(_config(csv))
     parquet = tmp_path / "ok.parquet"
     pd.read_csv(csv, dtype=str).to_parquet(parquet)
-    preflight.check_source(_config(parquet))
+    sources.check_source(_config(parquet))
 
 
 def test_a_missing_file(tmp_path):
@@ -63,7 +63,7 @@ def test_a_file_that_is_not_csv_text(tmp_path):
 
 
 def test_remote_sources_are_left_to_the_worker():
-    preflight.check_source(_config("gs://bucket/data.csv"))
+    sources.check_source(_config("gs://bucket/data.csv"))
 
 
 def test_a_file_without_header_is_checked_by_position_and_its_timestamps(tmp_path):
@@ -77,15 +77,15 @@ def test_a_file_without_header_is_checked_by_position_and_its_timestamps(tmp_pat
         csv=cfg.Csv(delimiter="|", header=False),
         columns={n: str(list(raw.columns).index(s)) for n, s in config.dataset.columns.items()},
     )
-    preflight.check_source(dataclasses.replace(config, dataset=layout))
+    sources.check_source(dataclasses.replace(config, dataset=layout))
     wrong_format = dataclasses.replace(layout, timestamp_format="%d/%m/%Y %H:%M")
     with pytest.raises(cfg.ConfigError) as info:
-        preflight.check_source(dataclasses.replace(config, dataset=wrong_format))
+        sources.check_source(dataclasses.replace(config, dataset=wrong_format))
     assert info.value.field == "dataset.timestamp_format"
     assert "expected timestamps in the format '%d/%m/%Y %H:%M'" in info.value.problem
     # The default layout reads the first row as a header: the mapped names are not there.
     with pytest.raises(cfg.ConfigError, match="'CustomerID' is not in .*plain.txt"):
-        preflight.check_source(config)
+        sources.check_source(config)
 
 
 def test_every_file_of_a_glob_is_checked(tmp_path):

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.features import preprocessing as feats
+from trainer import features
 from trainer.train import model as model_lib
 
 
 def reference_bonus(history, rank_weights, candidate_ids, num_products):
     """The formula of ``TwoTowerModel.repurchase_bonus`` before the join (commit ba1f252)."""
     batch, length = tf.shape(history)[0], tf.shape(history)[1]
-    valid = history != feats.PAD
+    valid = history != features.PAD
     rows = tf.repeat(tf.range(batch, dtype=history.dtype)[:, None], length, axis=1)
     indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(history, valid)], 1)
     weights = tf.boolean_mask(tf.broadcast_to(rank_weights, tf.shape(history)), valid)
@@ -28,7 +28,7 @@ def random_case(seed, batch=7, length=5, num_products=12, candidates=9):
     rng = np.random.default_rng(seed)
     history = rng.integers(0, num_products, size=(batch, length))
     pad_from = rng.integers(0, length + 1, size=batch)  # 0: a buyer without history
-    history[np.arange(length)[None, :] >= pad_from[:, None]] = feats.PAD
+    history[np.arange(length)[None, :] >= pad_from[:, None]] = features.PAD
     history[0, :2] = [3, 3]  # the same id twice in one history: both weights count
     # Candidates from the lower half of the id space (some history ids are never candidates),
     # with at least one duplicate.

@@ -5,6 +5,7 @@ import pandas as pd
 
 from trainer import contract
 from trainer.retrieval import metrics as ev
+from trainer.retrieval import topk
 
 
 def _frame(rows):
@@ -36,7 +37,7 @@ def test_recall_at_k_is_micro_averaged_over_pairs():
 def test_exact_top_k_orders_by_inner_product():
     queries = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     candidates = np.array([[0.5, 0.0], [2.0, 0.1], [0.0, 3.0], [1.0, 1.0]], np.float32)
-    idx, scores = ev.exact_top_k(queries, candidates, k=3, batch_size=1)
+    idx, scores = topk.exact_top_k(queries, candidates, k=3, batch_size=1)
     assert idx.tolist() == [[1, 3, 0], [2, 3, 1]]
     np.testing.assert_allclose(scores[0], [2.0, 1.0, 0.5])
 

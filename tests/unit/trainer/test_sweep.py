@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import TINY_CONFIG
 from trainer import config as cfg
-from trainer.sweep import grid as sweep
+from trainer import sweep
 
 TWO_BY_TWO = (
     TINY_CONFIG.replace(
@@ -35,7 +35,6 @@ def test_plan_transforms_each_used_feature_config_once_and_trains_pairs_times_se
         "feature_config_id": "ids",
         "model_config_id": "small",
         "seed": 1,
-        "run_key": "ids.small.seed1",
     }
 
 

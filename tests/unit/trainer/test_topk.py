@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from trainer.retrieval import metrics as ev
 from trainer.retrieval import topk
 
 
@@ -36,11 +35,11 @@ def test_chunked_top_k_equals_the_full_sort_with_ties_by_index(chunk, k):
     assert max(widths) <= chunk and sum(widths) == 64  # never more than a chunk at once
 
 
-def test_chunked_top_k_equals_top_k_rows_on_float_scores():
+def test_chunked_top_k_equals_the_stable_top_k_on_float_scores():
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(20, 1000)).astype(np.float32)
     idx, val = topk.chunked_top_k(scorer(scores), 1000, 100, chunk=128)
-    want_idx, want_val = ev.top_k_rows(scores, 100)
+    want_idx, want_val = topk.top_k_stable(scores, 100)
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(val, want_val)
 
@@ -66,7 +65,7 @@ def test_exact_top_k_chunked_equals_exact_top_k():
     rng = np.random.default_rng(1)
     queries = rng.normal(size=(50, 8)).astype(np.float32)
     candidates = rng.normal(size=(300, 8)).astype(np.float32)
-    want = ev.exact_top_k(queries, candidates, k=25, batch_size=16)
+    want = topk.exact_top_k(queries, candidates, k=25, batch_size=16)
     got = topk.exact_top_k_chunked(queries, candidates, k=25, batch_size=16, chunk=64)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-6)

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import urllib.parse
 
-from reporting import views
+from reporting import aggregate
 from reporting.histories import HistoryFetcher
 from reporting.metric import RankMetric, non_finite
 from reporting.query import ExperimentReader, TrackingUnreachableError
@@ -72,8 +72,8 @@ class ReportModel:
     experiment: str
     data: ExperimentData
     rank: RankMetric
-    stats: views.DashboardStats
-    rows: list[views.LeaderRow]
+    stats: aggregate.DashboardStats
+    rows: list[aggregate.LeaderRow]
     compare_runs: list[RunRecord]
     chosen_by_id: bool
     detail_runs: int
@@ -84,7 +84,7 @@ class ReportModel:
     highlight_pipeline_job: str = ""
 
     @property
-    def ranked(self) -> list[views.LeaderRow]:
+    def ranked(self) -> list[aggregate.LeaderRow]:
         """The rows that have a rank, best first."""
         return [r for r in self.rows if r.rank is not None]
 
@@ -145,7 +145,7 @@ def _notes(
     history_error: str | None,
     missing: list[str],
     any_runs: bool,
-    rows: list[views.LeaderRow],
+    rows: list[aggregate.LeaderRow],
     rank: RankMetric,
 ) -> list[str]:
     """What the reader must know beyond the tables: missing histories, runs or metric."""
@@ -191,9 +191,9 @@ def read_model(
     reader = ExperimentReader(tracking_uri, history_fetcher)
     data = reader.read(experiment)
     history_error = _fill_histories(reader, data, data.runs, overview_keys(rank))
-    rows = views.leaderboard(data.runs, rank)
+    rows = aggregate.leaderboard(data.runs, rank)
     by_id = {r.run_id: r for r in data.runs}
-    compare_runs, missing = views.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
+    compare_runs, missing = aggregate.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
     with_history = [r.run for r in rows if r.run.has_history]
     detail_runs = detail_runs or len(with_history)
     if history_error is None:
@@ -207,7 +207,7 @@ def read_model(
         experiment=experiment,
         data=data,
         rank=rank,
-        stats=views.dashboard(data.runs, HEADLINE_METRIC, highlight_pipeline_job),
+        stats=aggregate.dashboard(data.runs, HEADLINE_METRIC, highlight_pipeline_job),
         rows=rows,
         compare_runs=compare_runs,
         chosen_by_id=bool(compare_run_ids),
