@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from reporting.records import History, RunRecord, metric_float
+from trainer.tracking import TrackingUri
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,6 @@ BULK_INTERVAL_ENDPOINT = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
 # SQLite/PostgreSQL store costs ~1 s per 100 runs per metric (measured, bench/RESULTS.md).
 BULK_HISTORY_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 BULK_HISTORY_MAX_POINTS = 25000
-
-
-def is_http(tracking_uri: str) -> bool:
-    """Whether the URI names a tracking server (REST) rather than a store."""
-    return tracking_uri.startswith(("http://", "https://"))
 
 
 def host_creds(client: MlflowClient) -> Any:
@@ -197,7 +193,7 @@ def fetch_histories(
     Returns:
         (run_id -> metric -> [(step, value)], a description of the path taken).
     """
-    if is_http(tracking_uri):
+    if TrackingUri(tracking_uri).is_server:
         try:
             return fetch_histories_rest(client, runs, keys)
         except MlflowException as exc:

@@ -22,9 +22,10 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from reporting.histories import HistoryFetcher, fetch_histories, host_creds, is_http
+from reporting.histories import HistoryFetcher, fetch_histories, host_creds
 from reporting.records import ExperimentData, RunRecord, as_json, records_from_json
 from trainer import contract, tracking
+from trainer.tracking import TrackingUri
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
     Raises:
         TrackingUnreachableError: MLflow did not answer or refused the request.
     """
-    if is_http(tracking_uri):
+    if TrackingUri(tracking_uri).is_server:
         import requests  # mlflow's own dependency
         from mlflow.utils.rest_utils import http_request
 
@@ -128,7 +129,7 @@ def search_all_runs(
     records: list[RunRecord] = []
     skipped = [] if skipped is None else skipped
     token: str | None = None
-    if is_http(tracking_uri):
+    if TrackingUri(tracking_uri).is_server:
         from mlflow.utils.rest_utils import http_request_safe
 
         creds = host_creds(client)

@@ -1,11 +1,12 @@
 """Draws the import graph of a package's modules: floors, arrows, circles.
 
-    python tests/import_graph.py [PACKAGE] [--wings]     (from the repository root)
+    python tests/import_graph.py [PACKAGE] [--wings | --through-faces]   (from the repo root)
 
 A module's floor is the length of the longest import path below it (0: it imports no module
 of the package); an arrow is one module importing another (at the top or inside a function);
 a circle is a set of modules that reach each other. ``--wings`` draws the same graph between
-a package's subpackages (its wings) and its top-level modules.
+a package's subpackages (its wings) and its top-level modules; ``--through-faces`` leaves
+the faces out and counts an import of a face as arrows to the modules it takes names from.
 """
 
 import ast
@@ -72,10 +73,61 @@ def imports_of(path: str, name: str, known: set[str]) -> set[str]:
     return found
 
 
-def graph(root: str, package: str, wings: bool = False) -> dict[str, set[str]]:
-    """Arrows between the package's modules (or, with ``wings``, its wings)."""
+def _face_exports(path: str) -> dict[str, str]:
+    """A face's re-exports: name -> the module that defines it."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    return {
+        alias.asname or alias.name: node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+        for alias in node.names
+    }
+
+
+def _names_used_from(path: str, faces: set[str]) -> dict[str, set[str]]:
+    """For each face a file imports: the names it takes from it (imported or as attributes)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    used: dict[str, set[str]] = {}
+    bound: dict[str, str] = {}  # local name -> face
+    for node in _runtime_nodes(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                if sub in faces:
+                    bound[alias.asname or alias.name] = sub
+                elif node.module in faces:
+                    used.setdefault(node.module, set()).add(alias.name)
+    for node in _runtime_nodes(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id in bound:
+                used.setdefault(bound[node.value.id], set()).add(node.attr)
+    return used
+
+
+def graph(
+    root: str, package: str, wings: bool = False, through_faces: bool = False
+) -> dict[str, set[str]]:
+    """Arrows between the package's modules (or, with ``wings``, its wings).
+
+    ``through_faces``: an import of a wing's face counts as arrows to the modules that define
+    what the importer takes from it (the faces themselves are left out), so the files' own
+    dependencies can be compared with a layout that had no faces.
+    """
     mods = modules(root, package)
     edges = {m: imports_of(p, m, set(mods)) for m, p in mods.items()}
+    if through_faces:
+        faces = {m for m, p in mods.items() if p.endswith("__init__.py") and m != package}
+        exports = {f: _face_exports(mods[f]) for f in faces}
+        for m in list(edges):
+            used = _names_used_from(mods[m], faces)
+            for face in edges[m] & faces:
+                names = used.get(face, set())
+                edges[m] = (edges[m] - {face}) | {exports[face].get(n, face) for n in names}
+            edges[m].discard(m)
+        for face in faces:
+            edges.pop(face)
     if not wings:
         edges.pop(package, None)
         return {m: {t for t in ts if t != package} for m, ts in edges.items()}
@@ -150,7 +202,7 @@ def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("--")]
     package = args[0] if args else "trainer"
     root = os.getcwd()
-    edges = graph(root, package, wings="--wings" in argv)
+    edges = graph(root, package, wings="--wings" in argv, through_faces="--through-faces" in argv)
     level = floors(edges)
     arrows = sum(len(ts) for ts in edges.values())
     loops = circles(edges)
