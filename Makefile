@@ -66,16 +66,21 @@ submit: $(STAMP)  ## Submit to Vertex AI: ENV=NAME (configs/env/NAME.yaml) CONFI
 	  $(if $(FEATURE_CONFIG),--feature-config $(FEATURE_CONFIG)) $(if $(MODEL_CONFIG),--model-config $(MODEL_CONFIG)) \
 	  $(if $(WAIT),--wait)
 
-image:  ## Build the component image with docker (IMAGE_REPO, tags VERSION and VERSION-GIT_SHA).
+image:  ## Build the component and Dataflow worker images with docker (IMAGE_REPO, tags VERSION, VERSION-GIT_SHA).
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed here; install it, or build in Google Cloud with: make cloudbuild IMAGE_REPO=$(IMAGE_REPO)" >&2; exit 1; }
 	@test -n "$(GIT_SHA)" || { echo "make image: not a git checkout, no commit to tag the image with" >&2; exit 1; }
 	DOCKER_BUILDKIT=1 docker build --tag $(IMAGE_REPO):$(VERSION) --tag $(IMAGE_REPO):$(VERSION)-$(GIT_SHA) \
+	  --label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.revision=$(GIT_SHA) .
+	DOCKER_BUILDKIT=1 docker build --target dataflow-worker \
+	  --tag $(IMAGE_REPO)-dataflow-worker:$(VERSION) --tag $(IMAGE_REPO)-dataflow-worker:$(VERSION)-$(GIT_SHA) \
 	  --label org.opencontainers.image.version=$(VERSION) --label org.opencontainers.image.revision=$(GIT_SHA) .
 	@echo "image=$(IMAGE_REPO):$(VERSION)-$(GIT_SHA)"
 
 image-push: image  ## Build and push the component image (docker login to the registry first).
 	docker push $(IMAGE_REPO):$(VERSION)
 	docker push $(IMAGE_REPO):$(VERSION)-$(GIT_SHA)
+	docker push $(IMAGE_REPO)-dataflow-worker:$(VERSION)
+	docker push $(IMAGE_REPO)-dataflow-worker:$(VERSION)-$(GIT_SHA)
 
 cloudbuild:  ## Build and push the component image with Cloud Build (cloudbuild.yaml; needs gcloud).
 	@command -v gcloud >/dev/null 2>&1 || { echo "make cloudbuild: gcloud is not installed (https://cloud.google.com/sdk/docs/install)" >&2; exit 1; }
@@ -105,7 +110,9 @@ mlflow-local: $(STAMP)  ## Start the server's entrypoint on 127.0.0.1 against a 
 mlflow-ui: $(STAMP)  ## Open the MLflow UI on the demo's embedded store.
 	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: $(STAMP)  ## Run the benchmarks in bench/ (results go to bench/RESULTS.md by hand).
+# Full size, minutes each. `python -m bench --smoke [NAME ...]` runs them at a tiny size, a check
+# that they still run (tests/integration/test_bench_smoke.py runs it in CI).
+bench: $(STAMP)  ## Run the benchmarks in bench/ (results to bench/RESULTS.md by hand; tiny: python -m bench --smoke).
 	$(PY) -m bench
 
 constraints:  ## Re-resolve constraints.txt from setup.py in a scratch venv.

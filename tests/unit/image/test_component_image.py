@@ -30,15 +30,56 @@ def _setup_version() -> str:
     return re.search(r'^\s*version="([^"]+)"', _read("setup.py"), re.M).group(1)
 
 
-def test_dockerfile_installs_the_pinned_package_with_cuda_and_runs_as_non_root():
+def _stages(dockerfile: str) -> dict[str, list[str]]:
+    """Each build stage's name -> its instructions (lines), with the stage it starts from."""
+    stages: dict[str, list[str]] = {}
+    current = None
+    for line in dockerfile.splitlines():
+        match = re.match(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line)
+        if match:
+            current = match.group(2) or match.group(1)
+            stages[current] = [f"FROM {match.group(1)}"]
+        elif current and line and not line.startswith("#"):
+            stages[current].append(line)
+    return stages
+
+
+def _effective(stages: dict[str, list[str]], name: str, instruction: str) -> str | None:
+    """The last value of an instruction (USER, ENTRYPOINT) in a stage or the stages below it."""
+    lines = stages[name]
+    own = [line.split(None, 1)[1] for line in lines if line.startswith(instruction + " ")]
+    if own:
+        return own[-1]
+    parent = lines[0].split()[1]
+    return _effective(stages, parent, instruction) if parent in stages else None
+
+
+def test_component_image_is_the_default_target_with_cuda_and_runs_as_non_root():
     dockerfile = _read("Dockerfile")
-    assert re.search(r"pip install -c constraints\.txt '\.\[all,gpu\]'", dockerfile)
-    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
-    assert users and users[-1] not in ("root", "0"), "the image must end as a non-root user"
-    # Dataflow workers start through Beam's boot program, from the same Beam as the package.
+    stages = _stages(dockerfile)
+    assert list(stages)[-1] == "component", "docker build without --target builds the component"
+    assert any("pip install -c constraints.txt '.[all,gpu]'" in x for x in stages["component"])
+    assert _effective(stages, "component", "USER") not in (None, "root", "0")
+
+
+def test_dataflow_worker_image_starts_beams_boot_as_root_without_cuda():
+    # Dataflow runs the image's entrypoint, which must be Beam's boot program; the boot program
+    # writes under root-owned /opt/apache/beam and Dataflow mounts root-owned /var/opt/google.
+    dockerfile = _read("Dockerfile")
+    stages = _stages(dockerfile)
+    worker = stages["dataflow-worker"]
+    assert _effective(stages, "dataflow-worker", "ENTRYPOINT") == '["/opt/apache/beam/boot"]'
+    assert _effective(stages, "dataflow-worker", "USER") in (None, "root", "0")
+    installs = [x for x in worker if "pip install" in x]
+    assert installs == ["RUN pip install -c constraints.txt '.[trainer]'"], installs
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in worker
+    # The boot program comes from the Beam SDK image of the package's own Beam version.
     beam = re.search(r"^ARG BEAM_VERSION=(\S+)", dockerfile, re.M).group(1)
     assert beam == _pins()["apache-beam"]
-    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
+    assert "apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in stages["beam"][0]
+    # TensorFlow's CUDA wheels come only with the gpu extra, which the worker does not install.
+    trainer_extra = re.search(r"^TRAINER = \[(.*?)\]", _read("setup.py"), re.M | re.S).group(1)
+    assert "tensorflow==" in trainer_extra and "and-cuda" not in trainer_extra
     python = re.search(r"^ARG PYTHON_VERSION=(\S+)", dockerfile, re.M).group(1)
     assert f'python_requires=">={python},' in _read("setup.py")
     assert "MLFLOW_GOOGLE_AUTH_AUDIENCES=https://*.run.app" in dockerfile
@@ -57,9 +98,19 @@ def test_image_tags_name_the_package_version_and_the_commit():
     assert components.COMPONENT_IMAGE.endswith(f":{version}")
     build = yaml.safe_load(_read("cloudbuild.yaml"))
     assert build["substitutions"]["_VERSION"] == version
-    assert build["images"] == ["${_IMAGE}:${_VERSION}", "${_IMAGE}:${_VERSION}-${_GIT_SHA}"]
+    worker = "${_IMAGE}-dataflow-worker"
+    assert build["images"] == [
+        "${_IMAGE}:${_VERSION}",
+        "${_IMAGE}:${_VERSION}-${_GIT_SHA}",
+        f"{worker}:${{_VERSION}}",
+        f"{worker}:${{_VERSION}}-${{_GIT_SHA}}",
+    ]
     (build_step,) = [s for s in build["steps"] if s["id"] == "build"]
     assert "--tag=${_IMAGE}:${_VERSION}-${_GIT_SHA}" in build_step["args"]
+    assert not any(a.startswith("--target") for a in build_step["args"])
+    (worker_step,) = [s for s in build["steps"] if s["id"] == "build-dataflow-worker"]
+    assert "--target=dataflow-worker" in worker_step["args"]
+    assert f"--tag={worker}:${{_VERSION}}-${{_GIT_SHA}}" in worker_step["args"]
     # The one default reference lives in components/__init__.py; nothing else spells it.
     for name in ("Dockerfile", "Makefile", "cloudbuild.yaml", "setup.py"):
         assert components.COMPONENT_IMAGE not in _read(name), name
