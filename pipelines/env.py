@@ -8,8 +8,8 @@ training machine is compiled into the spec (``compile_options``: GCPC writes a c
 machine into its worker pool spec at compile time); the rest is used by ``pipelines.vertex``
 when it builds the job. A bad file raises ``EnvError`` naming
 the file, the field and what was expected, e.g.
-``configs/env/dev.yaml: resources.train.memory_limit: expected a quantity like 16G or 512Mi,
-got '16 GB'``.
+``configs/env/dev.yaml: resources.train.memory_limit: expected a quantity in K, M or G like
+16G or 512M (Ki, Mi, Gi, T are converted), got '16 GB'``.
 
 Standard library only at module top (``pipelines/`` compiles with kfp alone); PyYAML is
 imported where a file is read.
@@ -18,6 +18,8 @@ imported where a file is read.
 from __future__ import annotations
 
 import dataclasses
+import fractions
+import math
 import os
 import re
 from typing import Any
@@ -27,9 +29,21 @@ from trainer.contract import GCP_PROJECT_ID, STEPS  # STEPS: each takes CPU / me
 
 ENV_DIR = os.path.join("configs", "env")
 
-# Kubernetes-style quantities, as KFP's set_cpu_limit / set_memory_limit accept them.
-_CPU = re.compile(r"^([0-9]*\.)?[0-9]+m?$")
-_MEMORY = re.compile(r"^([0-9]*\.)?[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+# Quantities as KFP's set_cpu_limit / set_memory_limit accept them (Kubernetes-style). The
+# limits reach Vertex AI as runtime pipeline parameters, so Vertex reads the strings as they
+# are (kfp's compile-time conversion, compiler_utils._memory_to_float, never sees them), and
+# Vertex documents fewer forms: a CPU limit is a whole number of CPUs or a number followed by
+# "m"; a memory limit is a number followed by K, M or G
+# (https://cloud.google.com/vertex-ai/docs/pipelines/machine-types). ``cpu_quantity`` and
+# ``memory_quantity`` write what a file says in those forms.
+_CPU = re.compile(r"^(?P<number>([0-9]*\.)?[0-9]+)(?P<unit>m?)$")
+_MEMORY = re.compile(r"^(?P<number>([0-9]*\.)?[0-9]+)(?P<unit>[EPTGMK]i?)?$")
+_BYTES = {
+    **{u: 1000 ** (i + 1) for i, u in enumerate("KMGTPE")},
+    **{f"{u}i": 1024 ** (i + 1) for i, u in enumerate("KMGTPE")},
+}
+VERTEX_MEMORY_UNITS = ("G", "M", "K")
+_MEMORY_EXPECTED = "a quantity in K, M or G like 16G or 512M (Ki, Mi, Gi, T are converted)"
 _DURATION = re.compile(r"^[0-9]+s$")
 _PROJECT = re.compile(rf"^{GCP_PROJECT_ID}$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
@@ -228,11 +242,67 @@ def _resources(r: _Reader) -> dict[str, StepResources]:
         cpu = s.data.get("cpu_limit")
         if isinstance(cpu, (int, float)) and not isinstance(cpu, bool):
             s.data = {**s.data, "cpu_limit": str(cpu)}
+        cpu = s.string("cpu_limit", _CPU, "a CPU count like 4, 0.5 or 500m")
+        memory = s.string("memory_limit", _MEMORY, _MEMORY_EXPECTED)
+        if memory and not _MEMORY.match(memory)["unit"]:
+            s.fail(
+                "memory_limit",
+                f"expected a unit, {', '.join(VERTEX_MEMORY_UNITS)} (Vertex AI's units, like 16G "
+                f"or 512M), got {memory!r}",
+            )
+        for key, value, pattern in (("cpu_limit", cpu, _CPU), ("memory_limit", memory, _MEMORY)):
+            if value and not float(pattern.match(value)["number"]):
+                s.fail(key, f"expected more than 0, got {value!r}")
         out[step] = StepResources(
-            cpu_limit=s.string("cpu_limit", _CPU, "a CPU count like 4, 0.5 or 500m"),
-            memory_limit=s.string("memory_limit", _MEMORY, "a quantity like 16G or 512Mi"),
+            cpu_limit=cpu_quantity(cpu) if cpu else "",
+            memory_limit=memory_quantity(memory) if memory else "",
         )
     return out
+
+
+def cpu_quantity(value: str) -> str:
+    """A CPU limit as Vertex AI reads it: whole CPUs (``4``) or millicores (``500m``).
+
+    A fraction of a CPU is written in millicores, rounded up (``0.5`` -> ``500m``,
+    ``1.0`` -> ``1``); ``500m`` and ``4`` are returned as they are.
+
+    Raises:
+        ValueError: Not a CPU count (``_CPU``).
+    """
+    match = _CPU.match(value)
+    if match is None:
+        raise ValueError(f"not a CPU count: {value!r}")
+    if match["unit"]:
+        return value
+    number = fractions.Fraction(match["number"])
+    if number.denominator == 1:
+        return str(number.numerator)
+    return f"{math.ceil(number * 1000)}m"
+
+
+def memory_quantity(value: str) -> str:
+    """A memory limit in the units Vertex AI documents: K, M or G (``16G``, ``512M``).
+
+    A whole number of K, M or G is returned as it is. Anything else (a fraction, or a unit
+    Vertex does not list: Ki, Mi, Gi, T, ...) is converted exactly to the largest of G, M, K
+    that gives a whole number (``0.5G`` -> ``500M``, ``1T`` -> ``1000G``), else rounded up to
+    whole M (whole K below 1M), so a limit never shrinks: ``16Gi`` -> ``17180M``,
+    ``512Mi`` -> ``537M``, ``256Ki`` -> ``263K``.
+
+    Raises:
+        ValueError: Not a memory quantity with a unit.
+    """
+    match = _MEMORY.match(value)
+    if match is None or not match["unit"]:
+        raise ValueError(f"not a memory quantity with a unit: {value!r}")
+    if match["unit"] in VERTEX_MEMORY_UNITS and "." not in match["number"]:
+        return value
+    size = fractions.Fraction(match["number"]) * _BYTES[match["unit"]]
+    for unit in VERTEX_MEMORY_UNITS:
+        if size % _BYTES[unit] == 0:
+            return f"{size // _BYTES[unit]}{unit}"
+    unit = "M" if size >= _BYTES["M"] else "K"
+    return f"{math.ceil(size / _BYTES[unit])}{unit}"
 
 
 def _train(r: _Reader) -> TrainMachine:

@@ -88,8 +88,8 @@ def make_sweep_pipeline(
             rank_metric: Metric that ranks the runs and picks the best model.
             mlflow_ui_url: MLflow UI base URL for links from the report.
             fail_on_unreachable_mlflow: Fail the report step when MLflow does not answer.
-            ingest_cpu_limit: CPU limit of the ingest step (4, 0.5, 500m).
-            ingest_memory_limit: Memory limit of the ingest step (16G, 512Mi).
+            ingest_cpu_limit: CPU limit of the ingest step (whole CPUs or millicores: 4, 500m).
+            ingest_memory_limit: Memory limit of the ingest step (in K, M or G: 16G, 512M).
             transform_cpu_limit: CPU limit of each transform step (the Beam launcher).
             transform_memory_limit: Memory limit of each transform step.
             train_cpu_limit: CPU limit of each training step; unused when training runs as

@@ -8,7 +8,10 @@ Both pipelines apply the same rules, so they live here once:
   lists) run on Vertex's default machine; ``select_best_model`` (reads MLflow, copies one
   model) shares the report's limits. KFP writes them as runtime placeholders
   (``resourceCpuLimit: {{$.inputs.parameters[...]}}``) that Vertex resolves when the task
-  starts; tests check the spec, not a Vertex run. kfp.local ignores limits (it warns).
+  starts. A step inside a ParallelFor reads the parameter through the loop's inputs, which
+  kfp 2.17 does not wire for limits by itself (``_register_limit_channels``); tests check
+  every compiled variant's references (tests/unit/pipelines/test_spec_references.py), not a
+  Vertex run. kfp.local ignores limits (it warns).
 - **Retries**: every step may be retried; each redoes the same work into its own outputs, and
   a retried training resumes its MLflow run (``run_key``) instead of adding another. KFP
   cannot tell a transient failure from a lasting one, so the cheap steps retry twice after a
@@ -31,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 from kfp import dsl
+from kfp.dsl import pipeline_channel
 
 from components.evaluate import evaluate_model
 from components.train import train_model
@@ -86,9 +90,30 @@ def configure(
         task.set_cpu_limit(cpu_limit)
     if memory_limit is not None:
         task.set_memory_limit(memory_limit)
+    _register_limit_channels(task, cpu_limit, memory_limit)
     if retry is not None:
         task.set_retry(**dataclasses.asdict(retry))
     return task
+
+
+def _register_limit_channels(task: dsl.PipelineTask, *limits) -> None:
+    """Makes the compiler pass a limit's pipeline parameter into the DAG the task sits in.
+
+    kfp 2.17's ``set_cpu_limit`` / ``set_memory_limit`` accept a pipeline parameter and the
+    compiler reads it from the task's DAG (``pipelinechannel--<name>``; "Inject resource
+    fields into inputs" in kfp/compiler/pipeline_spec_builder.py), but they do not register
+    the channel with the task, so ``compiler_utils.get_inputs_for_all_groups`` never adds it
+    to an enclosing ParallelFor's inputs: the loop body reads an input that its component does
+    not declare and that the loop task does not pass, which a strict backend (Vertex AI)
+    refuses when the run starts. kfp's ``set_container_image`` registers its channel for this
+    reason with ``PipelineTask.register_pipeline_channels``, which kfp added for the same
+    gap in ``use_secret_as_env`` ("parent DAG does not have input parameter",
+    kubeflow/pipelines#13078, fixed by #13128); it is used here for the limits likewise.
+    tests/unit/pipelines/test_spec_references.py checks every compiled variant.
+    """
+    channels = [v for v in limits if isinstance(v, pipeline_channel.PipelineChannel)]
+    if channels:
+        task.register_pipeline_channels(channels)
 
 
 def train_component(machine: TrainMachine | None):

@@ -71,8 +71,8 @@ def make_training_pipeline(train_machine: TrainMachine | None = None, local: boo
             rank_metric: Metric the report ranks runs by.
             mlflow_ui_url: MLflow UI base URL for links from the report.
             fail_on_unreachable_mlflow: Fail the report step when MLflow does not answer.
-            ingest_cpu_limit: CPU limit of the ingest step (4, 0.5, 500m).
-            ingest_memory_limit: Memory limit of the ingest step (16G, 512Mi).
+            ingest_cpu_limit: CPU limit of the ingest step (whole CPUs or millicores: 4, 500m).
+            ingest_memory_limit: Memory limit of the ingest step (in K, M or G: 16G, 512M).
             transform_cpu_limit: CPU limit of the transform step (the Beam launcher).
             transform_memory_limit: Memory limit of the transform step.
             train_cpu_limit: CPU limit of the training step; unused when training runs as a

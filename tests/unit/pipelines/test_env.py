@@ -97,8 +97,21 @@ def _error(data: dict) -> str:
     [
         (
             {"resources": {"train": {"memory_limit": "16 GB"}}},
-            "configs/env/x.yaml: resources.train.memory_limit: expected a quantity like 16G or "
-            "512Mi, got '16 GB'",
+            "configs/env/x.yaml: resources.train.memory_limit: expected a quantity in K, M or G "
+            "like 16G or 512M (Ki, Mi, Gi, T are converted), got '16 GB'",
+        ),
+        (
+            {"resources": {"train": {"memory_limit": "16"}}},
+            "configs/env/x.yaml: resources.train.memory_limit: expected a unit, G, M, K (Vertex "
+            "AI's units, like 16G or 512M), got '16'",
+        ),
+        (
+            {"resources": {"train": {"memory_limit": "0G"}}},
+            "configs/env/x.yaml: resources.train.memory_limit: expected more than 0, got '0G'",
+        ),
+        (
+            {"resources": {"train": {"cpu_limit": "0"}}},
+            "configs/env/x.yaml: resources.train.cpu_limit: expected more than 0, got '0'",
         ),
         (
             {"resources": {"train": {"cpu_limit": "four"}}},
@@ -201,3 +214,46 @@ def test_a_duplicate_key_in_an_env_file_is_an_error_naming_it(tmp_path):
     path.write_text("project: a-project-1\nproject: b-project-2\n", encoding="utf-8")
     with pytest.raises(EnvError, match="duplicate key 'project'"):
         load_env(str(path))
+
+
+@pytest.mark.parametrize(
+    "memory, sent",
+    [
+        ("16G", "16G"),
+        ("512M", "512M"),
+        ("2048K", "2048K"),
+        ("0.5G", "500M"),
+        ("1.5G", "1500M"),
+        ("1T", "1000G"),
+        # Binary units: exact where a whole K, M or G says it, else rounded up to whole M (K
+        # below 1M), so the limit never shrinks.
+        ("16Gi", "17180M"),
+        ("512Mi", "537M"),
+        ("256Ki", "263K"),
+    ],
+)
+def test_memory_limits_reach_vertex_in_its_units(memory, sent):
+    data = _example()
+    data["resources"] = {"train": {"memory_limit": memory}}
+    env = envmod.parse_env(data, "x.yaml")
+    assert env.resources["train"].memory_limit == sent
+    assert env.pipeline_parameters()["train_memory_limit"] == sent
+    assert sent[-1] in envmod.VERTEX_MEMORY_UNITS and sent[:-1].isdigit()
+    size = envmod.memory_quantity(memory)
+    assert envmod._BYTES[size[-1]] * int(size[:-1]) >= _bytes(memory)
+
+
+def _bytes(quantity: str) -> float:
+    unit = quantity.lstrip("0123456789.")
+    return float(quantity[: -len(unit)]) * envmod._BYTES[unit]
+
+
+@pytest.mark.parametrize(
+    "cpu, sent",
+    [(4, "4"), ("8", "8"), ("500m", "500m"), (0.5, "500m"), (1.0, "1"), ("1.25", "1250m")],
+)
+def test_cpu_limits_reach_vertex_as_whole_cpus_or_millicores(cpu, sent):
+    data = _example()
+    data["resources"] = {"ingest": {"cpu_limit": cpu}}
+    params = envmod.parse_env(data, "x.yaml").pipeline_parameters()
+    assert params["ingest_cpu_limit"] == sent
