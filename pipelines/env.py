@@ -62,6 +62,7 @@ _TOP_KEYS = (
     "network",
     "labels",
     "image",
+    "dataflow_worker_image",
     "mlflow",
     "resources",
     "train",
@@ -117,6 +118,7 @@ class EnvConfig:
     network: str = ""
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     image: str = ""
+    dataflow_worker_image: str = ""
     resources: dict[str, StepResources] = dataclasses.field(default_factory=dict)
     train: TrainMachine = TrainMachine()
     beam_args: tuple[str, ...] = ()
@@ -125,9 +127,9 @@ class EnvConfig:
         """The pipeline parameters this environment sets (the same names in every pipeline).
 
         Resource values the file leaves empty are left out, so the pipeline's own defaults
-        apply. ``beam_pipeline_args`` gets ``--sdk_container_image=<image>`` when the runner is
-        Dataflow and the file does not name a worker image, so Dataflow's workers run the same
-        code as the component.
+        apply. ``beam_pipeline_args`` gets ``--sdk_container_image=<dataflow worker image>`` when
+        the runner is Dataflow and the Beam args name no worker image, so Dataflow's workers
+        run the same code as the component, in the Dockerfile's ``dataflow-worker`` target.
         """
         optional: dict[str, Any] = {}
         for step in STEPS:
@@ -137,7 +139,9 @@ class EnvConfig:
         return {
             "mlflow_tracking_uri": self.mlflow.tracking_uri,
             "mlflow_ui_url": self.mlflow.ui_url,
-            "beam_pipeline_args": _beam_args_with_image(list(self.beam_args), self.image),
+            "beam_pipeline_args": _beam_args_with_image(
+                list(self.beam_args), self.dataflow_worker_image, self.source
+            ),
             **{k: v for k, v in optional.items() if v},
         }
 
@@ -156,13 +160,33 @@ def parameter_names() -> tuple[str, ...]:
     return ("mlflow_tracking_uri", "mlflow_ui_url", "beam_pipeline_args", *resources)
 
 
-def _beam_args_with_image(args: list[str], image: str) -> list[str]:
+def dataflow_worker_image(image: str) -> str:
+    """The Dataflow worker image built with ``image`` (the Dockerfile's ``dataflow-worker``).
+
+    ``make image`` and cloudbuild.yaml push it as the component image's repository with
+    ``-dataflow-worker`` appended, with the same tags; a digest names one image only, so
+    nothing can be derived from it ("").
+    """
+    if "@" in image:
+        return ""
+    repo, _, tag = image.rpartition(":")
+    return f"{repo}-dataflow-worker:{tag}"
+
+
+def _beam_args_with_image(args: list[str], worker_image: str, source: str = "") -> list[str]:
     dataflow = any(a in ("--runner=DataflowRunner", "--runner=dataflow") for a in args)
     named = any(
         a.startswith(("--sdk_container_image=", "--worker_harness_container_image=")) for a in args
     )
-    if dataflow and image and not named:
-        args.append(f"--sdk_container_image={image}")
+    if dataflow and not named:
+        if not worker_image:
+            raise EnvError(
+                source,
+                "dataflow_worker_image",
+                "the image is a digest, from which no worker image follows: name the "
+                "dataflow-worker image's digest too",
+            )
+        args.append(f"--sdk_container_image={worker_image}")
     return args
 
 
@@ -380,12 +404,21 @@ def parse_env(data: Any, source: str, name: str = "") -> EnvConfig:
             "pipeline_root",
             f"expected a gs:// folder (Vertex writes artifacts there), got {root!r}",
         )
+    # Required: without it the compiled default would run, a registry the user does not own.
     image = r.string(
-        "image", IMAGE_REF, "an image reference like REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG"
+        "image",
+        IMAGE_REF,
+        "an image reference like REGION-docker.pkg.dev/PROJECT/REPO/NAME:VERSION-GITSHA",
+        required=True,
     )
+    worker_image = r.string(
+        "dataflow_worker_image",
+        IMAGE_REF,
+        "an image reference like REGION-docker.pkg.dev/PROJECT/REPO/NAME-dataflow-worker:TAG",
+    ) or dataflow_worker_image(image)
     if not isinstance(r.data.get("labels") or {}, dict):
         r.fail("labels", "expected a mapping of label keys to values")
-    return EnvConfig(
+    env = EnvConfig(
         name=name or os.path.splitext(os.path.basename(source))[0],
         source=source,
         project=r.string(
@@ -402,10 +435,13 @@ def parse_env(data: Any, source: str, name: str = "") -> EnvConfig:
         network=r.string("network", _NETWORK, "projects/PROJECT_NUMBER/global/networks/NAME"),
         labels=_labels(r.child("labels")),
         image=image,
+        dataflow_worker_image=worker_image,
         resources=_resources(r.child("resources")),
         train=_train(r.child("train")),
         beam_args=_beam_args(r),
     )
+    env.pipeline_parameters()  # a Dataflow runner with no worker image fails here, by name
+    return env
 
 
 def load_env(path: str) -> EnvConfig:

@@ -28,6 +28,11 @@ CONSOLE_URL = (
     "?project={project}"
 )
 _CHUNK = 1 << 20
+# Sent explicitly rather than left to Vertex's default (today the same): a failed training must
+# not stop the sweep's other trainings from being scheduled, and the report and best-model
+# steps run after all of them
+# ("slow" = PIPELINE_FAILURE_POLICY_FAIL_SLOW; aiplatform's PipelineJob(failure_policy=)).
+FAILURE_POLICY = "slow"
 
 
 class SubmitError(ValueError):
@@ -196,6 +201,7 @@ def build_job_request(
             credentials=credentials,
             project=env.project,
             location=env.region,
+            failure_policy=FAILURE_POLICY,
         )
     url = CONSOLE_URL.format(region=env.region, job_id=job_id, project=env.project)
     return JobRequest(job, env.service_account, env.network, experiment, url)

@@ -14,6 +14,7 @@ from pipelines import env as envmod
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 IMAGE = "europe-west4-docker.pkg.dev/my-gcp-project/pipelines/b2b-recs:1.2.3"
+WORKER_IMAGE = "europe-west4-docker.pkg.dev/my-gcp-project/pipelines/b2b-recs-dataflow-worker:1.2.3"
 NETWORK = "projects/123456789/global/networks/recs-vpc"
 
 

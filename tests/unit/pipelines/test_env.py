@@ -73,8 +73,10 @@ def test_example_parses_into_typed_fields():
     # The training machine is compiled into the spec, not sent as a parameter.
     assert env.compile_options() == {"train_machine": env.train}
     assert not [p for p in params if p.startswith(("train_machine", "train_accel", "train_time"))]
-    # Dataflow workers get the component image unless the file names one.
-    assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={env.image}"
+    # Dataflow workers get the dataflow-worker image pushed beside the component image.
+    repo, tag = env.image.rsplit(":", 1)
+    assert env.dataflow_worker_image == f"{repo}-dataflow-worker:{tag}"
+    assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={env.dataflow_worker_image}"
     # What the file leaves empty is left to the pipeline's defaults.
     data = _example()
     data["train"] = {}
@@ -257,3 +259,23 @@ def test_cpu_limits_reach_vertex_as_whole_cpus_or_millicores(cpu, sent):
     data["resources"] = {"ingest": {"cpu_limit": cpu}}
     params = envmod.parse_env(data, "x.yaml").pipeline_parameters()
     assert params["ingest_cpu_limit"] == sent
+
+
+def test_an_env_without_image_is_refused_naming_the_field():
+    data = _example()
+    del data["image"]
+    with pytest.raises(envmod.EnvError) as info:
+        envmod.parse_env(data, "configs/env/test.yaml")
+    assert info.value.field == "image"
+
+
+def test_a_digest_image_with_dataflow_needs_the_workers_digest_too():
+    digest = "europe-west4-docker.pkg.dev/p/pipelines/b2b-recs@sha256:" + "a" * 64
+    with pytest.raises(envmod.EnvError) as info:
+        envmod.parse_env({**_example(), "image": digest}, "configs/env/test.yaml")
+    assert info.value.field == "dataflow_worker_image"
+    worker = "europe-west4-docker.pkg.dev/p/pipelines/b2b-recs-dataflow-worker@sha256:" + "b" * 64
+    env = envmod.parse_env(
+        {**_example(), "image": digest, "dataflow_worker_image": worker}, "configs/env/test.yaml"
+    )
+    assert env.pipeline_parameters()["beam_pipeline_args"][-1] == f"--sdk_container_image={worker}"

@@ -19,7 +19,13 @@ from google.protobuf import json_format
 from components import COMPONENT_IMAGE, with_image
 from pipelines.__main__ import main
 from tests.conftest import TINY_CONFIG, write_tiny_retail_csv
-from tests.unit.pipelines.fakes import IMAGE, NETWORK, FakeStorageClient, example_env_data
+from tests.unit.pipelines.fakes import (
+    IMAGE,
+    NETWORK,
+    WORKER_IMAGE,
+    FakeStorageClient,
+    example_env_data,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 ROOT = "gs://my-gcp-project-pipelines/root"
@@ -108,7 +114,7 @@ def test_submit_sweep_sends_the_packaged_spec_staged_data_and_the_env(offline, f
     assert params["mlflow_ui_url"] == "http://localhost:8080"
     assert params["rank_metric"] == "test_recall_at_100"
     assert params["beam_pipeline_args"][0] == "--runner=DataflowRunner"
-    assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={IMAGE}"
+    assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={WORKER_IMAGE}"
     assert params["ingest_cpu_limit"] == "4" and params["train_memory_limit"] == "32G"
     assert params["report_cpu_limit"] == "2" and params["report_memory_limit"] == "8G"
     assert sorted(params) == sorted(
@@ -260,7 +266,7 @@ def test_compile_env_writes_what_the_env_runs_and_keeps_pipeline_specs_default(t
     params = spec["components"]["comp-train-model"]["inputDefinitions"]["parameters"]
     (pool,) = params["worker_pool_specs"]["defaultValue"]
     assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_TESLA_T4"
-    example_image = "europe-west4-docker.pkg.dev/my-gcp-project/pipelines/b2b-recs:0.1.0"
+    example_image = "europe-west4-docker.pkg.dev/my-gcp-project/pipelines/b2b-recs:0.1.0-1a2b3c4"
     assert pool["container_spec"]["image_uri"] == example_image
     capsys.readouterr()
     assert "holds the packaged specs only" in _refused(

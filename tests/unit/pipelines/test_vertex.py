@@ -9,7 +9,7 @@ from google.protobuf import json_format
 
 from components import COMPONENT_IMAGE
 from pipelines import vertex
-from tests.unit.pipelines.fakes import IMAGE, NETWORK, FakeStorageClient, example_env
+from tests.unit.pipelines.fakes import IMAGE, NETWORK, WORKER_IMAGE, FakeStorageClient, example_env
 
 
 def test_submit_sends_template_parameters_labels_network_and_service_account(
@@ -34,6 +34,8 @@ def test_submit_sends_template_parameters_labels_network_and_service_account(
     assert job["network"] == NETWORK
     assert job["labels"]["team"] == "recs" and job["labels"]["env"] == "test"
     runtime = job["runtimeConfig"]
+    # A failed trial must not stop the others: the policy is sent, not left to a default.
+    assert runtime["failurePolicy"] == "PIPELINE_FAILURE_POLICY_FAIL_SLOW"
     assert runtime["gcsOutputDirectory"] == "gs://my-gcp-project-pipelines/root"
     params = runtime["parameterValues"]
     assert params["config_yaml"] == "experiment: x\n"
@@ -42,7 +44,7 @@ def test_submit_sends_template_parameters_labels_network_and_service_account(
     assert params["train_memory_limit"] == "32G" and params["report_cpu_limit"] == "2"
     # The training machine is compiled into a spec (pipelines/tasks.py), not a parameter.
     assert not [p for p in params if p.startswith("train_machine")]
-    assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={IMAGE}"
+    assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={WORKER_IMAGE}"
     spec = job["pipelineSpec"]
     assert spec["pipelineInfo"]["name"] == "training-pipeline"
     # Caching unset: no task's cachingOptions is overridden; train/evaluate/report stay uncached.
