@@ -19,7 +19,8 @@ Every HTTP request the client sends goes through ``requests.Session.request``, w
 wrapped in a counter. Both variants render the same pages, so the difference is the queries.
 
 Run: ``python -m bench report`` (or ``make bench``); options via environment variables
-REPORT_BENCH_RUNS, REPORT_BENCH_EPOCHS.
+REPORT_BENCH_RUNS, REPORT_BENCH_EPOCHS, REPORT_BENCH_RENDERS (smoke size: 10 runs x 3 epochs,
+1 render, no warm-up render).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ from pathlib import Path
 
 import requests
 
+from bench import size
 from trainer import contract
 
 EXPERIMENT = "report-bench"
-RUNS = int(os.environ.get("REPORT_BENCH_RUNS", "1000"))
-EPOCHS = int(os.environ.get("REPORT_BENCH_EPOCHS", "20"))
+RUNS = int(os.environ.get("REPORT_BENCH_RUNS", size("1000", "10")))
+EPOCHS = int(os.environ.get("REPORT_BENCH_EPOCHS", size("20", "3")))
 # The five per-epoch metrics of the contract plus three more a trainer may log per epoch.
 HISTORY_METRICS = [*contract.history_metrics(), "regularization_loss", "total_loss", "lr"]
 FEATURE_CONFIGS = [f"fc_{i}" for i in range(5)]
@@ -59,8 +61,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# As many server workers as mlflow_server/entrypoint.sh runs by default (MLFLOW_WORKERS=2).
-SERVER_WORKERS = 2
+# As many server workers as mlflow_server/entrypoint.sh runs by default (MLFLOW_WORKERS=2);
+# the smoke run's servers start one (each worker imports mlflow: seconds on 2 cores).
+SERVER_WORKERS = size(2, 1)
 ENTRYPOINT = Path(__file__).resolve().parent.parent / "mlflow_server" / "entrypoint.sh"
 
 
@@ -223,7 +226,8 @@ def count_requests() -> Iterator[Counter]:
         requests.Session.request = original  # type: ignore[method-assign]
 
 
-RENDERS = int(os.environ.get("REPORT_BENCH_RENDERS", "3"))
+RENDERS = int(os.environ.get("REPORT_BENCH_RENDERS", size("3", "1")))
+WARM_UP = size(True, False)  # one render first, not timed (imports, caches)
 
 
 def per_run_fetcher(client, tracking_uri, runs, keys):
@@ -281,13 +285,15 @@ def main() -> dict:
         print(f"populated {RUNS} runs x {len(HISTORY_METRICS)} metrics x {EPOCHS} epochs "
               f"in {populate_s:.1f}s", flush=True)  # fmt: skip
         with mlflow_server(f"sqlite:///{db}", workdir) as url:
-            _render(url, workdir / "warmup")  # imports, font cache, server caches
+            if WARM_UP:
+                _render(url, workdir / "warmup")  # imports, font cache, server caches
             bulk = [_render(url, workdir / f"bulk{i}") for i in range(RENDERS)]
             print("bulk renders:", [round(b["s"], 2) for b in bulk], flush=True)
             per_run = _render(url, workdir / "per-run", per_run_fetcher)
             print(f"per-run render: {per_run['s']:.2f}s", flush=True)
         with mlflow_server(f"sqlite:///{db}", workdir, as_deployed=False) as url:
-            _render(url, workdir / "warmup-bare")
+            if WARM_UP:
+                _render(url, workdir / "warmup-bare")
             bare = [_render(url, workdir / f"bare{i}") for i in range(RENDERS)]
         bulk_s = _median(bulk, "s")
         figures = {

@@ -1,4 +1,4 @@
-"""Training-step cost of the repurchase bonus against the catalog size (issue 14, point 1).
+"""Training-step cost of the repurchase bonus against the catalog size.
 
 One training step of the in-batch softmax with the repurchase part, on synthetic tensors:
 buyer and product embeddings ([batch, 64] variables standing for the towers' outputs), a
@@ -17,7 +17,7 @@ labels) and the gradient w.r.t. embeddings and rank weights, compiled with ``tf.
 Ids are drawn from a Zipf(1) popularity over the catalog (history and candidates alike, so the
 match rate stays realistic at every size); history lengths are uniform in [0, HISTORY], the
 rest PAD. Memory: every (catalog, path) runs its warm-up steps and one more in a fresh
-subprocess, so that its peak RSS (``resource.getrusage`` maxrss) is its own; the child also
+subprocess, so that its peak RSS (``VmHWM``, see ``bench.topk.peak_rss``) is its own; the child also
 reports its RSS after building the inputs. Time: one process per path builds the step at every
 catalog, warms each up (``WARMUP`` steps), then runs ``ROUNDS`` rounds of one step per catalog
 in turn, so that the other load on a shared machine falls on all catalogs alike; the median
@@ -29,28 +29,32 @@ whole catalog, new and old: times in interleaved rounds in one process, each cal
 by resetting the peak just before the first call in a fresh process per (catalog, path).
 
 Run: ``python -m bench repurchase`` (or ``python -m bench.repurchase``); prints a Markdown
-table; bench/RESULTS.md is written by hand from it.
+table; bench/RESULTS.md is written by hand from it. Smoke size (``--smoke``): batch 256, history
+20, catalogs of 1k and 4k products (serving: 64 queries, 1k), 1 warm-up step, 2 rounds, the children
+run in the benchmark's own process.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
-BATCH = 4096
-HISTORY = 200
+from bench import size, smoke
+
+BATCH = size(4096, 256)
+HISTORY = size(200, 20)
 DIM = 64
-CATALOGS = (4_000, 25_000, 100_000, 1_000_000)
+CATALOGS = size((4_000, 25_000, 100_000, 1_000_000), (1_000, 4_000))
 PATHS = ("new", "old", "none")
-WARMUP = 2
-SERVING_QUERIES = 1024  # top_k_for_queries' batch
-SERVING_CATALOGS = (4_000, 25_000, 100_000)  # the old path holds 2 x 1024 x catalog floats
-ROUNDS = 7  # timed steps per catalog, one per catalog per round
+WARMUP = size(2, 1)
+SERVING_QUERIES = size(1024, 64)  # top_k_for_queries' batch
+# The old path holds 2 x 1024 x catalog floats.
+SERVING_CATALOGS = size((4_000, 25_000, 100_000), (1_000,))
+ROUNDS = size(7, 2)  # timed steps per catalog, one per catalog per round
 # The old path holds two [batch x catalog] float32 tensors (the scatter and its gradient).
 MEMORY_LIMIT_BYTES = 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -133,7 +137,7 @@ def serving_timing_child(catalogs: list[int]) -> list[dict]:
 
 def serving_memory_child(catalog: int, path: str) -> dict:
     """Peak RSS of one whole-catalog bonus call, the first, in a fresh process."""
-    from bench.topk import reset_peak_rss
+    from bench.topk import peak_rss, reset_peak_rss
 
     (fn, args), *_ = serving_calls([catalog], (path,)).values()
     # The first call (tracing included): after it, TF's allocator keeps the freed blocks and
@@ -143,7 +147,7 @@ def serving_memory_child(catalog: int, path: str) -> dict:
     return {
         "catalog": catalog,
         "path": path,
-        "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base,
+        "peak_bytes": peak_rss() - base,
         "output_bytes": 4 * SERVING_QUERIES * catalog,
     }
 
@@ -196,14 +200,16 @@ def make_step(catalog: int, path: str):
 def memory_child(catalog: int, path: str) -> dict:
     """Peak RSS of one (catalog, path): warm-up steps and one more, in a fresh process."""
     run = make_step(catalog, path)
-    rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    from bench.topk import peak_rss
+
+    rss_inputs = peak_rss()
     for _ in range(WARMUP + 1):
         run()
     return {
         "catalog": catalog,
         "path": path,
         "rss_inputs": rss_inputs,
-        "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_peak": peak_rss(),
     }
 
 
@@ -237,14 +243,36 @@ def timing_child(path: str, catalogs: list[int]) -> list[dict]:
     ]
 
 
+def child(args: list[str]) -> object:
+    """One child measurement, named by its command line (``--memory CATALOG PATH``, ...)."""
+    kind, rest = args[0], args[1:]
+    if kind == "--memory" and len(rest) == 2:
+        return memory_child(int(rest[0]), rest[1])
+    if kind == "--serving-timing" and not rest:
+        return serving_timing_child(list(SERVING_CATALOGS))
+    if kind == "--serving-memory" and len(rest) == 2:
+        return serving_memory_child(int(rest[0]), rest[1])
+    if kind == "--timing" and len(rest) > 1:
+        return timing_child(rest[0], [int(c) for c in rest[1:]])
+    raise ValueError(f"unknown child {args}")
+
+
 def run_child(*args: str) -> object:
-    """Runs this module with ``args`` in a fresh interpreter and returns its JSON result."""
+    """Runs this module with ``args`` in a fresh interpreter and returns its JSON result.
+
+    At smoke size the child runs in this process instead (one TensorFlow import, not one per
+    child; its memory figures are then this process's, not the measurement's own).
+    """
+    if smoke():
+        return json.loads(json.dumps(child(list(args))))
     out = subprocess.run(
         [sys.executable, "-m", "bench.repurchase", *args],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if out.returncode:
+        raise RuntimeError(f"bench.repurchase {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -265,18 +293,22 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _times(large: float, small: float) -> str:
+    return f"{large / small:.2f}x" if small > 0 else "n/a"
+
+
 def ratios(results: list[dict], path: str) -> str:
     """Largest catalog's step time and peak RSS over the smallest's, for one path."""
     rows = sorted((r for r in results if r["path"] == path), key=lambda r: r["catalog"])
     if len(rows) < 2:
         return f"{path}: fewer than two catalog sizes"
     small, large = rows[0], rows[-1]
+    step = [r["rss_peak"] - r["rss_inputs"] for r in (large, small)]
     return (
         f"{path}: {large['catalog']:,} / {small['catalog']:,}: step time "
-        f"{large['median_s'] / small['median_s']:.2f}x (CPU {large['cpu_s'] / small['cpu_s']:.2f}x), "
-        f"peak RSS "
-        f"{large['rss_peak'] / small['rss_peak']:.2f}x, step RSS "
-        f"{(large['rss_peak'] - large['rss_inputs']) / (small['rss_peak'] - small['rss_inputs']):.2f}x"
+        f"{_times(large['median_s'], small['median_s'])} "
+        f"(CPU {_times(large['cpu_s'], small['cpu_s'])}), "
+        f"peak RSS {_times(large['rss_peak'], small['rss_peak'])}, step RSS {_times(*step)}"
     )
 
 
@@ -326,13 +358,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--memory":
-        print(json.dumps(memory_child(int(sys.argv[2]), sys.argv[3])))
-    elif len(sys.argv) == 2 and sys.argv[1] == "--serving-timing":
-        print(json.dumps(serving_timing_child(list(SERVING_CATALOGS))))
-    elif len(sys.argv) == 4 and sys.argv[1] == "--serving-memory":
-        print(json.dumps(serving_memory_child(int(sys.argv[2]), sys.argv[3])))
-    elif len(sys.argv) > 3 and sys.argv[1] == "--timing":
-        print(json.dumps(timing_child(sys.argv[2], [int(c) for c in sys.argv[3:]])))
+    if len(sys.argv) > 1 and sys.argv[1].startswith("--") and sys.argv[1] != "--smoke":
+        print(json.dumps(child(sys.argv[1:])))
     else:
         main()

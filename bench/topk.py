@@ -1,7 +1,7 @@
-"""Exact top-k over a large catalog in bounded memory (issue 14, point 2).
+"""Exact top-k over a large catalog in bounded memory.
 
 ``retrieval.exact_top_k_chunked`` (candidates scored in chunks, running top-k) against
-``retrieval_metrics.exact_top_k`` (one [queries x catalog] block per query batch), and
+``retrieval.exact_top_k`` (one [queries x catalog] block per query batch), and
 ``retrieval.chunked_top_k_tf`` (the graph twin, compiled; traced and its table copied before the
 measurement, so its memory is that of the call alone), 1,000 queries of
 64-d random embeddings, k = 100, catalogs of 100k and 1M products. Each (catalog, path) runs
@@ -15,13 +15,13 @@ gives the share of identical (query, rank) indices, the overlap of the top-k set
 largest score difference at equal rank.
 
 Run: ``python -m bench topk``; prints a Markdown table; bench/RESULTS.md is written by hand.
+Smoke size (``--smoke``): 100 queries, k = 10, a catalog of 20k products.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,10 +29,12 @@ import time
 
 import numpy as np
 
-QUERIES = 1000
+from bench import size
+
+QUERIES = size(1000, 100)
 DIM = 64
-K = 100
-CATALOGS = (100_000, 1_000_000)
+K = size(100, 10)
+CATALOGS = size((100_000, 1_000_000), (20_000,))
 PATHS = ("chunked", "unchunked", "chunked_tf")
 # exact_top_k's block: scores, their negation, argpartition's int64 indices.
 MEMORY_LIMIT_BYTES = 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -67,9 +69,22 @@ def reset_peak_rss() -> int:
     """
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+    return _status_bytes("VmRSS:")
+
+
+def peak_rss() -> int:
+    """This process's peak RSS in bytes since it started or since ``reset_peak_rss``.
+
+    ``VmHWM``, not ``getrusage``'s ``ru_maxrss``: that one neither resets nor starts from zero
+    in a child (Linux carries the parent's peak over into the child at ``exec``), so a child
+    of a large ``python -m bench`` process would report the parent's memory as its own.
+    """
+    return _status_bytes("VmHWM:")
+
+
+def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as f:
-        kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return kib * 1024
+        return 1024 * next(int(line.split()[1]) for line in f if line.startswith(field))
 
 
 def child(catalog: int, path: str, out: str) -> dict:
@@ -95,7 +110,7 @@ def child(catalog: int, path: str, out: str) -> dict:
         "wall_s": wall,
         "cpu_s": cpu,
         "rss_inputs": rss_inputs,
-        "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_peak": peak_rss(),
         "file": out,
     }
 
@@ -129,8 +144,10 @@ def run(folder: str) -> None:
                 ],
                 capture_output=True,
                 text=True,
-                check=True,
+                check=False,
             )
+            if out.returncode:
+                raise RuntimeError(f"{catalog:,} {path}: child failed:\n{out.stderr[-3000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(results[-1], flush=True)
     print(f"load average after: {os.getloadavg()}")

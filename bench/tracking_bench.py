@@ -7,7 +7,8 @@ one run each) every writer sends ``log_batch`` requests of one epoch (8 metrics)
 ``runs/search`` requests (the experiment's runs, 100 per page) straight over HTTP, so the
 client adds as little as it can. Requests/s is requests over the phase's wall time; p50/p95
 are per-request latencies. Sizes are small on purpose (BATCHES, SEARCHES) so the whole
-bench takes a few minutes on a 2-core machine.
+bench takes a few minutes on a 2-core machine (smoke size: the entrypoint.sh server only, 1 and 4
+writers, 8 log_batch and 4 runs/search requests per level).
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ from pathlib import Path
 
 import requests
 
+from bench import size
 from bench.report_bench import free_port, mlflow_server
 
-LEVELS = (1, 8, 32)
-BATCHES = 96  # log_batch requests per level, spread over the writers
-SEARCHES = 48  # runs/search requests per level
+LEVELS = size((1, 8, 32), (1, 4))
+BATCHES = size(96, 8)  # log_batch requests per level, spread over the writers
+SEARCHES = size(48, 4)  # runs/search requests per level
 METRICS_PER_BATCH = 8
-SERVER_WORKERS = 2
+# (label, started through entrypoint.sh); the smoke run starts the deployed one only (the
+# report benchmark's smoke run starts a bare one).
+DEPLOYED, BARE = ("entrypoint.sh", True), ("bare mlflow server", False)
+SERVERS = size((DEPLOYED, BARE), (DEPLOYED,))
+SERVER_WORKERS = size(2, 1)
 
 
 @contextlib.contextmanager
@@ -156,7 +162,7 @@ def main() -> list[dict]:
     rows = []
     started = time.monotonic()
     with postgres() as store, tempfile.TemporaryDirectory() as tmp:
-        for label, as_deployed in (("entrypoint.sh", True), ("bare mlflow server", False)):
+        for label, as_deployed in SERVERS:
             workdir = Path(tmp) / label.replace(" ", "-")
             workdir.mkdir()
             with mlflow_server(store, workdir, SERVER_WORKERS, as_deployed=as_deployed) as url:

@@ -8,6 +8,7 @@ that use them skip, unless ``CI`` or ``REQUIRE_POSTGRES`` is set: then they fail
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -279,6 +281,25 @@ class MlflowServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
         self._log.close()
+
+
+@contextlib.contextmanager
+def count_requests() -> Iterator[Counter]:
+    """Count every HTTP request this process sends through ``requests``, by URL path."""
+    import requests
+
+    counter: Counter = Counter()
+    original = requests.Session.request
+
+    def counting(self, method, url, *args, **kwargs):
+        counter[url.split("?", 1)[0].split("/", 3)[-1]] += 1
+        return original(self, method, url, *args, **kwargs)
+
+    requests.Session.request = counting  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        requests.Session.request = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bench.report_bench import count_requests, mlflow_server
 from reporting import histories, query
 from reporting.build import write_report
+from tests.integration.conftest import MlflowServer, count_requests
 from tests.unit.reporting.mlflow_runs import EXPERIMENT, log_retried_run, populate_sweep
 from trainer import contract
 
@@ -21,12 +21,22 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A sweep logged into SQLite, served by ``mlflow server``; yields (url, sqlite uri, ids)."""
+    """A sweep logged into SQLite, served by ``mlflow_server/entrypoint.sh`` (2 workers, as
+    deployed); yields (url, sqlite uri, ids)."""
     work = tmp_path_factory.mktemp("server")
     sqlite_uri = f"sqlite:///{work}/mlflow.db"
     sweep = populate_sweep(sqlite_uri)
-    with mlflow_server(sqlite_uri, work) as url:
-        yield url, sqlite_uri, sweep.ids
+    env = {
+        "MLFLOW_BACKEND_STORE_URI": sqlite_uri,
+        "MLFLOW_ARTIFACT_ROOT": str(work / "artifacts"),
+        "MLFLOW_WORKERS": "2",
+    }
+    running = MlflowServer(env, work / "mlflow-server.log")
+    try:
+        running.wait_healthy()
+        yield running.url, sqlite_uri, sweep.ids
+    finally:
+        running.stop()
 
 
 def _table(path: str, table_id: str) -> str:
