@@ -99,29 +99,91 @@ def request_target() -> str | None:
     return None
 
 
-def fetch_id_token(audience: str) -> str:
+IMPERSONATE_ENV = "MLFLOW_GOOGLE_IMPERSONATE_SERVICE_ACCOUNT"
+
+
+def fetch_id_token(audience: str, request=None) -> str:
     """A Google ID token for ``audience`` from the environment's credentials.
 
     On Vertex AI, Cloud Run and GCE: the metadata server (the job's service account). On a
-    workstation: ``GOOGLE_APPLICATION_CREDENTIALS`` naming a service account key, or
-    application default credentials made with ``gcloud auth application-default login
-    --impersonate-service-account=SA``.
+    workstation, any of:
+
+    - ``GOOGLE_APPLICATION_CREDENTIALS`` naming a service account key;
+    - ``gcloud auth application-default login --impersonate-service-account=SA``;
+    - ``gcloud auth application-default login`` with ``MLFLOW_GOOGLE_IMPERSONATE_SERVICE_ACCOUNT
+      =SA`` (you need ``roles/iam.serviceAccountTokenCreator`` on SA).
+
+    google-auth's ``fetch_id_token`` reads an impersonated-credentials file only when
+    ``GOOGLE_APPLICATION_CREDENTIALS`` names it, not from gcloud's default location
+    (google/oauth2/id_token.py, ``fetch_id_token_credentials``), and user credentials cannot
+    mint a token for another audience at all; so both workstation cases go through the IAM
+    Credentials API's ``generateIdToken`` for the service account here.
+
+    Args:
+        audience: The token's audience (the Cloud Run service's origin).
+        request: A ``google.auth.transport.Request``; a requests-based one when None.
     """
     import google.auth.exceptions
     import google.auth.transport.requests
     import google.oauth2.id_token
 
+    request = request or google.auth.transport.requests.Request()
     try:
-        return google.oauth2.id_token.fetch_id_token(
-            google.auth.transport.requests.Request(), audience
-        )
+        return google.oauth2.id_token.fetch_id_token(request, audience)
+    except google.auth.exceptions.DefaultCredentialsError as err:
+        first = err
+    try:
+        return _impersonated_id_token(audience, request)
     except google.auth.exceptions.DefaultCredentialsError as err:
         raise RuntimeError(
-            f"no Google credentials to get an ID token for the MLflow server {audience}: {err}. "
-            "Use a service account (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth "
-            "application-default login --impersonate-service-account=SA`), or reach the server "
+            f"no Google credentials to get an ID token for the MLflow server {audience}: "
+            f"{first}; {err}. Use a service account (GOOGLE_APPLICATION_CREDENTIALS, `gcloud "
+            "auth application-default login --impersonate-service-account=SA`, or `gcloud auth "
+            f"application-default login` with {IMPERSONATE_ENV}=SA), or reach the server "
             "through `gcloud run services proxy` and track to http://localhost:PORT"
         ) from err
+
+
+IAM_ID_TOKEN_URL = (
+    "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{}:generateIdToken"
+)
+
+
+def _impersonated_id_token(audience: str, request) -> str:
+    # Application default credentials from gcloud's default location ask the IAM Credentials
+    # API for the service account's ID token (they need roles/iam.serviceAccountTokenCreator
+    # on it). google-auth's IDTokenCredentials would do the same through a session of its own,
+    # ignoring ``request``; one call with ``request`` keeps the transport injectable.
+    import google.auth
+    import google.auth.exceptions
+    from google.auth import impersonated_credentials
+
+    credentials, _ = google.auth.default()
+    if isinstance(credentials, impersonated_credentials.Credentials):
+        # What `login --impersonate-service-account` wrote: the user's credentials inside.
+        source, target = credentials._source_credentials, credentials.service_account_email
+    else:
+        source, target = credentials, os.environ.get(IMPERSONATE_ENV, "").strip()
+        if not target:
+            raise google.auth.exceptions.DefaultCredentialsError(
+                f"the application default credentials ({type(credentials).__name__}) are not a "
+                f"service account's, and {IMPERSONATE_ENV} names none to impersonate"
+            )
+    if not source.valid:
+        source.refresh(request)
+    response = request(
+        url=IAM_ID_TOKEN_URL.format(target),
+        method="POST",
+        headers={"Authorization": f"Bearer {source.token}", "Content-Type": "application/json"},
+        body=json.dumps({"audience": audience, "includeEmail": True}).encode(),
+    )
+    if response.status != 200:
+        raise RuntimeError(
+            f"the IAM Credentials API refused an ID token of {target} for {audience} "
+            f"(HTTP {response.status}): {response.data[:300]!r}; the caller needs "
+            f"roles/iam.serviceAccountTokenCreator on {target}"
+        )
+    return json.loads(response.data)["token"]
 
 
 def token_expiry(token: str) -> float:

@@ -114,6 +114,15 @@ def test_leaderboard_links_runs_and_highlights_this_run(sweep_report, sweep_stor
     assert len(highlighted) == 1 and rid in highlighted[0] and "this run" in highlighted[0]
 
 
+def test_links_to_mlflow_open_outside_the_consoles_frame(sweep_report):
+    # The Vertex console shows a view in a side-panel frame: a link that replaced the frame
+    # would lose the console; every MLflow link opens a new tab, without an opener.
+    for view in VIEWS:
+        links = re.findall(r"<a\s[^>]*href=\"https?://[^>]*>", _page(sweep_report, view))
+        assert all('target="_blank"' in a and 'rel="noopener noreferrer"' in a for a in links)
+    assert re.findall(r"<a\s[^>]*href=\"https://mlflow", _page(sweep_report, "leaderboard"))
+
+
 def test_leaderboard_is_sortable_without_breaking_no_js(sweep_report):
     page = _page(sweep_report, "leaderboard")
     assert 'class="data sortable" id="leaderboard-table"' in page

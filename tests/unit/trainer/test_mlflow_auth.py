@@ -188,3 +188,93 @@ def test_setup_py_registers_the_provider_for_mlflow():
     module, attr = target.split(":")
     assert (module, attr) == ("trainer.tracking.auth", "GoogleIdTokenHeaderProvider")
     assert getattr(mlflow_auth, attr) is mlflow_auth.GoogleIdTokenHeaderProvider
+
+
+class _FakeGoogle:
+    """Google's token endpoints as a google-auth transport (the narrowest seam: no network).
+
+    The metadata server is absent (a workstation); the OAuth token endpoint refreshes user
+    credentials; the IAM Credentials API mints the service account's ID token.
+    """
+
+    def __init__(self, audience: str):
+        self.calls: list[tuple[str, dict, dict]] = []
+        claims = {"aud": audience, "exp": 4102444800, "email": "sa@p.iam.gserviceaccount.com"}
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        self.id_token = f"e30.{body}.sig"
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        import google.auth.exceptions
+        import google.auth.transport
+
+        if "metadata.google.internal" in url or "169.254.169.254" in url:
+            raise google.auth.exceptions.TransportError("no metadata server here")
+        payload = body.decode() if isinstance(body, bytes) else (body or "")
+        self.calls.append((url, dict(headers or {}), payload))
+        if url.startswith("https://oauth2.googleapis.com/token"):
+            answer = {"access_token": "user-access", "expires_in": 3600}
+        elif url.endswith(":generateIdToken"):
+            answer = {"token": self.id_token}
+        else:
+            raise AssertionError(f"unexpected request to {url}")
+
+        class _Response(google.auth.transport.Response):
+            status = 200
+            headers = {"content-type": "application/json"}
+            data = json.dumps(answer).encode()
+
+        return _Response()
+
+
+@pytest.mark.parametrize("login", ["impersonated", "user-with-env"])
+def test_workstation_credentials_from_gcloud_login_give_an_id_token(login, monkeypatch, tmp_path):
+    # `gcloud auth application-default login [--impersonate-service-account=SA]` writes this
+    # file to gcloud's config folder; google-auth's fetch_id_token alone does not read it.
+    user = {
+        "type": "authorized_user",
+        "client_id": "c.apps.googleusercontent.com",
+        "client_secret": "s",
+        "refresh_token": "r",
+    }
+    sa = "sa@p.iam.gserviceaccount.com"
+    adc = (
+        {
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/"
+            f"projects/-/serviceAccounts/{sa}:generateAccessToken",
+            "source_credentials": user,
+            "delegates": [],
+        }
+        if login == "impersonated"
+        else user
+    )
+    (tmp_path / "application_default_credentials.json").write_text(json.dumps(adc))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    if login == "user-with-env":
+        monkeypatch.setenv(mlflow_auth.IMPERSONATE_ENV, sa)
+    else:
+        monkeypatch.delenv(mlflow_auth.IMPERSONATE_ENV, raising=False)
+    audience = "https://mlflow-server-abc-ez.a.run.app"
+    google = _FakeGoogle(audience)
+
+    token = mlflow_auth.fetch_id_token(audience, request=google)
+
+    assert token == google.id_token and mlflow_auth.token_expiry(token) == 4102444800
+    (url, headers, payload) = google.calls[-1]
+    assert url.endswith(f"/serviceAccounts/{sa}:generateIdToken")
+    assert headers["Authorization"] == "Bearer user-access"  # the user asks for the SA's token
+    assert json.loads(payload) == {"audience": audience, "includeEmail": True}
+
+
+def test_user_credentials_without_a_service_account_to_impersonate_say_what_to_do(
+    monkeypatch, tmp_path
+):
+    user = {"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}
+    (tmp_path / "application_default_credentials.json").write_text(json.dumps(user))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv(mlflow_auth.IMPERSONATE_ENV, raising=False)
+    with pytest.raises(RuntimeError, match=mlflow_auth.IMPERSONATE_ENV):
+        mlflow_auth.fetch_id_token("https://a.run.app", request=_FakeGoogle("https://a.run.app"))
