@@ -17,7 +17,6 @@ def build_pipeline(
     *,
     parallelism: int | None = None,
     train_machine: TrainMachine | None = None,
-    local: bool = False,
 ):
     """A pipeline by spec name, built with compile-time settings.
 
@@ -25,15 +24,14 @@ def build_pipeline(
         name: ``sweep_pipeline`` or ``training_pipeline``.
         parallelism: The sweep's trainings at once; its default when None.
         train_machine: Train as a Vertex custom job on this machine; in-pipeline when None.
-        local: The kfp.local variant: no retries, no resource limits (``pipelines.tasks``).
 
     Returns:
         The pipeline.
     """
     if name == "sweep_pipeline":
-        return make_sweep_pipeline(parallelism or DEFAULT_PARALLELISM, train_machine, local)
+        return make_sweep_pipeline(parallelism or DEFAULT_PARALLELISM, train_machine)
     if name == "training_pipeline":
-        return make_training_pipeline(train_machine, local)
+        return make_training_pipeline(train_machine)
     raise KeyError(f"no pipeline {name!r} (known: {', '.join(PIPELINES)})")
 
 

@@ -125,9 +125,7 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
         raise_on_error=False,
     )
     started = time.time()
-    pipeline = build_pipeline(
-        PIPELINE_CHOICES[args.pipeline], parallelism=args.parallelism, local=True
-    )
+    pipeline = local_pipeline(PIPELINE_CHOICES[args.pipeline], args.parallelism, root)
     # kfp.local indents task logs by swapping builtins.print; with parallel loop iterations
     # the swaps interleave and the indentation outlives the run. Put print back after it.
     print_function = builtins.print
@@ -147,6 +145,23 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
     for name in sorted(os.listdir(report_dir)):
         print(f"  {name}")
     return os.path.join(report_dir, "leaderboard.html"), ok
+
+
+def local_pipeline(name: str, parallelism: int | None, local_root: str):
+    """The pipeline kfp.local runs: the spec compiled as for Vertex, loaded back from its YAML.
+
+    The same compile as ``compile`` / ``submit`` (retries and resource limits included), so
+    what runs on a laptop is the YAML Vertex gets, not a pipeline built apart for local use.
+    kfp.local honours the retry policies and ignores the resource limits (it warns): every step
+    runs as a subprocess of this machine. Only the image differs, which a subprocess runner
+    does not use. The spec is kept in ``<local_root>/run_spec/``.
+    """
+    from kfp import components
+
+    (path,) = compile_all(
+        os.path.join(local_root, "run_spec"), parallelism=parallelism, names=(name,)
+    )
+    return components.load_component_from_file(path)
 
 
 def _report_task_dir(pipeline_root: str, started: float) -> str:

@@ -34,16 +34,13 @@ class SweepOutputs(NamedTuple):
 def make_sweep_pipeline(
     parallelism: int = DEFAULT_PARALLELISM,
     train_machine: TrainMachine | None = None,
-    local: bool = False,
 ):
-    """The sweep pipeline, as compiled for Vertex AI or as kfp.local runs it.
+    """The sweep pipeline, as compiled for Vertex AI (and run from that spec by kfp.local).
 
     Args:
         parallelism: Trainings at once.
         train_machine: Train each run as a Vertex custom job on this machine; None (or no
             machine type): as an ordinary step with the train_* limits.
-        local: For kfp.local: no retry policies and no resource limits
-            (``pipelines.tasks``); the same parameters.
 
     Returns:
         The pipeline.
@@ -102,8 +99,8 @@ def make_sweep_pipeline(
         """
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
-        configure(ingest, local=local, cpu_limit=ingest_cpu_limit, memory_limit=ingest_memory_limit)
-        plan = configure(plan_sweep(config_yaml=config_yaml), local=local)
+        configure(ingest, cpu_limit=ingest_cpu_limit, memory_limit=ingest_memory_limit)
+        plan = configure(plan_sweep(config_yaml=config_yaml))
         with dsl.ParallelFor(plan.output, name="transforms") as fc_id:
             transform = transform_data(
                 config_yaml=config_yaml,
@@ -113,21 +110,19 @@ def make_sweep_pipeline(
             )
             configure(
                 transform,
-                local=local,
                 cpu_limit=transform_cpu_limit,
                 memory_limit=transform_memory_limit,
             )
         bound = bind_transforms(
             config_yaml=config_yaml, transforms=dsl.Collected(transform.outputs["Output"])
         )
-        configure(bound, local=local)
+        configure(bound)
         with dsl.ParallelFor(bound.output, parallelism=parallelism, name="trainings") as run:
             transform_graph = dsl.importer(
                 artifact_uri=run.transform_uri, artifact_class=dsl.Artifact, reimport=False
             )
             train, evaluate = train_and_evaluate(
                 train_machine=train_machine,
-                local=local,
                 limits={
                     "train": (train_cpu_limit, train_memory_limit),
                     "evaluate": (evaluate_cpu_limit, evaluate_memory_limit),
@@ -164,9 +159,7 @@ def make_sweep_pipeline(
         ).after(evaluate)
         best.ignore_upstream_failure()
         for task in (report, best):
-            configure(
-                task, local=local, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit
-            )
+            configure(task, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit)
         # Ingest, the plan and the transforms are pure functions of their inputs and may be
         # cached; the rest write to MLflow or read it, so a rerun must really run them.
         for task in (train, evaluate, report, best):

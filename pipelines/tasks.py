@@ -25,8 +25,10 @@ Both pipelines apply the same rules, so they live here once:
   GCPC writes the machine into the component's worker pool spec when the pipeline is
   compiled, so it is a compile-time choice (``python -m pipelines compile/submit --env``).
 
-kfp.local honours retry policies (with their waits): ``local=True`` pipelines set neither
-retries nor limits, so a deliberately failing run fails once and the log stays quiet.
+``python -m pipelines run`` (``make demo``) runs these same compiled specs with kfp.local:
+it honours the retry policies (with their waits, so a failing training is retried once after
+two minutes, as on Vertex) and ignores the limits, with a warning, since it runs every step
+as a subprocess of one machine.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ TRAIN_RETRY = RetryPolicy(1, "120s", 2.0, "86400s")
 def configure(
     task: dsl.PipelineTask,
     *,
-    local: bool,
     cpu_limit=None,
     memory_limit=None,
     retry: RetryPolicy | None = STEP_RETRY,
@@ -76,7 +77,6 @@ def configure(
 
     Args:
         task: A task of the pipeline being defined.
-        local: For kfp.local: set nothing (see the module docstring).
         cpu_limit: The step's ``<step>_cpu_limit`` pipeline parameter; None: no limit.
         memory_limit: The step's ``<step>_memory_limit`` pipeline parameter; None: no limit.
         retry: The retry policy; None: no retries.
@@ -84,8 +84,6 @@ def configure(
     Returns:
         The task.
     """
-    if local:
-        return task
     if cpu_limit is not None:
         task.set_cpu_limit(cpu_limit)
     if memory_limit is not None:
@@ -155,26 +153,31 @@ def train_component(machine: TrainMachine | None):
         timeout=machine.timeout,
         service_account=_placeholders.SERVICE_ACCOUNT_PLACEHOLDER,
         network=_placeholders.NETWORK_PLACEHOLDER,
+        # A worker whose VM is restarted (maintenance, a host error) is restarted by Vertex
+        # inside the same job, since the pipeline does not retry a custom job (below).
+        restart_job_on_worker_restart=True,
         **accelerator,
     )
 
 
 def configure_train(
-    task: dsl.PipelineTask, machine: TrainMachine | None, *, local: bool, cpu_limit, memory_limit
+    task: dsl.PipelineTask, machine: TrainMachine | None, *, cpu_limit, memory_limit
 ) -> dsl.PipelineTask:
     """Limits and retries of the training task; a custom job's machine is its own."""
     if machine is not None and machine.machine_type:
-        # The task is the launcher that starts and polls the custom job: no limits of its own.
-        return configure(task, local=local, retry=TRAIN_RETRY)
-    return configure(
-        task, local=local, cpu_limit=cpu_limit, memory_limit=memory_limit, retry=TRAIN_RETRY
-    )
+        # The task is the launcher that starts and polls the custom job: no limits of its own,
+        # and no retry. A retried launcher finds the failed job's name in its gcp_resources
+        # output and polls that job again instead of starting a new one
+        # (google_cloud_pipeline_components/container/v1/gcp_launcher/job_remote_runner.py,
+        # check_if_job_exists), so a pipeline retry would only fail again. A failed custom-job
+        # training fails its task; rerunning the pipeline job resumes its MLflow run (run key).
+        return configure(task, retry=None)
+    return configure(task, cpu_limit=cpu_limit, memory_limit=memory_limit, retry=TRAIN_RETRY)
 
 
 def train_and_evaluate(
     *,
     train_machine: TrainMachine | None,
-    local: bool,
     limits: dict,
     config_yaml,
     examples,
@@ -186,7 +189,6 @@ def train_and_evaluate(
 
     Args:
         train_machine: The training machine (a custom job) or None (an ordinary step).
-        local: For kfp.local (no limits, no retries).
         limits: ``(cpu_limit, memory_limit)`` pipeline parameters by step: "train", "evaluate".
         config_yaml: The experiment config parameter.
         examples: The ingest output.
@@ -207,10 +209,10 @@ def train_and_evaluate(
         **ids,
     )
     cpu, memory = limits["train"]
-    configure_train(train, train_machine, local=local, cpu_limit=cpu, memory_limit=memory)
+    configure_train(train, train_machine, cpu_limit=cpu, memory_limit=memory)
     evaluate = evaluate_model(
         examples=examples, model=train.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri
     )
     cpu, memory = limits["evaluate"]
-    configure(evaluate, local=local, cpu_limit=cpu, memory_limit=memory)
+    configure(evaluate, cpu_limit=cpu, memory_limit=memory)
     return train, evaluate

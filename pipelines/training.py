@@ -17,14 +17,12 @@ from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_T
 PIPELINE_NAME = "training-pipeline"
 
 
-def make_training_pipeline(train_machine: TrainMachine | None = None, local: bool = False):
-    """The training pipeline, as compiled for Vertex AI or as kfp.local runs it.
+def make_training_pipeline(train_machine: TrainMachine | None = None):
+    """The training pipeline, as compiled for Vertex AI (and run from that spec by kfp.local).
 
     Args:
         train_machine: Train as a Vertex custom job on this machine; None (or no machine
             type): as an ordinary step with the train_* limits.
-        local: For kfp.local: no retry policies and no resource limits (``pipelines.tasks``);
-            the same parameters.
 
     Returns:
         The pipeline.
@@ -84,7 +82,7 @@ def make_training_pipeline(train_machine: TrainMachine | None = None, local: boo
             report_memory_limit: Memory limit of the report step.
         """
         ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
-        configure(ingest, local=local, cpu_limit=ingest_cpu_limit, memory_limit=ingest_memory_limit)
+        configure(ingest, cpu_limit=ingest_cpu_limit, memory_limit=ingest_memory_limit)
         transform = transform_data(
             config_yaml=config_yaml,
             examples=ingest.outputs["examples"],
@@ -93,13 +91,11 @@ def make_training_pipeline(train_machine: TrainMachine | None = None, local: boo
         )
         configure(
             transform,
-            local=local,
             cpu_limit=transform_cpu_limit,
             memory_limit=transform_memory_limit,
         )
         train, evaluate = train_and_evaluate(
             train_machine=train_machine,
-            local=local,
             limits={
                 "train": (train_cpu_limit, train_memory_limit),
                 "evaluate": (evaluate_cpu_limit, evaluate_memory_limit),
@@ -121,7 +117,7 @@ def make_training_pipeline(train_machine: TrainMachine | None = None, local: boo
             top_n=DEFAULT_TOP_N,
             detail_runs=DEFAULT_DETAIL_RUNS,
         )
-        configure(report, local=local, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit)
+        configure(report, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit)
         # Ingest and transform are pure functions of their inputs and may be cached; the rest
         # write to MLflow, so a rerun must really run them.
         for task in (train, evaluate, report):

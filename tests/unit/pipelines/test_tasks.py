@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from components import COMPONENT_IMAGE
-from pipelines import build_pipeline, env, tasks
-from pipelines.__main__ import compile_all
+from pipelines import SPEC_DIR, env, tasks
+from pipelines.__main__ import compile_all, local_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 GPU = env.TrainMachine("n1-standard-8", "NVIDIA_TESLA_T4", 2, "7200s")
@@ -137,7 +137,7 @@ def test_with_a_gpu_machine_training_is_a_custom_job(name, gpu_specs):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_the_custom_job_gets_the_same_inputs_and_retry(name, gpu_specs):
+def test_the_custom_job_gets_the_same_inputs_and_restarts_inside_vertex(name, gpu_specs):
     plain = _tasks(_packaged(name))["train-model"]
     job = _tasks(gpu_specs[name])["train-model"]
     # The plain step's extra inputs are what its limits read (the custom job has none).
@@ -153,7 +153,11 @@ def test_the_custom_job_gets_the_same_inputs_and_retry(name, gpu_specs):
     assert params["pipeline_task"]["runtimeValue"]["constant"] == "{{$.pipeline_task_name}}"
     if name == "sweep_pipeline":
         assert params["seed"]["parameterExpressionSelector"] == 'parseJson(string_value)["seed"]'
-    assert job["retryPolicy"] == plain["retryPolicy"]
+    # A retried launcher would re-poll the failed job (GCPC reuses gcp_resources): no pipeline
+    # retry; the job itself restarts a worker whose VM restarts.
+    assert "retryPolicy" in plain and "retryPolicy" not in job
+    job_params = gpu_specs[name]["components"]["comp-train-model"]["inputDefinitions"]
+    assert job_params["parameters"]["restart_job_on_worker_restart"]["defaultValue"] is True
     assert job["cachingOptions"] == plain["cachingOptions"] == {}
     plain_outputs = _packaged(name)["components"]["comp-train-model"]["outputDefinitions"]
     job_outputs = gpu_specs[name]["components"]["comp-train-model"]["outputDefinitions"]
@@ -171,14 +175,15 @@ def test_a_cpu_machine_has_no_accelerator(tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_the_local_variant_sets_no_retries_or_limits_and_keeps_the_parameters(name, tmp_path):
-    from kfp import compiler
+def test_kfp_local_runs_the_packaged_spec_retries_and_limits_included(name, tmp_path):
 
-    path = str(tmp_path / "local.yaml")
-    compiler.Compiler().compile(build_pipeline(name, local=True), package_path=path)
-    spec = yaml.safe_load(open(path))
-    assert not [t for t, task in _tasks(spec).items() if "retryPolicy" in task]
+    component = local_pipeline(name, None, str(tmp_path))
+    with open(tmp_path / "run_spec" / f"{name}.yaml", encoding="utf-8") as f:
+        ran = f.read()
+    with open(os.path.join(REPO, SPEC_DIR, f"{name}.yaml"), encoding="utf-8") as f:
+        assert ran == f.read()
+    spec = yaml.safe_load(ran)
+    assert [t for t, task in _tasks(spec).items() if "retryPolicy" in task]
     executors = spec["deploymentSpec"]["executors"].values()
-    assert not [e for e in executors if "resources" in e.get("container", {})]
-    packaged = _packaged(name)["root"]["inputDefinitions"]["parameters"]
-    assert spec["root"]["inputDefinitions"]["parameters"] == packaged
+    assert [e for e in executors if "resources" in e.get("container", {})]
+    assert component.name == name.replace("_", "-")
