@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,23 +208,6 @@ def populate(tracking_uri: str, runs: int = RUNS, epochs: int = EPOCHS, seed: in
         client.set_terminated(run.info.run_id, status="FINISHED", end_time=start + 30_000)
 
 
-@contextlib.contextmanager
-def count_requests() -> Iterator[Counter]:
-    """Count every HTTP request the process sends, by URL path."""
-    counter: Counter = Counter()
-    original = requests.Session.request
-
-    def counting(self, method, url, *args, **kwargs):
-        counter[url.split("?", 1)[0].split("/", 3)[-1]] += 1
-        return original(self, method, url, *args, **kwargs)
-
-    requests.Session.request = counting  # type: ignore[method-assign]
-    try:
-        yield counter
-    finally:
-        requests.Session.request = original  # type: ignore[method-assign]
-
-
 RENDERS = int(os.environ.get("REPORT_BENCH_RENDERS", size("3", "1")))
 WARM_UP = size(True, False)  # one render first, not timed (imports, caches)
 
@@ -253,6 +235,7 @@ def per_run_fetcher(client, tracking_uri, runs, keys):
 
 def _render(url: str, out: Path, fetcher=None) -> dict:
     from reporting.build import write_report
+    from tests.integration.conftest import count_requests  # the tests' counter, one home
 
     with count_requests() as counter:
         started = time.perf_counter()
