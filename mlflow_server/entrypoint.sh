@@ -10,10 +10,14 @@
 #                             directory for local use.
 # Optional:
 #   HOST (0.0.0.0), PORT (8080; Cloud Run sets it), MLFLOW_WORKERS (uvicorn workers, 2)
-#   MLFLOW_SERVE_ARTIFACTS (true): true proxies artifacts through the server
-#       (--serve-artifacts --artifacts-destination ROOT; clients need only the server URL and
-#       its token); false hands clients ROOT itself (--no-serve-artifacts
-#       --default-artifact-root ROOT; clients then need their own access to the bucket).
+#   MLFLOW_SERVE_ARTIFACTS (true here; the Cloud Run deploy sets false): true proxies artifacts
+#       through the server (--serve-artifacts --artifacts-destination ROOT; clients need only
+#       the server URL and its token, but behind Cloud Run no request body may pass 32 MiB);
+#       false hands clients ROOT itself (--no-serve-artifacts --default-artifact-root ROOT;
+#       clients write and read gs:// with their own credentials and bucket roles, any size).
+#   MLFLOW_REWRITE_PROXIED_LOCATIONS (true; direct mode only): rewrite the mlflow-artifacts:/
+#       locations recorded while proxied to ROOT/... (the same objects; preflight.py), so
+#       older experiments and their runs keep working; false only counts them.
 #   MLFLOW_DB_UPGRADE (true): run `mlflow db upgrade` first (preflight.py, under a PostgreSQL
 #       advisory lock); false when migrations run as a separate step.
 #   MLFLOW_SERVER_ALLOWED_HOSTS: Host headers to accept, comma-separated (mlflow's own
@@ -75,18 +79,22 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [[ -f "$here/preflight.py" ]] || die "$here/preflight.py is missing"
 upgrade=false
 is_true "${MLFLOW_DB_UPGRADE:-true}" && upgrade=true
-checked_root=-
-is_true "${MLFLOW_SERVE_ARTIFACTS:-true}" && checked_root="$MLFLOW_ARTIFACT_ROOT"
+artifact_mode=proxied
+if ! is_true "${MLFLOW_SERVE_ARTIFACTS:-true}"; then
+  artifact_mode=direct
+  is_true "${MLFLOW_REWRITE_PROXIED_LOCATIONS:-true}" || artifact_mode=direct-keep
+fi
 # Fails fast (exit 64, a message naming the URI) on a database that does not answer or an
 # artifact root the server cannot write; then `mlflow db upgrade` (creates the schema on an
 # empty database, migrates an older one, no-op otherwise) before any worker starts, under a
-# PostgreSQL advisory lock so instances starting together never migrate side by side.
+# PostgreSQL advisory lock so instances starting together never migrate side by side; in
+# direct mode it then points locations recorded while proxied at ROOT itself.
 python_bin="$(dirname "$(command -v mlflow)")/python"
 [[ -x "$python_bin" ]] || python_bin=python3
-"$python_bin" "$here/preflight.py" "$store_uri" "$checked_root" "$upgrade"
+"$python_bin" "$here/preflight.py" "$store_uri" "$MLFLOW_ARTIFACT_ROOT" "$upgrade" "$artifact_mode"
 
 args=(--backend-store-uri "$store_uri" --host "$HOST" --port "$PORT" --workers "$MLFLOW_WORKERS")
-if is_true "${MLFLOW_SERVE_ARTIFACTS:-true}"; then
+if [[ "$artifact_mode" == proxied ]]; then
   args+=(--serve-artifacts --artifacts-destination "$MLFLOW_ARTIFACT_ROOT")
 else
   args+=(--no-serve-artifacts --default-artifact-root "$MLFLOW_ARTIFACT_ROOT")
@@ -113,5 +121,5 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:
 [[ -f "$here/python/sitecustomize.py" ]] || die "$here/python/sitecustomize.py is missing"
 export PYTHONPATH="$here/python${PYTHONPATH:+:$PYTHONPATH}"
 
-echo "entrypoint.sh: mlflow server on $HOST:$PORT, store $(redact "$store_uri"), artifacts $MLFLOW_ARTIFACT_ROOT" >&2
+echo "entrypoint.sh: mlflow server on $HOST:$PORT, store $(redact "$store_uri"), artifacts $MLFLOW_ARTIFACT_ROOT (${artifact_mode%-keep})" >&2
 exec mlflow server "${args[@]}"
