@@ -93,6 +93,7 @@ class ReplayResult:
     run_ids: list[str]
     lines_sent: int = 0
     points_sent: int = 0
+    ops_sent: int = 0  # operations MLflow accepted (metric batches, params, tags, artifacts)
     rejected: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -106,10 +107,11 @@ def _sessions(lines: list[dict], start: int) -> Iterator[tuple[int, dict, dict |
             yield number, op, header
 
 
-def _degraded_text(header: dict, replayed: int, rejected: int) -> str:
+def _degraded_text(header: dict, replayed: int, sent: int, rejected: int) -> str:
     return (
         f"{header.get('late_points', 0) + replayed} metric point(s) sent late "
-        f"({replayed} by replay), {rejected} operation(s) still missing; "
+        f"({replayed} by replay), {sent} operation(s) sent by replay, "
+        f"{rejected} operation(s) still missing; "
         f"first error: {header.get('reason') or 'none recorded'}"
     )[:MAX_TAG_VALUE]
 
@@ -131,7 +133,7 @@ def replay(path: str, tracking_uri: str = "") -> ReplayResult:
     lines = _read_lines(file)
     done = _progress(file)
     result = ReplayResult(backlog=file, run_ids=[])
-    sender, header, counted = None, None, (0, 0)
+    sender, header, counted = None, None, (0, 0, 0)
     for number, op, session in _sessions(lines, done):
         if session is not header or sender is None:
             _finish_session(sender, header, result, counted)
@@ -139,10 +141,11 @@ def replay(path: str, tracking_uri: str = "") -> ReplayResult:
             uri = tracking_uri or header.get("tracking_uri") or ""
             TrackingUri(uri)  # raises ValueError naming what is wrong
             sender = RunSender(open_client(uri), uri, header.get("run_id"))
-            counted = (result.points_sent, len(result.rejected))
+            counted = (result.points_sent, len(result.rejected), result.ops_sent)
         if op["op"] not in ("session", "rejected"):
             try:
                 sender.send(op, careful=True)
+                result.ops_sent += 1
             except TrackingInputError as err:
                 if op["op"] in RUN_OPS:
                     raise
@@ -163,10 +166,11 @@ def _finish_session(sender, header, result: ReplayResult, counted: tuple[int, in
     replayed = sender.points_sent
     result.points_sent += replayed
     rejected = len(result.rejected) - counted[1]
-    if replayed or rejected:
+    sent = result.ops_sent - counted[2]  # artifacts, params, tags too, not only metric points
+    if sent or rejected:
         from mlflow.entities import RunTag
 
-        text = _degraded_text(header or {}, replayed, rejected)
+        text = _degraded_text(header or {}, replayed, sent, rejected)
         sender.client.log_batch(sender.run_id, tags=[RunTag(contract.TAG_TRACKING_DEGRADED, text)])
 
 

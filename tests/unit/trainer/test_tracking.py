@@ -294,3 +294,29 @@ def test_a_param_mlflow_refuses_is_kept_and_counted_while_the_rest_goes_on(store
 def test_a_run_key_with_a_quote_is_refused():
     with pytest.raises(ValueError, match="run_key"):
         RunTracker("sqlite:///x.db", "exp").start("run", {}, {}, run_key="it's")
+
+
+def test_replaying_only_an_artifact_retags_the_run_with_nothing_missing(store, tmp_path):
+    # The case of a model refused by a size limit: every point reached MLflow, one upload not.
+    tracker = RunTracker(store, "exp")
+    tracker.start("run", {"lr": 0.1}, {}, run_key="k")
+    tracker.log_metrics({"loss": 0.5}, step=1)
+    tracker.finish()
+    client = MlflowClient(store)
+    client.set_tag(tracker.run_id, contract.TAG_TRACKING_DEGRADED, "1 other operation(s) missing")
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    header = {"run_id": tracker.run_id, "experiment": "exp", "tracking_uri": store}
+    tracking_backlog.append_backlog(
+        str(tmp_path / contract.BACKLOG_FILE),
+        {**header, "late_points": 0, "reason": "HTTP 413"},
+        [{"op": "artifact", "path": str(model), "artifact_path": None}],
+    )
+
+    result = tracking_backlog.replay(str(tmp_path))
+
+    assert result.ops_sent == 1 and result.points_sent == 0 and not result.rejected
+    assert [a.path for a in client.list_artifacts(tracker.run_id)] == ["model.bin"]
+    tag = client.get_run(tracker.run_id).data.tags[contract.TAG_TRACKING_DEGRADED]
+    assert "1 operation(s) sent by replay, 0 operation(s) still missing" in tag
+    assert "first error: HTTP 413" in tag
