@@ -86,6 +86,9 @@ class StepResources:
     memory_limit: str = ""
 
 
+SCHEDULING_STRATEGIES = ("STANDARD", "SPOT", "FLEX_START")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainMachine:
     """The Vertex custom job that trains; an empty machine_type trains in-pipeline."""
@@ -94,6 +97,10 @@ class TrainMachine:
     accelerator_type: str = ""
     accelerator_count: int = 0
     timeout: str = "86400s"
+    # The custom job's scheduling.strategy: STANDARD (on demand), SPOT (preemptible, cheaper),
+    # FLEX_START (waits for capacity). https://cloud.google.com/vertex-ai/docs/reference/rest/
+    # v1/CustomJobSpec#Strategy
+    scheduling_strategy: str = "STANDARD"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +337,9 @@ def memory_quantity(value: str) -> str:
 
 
 def _train(r: _Reader) -> TrainMachine:
-    r.only(("machine_type", "accelerator_type", "accelerator_count", "timeout"))
+    r.only(
+        ("machine_type", "accelerator_type", "accelerator_count", "timeout", "scheduling_strategy")
+    )
     machine = r.string(
         "machine_type", re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$"), "a machine type like n1-standard-8"
     )
@@ -347,7 +356,17 @@ def _train(r: _Reader) -> TrainMachine:
     if count and not accelerator:
         r.fail("accelerator_type", f"is required when accelerator_count is {count}")
     timeout = r.string("timeout", _DURATION, "a duration in seconds like 86400s") or "86400s"
-    return TrainMachine(machine, accelerator, count, timeout)
+    strategy = (
+        r.string(
+            "scheduling_strategy",
+            re.compile(rf"^({'|'.join(SCHEDULING_STRATEGIES)})$"),
+            f"one of {', '.join(SCHEDULING_STRATEGIES)}",
+        )
+        or "STANDARD"
+    )
+    if strategy != "STANDARD" and not machine:
+        r.fail("machine_type", f"is required with scheduling_strategy {strategy} (a custom job)")
+    return TrainMachine(machine, accelerator, count, timeout, strategy)
 
 
 def _labels(r: _Reader) -> dict[str, str]:

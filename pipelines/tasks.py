@@ -156,6 +156,7 @@ def train_component(machine: TrainMachine | None):
         # A worker whose VM is restarted (maintenance, a host error) is restarted by Vertex
         # inside the same job, since the pipeline does not retry a custom job (below).
         restart_job_on_worker_restart=True,
+        strategy=machine.scheduling_strategy,
         **accelerator,
     )
 

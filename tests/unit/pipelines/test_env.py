@@ -279,3 +279,15 @@ def test_a_digest_image_with_dataflow_needs_the_workers_digest_too():
         {**_example(), "image": digest, "dataflow_worker_image": worker}, "configs/env/test.yaml"
     )
     assert env.pipeline_parameters()["beam_pipeline_args"][-1] == f"--sdk_container_image={worker}"
+
+
+def test_a_scheduling_strategy_is_checked_and_needs_a_custom_job():
+    data = _example()
+    data["train"] = {**data["train"], "scheduling_strategy": "SPOT"}
+    assert envmod.parse_env(data, "x.yaml").train.scheduling_strategy == "SPOT"
+    data["train"]["scheduling_strategy"] = "CHEAP"
+    with pytest.raises(envmod.EnvError, match="train.scheduling_strategy: expected one of"):
+        envmod.parse_env(data, "x.yaml")
+    data["train"] = {"scheduling_strategy": "SPOT"}
+    with pytest.raises(envmod.EnvError, match="train.machine_type"):
+        envmod.parse_env(data, "x.yaml")

@@ -187,3 +187,10 @@ def test_kfp_local_runs_the_packaged_spec_retries_and_limits_included(name, tmp_
     executors = spec["deploymentSpec"]["executors"].values()
     assert [e for e in executors if "resources" in e.get("container", {})]
     assert component.name == name.replace("_", "-")
+
+
+def test_the_training_machines_scheduling_strategy_reaches_the_custom_job(tmp_path):
+    spot = env.TrainMachine("n1-standard-8", "", 0, "86400s", scheduling_strategy="SPOT")
+    (path,) = compile_all(str(tmp_path), train_machine=spot, names=("training_pipeline",))
+    params = yaml.safe_load(open(path))["components"]["comp-train-model"]["inputDefinitions"]
+    assert params["parameters"]["strategy"]["defaultValue"] == "SPOT"
