@@ -115,13 +115,13 @@ def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluatio
     top_k = pd.read_parquet(layout.top_k_path(str(work / "evaluate")))
     probe = (
         "import json, sys, pandas as pd\n"
-        "from trainer import config as cfg, buyer_features as bf, serving\n"
+        "from trainer import config as cfg, inputs, serving\n"
         "work = sys.argv[1]\n"
         "config = cfg.load_config(work + '/train/experiment.yaml')\n"
         "history = pd.concat([pd.read_parquet(work + f'/ingest/{s}.parquet') for s in ('train', 'eval')])\n"
         "test = pd.read_parquet(work + '/ingest/test.parquet')\n"
         "buyers = json.loads(sys.argv[2])\n"
-        "queries = bf.query_frame(history, buyers, bf.as_of_time(history, test), config.history_length or 50)\n"
+        "queries = inputs.query_frame(history, buyers, inputs.as_of_time(history, test), config.history_length or 50)\n"
         "ids, scores = serving.serve_top_k(serving.load_serving_model(work + '/train/serving'), queries)\n"
         "print(json.dumps({'ids': ids.tolist(), 'scores': scores.tolist()}))\n"
     )
