@@ -99,7 +99,9 @@ def test_plan_lists_each_feature_config_once_and_bind_every_seed(steps):
     assert steps["plan"] == ["ids"]
     bound = steps["bound"]
     assert [(t["model_config_id"], t["seed"]) for t in bound] == [("small", 1), ("small", 2)]
-    assert len({t["run_key"] for t in bound}) == 2
+    # Each item names its transform; the train step derives the run key from job + ids + seed.
+    assert {t["feature_config_id"] for t in bound} == {"ids"}
+    assert all(t["transform_uri"] for t in bound) and "run_key" not in bound[0]
 
 
 def test_transform_returns_its_uri_and_bind_hands_it_to_every_training(steps):

@@ -20,7 +20,7 @@ def test_no_args_run_the_direct_runner_in_memory():
     assert options.view_as(DirectOptions).direct_running_mode == "in_memory"
 
 
-def test_a_dataflow_run_gets_the_environment_files_options_and_the_component_image():
+def test_a_dataflow_run_gets_the_environment_files_options_and_the_worker_image():
     env = envs.load_env("configs/env/example.yaml")
     args = env.pipeline_parameters()["beam_pipeline_args"]
     options = transform.pipeline_options(args)
@@ -28,7 +28,9 @@ def test_a_dataflow_run_gets_the_environment_files_options_and_the_component_ima
     assert options.view_as(StandardOptions).runner == "DataflowRunner"
     assert (cloud.project, cloud.region) == ("my-gcp-project", "europe-west4")
     assert cloud.temp_location == "gs://my-gcp-project-pipelines/dataflow/tmp"
-    assert options.view_as(WorkerOptions).sdk_container_image == env.image
+    # The Dockerfile's dataflow-worker target, pushed beside the component image.
+    assert options.view_as(WorkerOptions).sdk_container_image == env.dataflow_worker_image
+    assert env.dataflow_worker_image.startswith(env.image.rsplit(":", 1)[0] + "-dataflow-worker:")
     # The workers import trainer from the image: nothing of the launcher's session is pickled.
     assert not options.view_as(SetupOptions).save_main_session
     assert transform._temp_dir(options, "gs://bucket/xf") == cloud.temp_location
