@@ -177,6 +177,16 @@ TAG_REPURCHASE_SCORES = "repurchase_scores"
 # with ``training.exclude_seen`` the own-history baseline recommends only excluded items.
 TAG_BASELINES_NOT_APPLICABLE = "baselines_not_applicable"
 MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
+# Liveness of a run. While a tracker holds a run open it sets ``heartbeat_at`` (UTC,
+# ISO-8601 to the second, "2026-12-02T13:45:00Z") when the run starts and then about every
+# HEARTBEAT_INTERVAL_S. A RUNNING run silent for longer than LOST_AFTER_S (its heartbeat,
+# else its start time) has lost its process (an OOM kill, a preempted machine): the report
+# and the sweep's last steps show it as lost and end it FAILED once, tagged ``lost`` with
+# the time it was last heard from. A retried step that takes the run over clears ``lost``.
+TAG_HEARTBEAT = "heartbeat_at"
+TAG_LOST = "lost"
+HEARTBEAT_INTERVAL_S = 60
+LOST_AFTER_S = 15 * 60
 
 # MLflow run statuses the product writes and reads.
 STATUS_FINISHED = "FINISHED"
@@ -283,6 +293,12 @@ SELECTED_SERVING_DIR = "serving_selected"
 CONFIG_FILE = "experiment.yaml"
 RUN_INFO_FILE = "mlflow_run.json"
 BACKLOG_FILE = "mlflow_backlog.jsonl"
+# Every operation a tracker accepted, appended before it is queued (a backlog's format), and
+# how many of its lines MLflow holds (``<journal>.progress``): what a killed step logged.
+JOURNAL_FILE = "mlflow_journal.jsonl"
+# Training's per-epoch state (model, optimizer, epoch, best epoch, early stopping), so a
+# killed or preempted training resumes where it was.
+CHECKPOINT_DIR = "checkpoint"
 # Evaluation folder.
 METRICS_FILE = "metrics.json"
 TOP_K_FILE = "top_k.parquet"
