@@ -82,6 +82,45 @@ def baseline_recall_key(baseline: str, k: int) -> str:
     return f"baseline_{baseline}_recall_at_{k}"
 
 
+# --- Per-buyer evaluation rows (the basis of intervals, verdicts and slices) --------------
+
+# The evaluate step writes, per evaluated split, one long table: one row per (scorer, buyer),
+# integer counts only, so any later analysis needs no model. Scorers: the model (in the test
+# file the exported one; in the validation file the one chosen on validation, i.e.
+# ``serving_selected`` with ``training.refit``), with ``training.refit`` the selected model on
+# test too, and each applicable baseline (its name). A target is a distinct (buyer, product)
+# pair of the split; it is a repeat target when the buyer bought the product before the split
+# (train for validation, train + eval for test), else a new one.
+PER_BUYER_TEST_FILE = "per_buyer_test.parquet"
+PER_BUYER_VAL_FILE = "per_buyer_val.parquet"
+EVALUATION_ARTIFACT_DIR = "evaluation"  # run artifacts: evaluation/per_buyer_{test,val}.parquet
+SCORER = "model"  # the column naming the scorer of a row
+SCORER_MODEL = "model"
+SCORER_SELECTED = "selected"
+PAIRS = "pairs"
+REPEAT = "repeat"
+NEW = "new"
+TARGET_PARTS: tuple[str, ...] = ("", REPEAT, NEW)  # all targets, repeat ones, new ones
+
+
+def pairs_column(part: str = "") -> str:
+    """A per-buyer row's target count: ``pairs``, ``repeat_pairs``, ``new_pairs``."""
+    return f"{part}_{PAIRS}" if part else PAIRS
+
+
+def hits_column(k: int, part: str = "") -> str:
+    """A per-buyer row's hits at k: ``hits_at_10``, ``repeat_hits_at_10``, ``new_hits_at_10``."""
+    return f"{part}_hits_at_{k}" if part else f"hits_at_{k}"
+
+
+def per_buyer_columns() -> tuple[str, ...]:
+    """The count columns of a per-buyer table, after ``SCORER`` and ``BUYER_ID``."""
+    out: list[str] = []
+    for part in TARGET_PARTS:
+        out += [pairs_column(part), *(hits_column(k, part) for k in RECALL_KS)]
+    return tuple(out)
+
+
 def final_key(metric: str) -> str:
     """Last-epoch value of a history metric."""
     return f"{_FINAL_PREFIX}{metric}"

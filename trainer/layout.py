@@ -7,7 +7,7 @@ so the layout is spelled once (file names come from ``trainer/contract.py``):
     transform  the TFTransformOutput, plus transformed/{split}-*.tfrecord.gz
     train      serving/ (the SavedModel), [serving_selected/ with refit], experiment.yaml,
                mlflow_run.json
-    evaluate   metrics.json, top_k.parquet
+    evaluate   metrics.json, top_k.parquet, per_buyer_test.parquet, per_buyer_val.parquet
 
 Paths are joined with ``os.path.join``, which keeps ``gs://`` URIs intact.
 """
@@ -75,3 +75,9 @@ def metrics_path(evaluate_dir: str) -> str:
 def top_k_path(evaluate_dir: str) -> str:
     """The served top-k of every evaluated query."""
     return os.path.join(evaluate_dir, contract.TOP_K_FILE)
+
+
+def per_buyer_path(evaluate_dir: str, split: str) -> str:
+    """One evaluated split's per-buyer rows (``split``: ``"test"`` or ``"eval"``)."""
+    names = {"test": contract.PER_BUYER_TEST_FILE, "eval": contract.PER_BUYER_VAL_FILE}
+    return os.path.join(evaluate_dir, names[split])

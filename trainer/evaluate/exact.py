@@ -5,8 +5,13 @@ ids out), so what is measured is exactly what would be served. With ``training.r
 exported model is the one refit on train + eval (``test_recall_at_<k>``); the model selected
 on eval before the refit is measured the same way (``selected_test_recall_at_<k>``). With
 ``training.exclude_seen`` the pairs of a buyer's earlier items are not evaluated, the model
-and the baselines never recommend them, and the own-history baseline is not logged. Results go
-to the training run in MLflow and to a JSON file.
+and the baselines never recommend them, and the own-history baseline is not logged.
+
+Every figure comes from per-buyer rows (``trainer.retrieval.per_buyer``): for the test split
+(every model and baseline) and for the validation split (the model chosen on validation, which
+never saw it, and the baselines on train only). Both tables go to the output folder and to the
+run's artifacts (``evaluation/per_buyer_{test,val}.parquet``); the metrics go to the training
+run in MLflow and to a JSON file.
 """
 
 from __future__ import annotations
@@ -34,14 +39,16 @@ class EvaluationData:
     history: pd.DataFrame  # train and eval: everything before the test split
     test: pd.DataFrame
     catalog: pd.DataFrame
+    eval: pd.DataFrame  # the validation split
 
     @classmethod
     def load(cls, ingest_dir: str) -> EvaluationData:
         """Reads the splits and the catalog of an ingest folder."""
         train = pd.read_parquet(layout.split_path(ingest_dir, "train"))
-        history = pd.concat([train, pd.read_parquet(layout.split_path(ingest_dir, "eval"))])
+        eval_frame = pd.read_parquet(layout.split_path(ingest_dir, "eval"))
         test = pd.read_parquet(layout.split_path(ingest_dir, "test"))
-        return cls(train, history, test, pd.read_parquet(layout.catalog_path(ingest_dir)))
+        catalog = pd.read_parquet(layout.catalog_path(ingest_dir))
+        return cls(train, pd.concat([train, eval_frame]), test, catalog, eval_frame)
 
 
 def query_rows(
@@ -56,69 +63,132 @@ def query_rows(
     )
 
 
-def model_recalls(
+def served_top(
     serving_dir: str,
-    data: EvaluationData,
-    eval_set: retrieval.EvalSet,
     queries: pd.DataFrame,
+    catalog: pd.DataFrame,
+    buyers: np.ndarray,
     top_k_path: str | None = None,
-) -> dict[int, float]:
-    """Test recall@k of a served model; its top-k of every query goes to ``top_k_path``."""
+) -> np.ndarray:
+    """A served model's top-k catalog rows per query; its lists go to ``top_k_path``."""
     k = max(contract.RECALL_KS)
+    if not len(queries):
+        return np.empty((0, k), np.int64)
     serve = serving.load_serving_model(serving_dir)
     product_ids, scores = serving.serve_top_k(serve, queries)
     if top_k_path:
         pd.DataFrame(
             {
-                contract.BUYER_ID: eval_set.buyers,
+                contract.BUYER_ID: buyers,
                 "product_ids": list(product_ids[:, :k]),
                 "scores": list(scores[:, :k]),
             }
         ).to_parquet(top_k_path)
-    index = retrieval.catalog_index(data.catalog)
+    index = retrieval.catalog_index(catalog)
     # An empty slot ("": the buyer's earlier items were excluded) is row -1, never a hit.
-    top = np.vectorize(lambda p: index.get(p, -1), otypes=[np.int64])(product_ids[:, :k])
-    return retrieval.recall_at_k(top, eval_set)
+    return np.vectorize(lambda p: index.get(p, -1), otypes=[np.int64])(product_ids[:, :k])
 
 
-def baseline_recalls(
-    data: EvaluationData, eval_set: retrieval.EvalSet, exclude_seen: bool = False
-) -> dict[str, float]:
-    """Test recall@k of every applicable heuristic baseline on the model's test pairs."""
-    out = {}
-    recalls = retrieval.baseline_recalls(
-        eval_set, data.history, data.catalog, exclude_seen=exclude_seen
-    )
-    for baseline, by_k in recalls.items():
-        for k, value in by_k.items():
-            out[contract.baseline_recall_key(baseline, k)] = value
-    return out
+def score_split(
+    models: dict[str, str],
+    eval_set: retrieval.EvalSet,
+    queries: pd.DataFrame,
+    before: pd.DataFrame,
+    catalog: pd.DataFrame,
+    exclude_seen: bool,
+    top_k_path: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Per-buyer rows of each served model and each applicable baseline on one split.
 
-
-def recalls_on_test(model_dir: str, data: EvaluationData, output_dir: str) -> dict[str, float]:
-    """Test recall@k of the exported model, the eval-selected one (refit) and the baselines.
-
-    With ``training.refit`` the exported model is the refit one (``test_recall_at_<k>``) and
-    the model selected on eval before it is logged as ``selected_test_recall_at_<k>``; the
-    top-k file holds the exported model's lists.
+    Args:
+        models: Scorer name -> serving model folder.
+        eval_set: The split's pairs.
+        queries: Each query's raw buyer features as of the split's start.
+        before: The interactions before the split (the baselines' data; a pair found there
+            is a repeat target).
+        catalog: The retrieval catalog.
+        exclude_seen: ``training.exclude_seen``.
+        top_k_path: Where the ``contract.SCORER_MODEL`` model's lists go (None: nowhere).
     """
-    config = cfg.load_config(layout.config_path(model_dir))
+    seen = retrieval.seen_rows(eval_set, before, catalog)
+    rows = {}
+    for name, serving_dir in models.items():
+        path = top_k_path if name == contract.SCORER_MODEL else None
+        top = served_top(serving_dir, queries, catalog, eval_set.buyers, path)
+        rows[name] = retrieval.per_buyer_rows(top, eval_set, seen, name)
+    k = max(contract.RECALL_KS)
+    for name, top in retrieval.baseline_top_k(eval_set, before, catalog, k, exclude_seen).items():
+        rows[name] = retrieval.per_buyer_rows(top, eval_set, seen, name)
+    return rows
+
+
+def metrics_on_test(rows: dict[str, pd.DataFrame], eval_set: retrieval.EvalSet) -> dict[str, float]:
+    """The contract's test metrics from the test split's per-buyer rows."""
+    names = {
+        contract.SCORER_MODEL: contract.test_recall_key,
+        contract.SCORER_SELECTED: contract.selected_test_recall_key,
+    }
+    results = {}
+    for scorer, frame in rows.items():
+        key = names.get(scorer) or (lambda k, b=scorer: contract.baseline_recall_key(b, k))
+        results.update({key(k): v for k, v in retrieval.recalls_of(frame).items()})
+    results[contract.TEST_PAIRS] = float(eval_set.num_pairs)
+    results[contract.TEST_BUYERS] = float(len(eval_set.buyers))
+    return results
+
+
+def rows_on_test(
+    model_dir: str, config: cfg.ExperimentConfig, data: EvaluationData, output_dir: str
+) -> tuple[dict[str, pd.DataFrame], retrieval.EvalSet]:
+    """Per-buyer test rows of the exported model, the eval-selected one (refit), the baselines.
+
+    With ``training.refit`` the exported model is the refit one (``contract.SCORER_MODEL``)
+    and the model selected on eval before it is ``contract.SCORER_SELECTED``; the top-k file
+    holds the exported model's lists.
+    """
     exclude_seen = config.training.exclude_seen
     eval_set = retrieval.build_eval_set(
         data.test, data.train, data.catalog, seen=data.history if exclude_seen else None
     )
-    queries = query_rows(config, data, eval_set)
-    served = model_recalls(
-        layout.serving_path(model_dir), data, eval_set, queries, layout.top_k_path(output_dir)
-    )
-    results = {contract.test_recall_key(k): v for k, v in served.items()}
+    models = {contract.SCORER_MODEL: layout.serving_path(model_dir)}
     if config.training.refit:
-        selected = model_recalls(layout.selected_serving_path(model_dir), data, eval_set, queries)
-        results.update({contract.selected_test_recall_key(k): v for k, v in selected.items()})
-    results.update(baseline_recalls(data, eval_set, exclude_seen))
-    results[contract.TEST_PAIRS] = float(eval_set.num_pairs)
-    results[contract.TEST_BUYERS] = float(len(eval_set.buyers))
-    return results
+        models[contract.SCORER_SELECTED] = layout.selected_serving_path(model_dir)
+    queries = query_rows(config, data, eval_set)
+    rows = score_split(
+        models,
+        eval_set,
+        queries,
+        data.history,
+        data.catalog,
+        exclude_seen,
+        layout.top_k_path(output_dir),
+    )
+    return rows, eval_set
+
+
+def rows_on_validation(
+    model_dir: str, config: cfg.ExperimentConfig, data: EvaluationData
+) -> dict[str, pd.DataFrame]:
+    """Per-buyer validation rows of the model chosen on validation and of the baselines.
+
+    The model is the one that never saw the eval split (``serving_selected`` with
+    ``training.refit``, else the exported one), queried as training validated it: buyer
+    features from train rows only, as of the eval split's start; the baselines see train only.
+    """
+    eval_set, queries = inputs.validation_queries(config, data.train, data.eval, data.catalog)
+    chosen = (
+        layout.selected_serving_path(model_dir)
+        if config.training.refit
+        else layout.serving_path(model_dir)
+    )
+    return score_split(
+        {contract.SCORER_MODEL: chosen},
+        eval_set,
+        queries,
+        data.train,
+        data.catalog,
+        config.training.exclude_seen,
+    )
 
 
 def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = "") -> None:
@@ -145,6 +215,14 @@ def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = 
     run_info.update(read_run_info(model_dir))
 
 
+def write_per_buyer(output_dir: str, test_rows: dict, val_rows: dict) -> list[str]:
+    """Writes the test and validation per-buyer tables; returns their paths."""
+    return [
+        retrieval.write_rows(list(test_rows.values()), layout.per_buyer_path(output_dir, "test")),
+        retrieval.write_rows(list(val_rows.values()), layout.per_buyer_path(output_dir, "eval")),
+    ]
+
+
 def run_evaluation(
     model_dir: str, ingest_dir: str, output_dir: str, tracking_uri: str = ""
 ) -> dict[str, float]:
@@ -153,7 +231,7 @@ def run_evaluation(
     Args:
         model_dir: The train step's output (serving model and mlflow_run.json).
         ingest_dir: The ingest step's output (splits and catalog).
-        output_dir: Where retrieval.json and top_k.parquet are written.
+        output_dir: Where metrics.json, top_k.parquet and the per-buyer tables are written.
         tracking_uri: MLflow tracking URI (defaults to the one training used).
 
     Returns:
@@ -161,7 +239,12 @@ def run_evaluation(
     """
     run_info = read_run_info(model_dir)
     os.makedirs(output_dir, exist_ok=True)
-    results = recalls_on_test(model_dir, EvaluationData.load(ingest_dir), output_dir)
+    config = cfg.load_config(layout.config_path(model_dir))
+    data = EvaluationData.load(ingest_dir)
+    test_rows, eval_set = rows_on_test(model_dir, config, data, output_dir)
+    val_rows = rows_on_validation(model_dir, config, data)
+    results = metrics_on_test(test_rows, eval_set)
+    tables = write_per_buyer(output_dir, test_rows, val_rows)
 
     replay_training_backlog(model_dir, run_info, tracking_uri)
     tracker = RunTracker(
@@ -171,6 +254,8 @@ def run_evaluation(
     )
     tracker.resume(run_info["run_id"])
     tracker.log_metrics(results)
+    for path in tables:
+        tracker.log_artifact(path, contract.EVALUATION_ARTIFACT_DIR)
     tracker.finish(contract.STATUS_FINISHED)
     with open(layout.metrics_path(output_dir), "w", encoding="utf-8") as f:
         json.dump({"run_id": run_info["run_id"], "metrics": results}, f, indent=2)

@@ -19,6 +19,7 @@ from trainer.inputs.columns import (
     raw_feature_spec,
     raw_specs,
     raw_tensors,
+    validation_queries,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "raw_feature_spec",
     "raw_specs",
     "raw_tensors",
+    "validation_queries",
 ]

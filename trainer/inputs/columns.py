@@ -131,6 +131,24 @@ def load_training_data(config: cfg.ExperimentConfig, ingest_dir: str) -> Trainin
     train_frame = pd.read_parquet(layout.split_path(ingest_dir, "train"))
     eval_frame = pd.read_parquet(layout.split_path(ingest_dir, "eval"))
     catalog = pd.read_parquet(layout.catalog_path(ingest_dir))
+    eval_set, queries = validation_queries(config, train_frame, eval_frame, catalog)
+    counts = eval_frame[contract.PRODUCT_ID].value_counts()
+    return TrainingData(
+        len(train_frame), catalog, eval_set, queries, counts.to_dict(), len(eval_frame)
+    )
+
+
+def validation_queries(
+    config: cfg.ExperimentConfig,
+    train_frame: pd.DataFrame,
+    eval_frame: pd.DataFrame,
+    catalog: pd.DataFrame,
+) -> tuple[retrieval.EvalSet, pd.DataFrame]:
+    """The validation pairs and each validation buyer's raw features as of the eval split's start.
+
+    What training validates every epoch on and the evaluate step scores the model chosen on
+    validation with: buyer features from train rows only.
+    """
     exclude_seen = config.training.exclude_seen
     eval_set = retrieval.build_eval_set(
         eval_frame, train_frame, catalog, seen=train_frame if exclude_seen else None
@@ -141,10 +159,7 @@ def load_training_data(config: cfg.ExperimentConfig, ingest_dir: str) -> Trainin
         buyer_features.as_of_time(train_frame, eval_frame),
         query_history_length(config, train_frame),
     )
-    counts = eval_frame[contract.PRODUCT_ID].value_counts()
-    return TrainingData(
-        len(train_frame), catalog, eval_set, queries, counts.to_dict(), len(eval_frame)
-    )
+    return eval_set, queries
 
 
 def query_history_length(config: cfg.ExperimentConfig, history: pd.DataFrame) -> int:

@@ -3,16 +3,21 @@
 The face of the wing: everything outside ``trainer.retrieval`` imports from here. ``topk``
 is the chunked exact top-k (NumPy and TensorFlow, the same tie rule) and seen-item masks;
 ``metrics`` builds the evaluation pairs and computes recall@k of a model's lists and of the
-baselines. NumPy and pandas only (the TensorFlow kernel imports TensorFlow when called).
+baselines; ``per_buyer`` keeps each buyer's targets and hits at each k (repeat and new apart),
+the rows every interval and slice is computed from. NumPy and pandas only (the TensorFlow
+kernel imports TensorFlow when called).
 """
 
 from trainer.retrieval.metrics import (
     EvalSet,
     baseline_recalls,
+    baseline_top_k,
     build_eval_set,
     catalog_index,
     recall_at_k,
+    seen_rows,
 )
+from trainer.retrieval.per_buyer import per_buyer_rows, recalls_of, write_rows
 from trainer.retrieval.topk import (
     DEFAULT_CHUNK,
     chunked_top_k,
@@ -28,6 +33,7 @@ __all__ = [
     "DEFAULT_CHUNK",
     "EvalSet",
     "baseline_recalls",
+    "baseline_top_k",
     "build_eval_set",
     "catalog_index",
     "chunked_top_k",
@@ -37,5 +43,9 @@ __all__ = [
     "exact_top_k_chunked",
     "mask_seen",
     "mask_seen_tf",
+    "per_buyer_rows",
     "recall_at_k",
+    "recalls_of",
+    "seen_rows",
+    "write_rows",
 ]

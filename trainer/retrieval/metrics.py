@@ -154,6 +154,28 @@ def own_history_top_k(
     return top
 
 
+def baseline_top_k(
+    eval_set: EvalSet,
+    history: pd.DataFrame,
+    catalog: pd.DataFrame,
+    k: int,
+    exclude_seen: bool = False,
+) -> dict[str, np.ndarray]:
+    """Every applicable heuristic baseline's top-k catalog rows for the eval set's queries.
+
+    With ``exclude_seen`` the buyers' earlier products are excluded as for the model, and
+    the own-history baseline, which would recommend only those, is left out
+    (``contract.applicable_baselines``).
+    """
+    scorers = {
+        contract.BASELINE_POPULAR: lambda: most_popular_top_k(
+            eval_set, history, catalog, k, exclude_seen
+        ),
+        contract.BASELINE_OWN_HISTORY: lambda: own_history_top_k(eval_set, history, catalog, k),
+    }
+    return {name: scorers[name]() for name in contract.applicable_baselines(exclude_seen)}
+
+
 def baseline_recalls(
     eval_set: EvalSet,
     history: pd.DataFrame,
@@ -161,20 +183,6 @@ def baseline_recalls(
     ks=contract.RECALL_KS,
     exclude_seen: bool = False,
 ) -> dict[str, dict[int, float]]:
-    """recall@k of every applicable heuristic baseline on the same eval set.
-
-    With ``exclude_seen`` the buyers' earlier products are excluded as for the model, and
-    the own-history baseline, which would recommend only those, is left out
-    (``contract.applicable_baselines``).
-    """
-    k = max(ks)
-    scorers = {
-        contract.BASELINE_POPULAR: lambda: most_popular_top_k(
-            eval_set, history, catalog, k, exclude_seen
-        ),
-        contract.BASELINE_OWN_HISTORY: lambda: own_history_top_k(eval_set, history, catalog, k),
-    }
-    return {
-        name: recall_at_k(scorers[name](), eval_set, ks)
-        for name in contract.applicable_baselines(exclude_seen)
-    }
+    """recall@k of every applicable heuristic baseline on the same eval set."""
+    tops = baseline_top_k(eval_set, history, catalog, max(ks), exclude_seen)
+    return {name: recall_at_k(top, eval_set, ks) for name, top in tops.items()}

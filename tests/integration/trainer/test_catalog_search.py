@@ -153,6 +153,16 @@ def test_refit_exports_the_model_refit_on_train_and_eval_and_logs_both_test_reca
     for k in contract.RECALL_KS:
         for key in (contract.test_recall_key(k), contract.selected_test_recall_key(k)):
             assert 0.0 <= got[key] <= 1.0 and logged[key] == pytest.approx(got[key])
+    test_rows = pd.read_parquet(layout.per_buyer_path(str(tmp_path / "eval"), "test"))
+    val_rows = pd.read_parquet(layout.per_buyer_path(str(tmp_path / "eval"), "eval"))
+    assert contract.SCORER_SELECTED in set(test_rows[contract.SCORER])
+    # On validation only the model that never saw it competes: the selected one, as "model".
+    assert contract.SCORER_SELECTED not in set(val_rows[contract.SCORER])
+    val_model = val_rows[val_rows[contract.SCORER] == contract.SCORER_MODEL]
+    best_val = logged[contract.best_key(contract.val_recall_key(10))]
+    assert val_model[contract.hits_column(10)].sum() / val_model[contract.PAIRS].sum() == (
+        pytest.approx(best_val)
+    )
     # The two models differ: the exported one was retrained on train + eval.
     data = evaluate.EvaluationData.load(str(root / "examples"))
     queries = data.test.drop_duplicates(contract.BUYER_ID).head(5)

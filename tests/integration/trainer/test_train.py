@@ -142,6 +142,29 @@ def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, 
     assert metrics[contract.test_recall_key(100)] == pytest.approx(1.0)
     assert metrics[contract.test_recall_key(10)] <= metrics[contract.test_recall_key(50)]
 
+    # Per-buyer rows: the test metrics are their sums; the validation rows of the exported
+    # model (no refit: the one chosen on validation) give the best epoch's validation recall.
+    client = MlflowClient(tracking_uri)
+    listed = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
+    assert listed == {"evaluation/per_buyer_test.parquet", "evaluation/per_buyer_val.parquet"}
+    test_rows = pd.read_parquet(layout.per_buyer_path(str(tmp_path / "eval"), "test"))
+    val_rows = pd.read_parquet(layout.per_buyer_path(str(tmp_path / "eval"), "eval"))
+    scorers = {contract.SCORER_MODEL, contract.BASELINE_POPULAR, contract.BASELINE_OWN_HISTORY}
+    assert set(test_rows[contract.SCORER]) == set(val_rows[contract.SCORER]) == scorers
+    model_rows = test_rows[test_rows[contract.SCORER] == contract.SCORER_MODEL]
+    assert model_rows[contract.PAIRS].sum() == metrics[contract.TEST_PAIRS]
+    assert (
+        len(model_rows) == metrics[contract.TEST_BUYERS] == model_rows[contract.BUYER_ID].nunique()
+    )
+    for k in contract.RECALL_KS:
+        hits = model_rows[contract.hits_column(k)].sum() / model_rows[contract.PAIRS].sum()
+        assert hits == pytest.approx(metrics[contract.test_recall_key(k)])
+    val_model = val_rows[val_rows[contract.SCORER] == contract.SCORER_MODEL]
+    best_val = logged[contract.best_key(contract.val_recall_key(10))]
+    assert val_model[contract.hits_column(10)].sum() / val_model[contract.PAIRS].sum() == (
+        pytest.approx(best_val)
+    )
+
 
 def test_every_transform_and_loss_option_trains_exports_and_evaluates(rich_prepared, tmp_path):
     config, root = rich_prepared

@@ -18,6 +18,8 @@ def test_model_and_evaluate_paths_use_the_contract_names():
     assert layout.config_path("/m") == f"/m/{contract.CONFIG_FILE}"
     assert layout.metrics_path("/e") == f"/e/{contract.METRICS_FILE}"
     assert layout.top_k_path("/e") == f"/e/{contract.TOP_K_FILE}"
+    assert layout.per_buyer_path("/e", "test") == "/e/per_buyer_test.parquet"
+    assert layout.per_buyer_path("/e", "eval") == "/e/per_buyer_val.parquet"
 
 
 def test_transformed_pattern_matches_the_shards_the_writer_names(tmp_path):
