@@ -63,6 +63,7 @@ def replay_main(argv: list[str]) -> int:
                 "lines_sent": result.lines_sent,
                 "metric_points_sent": result.points_sent,
                 "rejected": result.rejected,
+                "ended_failed": result.ended,
             },
             indent=2,
         )

@@ -5,14 +5,22 @@ lines): a ``session`` header (run id if known, experiment, tracking URI, counts)
 operations (see ``trainer.tracking.send``). ``replay`` sends a backlog and records in
 ``<backlog>.progress`` how many lines are done; it sends carefully (skipping what the run
 already holds), so replaying twice sends nothing twice even without that record.
+
+The journal (``contract.JOURNAL_FILE``) has the same format and holds every operation a
+tracker accepted; the tracker itself records its progress as MLflow takes them. Replaying a
+folder sends what its journal holds beyond that progress (what a killed step logged), then its
+backlog. A journal session that never ended its run (its process was killed) gets its run
+ended FAILED, saying so, unless a live step has taken the run over since.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator
 
@@ -34,7 +42,10 @@ __all__ = [
     "append_backlog",
     "backlog_path",
     "metric_points",
+    "read_progress",
     "replay",
+    "save_progress",
+    "unsent_lines",
     "update_run_info",
 ]
 
@@ -46,6 +57,28 @@ def backlog_path(path: str) -> str:
     return os.path.join(path, contract.BACKLOG_FILE) if os.path.isdir(path) else path
 
 
+def _files_to_replay(path: str) -> list[str]:
+    """A file as given; for a folder, its journal (if any line is unsent) and its backlog."""
+    if not os.path.isdir(path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+        return [path]
+    journal = os.path.join(path, contract.JOURNAL_FILE)
+    backlog = os.path.join(path, contract.BACKLOG_FILE)
+    if not os.path.exists(journal) and not os.path.exists(backlog):
+        raise FileNotFoundError(f"{backlog} (nor {contract.JOURNAL_FILE})")
+    return [f for f in (journal, backlog) if os.path.exists(f)]
+
+
+def unsent_lines(path: str) -> int:
+    """How many lines of a folder's journal and backlog (or of one file) are not sent yet."""
+    try:
+        files = _files_to_replay(path)
+    except FileNotFoundError:
+        return 0
+    return sum(max(0, len(_read_lines(f)) - read_progress(f)) for f in files)
+
+
 def append_backlog(path: str, header: dict, ops: list[dict]) -> None:
     """Appends one session (header, then its operations) to the backlog file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -55,9 +88,22 @@ def append_backlog(path: str, header: dict, ops: list[dict]) -> None:
             f.write(json.dumps({k: v for k, v in op.items() if not k.startswith("_")}) + "\n")
 
 
+def _parse(line: str, number: int, path: str) -> dict:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        # A line cut by a kill while it was written: it was never queued, nothing is lost.
+        log.warning("%s line %d is not a whole operation (cut by a kill?); skipped", path, number)
+        return {"op": "unreadable"}
+
+
 def _read_lines(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        lines = [json.loads(line) for line in f if line.strip()]
+    """The file's operations, one per line (line numbers are what progress counts)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [
+            _parse(line, number + 1, path) if line.strip() else {"op": "blank"}
+            for number, line in enumerate(f)
+        ]
     # Backlogs written before operations existed held bare metric points: one metrics op each.
     return [
         line
@@ -70,15 +116,17 @@ def _read_lines(path: str) -> list[dict]:
     ]
 
 
-def _progress(path: str) -> int:
+def read_progress(path: str) -> int:
+    """How many lines of a backlog or journal are sent (0 when none is recorded)."""
     try:
         with open(path + PROGRESS_SUFFIX, encoding="utf-8") as f:
             return int(json.load(f)["done_lines"])
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError, KeyError):
         return 0
 
 
-def _save_progress(path: str, done: int, run_id: str | None) -> None:
+def save_progress(path: str, done: int, run_id: str | None) -> None:
+    """Records that the first ``done`` lines of a backlog or journal are sent."""
     tmp = path + PROGRESS_SUFFIX + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"done_lines": done, "run_id": run_id, "at": time.time()}, f)
@@ -95,6 +143,7 @@ class ReplayResult:
     points_sent: int = 0
     ops_sent: int = 0  # operations MLflow accepted (metric batches, params, tags, artifacts)
     rejected: list[str] = dataclasses.field(default_factory=list)
+    ended: list[str] = dataclasses.field(default_factory=list)  # runs ended FAILED (killed)
 
 
 def _sessions(lines: list[dict], start: int) -> Iterator[tuple[int, dict, dict | None]]:
@@ -116,33 +165,45 @@ def _degraded_text(header: dict, replayed: int, sent: int, rejected: int) -> str
     )[:MAX_TAG_VALUE]
 
 
-def replay(path: str, tracking_uri: str = "") -> ReplayResult:
-    """Sends a backlog (a file or the folder holding it) to MLflow; safe to run again.
+def replay(path: str, tracking_uri: str = "", end_unfinished: bool = True) -> ReplayResult:
+    """Sends a backlog or journal (a file, or the folder holding them) to MLflow; safe to rerun.
 
     Args:
-        path: The backlog file or its folder (a model or evaluation folder).
+        path: The backlog or journal file, or their folder (a model or evaluation folder).
         tracking_uri: The store to send to; default: the one each session names.
+        end_unfinished: End FAILED the run of a journal session whose process died without
+            ending it (False for the retried step, which takes the run over right after).
 
     Raises:
-        FileNotFoundError: no backlog there.
+        FileNotFoundError: no backlog or journal there.
         TrackingInputError: the run or experiment cannot be written (deleted, missing).
         MlflowException, requests.RequestException: the store is unreachable (run again later;
             what was sent is recorded).
     """
-    file = backlog_path(path)
+    files = _files_to_replay(path)
+    result = ReplayResult(backlog=files[-1], run_ids=[])
+    for file in files:
+        journal = os.path.basename(file) == contract.JOURNAL_FILE
+        _replay_file(file, tracking_uri, result, end_unfinished and journal)
+    return result
+
+
+def _replay_file(file: str, tracking_uri: str, result: ReplayResult, end_unfinished: bool) -> None:
     lines = _read_lines(file)
-    done = _progress(file)
-    result = ReplayResult(backlog=file, run_ids=[])
+    done = read_progress(file)
     sender, header, counted = None, None, (0, 0, 0)
     for number, op, session in _sessions(lines, done):
         if session is not header or sender is None:
             _finish_session(sender, header, result, counted)
+            _end_if_unfinished(sender, lines, header, end_unfinished, result)
             header = session or {}
             uri = tracking_uri or header.get("tracking_uri") or ""
             TrackingUri(uri)  # raises ValueError naming what is wrong
-            sender = RunSender(open_client(uri), uri, header.get("run_id"))
+            sender = RunSender(open_client(uri), uri, header.get("run_id"), keep_status=True)
             counted = (result.points_sent, len(result.rejected), result.ops_sent)
-        if op["op"] not in ("session", "rejected"):
+            if op["op"] != "session":  # resumed mid-session: find its run again first
+                _send_run_op(sender, lines, header)
+        if op["op"] not in ("session", "rejected", "unreadable", "blank"):
             try:
                 sender.send(op, careful=True)
                 result.ops_sent += 1
@@ -152,9 +213,84 @@ def replay(path: str, tracking_uri: str = "") -> ReplayResult:
                 log.error("replay: %s rejected: %s", op["op"], err)
                 result.rejected.append(f"line {number + 1}: {err}")
         result.lines_sent += 1
-        _save_progress(file, number + 1, sender.run_id)
+        save_progress(file, number + 1, sender.run_id)
     _finish_session(sender, header, result, counted)
-    return result
+    _end_if_unfinished(sender, lines, header, end_unfinished, result)
+
+
+def _session_ops(lines: list[dict], header: dict | None) -> list[dict]:
+    """The operations of the session that ``header`` opens (identity, not equality)."""
+    ops, inside = [], False
+    for op in lines:
+        if op["op"] == "session":
+            if inside:
+                break
+            inside = op is header
+        elif inside:
+            ops.append(op)
+    return ops
+
+
+def _send_run_op(sender: RunSender, lines: list[dict], header: dict) -> None:
+    """Sends the session's create_run/resume again (careful: finds the run, creates nothing)."""
+    if sender.run_id is not None:
+        return
+    for op in _session_ops(lines, header):
+        if op["op"] in RUN_OPS:
+            sender.send(op, careful=True)
+            return
+
+
+def _end_if_unfinished(sender, lines, header, enabled: bool, result: ReplayResult) -> None:
+    """Ends FAILED the run of a journal session killed before it ended the run.
+
+    Not when a later session of the journal took the run over, nor while the run's process
+    still lives (same host: its pid; elsewhere: a heartbeat younger than two intervals).
+    """
+    if not enabled or sender is None or sender.run_id is None or header is None:
+        return
+    ops = _session_ops(lines, header)
+    if not any(op["op"] == "create_run" for op in ops) or any(
+        op["op"] == "terminate" for op in ops
+    ):
+        return
+    at = next(i for i, op in enumerate(lines) if op is header)
+    later = lines[at + 1 + len(ops) :]
+    if any(op["op"] == "session" for op in later):
+        return
+    run = sender.client.get_run(sender.run_id)
+    if run.info.status != contract.STATUS_RUNNING or _alive(header, run):
+        return
+    reason = (
+        "the process died without ending the run (killed: out of memory, a preempted "
+        "machine?); what it had logged was sent by replay from its journal"
+    )
+    from mlflow.entities import RunTag
+
+    sender.client.log_batch(sender.run_id, tags=[RunTag(contract.TAG_FAILURE_REASON, reason)])
+    sender.client.set_terminated(sender.run_id, contract.STATUS_FAILED)
+    result.ended.append(sender.run_id)
+    log.warning("replay: run %s ended FAILED: %s", sender.run_id, reason)
+
+
+def _alive(header: dict, run) -> bool:
+    """Whether the session's process may still be running."""
+    if header.get("host") == socket.gethostname() and header.get("pid"):
+        try:
+            os.kill(int(header["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    beat = run.data.tags.get(contract.TAG_HEARTBEAT)
+    if not beat:
+        return False
+    try:
+        age = time.time() - dt.datetime.fromisoformat(beat).timestamp()
+    except ValueError:
+        return False
+    return age < 2 * contract.HEARTBEAT_INTERVAL_S
 
 
 def _finish_session(sender, header, result: ReplayResult, counted: tuple[int, int]) -> None:
@@ -165,6 +301,7 @@ def _finish_session(sender, header, result: ReplayResult, counted: tuple[int, in
         result.run_ids.append(sender.run_id)
     replayed = sender.points_sent
     result.points_sent += replayed
+    sender.points_sent = 0
     rejected = len(result.rejected) - counted[1]
     sent = result.ops_sent - counted[2]  # artifacts, params, tags too, not only metric points
     if sent or rejected:

@@ -10,6 +10,12 @@ FAILED or KILLED (a SIGTERM, an exception, a process ending without ``finish``),
 the reason, and tagged ``tracking_degraded`` with counts when anything was sent late or is
 missing.
 
+A process can also die without a chance to finish (the kernel's OOM killer, a preempted
+machine: SIGKILL), so every accepted operation is first appended to the journal
+(``trainer.tracking.journal``): replaying it sends what a killed step logged, once. While the
+run is open its ``heartbeat_at`` tag is renewed about every ``contract.HEARTBEAT_INTERVAL_S``,
+so a run whose process died is seen as lost.
+
 Over 400 lines on purpose: the queue, the sending loop, ``finish`` and the signal and exit
 handlers share one state (the pending operations and their counts); the operations
 themselves live in ``trainer.tracking.send`` and the backlog in ``trainer.tracking.backlog``.
@@ -32,6 +38,8 @@ from collections.abc import Mapping
 
 from trainer import contract
 from trainer.tracking.backlog import append_backlog
+from trainer.tracking.journal import Journal
+from trainer.tracking.liveness import stamp
 from trainer.tracking.send import (
     MAX_METRICS_PER_BATCH,
     RUN_OPS,
@@ -74,6 +82,7 @@ class RunTracker:
         experiment: Experiment name (created if missing).
         backlog_dir: Where what could not be sent is kept (``contract.BACKLOG_FILE``).
         flush_interval_s: How often the background thread sends what is queued.
+        heartbeat_interval_s: How often the run's ``heartbeat_at`` tag is renewed.
 
     Raises:
         ValueError: the tracking URI is malformed or of an unsupported kind.
@@ -85,6 +94,7 @@ class RunTracker:
         experiment: str,
         backlog_dir: str | None = None,
         flush_interval_s: float = 2.0,
+        heartbeat_interval_s: float = contract.HEARTBEAT_INTERVAL_S,
     ):
         TrackingUri(tracking_uri)  # raises ValueError naming what is wrong
         for key, value in HTTP_DEFAULTS.items():
@@ -108,6 +118,17 @@ class RunTracker:
         self._opened = False
         self._finished = False
         self._previous_sigterm = None
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._beat_at = 0.0  # monotonic time of the last heartbeat sent
+        self._beats = False  # whether this tracker created (or took over) the run
+        self._journal: Journal | None = None  # with backlog_dir
+
+    @property
+    def journal_path(self) -> str | None:
+        """The journal file, when there is a ``backlog_dir``."""
+        if self.backlog_dir is None:
+            return None
+        return os.path.join(self.backlog_dir, contract.JOURNAL_FILE)
 
     @property
     def run_id(self) -> str | None:
@@ -128,6 +149,10 @@ class RunTracker:
     def _open(self, first_op: dict) -> None:
         self._sender = RunSender(None, self.tracking_uri)
         self._opened = True
+        self._beats = first_op["op"] == "create_run"
+        if self.backlog_dir is not None:
+            header = {"experiment": self.experiment, "tracking_uri": self.tracking_uri}
+            self._journal = Journal(self.backlog_dir, header)
         self._enqueue(first_op)
         self._install_handlers()
 
@@ -209,6 +234,8 @@ class RunTracker:
 
     def _enqueue(self, op: dict) -> None:
         with self._lock:
+            sync = op["op"] in ("metrics", "artifact")
+            op["_line"] = self._journal.write(op, sync) if self._journal else -1
             op["_failures_before"] = self._failures
             op["_tries"] = 0
             self._pending.append(op)
@@ -233,10 +260,9 @@ class RunTracker:
         with self._send_lock:
             while True:
                 with self._lock:
-                    if not self._pending:
-                        return True
-                    if self._blocked:
-                        return False
+                    if not self._pending or self._blocked:
+                        self._save_progress()
+                        return not self._pending
                 batch = self._next_batch(single)
                 op = batch[0]
                 if len(batch) > 1:
@@ -251,14 +277,19 @@ class RunTracker:
                         single = True
                         continue
                     if not self._on_error(batch[0], err):
+                        self._save_progress()
                         return False
                     continue
                 for queued in batch:
                     self._on_sent(queued)
+                if op["op"] in RUN_OPS:
+                    self._beat()
 
     def _on_sent(self, op: dict) -> None:
         with self._lock:
             self._pending.popleft()
+            if self._journal:
+                self._journal.sent(op["_line"])
             if self._failures > op["_failures_before"]:
                 if op["op"] == "metrics":
                     self._late[0] += len(op["metrics"])
@@ -291,6 +322,8 @@ class RunTracker:
         log.error("MLflow rejected %s: %s (kept in the backlog as rejected)", op["op"], err)
         with self._lock:
             self._pending.popleft()
+            if self._journal:
+                self._journal.sent(op["_line"])  # the backlog keeps it
             original = {k: v for k, v in op.items() if not k.startswith("_")}
             self._rejected.append({"op": "rejected", "error": str(err), "original": original})
         return True
@@ -301,9 +334,23 @@ class RunTracker:
             self._thread = threading.Thread(target=self._loop, name="mlflow-send", daemon=True)
             self._thread.start()
 
+    def _beat(self) -> None:
+        """Renews the run's ``heartbeat_at`` tag (not journaled: only its latest value counts)."""
+        if not self._beats or self._sender is None or self._sender.run_id is None:
+            return
+        self._beat_at = time.monotonic()
+        now = stamp()
+        try:
+            with self._send_lock:
+                self._sender.send({"op": "tags", "tags": {contract.TAG_HEARTBEAT: now}})
+        except Exception as err:  # noqa: BLE001 - an outage: the next beat tries again
+            log.debug("heartbeat not sent: %s", err)
+
     def _loop(self) -> None:
         backoff = 0.0
         while not self._stop.wait(backoff or self.flush_interval_s):
+            if time.monotonic() - self._beat_at >= self.heartbeat_interval_s and not backoff:
+                self._beat()
             if self._pump():
                 if backoff:
                     log.warning("MLflow answers again; everything held has been sent.")
@@ -355,6 +402,16 @@ class RunTracker:
         if sent:
             self._pump()
         self._write_backlog()
+        self._close_journal()
+
+    def _save_progress(self) -> None:
+        if self._journal:
+            self._journal.save_progress(self.run_id)
+
+    def _close_journal(self) -> None:
+        if self._journal:
+            self._journal.close(self.run_id)
+            self._journal = None
 
     def _write_backlog(self) -> None:
         with self._lock:

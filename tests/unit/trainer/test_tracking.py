@@ -131,7 +131,7 @@ def test_an_unfinished_replay_goes_on_where_it_stopped(store, tmp_path):
         {"run_id": run_id, "tracking_uri": store},
         [{"op": "metrics", "metrics": [["m", float(i), 1000 + i, i]]} for i in range(5)],
     )
-    tracking_backlog._save_progress(str(backlog), 3, run_id)  # lines 0-2 went out before
+    tracking_backlog.save_progress(str(backlog), 3, run_id)  # lines 0-2 went out before
 
     result = tracking_backlog.replay(str(backlog))
 
