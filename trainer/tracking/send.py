@@ -162,10 +162,15 @@ class RunSender:
             process is creating) is retried like any other outage.
         tracking_uri: The store (named in error messages, picks a new experiment's artifacts).
         run_id: The run, when it exists already (else a ``create_run``/``resume`` op sets it).
+        keep_status: A ``create_run`` that finds its run leaves the run's status as it is (a
+            replay); else it sets the run RUNNING again (a step taking the run over).
     """
 
-    def __init__(self, client, tracking_uri: str, run_id: str | None = None):
+    def __init__(
+        self, client, tracking_uri: str, run_id: str | None = None, keep_status: bool = False
+    ):
         self._client = client
+        self.keep_status = keep_status
         self.tracking_uri = tracking_uri
         self.run_id = run_id
         self.experiment_id: str | None = None
@@ -196,6 +201,9 @@ class RunSender:
 
     def _send_create_run(self, op: dict, careful: bool) -> None:
         from mlflow.entities import RunTag, ViewType
+        from mlflow.exceptions import MlflowException
+
+        from trainer.tracking.liveness import stamp
 
         self.experiment_id = get_or_create_experiment(
             self.client, op["experiment"], self.tracking_uri
@@ -210,8 +218,20 @@ class RunSender:
         if found:
             self.run_id = found[0].info.run_id
             self.reused = True
-            self.client.update_run(self.run_id, status=contract.STATUS_RUNNING)
+            if self.keep_status:  # a replay: the run's status and liveness stay as they were
+                self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+                return
+            # Taking the run over: heard from now before it is RUNNING again (so a report
+            # ending silent runs meanwhile leaves it alone), then no longer lost.
+            tags[contract.TAG_HEARTBEAT] = stamp()
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.client.update_run(self.run_id, status=contract.STATUS_RUNNING)
+            if contract.TAG_LOST in found[0].data.tags:
+                try:
+                    self.client.delete_tag(self.run_id, contract.TAG_LOST)
+                except MlflowException as err:
+                    if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # else: another took it over
+                        raise
             return
         run = self.client.create_run(self.experiment_id, run_name=op.get("run_name"), tags=tags)
         self.run_id = run.info.run_id
