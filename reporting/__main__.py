@@ -10,6 +10,23 @@ from collections.abc import Sequence
 from trainer import contract
 
 
+def _lost_options(p: argparse.ArgumentParser) -> None:
+    """Lost runs: RUNNING runs whose heartbeat stopped (their process died)."""
+    p.add_argument(
+        "--lost-after-minutes",
+        type=float,
+        default=contract.LOST_AFTER_S / 60,
+        metavar="MIN",
+        help="A RUNNING run without a heartbeat for longer is lost (default: %(default)g)",
+    )
+    p.add_argument(
+        "--end-lost",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="End lost runs FAILED in MLflow (--no-end-lost: read only, still shown as lost)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m reporting",
@@ -62,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="Exit non-zero (after writing a page saying so) when MLflow is unreachable",
     )
+    _lost_options(p)
     return p
 
 
@@ -80,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             f"--detail-runs: expected 0 (every run) or a positive count, got {args.detail_runs}"
         )
+    if not args.lost_after_minutes > 0:
+        parser.error(f"--lost-after-minutes: expected minutes > 0, got {args.lost_after_minutes}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from reporting.build import ReportUnreachableError, write_report
 
@@ -97,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             highlight_run_id=args.highlight_run,
             highlight_pipeline_job=args.highlight_job,
             detail_runs=args.detail_runs,
+            end_lost=args.end_lost,
+            lost_after_s=args.lost_after_minutes * 60,
         )
     except ReportUnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr)

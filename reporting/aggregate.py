@@ -118,6 +118,7 @@ class DashboardStats:
     failed_runs: list[RunRecord] = dataclasses.field(default_factory=list)
     degraded_runs: list[RunRecord] = dataclasses.field(default_factory=list)
     job: JobStats | None = None
+    lost: int = 0
 
 
 def job_stats(runs: Sequence[RunRecord], job: str) -> JobStats | None:
@@ -140,13 +141,15 @@ def dashboard(
 
     The headline metric's best and mean are over runs that logged it finite; the failed and
     the tracking-degraded runs come newest first; ``pipeline_job``'s runs are counted apart.
+    A lost run counts as failed, ended or not (it will never finish).
     """
     by_status = {
         s: 0 for s in (contract.STATUS_FINISHED, contract.STATUS_FAILED, contract.STATUS_RUNNING)
     }
     for run in runs:
-        if run.status in by_status:
-            by_status[run.status] += 1
+        status = contract.STATUS_FAILED if run.lost else run.status
+        if status in by_status:
+            by_status[status] += 1
     scored = [(metric_value(r, headline_metric), r) for r in runs]
     scored = [(v, r) for v, r in scored if v is not None]
     best_run = None
@@ -167,6 +170,7 @@ def dashboard(
         failed_runs=latest_runs([r for r in runs if r.failed], len(runs)),
         degraded_runs=latest_runs([r for r in runs if r.degraded], len(runs)),
         job=job_stats(runs, pipeline_job),
+        lost=sum(1 for r in runs if r.lost),
     )
 
 

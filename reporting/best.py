@@ -35,14 +35,24 @@ class BestRun:
 
 
 def best_run(
-    tracking_uri: str, experiment: str, rank_metric: str, pipeline_job: str = ""
+    tracking_uri: str,
+    experiment: str,
+    rank_metric: str,
+    pipeline_job: str = "",
+    end_lost: bool = True,
+    lost_after_s: float = contract.LOST_AFTER_S,
 ) -> BestRun:
     """The finished run of ``pipeline_job`` (every run when empty) ranked first by the metric.
+
+    With ``end_lost`` the experiment's lost runs (RUNNING, silent for over ``lost_after_s``)
+    are ended FAILED first, as the report ends them.
 
     Raises:
         NoFinishedRunError: no finished run carries the rank metric.
     """
-    data = ExperimentReader(tracking_uri).read(experiment)
+    data = ExperimentReader(tracking_uri).read(
+        experiment, end_lost=end_lost, lost_after_s=lost_after_s
+    )
     if not data.experiment_id:
         raise NoFinishedRunError(f"MLflow experiment {experiment!r} does not exist")
     finished = [

@@ -108,6 +108,8 @@ def write_report(
     highlight_run_id: str = "",
     detail_runs: int = contract.DEFAULT_DETAIL_RUNS,
     highlight_pipeline_job: str = "",
+    end_lost: bool = True,
+    lost_after_s: float = contract.LOST_AFTER_S,
     _history_fetcher: HistoryFetcher | None = None,
 ) -> ReportResult:
     """Query an MLflow experiment and write the report's HTML views, Markdown and metrics.
@@ -130,6 +132,9 @@ def write_report(
         highlight_pipeline_job: A pipeline job (tag ``contract.TAG_PIPELINE_JOB``) whose runs
             are marked as "this pipeline job's runs" in every view; the dashboard says how
             many it trained, finished and failed.
+        end_lost: End FAILED the lost runs (RUNNING, silent for over ``lost_after_s``: their
+            process died) before reading; else only show them as lost.
+        lost_after_s: Seconds without a heartbeat after which a RUNNING run is lost.
         _history_fetcher: Benchmark hook replacing the history fetch strategy.
 
     Returns:
@@ -158,6 +163,8 @@ def write_report(
             highlight_run_id=highlight_run_id,
             highlight_pipeline_job=highlight_pipeline_job,
             history_fetcher=_history_fetcher,
+            end_lost=end_lost,
+            lost_after_s=lost_after_s,
         )
     except TrackingUnreachableError as exc:
         result = _unreachable(out, tracking_uri, experiment, str(exc))

@@ -13,6 +13,7 @@ which makes as few round trips as the store allows:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterable
@@ -23,7 +24,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from reporting.histories import HistoryFetcher, fetch_histories, host_creds
-from reporting.records import ExperimentData, RunRecord, as_json, records_from_json
+from reporting.records import (
+    ExperimentData,
+    RunRecord,
+    as_json,
+    mark_ended,
+    mark_lost,
+    records_from_json,
+)
 from trainer import contract, tracking
 from trainer.tracking import TrackingUri
 
@@ -178,8 +186,19 @@ class ExperimentReader:
         self._fetched: set[tuple[str, str]] = set()
         self.fetch_s = 0.0
 
-    def read(self, experiment: str) -> ExperimentData:
+    def read(
+        self,
+        experiment: str,
+        *,
+        end_lost: bool = False,
+        lost_after_s: float = contract.LOST_AFTER_S,
+    ) -> ExperimentData:
         """Every active run of ``experiment``, newest first, without histories.
+
+        RUNNING runs silent for over ``lost_after_s`` (no heartbeat, see
+        ``tracking.lost_since``) come back marked lost; with ``end_lost`` they are also ended
+        FAILED in MLflow (``tracking.end_lost_runs``) and come back as ended. Nothing is asked
+        of MLflow beyond the read unless some run is lost.
 
         Raises:
             TrackingUnreachableError: MLflow did not answer.
@@ -202,13 +221,47 @@ class ExperimentReader:
         log.info(
             "Read %d runs of %r in %.2fs", len(runs), experiment, time.perf_counter() - started
         )
-        notes = []
+        notes = self._lost(experiment_id, runs, end_lost, lost_after_s)
         if skipped:
             shown = "; ".join(skipped[:5]) + (
                 f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
             )
             notes.append(f"{len(skipped)} runs could not be read and are left out: {shown}")
         return ExperimentData(experiment_id, runs, keys, "", notes=notes)
+
+    def _lost(
+        self, experiment_id: str, runs: list[RunRecord], end: bool, lost_after_s: float
+    ) -> list[str]:
+        """Marks the lost runs, ends them if asked; returns what the report says of them."""
+        now = dt.datetime.now(dt.UTC)
+        lost = {r.run_id: r for r in mark_lost(runs, lost_after_s, now)}
+        if not lost:
+            return []
+        ended = 0
+        if end:
+            for run in tracking.end_lost_runs(self.client, [experiment_id], lost_after_s, now):
+                if run.run_id in lost:
+                    mark_ended(lost[run.run_id], run)
+                    ended += 1
+        limit = f"{lost_after_s / 60:g} min"
+        notes = []
+        if ended:
+            notes.append(
+                f"{ended} runs had sent no sign of life for over {limit} (their process died "
+                "without ending them): ended FAILED now, tagged lost."
+            )
+        if len(lost) > ended:
+            why = (
+                "this report only reads"
+                if not end
+                else "not ended by this report (ended by another, or MLflow did not answer: "
+                "see its log)"
+            )
+            notes.append(
+                f"{len(lost) - ended} RUNNING runs have sent no sign of life for over {limit} "
+                f"and are shown as lost; {why}."
+            )
+        return notes
 
     def fill_histories(
         self, data: ExperimentData, runs: Iterable[RunRecord], keys: Iterable[str]

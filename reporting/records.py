@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import math
 import sys
 from collections.abc import Iterable
 from typing import Any
 
-from trainer import contract
+from trainer import contract, tracking
 
 History = dict[str, list[tuple[int, float]]]
 
@@ -50,6 +51,9 @@ class RunRecord:
             Holds only the metrics fetched so far (see :meth:`ExperimentReader.fill_histories`).
         logged_history: History metrics this run logged (known from its latest metrics, before
             any history is fetched).
+        lost: When a lost run (its process died without ending it) was last heard from, in
+            ``tracking.stamp`` form; "" for a run that is not lost. From the ``lost`` tag of a
+            run ended FAILED as lost, or set by :func:`mark_lost` on a silent RUNNING run.
     """
 
     run_id: str
@@ -63,6 +67,7 @@ class RunRecord:
     metric_steps: dict[str, int]
     history: History = dataclasses.field(default_factory=dict)
     logged_history: tuple[str, ...] = ()
+    lost: str = ""
 
     @property
     def feature_config(self) -> str:
@@ -85,13 +90,19 @@ class RunRecord:
 
     @property
     def failed(self) -> bool:
-        """Whether the run ended FAILED or KILLED."""
-        return self.status in (contract.STATUS_FAILED, contract.STATUS_KILLED)
+        """Whether the run ended FAILED or KILLED, or is lost (ended or not)."""
+        return self.status in (contract.STATUS_FAILED, contract.STATUS_KILLED) or bool(self.lost)
 
     @property
     def failure_reason(self) -> str:
-        """Why the run failed, as the trainer tagged it ("" when it did not say)."""
-        return self.tags.get(contract.TAG_FAILURE_REASON, "")
+        """Why the run failed, as tagged ("" when nobody said); a lost run says it is lost."""
+        reason = self.tags.get(contract.TAG_FAILURE_REASON, "")
+        return reason or (tracking.lost_reason(self.lost) if self.lost else "")
+
+    @property
+    def shown_status(self) -> str:
+        """The status as the report words it: "lost", else MLflow's status in lower case."""
+        return "lost" if self.lost else self.status.lower()
 
     @property
     def degraded(self) -> str:
@@ -147,21 +158,25 @@ def record_from_json(run: dict[str, Any]) -> RunRecord:
     metrics = data.get("metrics", [])
     run_id = info.get("run_id") or info["run_uuid"]
     end_time = info.get("end_time")
+    status = info.get("status", contract.STATUS_RUNNING)
+    tags = {
+        t["key"]: t.get("value", "")
+        for t in data.get("tags", [])
+        if not t["key"].startswith("mlflow.")
+    }
     return RunRecord(
         run_id=run_id,
         name=info.get("run_name") or run_id[:8],
-        status=info.get("status", contract.STATUS_RUNNING),
+        status=status,
         start_time=int(info.get("start_time") or 0),
         end_time=int(end_time) if end_time else None,
         params={p["key"]: p.get("value", "") for p in data.get("params", [])},
-        tags={
-            t["key"]: t.get("value", "")
-            for t in data.get("tags", [])
-            if not t["key"].startswith("mlflow.")
-        },
+        tags=tags,
         # JSON carries NaN and infinities as the strings "NaN" / "Infinity"; float() reads both.
         metrics={m["key"]: metric_float(m.get("value", "NaN")) for m in metrics},
         metric_steps={m["key"]: int(m.get("step", 0)) for m in metrics},
+        # A run taken over since it was ended as lost may still carry the tag for a moment.
+        lost=tags.get(contract.TAG_LOST, "") if status == contract.STATUS_FAILED else "",
     )
 
 
@@ -181,6 +196,24 @@ def records_from_json(runs: Iterable[dict[str, Any]], skipped: list[str]) -> lis
             log.warning("Leaving out run %s: %s: %s", run_id, type(exc).__name__, exc)
             skipped.append(f"{run_id} ({type(exc).__name__}: {exc})")
     return records
+
+
+def mark_lost(runs: Iterable[RunRecord], lost_after_s: float, now: dt.datetime) -> list[RunRecord]:
+    """Marks each RUNNING run silent for over ``lost_after_s`` as lost; returns those runs."""
+    marked = []
+    for run in runs:
+        heard = tracking.lost_since(run.status, run.tags, run.start_time, lost_after_s, now)
+        if heard is not None:
+            run.lost = tracking.stamp(heard)
+            marked.append(run)
+    return marked
+
+
+def mark_ended(run: RunRecord, ended: tracking.LostRun) -> None:
+    """Makes ``run`` what ``tracking.end_lost_runs`` made of it in MLflow: FAILED, tagged lost."""
+    run.status, run.end_time, run.lost = contract.STATUS_FAILED, ended.end_time, ended.last_heard
+    run.tags[contract.TAG_LOST] = ended.last_heard
+    run.tags[contract.TAG_FAILURE_REASON] = ended.reason
 
 
 def as_json(run: Any) -> dict[str, Any]:

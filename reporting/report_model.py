@@ -175,11 +175,14 @@ def read_model(
     highlight_run_id: str = "",
     highlight_pipeline_job: str = "",
     history_fetcher: HistoryFetcher | None = None,
+    end_lost: bool = False,
+    lost_after_s: float = contract.LOST_AFTER_S,
 ) -> tuple[ReportModel, float]:
     """Read the experiment and build the view model.
 
     Every run's overview curves are fetched; the full set of history metrics only for the
     ``detail_runs`` best runs and the compared ones. Histories that fail midway become a note.
+    Lost runs are shown as lost and, with ``end_lost``, ended (``ExperimentReader.read``).
 
     Returns:
         (the model, seconds spent reading from MLflow).
@@ -189,7 +192,7 @@ def read_model(
     """
     rank = RankMetric.of(rank_metric)
     reader = ExperimentReader(tracking_uri, history_fetcher)
-    data = reader.read(experiment)
+    data = reader.read(experiment, end_lost=end_lost, lost_after_s=lost_after_s)
     history_error = _fill_histories(reader, data, data.runs, overview_keys(rank))
     rows = aggregate.leaderboard(data.runs, rank)
     by_id = {r.run_id: r for r in data.runs}

@@ -56,6 +56,8 @@ def kfp_metrics(model: ReportModel) -> dict[str, float]:
         "degraded_runs": float(len(stats.degraded_runs)),
         "mlflow_reachable": 1.0,
     }
+    if stats.lost:
+        out["lost_runs"] = float(stats.lost)
     if stats.job is not None:
         out["job_runs"] = float(stats.job.total)
         out["job_finished_runs"] = float(stats.job.finished)
@@ -121,7 +123,7 @@ def _job_lines(model: ReportModel) -> list[str]:
         for run in stats.failed_runs[:MARKDOWN_TOP]:
             why = md_text(run.failure_reason, 160) if run.failure_reason else "no reason logged"
             mine = " (this job)" if model.this_job(run) else ""
-            lines.append(f"- {md_text(run.name, 80)}{mine}: {run.status.lower()}, {why}")
+            lines.append(f"- {md_text(run.name, 80)}{mine}: {run.shown_status}, {why}")
         if len(stats.failed_runs) > MARKDOWN_TOP:
             lines.append(f"- \u2026and {len(stats.failed_runs) - MARKDOWN_TOP} more")
         lines.append("")
@@ -137,11 +139,12 @@ def _job_lines(model: ReportModel) -> list[str]:
 def markdown(model: ReportModel) -> str:
     """The KFP Markdown summary: counts, the best run and the top runs as a table."""
     stats, rank = model.stats, model.rank
+    lost = f" ({stats.lost} lost)" if stats.lost else ""
     lines = [
         f"# {md_escape(short_text(model.experiment))}: experiment report",
         "",
         (
-            f"**{stats.total}** runs: {stats.finished} finished, {stats.failed} failed, "
+            f"**{stats.total}** runs: {stats.finished} finished, {stats.failed} failed{lost}, "
             f"{stats.running} running. Ranked by **{md_escape(short_text(rank.name))}** "
             f"({rank.direction_word} is better)."
         ),

@@ -184,6 +184,9 @@ def sweep(client: MlflowClient, experiment_id: str, tracking_uri: str) -> dict[s
         mc="mc_small",
         status="RUNNING",
         start_time=base + 11_000,
+        # A live run: its tracker's heartbeat, far ahead so that it never goes stale however
+        # long a session keeps this store (a stale one would be ended as lost by the report).
+        tags={contract.TAG_HEARTBEAT: "2999-01-01T00:00:00Z"},
     )
     ids["evil"] = log_run(
         client,
@@ -227,3 +230,39 @@ def log_retried_run(tracking_uri: str, experiment: str = "retried") -> str:
 
 
 LogRun = Callable[..., str]
+
+
+LOST_HEARTBEAT = "2020-01-01T00:00:00Z"
+LOST_START = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+def log_lost_runs(client: MlflowClient, experiment_id: str) -> dict[str, str]:
+    """Runs a killed process left RUNNING (one with a heartbeat, one that never sent any), a
+    live run and a finished one; their start times and the old heartbeat are fixed.
+
+    Returns:
+        Run name -> run id.
+    """
+    from trainer import tracking
+
+    old = {contract.TAG_HEARTBEAT: LOST_HEARTBEAT}
+    recall = {10: 0.1, 50: 0.2, 100: 0.3}
+    return {
+        "oom-killed": log_run(
+            client, experiment_id, "oom-killed", status="RUNNING", tags=old, start_time=LOST_START
+        ),
+        "never-beat": log_run(
+            client, experiment_id, "never-beat", status="RUNNING", start_time=LOST_START
+        ),
+        "alive": log_run(
+            client,
+            experiment_id,
+            "alive",
+            status="RUNNING",
+            tags={contract.TAG_HEARTBEAT: tracking.stamp()},
+            start_time=LOST_START,
+        ),  # fmt: skip
+        "done": log_run(
+            client, experiment_id, "done", tags=old, test_recall=recall, start_time=LOST_START
+        ),
+    }

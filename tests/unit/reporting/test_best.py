@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from reporting import aggregate, best
 from reporting.metric import RankMetric
 from reporting.query import ExperimentReader
-from tests.unit.reporting.mlflow_runs import log_run
+from tests.unit.reporting.mlflow_runs import log_lost_runs, log_run
 from trainer import contract
 
 RANK = contract.test_recall_key(100)
@@ -51,3 +51,19 @@ def test_best_run_of_the_experiment_and_when_none_qualifies(tracking_uri):
         best.best_run(tracking_uri, "best-test", "no_such_metric", pipeline_job="job-1")
     with pytest.raises(best.NoFinishedRunError, match="does not exist"):
         best.best_run(tracking_uri, "missing", RANK)
+
+
+@pytest.mark.parametrize("end_lost", [True, False])
+def test_the_best_model_step_ends_the_experiments_lost_runs_first(tracking_uri, end_lost):
+    client = MlflowClient(tracking_uri)
+    eid = client.create_experiment("best-test")
+    ids = log_lost_runs(client, eid)
+    chosen = best.best_run(tracking_uri, "best-test", RANK, end_lost=end_lost)
+    assert chosen.run_id == ids["done"]
+    lost = client.get_run(ids["oom-killed"])
+    if end_lost:
+        assert lost.info.status == contract.STATUS_FAILED
+        assert lost.data.tags[contract.TAG_FAILURE_REASON].startswith("lost: no heartbeat since")
+    else:
+        assert lost.info.status == contract.STATUS_RUNNING
+    assert client.get_run(ids["alive"]).info.status == contract.STATUS_RUNNING

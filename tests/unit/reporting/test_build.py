@@ -9,7 +9,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from reporting.build import write_report
-from tests.unit.reporting.mlflow_runs import log_run, standard_history
+from tests.unit.reporting.mlflow_runs import (
+    EVIL,
+    LOST_HEARTBEAT,
+    log_lost_runs,
+    log_run,
+    standard_history,
+)
 from trainer import contract
 
 EXPERIMENT = "sweep-report"
@@ -152,3 +158,52 @@ def test_the_command_line_marks_a_pipeline_job(sweep, tmp_path, capsys):
     assert rc == 0
     assert "trained **4** runs: 2 finished, 2 failed" in capsys.readouterr().out
     assert re.search(r'id="job-total">4<', (tmp_path / "dashboard.html").read_text())
+
+
+def _status_cell(page: str, name: str) -> str:
+    row = page[page.index(f"<bdi>{name}</bdi>") :]
+    return row[: row.index("</tr>")]
+
+
+LOST_CELL = (
+    '<span class="badge FAILED lost" title="No heartbeat since {0}: its process died without '
+    'ending the run">lost</span> <span class="muted heard">last heard <bdi>{0}</bdi></span>'
+)
+
+
+@pytest.mark.parametrize("end_lost", [True, False])
+def test_lost_runs_are_shown_lost_with_when_they_were_last_heard_from(
+    tracking_uri, tmp_path, end_lost
+):
+    client = MlflowClient(tracking_uri)
+    eid = client.create_experiment("lost")
+    ids = log_lost_runs(client, eid)
+    result = write_report(tracking_uri, "lost", str(tmp_path), end_lost=end_lost)
+    leaderboard = _page(result, contract.VIEW_LEADERBOARD)
+    dashboard = _page(result, contract.VIEW_DASHBOARD)
+    for name, heard in (("oom-killed", LOST_HEARTBEAT), ("never-beat", "2023-11-14T22:13:20Z")):
+        assert LOST_CELL.format(heard) in _status_cell(leaderboard, name)
+        assert f"lost: no heartbeat since {heard}" in _status_cell(leaderboard, name)
+        failed = dashboard[dashboard.index('id="failed-table"') :]
+        assert name in failed[: failed.index("</table>")]
+        status = client.get_run(ids[name]).info.status
+        assert status == (contract.STATUS_FAILED if end_lost else contract.STATUS_RUNNING)
+    assert '<span class="badge RUNNING">running</span>' in _status_cell(leaderboard, "alive")
+    # Counted as failed, not as running; said in the card, the summary and the metrics.
+    assert re.search(r'id="stat-failed">2<', dashboard) and "2 lost" in dashboard
+    assert "1 still running" in dashboard
+    assert "**4** runs: 1 finished, 2 failed (2 lost), 1 running." in result.markdown
+    assert ": lost, \u2068lost: no heartbeat since" in result.markdown
+    assert result.metrics["lost_runs"] == 2.0 and result.metrics["failed_runs"] == 2.0
+    note = "ended FAILED now, tagged lost" if end_lost else "this report only reads"
+    assert note in dashboard
+
+
+def test_a_lost_tag_is_escaped_like_everything_from_mlflow(tracking_uri, tmp_path):
+    client = MlflowClient(tracking_uri)
+    eid = client.create_experiment("lost")
+    log_run(client, eid, "tampered", status=contract.STATUS_FAILED, tags={contract.TAG_LOST: EVIL})
+    page = _page(write_report(tracking_uri, "lost", str(tmp_path)), contract.VIEW_LEADERBOARD)
+    cell = _status_cell(page, "tampered")
+    assert "<script>" not in cell and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in cell
+    assert "lost: no heartbeat since &lt;script&gt;" in cell  # no reason tag: the lost one

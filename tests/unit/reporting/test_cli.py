@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from reporting.__main__ import main
+from tests.unit.reporting.mlflow_runs import log_lost_runs
 from trainer import contract
 
 REPO = Path(__file__).resolve().parents[3]
@@ -82,3 +84,23 @@ def test_cli_detail_runs_sets_how_many_runs_get_their_own_chart(sweep_store, tmp
     with pytest.raises(SystemExit) as exc:
         main(["--tracking-uri", "x", "--experiment", "e", "--out", "o", "--detail-runs", "-1"])
     assert exc.value.code == 2 and "--detail-runs" in capsys.readouterr().err
+
+
+def test_cli_ends_lost_runs_unless_told_to_only_read(tracking_uri, tmp_path, capsys):
+    client = MlflowClient(tracking_uri)
+    ids = log_lost_runs(client, client.create_experiment("lost"))
+    args = ["--tracking-uri", tracking_uri, "--experiment", "lost", "--out", str(tmp_path)]
+
+    def status() -> str:
+        return client.get_run(ids["oom-killed"]).info.status
+
+    assert main([*args, "--no-end-lost"]) == 0 and status() == contract.STATUS_RUNNING
+    assert "failed (2 lost)" in capsys.readouterr().out
+    assert "badge FAILED lost" in (tmp_path / "leaderboard.html").read_text(encoding="utf-8")
+    # Silent for years, but not longer than a limit of 10^9 minutes: not lost, not ended.
+    assert main([*args, "--lost-after-minutes", "1e9"]) == 0 and status() == contract.STATUS_RUNNING
+    assert "0 failed, 3 running" in capsys.readouterr().out
+    assert main(args) == 0 and status() == contract.STATUS_FAILED
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--lost-after-minutes", "0"])
+    assert exc.value.code == 2 and "--lost-after-minutes" in capsys.readouterr().err

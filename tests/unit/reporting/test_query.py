@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from reporting import histories, query
-from tests.unit.reporting.mlflow_runs import EVIL
+from tests.unit.reporting.mlflow_runs import EVIL, LOST_HEARTBEAT, log_lost_runs
 from trainer import contract
 
 EXPERIMENT = "reporting-test"
@@ -142,3 +143,50 @@ def test_report_fetches_every_history_only_for_runs_shown_in_detail(sweep_store,
     table = page[page.index('id="more-history"') :]
     row = next(r for r in table.split("<tr>") if ">ids-small-s1<" in r)
     assert 'data-v="0.04"' in row and '<td class="num">3</td>' in row  # 3 epochs
+
+
+def test_reader_shows_silent_running_runs_as_lost_and_ends_them_only_when_asked(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    ids = log_lost_runs(client, client.create_experiment("lost"))
+    read_only = query.ExperimentReader(tracking_uri).read("lost")
+    runs = {r.name: r for r in read_only.runs}
+    assert runs["oom-killed"].lost == LOST_HEARTBEAT
+    assert runs["never-beat"].lost == "2023-11-14T22:13:20Z"  # its start time
+    assert runs["alive"].lost == runs["done"].lost == ""
+    assert runs["oom-killed"].status == contract.STATUS_RUNNING and runs["oom-killed"].failed
+    assert runs["oom-killed"].failure_reason.startswith(
+        f"lost: no heartbeat since {LOST_HEARTBEAT};"
+    )
+    assert [n for n in read_only.notes if "shown as lost; this report only reads" in n]
+    assert client.get_run(ids["oom-killed"]).info.status == contract.STATUS_RUNNING
+    # A longer limit: nobody is lost.
+    patient = query.ExperimentReader(tracking_uri).read("lost", lost_after_s=1e12)
+    assert not any(r.lost for r in patient.runs) and patient.notes == []
+
+    ended = query.ExperimentReader(tracking_uri).read("lost", end_lost=True)
+    assert [n for n in ended.notes if n.startswith("2 runs had sent no sign of life for over 15")]
+    for name in ("oom-killed", "never-beat"):
+        mlflow_run = client.get_run(ids[name])
+        assert mlflow_run.info.status == contract.STATUS_FAILED
+        assert mlflow_run.data.tags[contract.TAG_LOST] == runs[name].lost
+    assert client.get_run(ids["alive"]).info.status == contract.STATUS_RUNNING
+    # The records say what MLflow now holds: read again, the same runs, nothing more to end.
+    again = query.ExperimentReader(tracking_uri).read("lost", end_lost=True)
+    assert again.notes == []
+    assert [dataclasses.asdict(r) for r in again.runs] == [
+        dataclasses.asdict(r) for r in ended.runs
+    ]
+    reason = {r.name: r.failure_reason for r in again.runs}["oom-killed"]
+    assert reason.startswith(f"lost: no heartbeat since {LOST_HEARTBEAT} (") and "min); " in reason
+
+
+def test_a_run_taken_over_after_it_was_ended_is_not_lost(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    ids = log_lost_runs(client, client.create_experiment("lost"))
+    query.ExperimentReader(tracking_uri).read("lost", end_lost=True)
+    # The retried step sets it RUNNING and beats before it clears the tag: not lost meanwhile.
+    client.set_tag(ids["oom-killed"], contract.TAG_HEARTBEAT, "2999-01-01T00:00:00Z")
+    client.update_run(ids["oom-killed"], status=contract.STATUS_RUNNING)
+    runs = {r.name: r for r in query.ExperimentReader(tracking_uri).read("lost").runs}
+    assert runs["oom-killed"].lost == "" and runs["oom-killed"].shown_status == "running"
+    assert runs["never-beat"].lost and runs["never-beat"].shown_status == "lost"
