@@ -19,6 +19,7 @@ import bench
 
 # name -> module with a ``main()``; add a line per benchmark.
 BENCHMARKS: dict[str, str] = {
+    "bootstrap": "bench.bootstrap_bench",
     "ingest": "bench.ingest_bench",
     "report": "bench.report_bench",
     "report-pages": "bench.report_pages",

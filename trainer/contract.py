@@ -5,7 +5,8 @@ metrics a run carries (and which way each metric improves), the canonical column
 their types, the file names of each step's output folder, and the report's views and
 defaults. ``components/``, ``pipelines/``, ``trainer/`` and ``reporting/`` import it; it
 imports only the standard library, so compiling a pipeline or installing only the reporting
-part still can.
+part still can. Over 400 lines on purpose: one home for every shared name is the point, and
+splitting it would give a name two places to be looked for.
 """
 
 from __future__ import annotations
@@ -121,6 +122,61 @@ def per_buyer_columns() -> tuple[str, ...]:
     return tuple(out)
 
 
+# --- Uncertainty: a paired bootstrap over the per-buyer rows (trainer/retrieval/bootstrap.py)
+
+# Buyers are resampled with replacement, the same draws for every scorer (paired); inside a
+# resample recall is micro-averaged over pairs. Intervals are percentile intervals at
+# BOOTSTRAP_CONFIDENCE. A lift's verdict tests "lift = 0" two-sided at 1 - BOOTSTRAP_CONFIDENCE
+# with the p-values of every (baseline, k) of a run Holm-corrected together.
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_CONFIDENCE = 0.95
+VERDICT_BEATS = "beats"  # the lift is above zero after the Holm correction
+VERDICT_TIED = "tied"
+VERDICT_WORSE = "worse"  # the lift is below zero after the Holm correction
+# How the intervals and verdicts of a run were made (resamples, seed, level, family).
+TAG_BOOTSTRAP = "bootstrap"
+
+
+def chosen_val_recall_key(k: int) -> str:
+    """Validation recall of the model chosen on validation, as served (per-buyer val rows).
+
+    The best epoch's ``best_val_recall_at_<k>``, with the calibration's scale when
+    ``training.calibrate_repurchase`` chose one (then ``calibrated_val_recall_at_<k>``).
+    """
+    return f"chosen_val_recall_at_{k}"
+
+
+def ci_low_key(metric: str) -> str:
+    """Lower end of a metric's bootstrap interval: ``test_recall_at_100_ci_low``."""
+    return f"{metric}_ci_low"
+
+
+def ci_high_key(metric: str) -> str:
+    """Upper end of a metric's bootstrap interval: ``test_recall_at_100_ci_high``."""
+    return f"{metric}_ci_high"
+
+
+def lift_key(baseline: str, k: int) -> str:
+    """Test recall@k of the model minus the baseline's (absolute lift)."""
+    return f"lift_vs_{baseline}_at_{k}"
+
+
+def relative_lift_key(baseline: str, k: int) -> str:
+    """Test recall@k of the model over the baseline's, minus one (relative lift)."""
+    return f"relative_lift_vs_{baseline}_at_{k}"
+
+
+def lift_p_holm_key(baseline: str, k: int) -> str:
+    """Holm-adjusted bootstrap p-value of "lift = 0" (over every baseline and k of the run)."""
+    return f"lift_vs_{baseline}_at_{k}_p_holm"
+
+
+def verdict_tag(baseline: str, k: int | None = None) -> str:
+    """Tag holding beats / tied / worse against a baseline: at k, or (no k) at max(RECALL_KS)."""
+    return f"verdict_vs_{baseline}" if k is None else f"verdict_vs_{baseline}_at_{k}"
+
+
 def final_key(metric: str) -> str:
     """Last-epoch value of a history metric."""
     return f"{_FINAL_PREFIX}{metric}"
@@ -159,9 +215,13 @@ def metric_direction(metric: str) -> str | None:
     name = metric.lower()
     if name in (BEST_EPOCH, TEST_PAIRS, TEST_BUYERS, METRIC_EPOCH_SECONDS):
         return None
+    if name.endswith("_p_holm"):  # a p-value: no better or worse
+        return None
     parts = set(name.replace("@", "_").split("_"))
     if parts & {"loss", "error", "rmse", "mae", "mse"}:
         return LOWER
+    if "lift" in parts:
+        return HIGHER
     if parts & {"recall", "precision", "accuracy", "auc", "ndcg", "mrr", "f1", "hitrate", "hits"}:
         return HIGHER
     return None

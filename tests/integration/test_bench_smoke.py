@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 # Each benchmark of the registry and a line it prints with its figures.
 FIGURES = {
+    "bootstrap": r"^\| 500 \| [\d.]+ \| [\d.]+ \| < 1 s: (met|missed) \|$",
     "ingest": r"^\| 1x \| [\d,]+ \| chunked \| [\d,]+ \| [\d.]+ \|$",
     "report": r"^\| HTTP requests \| \d+ \| \d+ \| [\d.]+x \|$",
     "report-pages": r"^report\s+\d+ KiB$",

@@ -10,8 +10,9 @@ and the baselines never recommend them, and the own-history baseline is not logg
 Every figure comes from per-buyer rows (``trainer.retrieval.per_buyer``): for the test split
 (every model and baseline) and for the validation split (the model chosen on validation, which
 never saw it, and the baselines on train only). Both tables go to the output folder and to the
-run's artifacts (``evaluation/per_buyer_{test,val}.parquet``); the metrics go to the training
-run in MLflow and to a JSON file.
+run's artifacts (``evaluation/per_buyer_{test,val}.parquet``), and a paired bootstrap over
+their buyers gives the intervals, lifts and verdicts (``trainer.evaluate.uncertainty``); the
+metrics and tags go to the training run in MLflow and to a JSON file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 
 from trainer import config as cfg
 from trainer import contract, inputs, layout, retrieval, serving, tracking
+from trainer.evaluate import uncertainty
 from trainer.tracking import RunTracker, read_run_info
 
 log = logging.getLogger(__name__)
@@ -197,7 +199,7 @@ def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = 
     A tracking outage is not the evaluation's failure: what is still unsent stays in the
     backlog (``python -m trainer replay`` sends it later) and the step goes on.
     """
-    if not run_info.get("backlog") or not os.path.exists(run_info["backlog"]):
+    if not tracking.unsent_lines(model_dir):  # its backlog, or its journal if it was killed
         return
     try:
         result = tracking.replay(model_dir, tracking_uri)
@@ -244,6 +246,9 @@ def run_evaluation(
     test_rows, eval_set = rows_on_test(model_dir, config, data, output_dir)
     val_rows = rows_on_validation(model_dir, config, data)
     results = metrics_on_test(test_rows, eval_set)
+    intervals, tags = uncertainty.intervals_on_test(test_rows)
+    results.update(intervals)
+    results.update(uncertainty.intervals_on_validation(val_rows))
     tables = write_per_buyer(output_dir, test_rows, val_rows)
 
     replay_training_backlog(model_dir, run_info, tracking_uri)
@@ -254,10 +259,11 @@ def run_evaluation(
     )
     tracker.resume(run_info["run_id"])
     tracker.log_metrics(results)
+    tracker.set_tags(tags)
     for path in tables:
         tracker.log_artifact(path, contract.EVALUATION_ARTIFACT_DIR)
     tracker.finish(contract.STATUS_FINISHED)
     with open(layout.metrics_path(output_dir), "w", encoding="utf-8") as f:
-        json.dump({"run_id": run_info["run_id"], "metrics": results}, f, indent=2)
+        json.dump({"run_id": run_info["run_id"], "metrics": results, "tags": tags}, f, indent=2)
     log.info("evaluate: %s", results)
     return results

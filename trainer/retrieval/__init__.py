@@ -4,10 +4,12 @@ The face of the wing: everything outside ``trainer.retrieval`` imports from here
 is the chunked exact top-k (NumPy and TensorFlow, the same tie rule) and seen-item masks;
 ``metrics`` builds the evaluation pairs and computes recall@k of a model's lists and of the
 baselines; ``per_buyer`` keeps each buyer's targets and hits at each k (repeat and new apart),
-the rows every interval and slice is computed from. NumPy and pandas only (the TensorFlow
-kernel imports TensorFlow when called).
+the rows every interval and slice is computed from; ``bootstrap`` resamples those buyers
+(paired across scorers) for intervals of recall and lift and Holm-corrected verdicts. NumPy and
+pandas only (the TensorFlow kernel imports TensorFlow when called).
 """
 
+from trainer.retrieval.bootstrap import BootstrapResult, Comparison, Estimate, paired_bootstrap
 from trainer.retrieval.metrics import (
     EvalSet,
     baseline_recalls,
@@ -31,6 +33,9 @@ from trainer.retrieval.topk import (
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "BootstrapResult",
+    "Comparison",
+    "Estimate",
     "EvalSet",
     "baseline_recalls",
     "baseline_top_k",
@@ -43,6 +48,7 @@ __all__ = [
     "exact_top_k_chunked",
     "mask_seen",
     "mask_seen_tf",
+    "paired_bootstrap",
     "per_buyer_rows",
     "recall_at_k",
     "recalls_of",

@@ -164,6 +164,19 @@ def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, 
     assert val_model[contract.hits_column(10)].sum() / val_model[contract.PAIRS].sum() == (
         pytest.approx(best_val)
     )
+    # Intervals, lifts and verdicts from the rows, on the run.
+    assert logged[contract.chosen_val_recall_key(10)] == pytest.approx(best_val)
+    key = contract.test_recall_key(10)
+    assert logged[contract.ci_low_key(key)] <= logged[key] <= logged[contract.ci_high_key(key)]
+    lift = contract.lift_key(contract.BASELINE_POPULAR, 10)
+    assert logged[lift] == pytest.approx(
+        metrics[key] - metrics[contract.baseline_recall_key(contract.BASELINE_POPULAR, 10)]
+    )
+    assert contract.ci_low_key(contract.relative_lift_key(contract.BASELINE_POPULAR, 10)) in logged
+    tags = client.get_run(result.run_id).data.tags
+    for baseline in (contract.BASELINE_POPULAR, contract.BASELINE_OWN_HISTORY):
+        assert tags[contract.verdict_tag(baseline)] in ("beats", "tied", "worse")
+    assert "resamples" in tags[contract.TAG_BOOTSTRAP]
 
 
 def test_every_transform_and_loss_option_trains_exports_and_evaluates(rich_prepared, tmp_path):
