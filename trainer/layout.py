@@ -67,6 +67,11 @@ def config_path(model_dir: str) -> str:
     return os.path.join(model_dir, contract.CONFIG_FILE)
 
 
+def checkpoint_path(model_dir: str, phase: str) -> str:
+    """Training's per-epoch checkpoints of one phase (``fit``, ``refit``) in a train folder."""
+    return os.path.join(model_dir, contract.CHECKPOINT_DIR, phase)
+
+
 def metrics_path(evaluate_dir: str) -> str:
     """The evaluate step's metrics (model and baselines)."""
     return os.path.join(evaluate_dir, contract.METRICS_FILE)

@@ -229,6 +229,8 @@ def export_serving_model(
         chunk=chunk,
         exclude_seen=exclude_seen,
     )
+    if tf.io.gfile.exists(path):  # what a killed attempt had half written
+        tf.io.gfile.rmtree(path)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
 

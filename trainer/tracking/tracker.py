@@ -213,11 +213,21 @@ class RunTracker:
         if self._opened and tags:
             self._enqueue({"op": "tags", "tags": {str(k): str(v) for k, v in tags.items()}})
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Queues metric points (NaN and infinities as they are); returns at once."""
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int = 0, timestamp_ms: int | None = None
+    ) -> None:
+        """Queues metric points (NaN and infinities as they are); returns at once.
+
+        Args:
+            metrics: Name to value.
+            step: The points' step.
+            timestamp_ms: The points' time (default: now). A point logged again with the same
+                step and time (a resumed training) is sent once: a taken-over run is sent to
+                carefully, skipping points it holds.
+        """
         if not self._opened or not metrics:
             return
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         points = [[str(k), float(v), now, int(step)] for k, v in metrics.items()]
         self._enqueue({"op": "metrics", "metrics": points})
 

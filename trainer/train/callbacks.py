@@ -12,6 +12,7 @@ import tf_keras as keras
 
 from trainer import contract, retrieval, serving
 from trainer.tracking import RunTracker
+from trainer.train import checkpoint
 from trainer.train.model import TwoTowerModel
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,41 @@ class ValidationRecall(keras.callbacks.Callback):
             logs[contract.val_recall_key(k)] = value
 
 
+EPOCH_METRICS = frozenset({*contract.history_metrics(), contract.METRIC_EPOCH_SECONDS})
+
+
+def log_checkpointed_epochs(
+    tracker: RunTracker,
+    history: dict[str, list[float]],
+    timestamps: list[int],
+    key: Callable[[str], str] = str,
+) -> None:
+    """Logs a checkpoint's epochs again with their first step and time.
+
+    A resumed training takes its run over, and a taken-over run is sent to carefully (points
+    it holds at that step and time are skipped): what the killed attempt logged stays once,
+    and an epoch checkpointed but killed before its points were logged is logged now.
+    """
+    for epoch, timestamp in enumerate(timestamps):
+        points = {
+            key(k): values[epoch]
+            for k, values in history.items()
+            if k in EPOCH_METRICS and epoch < len(values)
+        }
+        tracker.log_metrics(points, step=epoch + 1, timestamp_ms=timestamp)
+
+
 class EpochTracker(keras.callbacks.Callback):
     """Times each epoch, logs a line for it and queues its metrics for MLflow (step = epoch).
 
     ``epoch_seconds`` is the whole epoch (training, validation loss and validation recall);
     the steps/s in the log line count the training part only. Put it after the callbacks
-    that add metrics to the epoch's logs (and before the loss guard, so a failed epoch's
-    metrics are logged too). ``key`` names the metrics in MLflow (the refit logs
-    ``contract.refit_key`` names, so its epochs do not overwrite the first fit's).
+    that add metrics to the epoch's logs and after the early stopping (and before the loss
+    guard, so a failed epoch's metrics are logged too). ``key`` names the metrics in MLflow
+    (the refit logs ``contract.refit_key`` names, so its epochs do not overwrite the first
+    fit's). With a ``saver`` each epoch with a finite loss is checkpointed before its metrics
+    are logged, and a resumed training's checkpointed epochs are logged again at its start
+    with their first step and time (a taken-over run skips the points it holds).
     """
 
     def __init__(
@@ -130,11 +158,19 @@ class EpochTracker(keras.callbacks.Callback):
         steps_per_epoch: int,
         epochs: int,
         key: Callable[[str], str] = str,
+        saver: checkpoint.EpochSaver | None = None,
     ):
         super().__init__()
         self.tracker, self.steps_per_epoch, self.epochs = tracker, steps_per_epoch, epochs
-        self.key = key
+        self.key, self.saver = key, saver
         self._started = self._trained = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """After a resume: logs the checkpointed epochs again, as they were (sent once)."""
+        if self.saver is not None and self.saver.resumed is not None:
+            log_checkpointed_epochs(
+                self.tracker, self.saver.history, self.saver.timestamps, self.key
+            )
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Starts the epoch's clock."""
@@ -152,9 +188,14 @@ class EpochTracker(keras.callbacks.Callback):
         train_seconds = (self._trained if self._trained > self._started else now) - self._started
         logs = logs if logs is not None else {}
         logs[contract.METRIC_EPOCH_SECONDS] = seconds
-        names = {*contract.history_metrics(), contract.METRIC_EPOCH_SECONDS}
+        timestamp = int(time.time() * 1000)
+        loss = logs.get(contract.METRIC_LOSS)
+        if self.saver is not None and loss is not None and math.isfinite(float(loss)):
+            self.saver.save(self.model, epoch, logs, timestamp)
         self.tracker.log_metrics(
-            {self.key(k): v for k, v in logs.items() if k in names}, step=epoch + 1
+            {self.key(k): v for k, v in logs.items() if k in EPOCH_METRICS},
+            step=epoch + 1,
+            timestamp_ms=timestamp,
         )
         shown = ", ".join(f"{k}={logs[k]:.4f}" for k in contract.history_metrics() if k in logs)
         log.info(

@@ -11,6 +11,12 @@ recall as ``selected_test_recall_at_<k>``), then a fresh model is trained on tra
 the best epoch count, its repurchase part scaled by the same factor, and exported as the
 serving model: the exported, served and ``test_recall_at_<k>`` model is the refit one.
 A non-finite loss or any other error ends the run FAILED with the reason and fails the step.
+
+A killed or preempted training resumes: each epoch of the fit and of the refit is
+checkpointed in the model folder (trainer/train/checkpoint.py); the same step again (a retry
+with the same run key, or ``python -m trainer`` on the same work dir) first replays what the
+killed process had logged (its tracking journal), takes its MLflow run over and continues at
+the last whole epoch. The checkpoints are removed once the model is exported.
 """
 
 from __future__ import annotations
@@ -21,18 +27,36 @@ import logging
 import math
 import os
 import sys
+import uuid
 
 import numpy as np
 import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import config as cfg
-from trainer import contract, features, inputs, layout, serving, sweep
+from trainer import contract, features, inputs, layout, serving, sweep, tracking
 from trainer.tracking import RunTracker
-from trainer.train import calibration, callbacks
+from trainer.train import calibration, callbacks, checkpoint
 from trainer.train import model as model_lib
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resumable:
+    """Where a training's checkpoints go and what they must match to be resumed."""
+
+    model_dir: str
+    identity: str
+    run_key: str
+
+    def folder(self, phase: str) -> str:
+        """The checkpoint folder of a phase (``fit``, ``refit``)."""
+        return layout.checkpoint_path(self.model_dir, phase)
+
+    def load(self, phase: str) -> checkpoint.State | None:
+        """The phase's checkpoint state, when it is this training's."""
+        return checkpoint.load_state(self.folder(phase), self.identity)
 
 
 @dataclasses.dataclass
@@ -122,6 +146,27 @@ def run_tags(
     return tags
 
 
+def resume_from(
+    two_tower: model_lib.TwoTowerModel,
+    resumable: Resumable | None,
+    phase: str,
+    build_ds,
+    train_ds,
+) -> tuple[checkpoint.State | None, list | None]:
+    """The phase's checkpoint restored into the model (and the shuffles drawn), if any."""
+    state = resumable.load(phase) if resumable else None
+    if state is None:
+        return None, None
+    best_weights = checkpoint.restore(
+        two_tower,
+        resumable.folder(phase),
+        state,
+        build=lambda: two_tower.evaluate(build_ds.take(1), verbose=0),
+    )
+    checkpoint.skip_shuffles(train_ds, state.epochs_done)
+    return state, best_weights
+
+
 def fit(
     two_tower: model_lib.TwoTowerModel,
     tft_output: tft.TFTransformOutput,
@@ -129,28 +174,48 @@ def fit(
     data: inputs.TrainingData,
     training: cfg.Training,
     tracker: RunTracker,
+    resumable: Resumable | None = None,
 ) -> dict[str, list[float]]:
     """Fits the model; returns the per-epoch history with the best epoch's weights restored.
+
+    With ``resumable`` each epoch is checkpointed, and a checkpoint of this training found
+    there is resumed: the epochs it holds are not trained (nor logged) again.
 
     Raises:
         callbacks.NonFiniteLossError: the training loss became NaN or infinite.
     """
     steps_per_epoch = data.steps_per_epoch(training.batch_size)
+    train_ds, eval_ds = datasets
+    state, best_weights = resume_from(two_tower, resumable, "fit", eval_ds, train_ds)
     # Keeps the best epoch's weights (by validation recall) for export, and stops early when
     # a patience is configured.
-    stopper = keras.callbacks.EarlyStopping(
+    stopper = checkpoint.ResumableEarlyStopping(
+        (state.stopper, best_weights) if state else None,
         monitor=contract.SELECTION_METRIC,
         mode="max",
         restore_best_weights=True,
         patience=training.early_stopping_patience or training.epochs,
     )
+    done = state.epochs_done if state else 0
+    if state and (state.stopped or done >= training.epochs):
+        log.info("the checkpoint holds the whole fit (%d epoch(s)); not trained again", done)
+        callbacks.log_checkpointed_epochs(tracker, state.history, state.timestamps)
+        two_tower.set_weights(best_weights)
+        return state.history
+    saver = (
+        checkpoint.EpochSaver(
+            resumable.folder("fit"), resumable.identity, resumable.run_key, stopper, state
+        )
+        if resumable
+        else None
+    )
     tft_layer = tft_output.transform_features_layer()
-    train_ds, eval_ds = datasets
     verbose, progress = callbacks.progress(steps_per_epoch, training.epochs, sys.stdout.isatty())
     result = two_tower.fit(
         train_ds,
         validation_data=eval_ds,
         epochs=training.epochs,
+        initial_epoch=done,
         verbose=verbose,
         callbacks=[  # in this order: each reads what the ones before it added to the logs
             *progress,
@@ -162,11 +227,13 @@ def fit(
                 data.eval_set,
                 exclude_seen=training.exclude_seen,
             ),
-            callbacks.EpochTracker(tracker, steps_per_epoch, training.epochs),
+            stopper,  # before the tracker: the epoch's checkpoint holds the stopper's state
+            callbacks.EpochTracker(tracker, steps_per_epoch, training.epochs, saver=saver),
             callbacks.StopOnNonFiniteLoss(),
-            stopper,
         ],
     )
+    if saver:
+        return saver.history
     return {k: [float(v) for v in vs] for k, vs in result.history.items()}
 
 
@@ -178,13 +245,15 @@ def refit(
     patterns: list[str],
     epochs: int,
     tracker: RunTracker,
+    resumable: Resumable | None = None,
 ) -> model_lib.TwoTowerModel:
     """A fresh model trained on train + eval for ``epochs`` epochs (no validation left).
 
     The eval rows carry their own point-in-time buyer features from ingest (each row sees
     only earlier purchases), so they are training rows like any other. The catalog and the
     vocabularies stay those of train (the transform was analysed on train). Per-epoch
-    ``refit_loss`` and ``refit_epoch_seconds`` go to the run.
+    ``refit_loss`` and ``refit_epoch_seconds`` go to the run. Checkpointed and resumed as the
+    fit is (``resumable``).
 
     Raises:
         callbacks.NonFiniteLossError: the training loss became NaN or infinite.
@@ -196,13 +265,31 @@ def refit(
         patterns, tft_output, training.batch_size, shuffle_seed=training.seed
     )
     steps = math.ceil((data.train_rows + data.eval_rows) / training.batch_size)
+    # The variables are built on a batch of the (unshuffled) eval rows, not the refit's data.
+    build_ds = inputs.make_dataset(patterns[-1:], tft_output, training.batch_size)
+    state, _ = resume_from(two_tower, resumable, "refit", build_ds, dataset)
+    done = state.epochs_done if state else 0
+    if done >= epochs:
+        log.info("the checkpoint holds the whole refit (%d epoch(s)); not trained again", done)
+        callbacks.log_checkpointed_epochs(
+            tracker, state.history, state.timestamps, key=contract.refit_key
+        )
+        return two_tower
     log.info("refit on train + eval for %d epoch(s), %d steps each", epochs, steps)
+    saver = (
+        checkpoint.EpochSaver(
+            resumable.folder("refit"), resumable.identity, resumable.run_key, resumed=state
+        )
+        if resumable
+        else None
+    )
     two_tower.fit(
         dataset,
         epochs=epochs,
+        initial_epoch=done,
         verbose=2,
         callbacks=[
-            callbacks.EpochTracker(tracker, steps, epochs, key=contract.refit_key),
+            callbacks.EpochTracker(tracker, steps, epochs, key=contract.refit_key, saver=saver),
             callbacks.StopOnNonFiniteLoss(),
         ],
     )
@@ -259,6 +346,7 @@ def train_and_export(
     folders: tuple[str, str, str],
     tracker: RunTracker,
     overrides: tuple = (None, None, None),
+    resumable: Resumable | None = None,
 ) -> tuple[dict[str, list[float]], int, str]:
     """Reads the data, fits, logs the summary and exports; returns (history, best, serving dir).
 
@@ -270,6 +358,7 @@ def train_and_export(
         tracker: The run's tracker.
         overrides: (train file patterns, eval file patterns, serving dir), each None for the
             defaults.
+        resumable: Where to checkpoint each epoch and resume from (None: no checkpoints).
     """
     ingest_dir, transform_dir, model_dir = folders
     train_files, eval_files, serving_dir = overrides
@@ -277,7 +366,7 @@ def train_and_export(
     data = inputs.load_training_data(config, ingest_dir)
     datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
     two_tower = build_model(fc, mc, tft_output, data, config.training)
-    history = fit(two_tower, tft_output, datasets, data, config.training, tracker)
+    history = fit(two_tower, tft_output, datasets, data, config.training, tracker, resumable)
     best = log_summary(tracker, history)
     exclude_seen = config.training.exclude_seen
     scale = None
@@ -298,7 +387,7 @@ def train_and_export(
             *(train_files or [layout.transformed_pattern(transform_dir, "train")]),
             *(eval_files or [layout.transformed_pattern(transform_dir, "eval")]),
         ]
-        two_tower = refit(config, (fc, mc), tft_output, data, patterns, best, tracker)
+        two_tower = refit(config, (fc, mc), tft_output, data, patterns, best, tracker, resumable)
         if scale is not None:
             two_tower.scale_repurchase(scale)
     serving_dir = serving.export_serving_model(
@@ -358,6 +447,21 @@ def run_training(
     fc, mc = config.feature_config(feature_config_id), config.model_config(model_config_id)
     keras.utils.set_random_seed(config.training.seed)
     config_path = write_config(config, model_dir)
+    # A killed earlier attempt on this folder: the same command (no key given) goes on with
+    # its run; what it logged and MLflow never got goes out first.
+    run_key = run_key or checkpoint.read_run_key(layout.checkpoint_path(model_dir, "fit"))
+    run_key = run_key or uuid.uuid4().hex
+    replay_killed_attempt(model_dir, tracking_uri)
+    resumable = Resumable(
+        model_dir,
+        checkpoint.identity(
+            run_key=run_key,
+            config=cfg.dump_config(config),
+            pair=f"{fc.id}/{mc.id}",
+            inputs=repr((ingest_dir, transform_dir, train_files, eval_files)),
+        ),
+        run_key,
+    )
     # The run exists before any data is read, so every failure after this is on record.
     tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
     tags = {**run_tags(config, fc, mc, pipeline_job, pipeline_task), **(extra_tags or {})}
@@ -372,9 +476,33 @@ def run_training(
             (ingest_dir, transform_dir, model_dir),
             tracker,
             (train_files, eval_files, serving_dir),
+            resumable,
         )
     except BaseException as err:  # every failure ends the run with its reason, then re-raises
         end_run(tracker, model_dir, ids, err)
         raise
     end_run(tracker, model_dir, ids, None)
+    checkpoint.remove(os.path.join(model_dir, contract.CHECKPOINT_DIR))
     return TrainResult(tracker.run_id, history, best, serving_dir, tracker.degraded_reason)
+
+
+def replay_killed_attempt(model_dir: str, tracking_uri: str) -> None:
+    """Sends what an earlier, killed attempt on this folder logged (its journal), once.
+
+    The run is left RUNNING for this attempt to take over. An outage is not fatal: the
+    unsent lines stay in the journal for ``python -m trainer replay`` (or the evaluate step).
+    """
+    if not tracking_uri or not tracking.unsent_lines(model_dir):
+        return
+    try:
+        result = tracking.replay(model_dir, tracking_uri, end_unfinished=False)
+    except Exception as err:  # noqa: BLE001 - an outage must not stop the retry
+        if not tracking.is_transient(err):
+            raise
+        log.error("the killed attempt's MLflow journal is still unsent (%s)", err)
+        return
+    log.info(
+        "sent what the killed attempt had logged: %d metric point(s), %d operation(s)",
+        result.points_sent,
+        result.ops_sent,
+    )
