@@ -37,7 +37,8 @@ def render_report(
         config_yaml: The experiment config (YAML text); names the MLflow experiment.
         mlflow_tracking_uri: MLflow tracking URI to query.
         report: All views on one page.
-        dashboard: Run counts, best and mean test recall@100, best and latest runs.
+        dashboard: Run counts, the best run (by rank_metric) with its test recall@100, the
+            mean test recall@100, the latest runs.
         leaderboard: Runs ranked by rank_metric, with lift over the baselines.
         comparison: Chosen runs side by side: metrics, params, overlaid curves.
         training_curves: Per-epoch loss, val_loss and validation recall@k of each run.

@@ -82,7 +82,8 @@ def make_sweep_pipeline(
                 on Vertex).
             data_source: Overrides the YAML's dataset.source (local path or gs:// URI).
             beam_pipeline_args: Beam options for the transforms; DirectRunner when empty.
-            rank_metric: Metric that ranks the runs and picks the best model.
+            rank_metric: Metric that ranks the runs and picks the best model (default: the best
+                epoch's validation recall@100; test metrics are shown, never chosen by).
             mlflow_ui_url: MLflow UI base URL for links from the report.
             fail_on_unreachable_mlflow: Fail the report step when MLflow does not answer.
             ingest_cpu_limit: CPU limit of the ingest step (whole CPUs or millicores: 4, 500m).

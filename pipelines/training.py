@@ -66,7 +66,8 @@ def make_training_pipeline(train_machine: TrainMachine | None = None):
             model_config_id: Which model config of the YAML; the first when empty.
             data_source: Overrides the YAML's dataset.source (local path or gs:// URI).
             beam_pipeline_args: Beam options for the transform; DirectRunner when empty.
-            rank_metric: Metric the report ranks runs by.
+            rank_metric: Metric the report ranks runs by (default: the best epoch's validation
+                recall@100; test metrics are shown, never chosen by).
             mlflow_ui_url: MLflow UI base URL for links from the report.
             fail_on_unreachable_mlflow: Fail the report step when MLflow does not answer.
             ingest_cpu_limit: CPU limit of the ingest step (whole CPUs or millicores: 4, 500m).

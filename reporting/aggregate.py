@@ -135,13 +135,18 @@ def job_stats(runs: Sequence[RunRecord], job: str) -> JobStats | None:
 
 
 def dashboard(
-    runs: Sequence[RunRecord], headline_metric: str, pipeline_job: str = ""
+    runs: Sequence[RunRecord],
+    headline_metric: str,
+    pipeline_job: str = "",
+    leader: RunRecord | None = None,
 ) -> DashboardStats:
     """The dashboard's numbers: counts by status, the headline metric, failures, degradation.
 
-    The headline metric's best and mean are over runs that logged it finite; the failed and
-    the tracking-degraded runs come newest first; ``pipeline_job``'s runs are counted apart.
-    A lost run counts as failed, ended or not (it will never finish).
+    The best run is ``leader``, the leaderboard's first (chosen by the rank metric, on
+    validation by default); ``best`` is its headline (test) value, shown and never used to
+    choose. The headline's mean is over runs that logged it finite; the failed and the
+    tracking-degraded runs come newest first; ``pipeline_job``'s runs are counted apart. A
+    lost run counts as failed, ended or not (it will never finish).
     """
     by_status = {
         s: 0 for s in (contract.STATUS_FINISHED, contract.STATUS_FAILED, contract.STATUS_RUNNING)
@@ -152,10 +157,6 @@ def dashboard(
             by_status[status] += 1
     scored = [(metric_value(r, headline_metric), r) for r in runs]
     scored = [(v, r) for v, r in scored if v is not None]
-    best_run = None
-    best = best_value((v for v, _ in scored), headline_metric)
-    if best is not None:
-        best_run = next(r for v, r in scored if v == best)
     return DashboardStats(
         total=len(runs),
         finished=by_status[contract.STATUS_FINISHED],
@@ -163,9 +164,9 @@ def dashboard(
         running=by_status[contract.STATUS_RUNNING],
         other=len(runs) - sum(by_status.values()),
         headline_metric=headline_metric,
-        best=best,
+        best=metric_value(leader, headline_metric) if leader else None,
         mean=statistics.fmean(v for v, _ in scored) if scored else None,
-        best_run=best_run,
+        best_run=leader,
         with_history=sum(1 for r in runs if r.has_history),
         failed_runs=latest_runs([r for r in runs if r.failed], len(runs)),
         degraded_runs=latest_runs([r for r in runs if r.degraded], len(runs)),

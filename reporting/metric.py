@@ -88,12 +88,14 @@ class RankMetric:
     """The metric that ranks the leaderboard and fills the heatmap, interpreted once.
 
     Attributes:
-        name: The metric key runs logged (e.g. ``test_recall_at_100``).
+        name: The metric key runs logged (e.g. ``best_val_recall_at_100``).
         label: Its human label.
         lower_better: Whether lower values rank first (losses); otherwise higher do.
         epoch_metric: The per-epoch metric shown beside it (best and last epoch).
         lift_k: The k whose test recall is compared with the baselines' (lift).
         recall_columns: The k of each "Test R@k" column; the rank metric's own is left out.
+        on_validation: Whether it is measured on validation (the default, fit to choose by);
+            a test metric ranks only when asked for, and the pages say it was chosen on test.
     """
 
     name: str
@@ -102,6 +104,7 @@ class RankMetric:
     epoch_metric: str
     lift_k: int
     recall_columns: tuple[int, ...]
+    on_validation: bool = True
 
     @classmethod
     def of(cls, name: str) -> RankMetric:
@@ -115,6 +118,7 @@ class RankMetric:
             recall_columns=tuple(
                 k for k in contract.RECALL_KS if contract.test_recall_key(k) != name
             ),
+            on_validation=contract.on_validation(name),
         )
 
     @property

@@ -76,11 +76,12 @@ def _dashboard(model: ReportModel) -> Markup:
     stats = model.stats
     marked = {r.run_id for r in model.data.runs if model.marked(r)}
     what = "this pipeline job's runs" if model.highlight_pipeline_job else "this pipeline's run"
+    # The rank metric, not the test headline: "best so far" is a choice, made on validation.
     timeline = _chart(
-        "the headline metric by run",
+        "the rank metric by run",
         charts.metric_timeline,
         model.data.runs,
-        HEADLINE_METRIC,
+        model.rank.name,
         marked,
         marked_label=what,
     )

@@ -23,7 +23,8 @@ from trainer.tracking import TrackingUri
 
 log = logging.getLogger(__name__)
 
-# The dashboard's headline: test recall at the largest k, whatever ranks the leaderboard.
+# The dashboard's headline: test recall at the largest k, shown beside the rank metric (which
+# chooses the best run) and never used to choose.
 HEADLINE_METRIC = contract.test_recall_key(max(contract.RECALL_KS))
 
 
@@ -56,7 +57,8 @@ class ReportModel:
         experiment: Experiment name.
         data: The runs as read (with the histories fetched) and the reader's notes.
         rank: The ranking metric, interpreted.
-        stats: The dashboard's counts and the headline metric's best and mean.
+        stats: The dashboard's counts, the best run (the leaderboard's first) and the headline
+            metric's value there and mean.
         rows: Leaderboard rows: ranked runs best first, then unranked ones.
         compare_runs: The runs the comparison shows, in order.
         chosen_by_id: Whether the compared runs were named (else: the top N).
@@ -210,7 +212,12 @@ def read_model(
         experiment=experiment,
         data=data,
         rank=rank,
-        stats=aggregate.dashboard(data.runs, HEADLINE_METRIC, highlight_pipeline_job),
+        stats=aggregate.dashboard(
+            data.runs,
+            HEADLINE_METRIC,
+            highlight_pipeline_job,
+            leader=next((r.run for r in rows if r.rank is not None), None),
+        ),
         rows=rows,
         compare_runs=compare_runs,
         chosen_by_id=bool(compare_run_ids),

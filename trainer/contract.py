@@ -192,9 +192,23 @@ def history_metrics() -> list[str]:
     return [METRIC_LOSS, METRIC_VAL_LOSS] + [val_recall_key(k) for k in RECALL_KS]
 
 
-# The metric training selects its best epoch by, and the one the report ranks by by default.
+# The metric training selects its best epoch by; its best epoch's value is the one the report
+# ranks by and the sweep picks its best run by, by default: choices are made on validation,
+# test metrics are shown beside them and never used to choose.
 SELECTION_METRIC = val_recall_key(max(RECALL_KS))
-DEFAULT_RANK_METRIC = test_recall_key(max(RECALL_KS))
+DEFAULT_RANK_METRIC = f"{_BEST_PREFIX}{SELECTION_METRIC}"  # best_val_recall_at_100
+
+
+def on_validation(metric: str) -> bool:
+    """Whether ``metric`` is measured on the validation split (fit to choose by).
+
+    The per-epoch ``val_*`` metrics and their ``best_`` / ``final_`` values, the calibrated
+    and the chosen model's validation recall; test metrics and baselines are not.
+    """
+    name = metric
+    for prefix in (_BEST_PREFIX, _FINAL_PREFIX, "calibrated_", "chosen_"):
+        name = name.removeprefix(prefix)
+    return name.startswith("val_")
 
 
 def recall_k(metric: str) -> int | None:

@@ -38,6 +38,7 @@ def test_component_writes_every_view_the_summary_and_metrics(tmp_path, tracking_
     experiment = client.create_experiment("online-retail-two-tower")
     run = client.create_run(experiment, run_name="history-logq-1")
     client.log_metric(run.info.run_id, contract.test_recall_key(100), 0.35)
+    client.log_metric(run.info.run_id, contract.DEFAULT_RANK_METRIC, 0.3)
     client.log_metric(run.info.run_id, contract.METRIC_LOSS, 2.0, step=1)
     client.set_terminated(run.info.run_id)
     outputs = _outputs(tmp_path)

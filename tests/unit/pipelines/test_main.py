@@ -112,7 +112,7 @@ def test_submit_sweep_sends_the_packaged_spec_staged_data_and_the_env(offline, f
     assert os.path.dirname(files["config"]) not in json.dumps(body), "a local path leaked"
     assert params["mlflow_tracking_uri"] == "https://mlflow-server-abcdefghij-ez.a.run.app"
     assert params["mlflow_ui_url"] == "http://localhost:8080"
-    assert params["rank_metric"] == "test_recall_at_100"
+    assert params["rank_metric"] == "best_val_recall_at_100"  # chosen on validation
     assert params["beam_pipeline_args"][0] == "--runner=DataflowRunner"
     assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={WORKER_IMAGE}"
     assert params["ingest_cpu_limit"] == "4" and params["train_memory_limit"] == "32G"

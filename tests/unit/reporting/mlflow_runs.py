@@ -198,7 +198,8 @@ def sweep(client: MlflowClient, experiment_id: str, tracking_uri: str) -> dict[s
         history={contract.METRIC_LOSS: [5.0, 4.0], "evil_hist": [1.0, 2.0]},
         params={"evil_param": EVIL},
         tags={"note": EVIL},
-        extra_metrics={"evil_metric": 1.5},
+        # Its validation summary only (no per-epoch recall): ranked last by the default metric.
+        extra_metrics={"evil_metric": 1.5, contract.DEFAULT_RANK_METRIC: 0.02},
         start_time=base + 12_000,
     )
     # MLflow's client refuses "<" or quotes in keys, but a store can still hold them (older

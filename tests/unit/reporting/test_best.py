@@ -67,3 +67,40 @@ def test_the_best_model_step_ends_the_experiments_lost_runs_first(tracking_uri, 
     else:
         assert lost.info.status == contract.STATUS_RUNNING
     assert client.get_run(ids["alive"]).info.status == contract.STATUS_RUNNING
+
+
+def test_the_default_rank_metric_chooses_on_validation_where_test_would_disagree(
+    tracking_uri, tmp_path
+):
+    from reporting.build import write_report
+    from tests.unit.reporting.mlflow_runs import standard_history
+
+    client = MlflowClient(tracking_uri)
+    exp = client.create_experiment("best-test")
+    job = {contract.TAG_PIPELINE_JOB: "job-1"}
+    # Better on validation (best val recall@100 0.24 against 0.16), worse on test.
+    val_winner = log_run(
+        client, exp, "val-winner", test_recall={100: 0.30}, history=standard_history(1.5), tags=job
+    )
+    log_run(
+        client, exp, "test-winner", test_recall={100: 0.40}, history=standard_history(1.0), tags=job
+    )
+    by_test = best.best_run(tracking_uri, "best-test", RANK, pipeline_job="job-1")
+    assert by_test.run_id != val_winner  # the two rankings disagree
+
+    chosen = best.best_run(
+        tracking_uri, "best-test", contract.DEFAULT_RANK_METRIC, pipeline_job="job-1"
+    )
+    assert contract.DEFAULT_RANK_METRIC == "best_val_recall_at_100"
+    assert chosen.run_id == val_winner
+    assert chosen.metrics[contract.DEFAULT_RANK_METRIC] == pytest.approx(0.24)
+    assert chosen.metrics[RANK] == pytest.approx(0.30)  # test recall goes along, unused
+
+    # Every "best run" of the report is the same one; its test recall is shown beside.
+    result = write_report(tracking_uri, "best-test", str(tmp_path), highlight_pipeline_job="job-1")
+    assert result.metrics["best_run_best_val_recall_at_100"] == pytest.approx(0.24)
+    assert result.metrics["best_run_test_recall_at_100"] == pytest.approx(0.30)
+    dashboard = (tmp_path / "dashboard.html").read_text(encoding="utf-8")
+    best_card = dashboard[dashboard.index('id="stat-best"') :][:200]
+    assert "0.3000" in best_card and "val-winner" in best_card
+    assert "**\u2068val-winner\u2069**" in result.markdown

@@ -22,6 +22,8 @@ from trainer import contract
 EXPERIMENT = "bad-input"
 RLO = "\u202e"  # right-to-left override
 ALL_PAGES = (*contract.VIEWS, contract.VIEW_COMBINED)
+# The runs below log test recall only where they are odd: rank by it (asked for, not the default).
+TEST_RECALL_100 = contract.test_recall_key(100)
 
 
 def _page(result, view: str) -> str:
@@ -52,7 +54,9 @@ def test_non_finite_metric_values_are_shown_and_left_out(tracking_uri, tmp_path)
     both = log_run(client, eid, "both-infinities", test_recall={100: 0.1}, start_time=base + 20)
     for step, value in enumerate([2.0, math.inf, -math.inf, math.nan, 1.0]):
         client.log_metric(both, contract.METRIC_LOSS, value, step=step)
-    result = write_report(tracking_uri, EXPERIMENT, str(tmp_path), detail_runs=0)
+    result = write_report(
+        tracking_uri, EXPERIMENT, str(tmp_path), detail_runs=0, rank_metric=TEST_RECALL_100
+    )
 
     rows = _page(result, contract.VIEW_LEADERBOARD).split('<tr class="')
     shown = {
