@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "report": "bench.report_bench",
     "report-pages": "bench.report_pages",
     "repurchase": "bench.repurchase",
+    "resume": "bench.resume_bench",
     "topk": "bench.topk",
     "train": "bench.train_bench",
     "tracking": "bench.tracking_bench",

@@ -22,41 +22,21 @@ the last whole epoch. The checkpoints are removed once the model is exported.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import math
 import os
 import sys
-import uuid
 
-import numpy as np
 import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import config as cfg
-from trainer import contract, features, inputs, layout, serving, sweep, tracking
+from trainer import contract, features, inputs, layout, serving
 from trainer.tracking import RunTracker
-from trainer.train import calibration, callbacks, checkpoint
+from trainer.train import calibration, callbacks, checkpoint, record, resume
 from trainer.train import model as model_lib
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Resumable:
-    """Where a training's checkpoints go and what they must match to be resumed."""
-
-    model_dir: str
-    identity: str
-    run_key: str
-
-    def folder(self, phase: str) -> str:
-        """The checkpoint folder of a phase (``fit``, ``refit``)."""
-        return layout.checkpoint_path(self.model_dir, phase)
-
-    def load(self, phase: str) -> checkpoint.State | None:
-        """The phase's checkpoint state, when it is this training's."""
-        return checkpoint.load_state(self.folder(phase), self.identity)
 
 
 @dataclasses.dataclass
@@ -113,60 +93,6 @@ def build_model(
     return two_tower
 
 
-def run_name(fc: cfg.FeatureConfig, mc: cfg.ModelConfig) -> str:
-    """A readable MLflow run name: the config pair and the start time (UTC)."""
-    return f"{fc.id}-{mc.id}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-
-
-def run_tags(
-    config: cfg.ExperimentConfig,
-    fc: cfg.FeatureConfig,
-    mc: cfg.ModelConfig,
-    pipeline_job: str = "",
-    pipeline_task: str = "",
-) -> dict[str, str]:
-    """The contract tags of a run."""
-    tags = {
-        contract.TAG_FEATURE_CONFIG_NAME: fc.name,
-        contract.TAG_MODEL_CONFIG_NAME: mc.name,
-        contract.TAG_DATASET_NAME: config.dataset.name,
-        contract.TAG_MODEL_TYPE: contract.MODEL_TYPE_TWO_TOWER,
-    }
-    if config.training.exclude_seen:
-        applicable = contract.applicable_baselines(exclude_seen=True)
-        tags[contract.TAG_BASELINES_NOT_APPLICABLE] = ",".join(
-            b for b in contract.BASELINES if b not in applicable
-        )
-    if mc.repurchase_scores and not fc.has_history:
-        tags[contract.TAG_REPURCHASE_SCORES] = f"off: feature config {fc.id!r} has no history"
-    if pipeline_job:
-        tags[contract.TAG_PIPELINE_JOB] = sweep.job_name(pipeline_job)
-    if pipeline_task:
-        tags[contract.TAG_PIPELINE_TASK] = pipeline_task
-    return tags
-
-
-def resume_from(
-    two_tower: model_lib.TwoTowerModel,
-    resumable: Resumable | None,
-    phase: str,
-    build_ds,
-    train_ds,
-) -> tuple[checkpoint.State | None, list | None]:
-    """The phase's checkpoint restored into the model (and the shuffles drawn), if any."""
-    state = resumable.load(phase) if resumable else None
-    if state is None:
-        return None, None
-    best_weights = checkpoint.restore(
-        two_tower,
-        resumable.folder(phase),
-        state,
-        build=lambda: two_tower.evaluate(build_ds.take(1), verbose=0),
-    )
-    checkpoint.skip_shuffles(train_ds, state.epochs_done)
-    return state, best_weights
-
-
 def fit(
     two_tower: model_lib.TwoTowerModel,
     tft_output: tft.TFTransformOutput,
@@ -174,7 +100,7 @@ def fit(
     data: inputs.TrainingData,
     training: cfg.Training,
     tracker: RunTracker,
-    resumable: Resumable | None = None,
+    resumable: resume.Resumable | None = None,
 ) -> dict[str, list[float]]:
     """Fits the model; returns the per-epoch history with the best epoch's weights restored.
 
@@ -186,7 +112,7 @@ def fit(
     """
     steps_per_epoch = data.steps_per_epoch(training.batch_size)
     train_ds, eval_ds = datasets
-    state, best_weights = resume_from(two_tower, resumable, "fit", eval_ds, train_ds)
+    state, best_weights = resume.resume_from(two_tower, resumable, "fit", eval_ds, train_ds)
     # Keeps the best epoch's weights (by validation recall) for export, and stops early when
     # a patience is configured.
     stopper = checkpoint.ResumableEarlyStopping(
@@ -196,26 +122,17 @@ def fit(
         restore_best_weights=True,
         patience=training.early_stopping_patience or training.epochs,
     )
-    done = state.epochs_done if state else 0
-    if state and (state.stopped or done >= training.epochs):
-        log.info("the checkpoint holds the whole fit (%d epoch(s)); not trained again", done)
-        callbacks.log_checkpointed_epochs(tracker, state.history, state.timestamps)
+    if resume.whole(state, training.epochs, tracker):
         two_tower.set_weights(best_weights)
         return state.history
-    saver = (
-        checkpoint.EpochSaver(
-            resumable.folder("fit"), resumable.identity, resumable.run_key, stopper, state
-        )
-        if resumable
-        else None
-    )
+    saver = resume.saver(resumable, "fit", state, stopper)
     tft_layer = tft_output.transform_features_layer()
     verbose, progress = callbacks.progress(steps_per_epoch, training.epochs, sys.stdout.isatty())
     result = two_tower.fit(
         train_ds,
         validation_data=eval_ds,
         epochs=training.epochs,
-        initial_epoch=done,
+        initial_epoch=state.epochs_done if state else 0,
         verbose=verbose,
         callbacks=[  # in this order: each reads what the ones before it added to the logs
             *progress,
@@ -245,7 +162,7 @@ def refit(
     patterns: list[str],
     epochs: int,
     tracker: RunTracker,
-    resumable: Resumable | None = None,
+    resumable: resume.Resumable | None = None,
 ) -> model_lib.TwoTowerModel:
     """A fresh model trained on train + eval for ``epochs`` epochs (no validation left).
 
@@ -267,22 +184,12 @@ def refit(
     steps = math.ceil((data.train_rows + data.eval_rows) / training.batch_size)
     # The variables are built on a batch of the (unshuffled) eval rows, not the refit's data.
     build_ds = inputs.make_dataset(patterns[-1:], tft_output, training.batch_size)
-    state, _ = resume_from(two_tower, resumable, "refit", build_ds, dataset)
-    done = state.epochs_done if state else 0
-    if done >= epochs:
-        log.info("the checkpoint holds the whole refit (%d epoch(s)); not trained again", done)
-        callbacks.log_checkpointed_epochs(
-            tracker, state.history, state.timestamps, key=contract.refit_key
-        )
+    state, _ = resume.resume_from(two_tower, resumable, "refit", build_ds, dataset)
+    if resume.whole(state, epochs, tracker, key=contract.refit_key):
         return two_tower
     log.info("refit on train + eval for %d epoch(s), %d steps each", epochs, steps)
-    saver = (
-        checkpoint.EpochSaver(
-            resumable.folder("refit"), resumable.identity, resumable.run_key, resumed=state
-        )
-        if resumable
-        else None
-    )
+    saver = resume.saver(resumable, "refit", state)
+    done = state.epochs_done if state else 0
     two_tower.fit(
         dataset,
         epochs=epochs,
@@ -296,28 +203,6 @@ def refit(
     return two_tower
 
 
-def best_epoch(history: dict[str, list[float]]) -> int:
-    """1-based epoch with the best validation recall@max(k) (lowest val_loss if none)."""
-    values = history.get(contract.SELECTION_METRIC)
-    if values and not all(math.isnan(v) for v in values):
-        return int(np.nanargmax(values)) + 1
-    values = history.get(contract.METRIC_VAL_LOSS) or history.get(contract.METRIC_LOSS)
-    return int(np.nanargmin(values)) + 1
-
-
-def log_summary(tracker: RunTracker, history: dict[str, list[float]]) -> int:
-    """Logs the best epoch and each history metric's last and best-epoch value; returns best."""
-    best = best_epoch(history)
-    summary = {contract.BEST_EPOCH: best}
-    for name in contract.history_metrics():
-        values = history.get(name)
-        if values:
-            summary[contract.final_key(name)] = values[-1]
-            summary[contract.best_key(name)] = values[best - 1]
-    tracker.log_metrics(summary, step=len(history[contract.METRIC_LOSS]))
-    return best
-
-
 def write_config(config: cfg.ExperimentConfig, model_dir: str) -> str:
     """Writes the resolved config (the seed actually used included) into the model folder."""
     os.makedirs(model_dir, exist_ok=True)
@@ -328,9 +213,14 @@ def write_config(config: cfg.ExperimentConfig, model_dir: str) -> str:
 
 
 def end_run(tracker: RunTracker, model_dir: str, ids: dict, error: BaseException | None) -> None:
-    """Ends the MLflow run with an honest status and writes the run info for later steps."""
+    """Ends the MLflow run with an honest status and writes the run info for later steps.
+
+    A finished training's checkpoints are removed (the exported model is what is kept); a
+    failed one's stay for the next attempt to resume.
+    """
     if error is None:
         tracker.finish(contract.STATUS_FINISHED)
+        checkpoint.remove(os.path.join(model_dir, contract.CHECKPOINT_DIR))
     else:
         killed = isinstance(error, KeyboardInterrupt)
         reason = f"{type(error).__name__}: {error}"
@@ -346,7 +236,7 @@ def train_and_export(
     folders: tuple[str, str, str],
     tracker: RunTracker,
     overrides: tuple = (None, None, None),
-    resumable: Resumable | None = None,
+    resumable: resume.Resumable | None = None,
 ) -> tuple[dict[str, list[float]], int, str]:
     """Reads the data, fits, logs the summary and exports; returns (history, best, serving dir).
 
@@ -367,7 +257,7 @@ def train_and_export(
     datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
     two_tower = build_model(fc, mc, tft_output, data, config.training)
     history = fit(two_tower, tft_output, datasets, data, config.training, tracker, resumable)
-    best = log_summary(tracker, history)
+    best = record.log_summary(tracker, history)
     exclude_seen = config.training.exclude_seen
     scale = None
     if config.training.calibrate_repurchase and not exclude_seen:  # the config refuses both
@@ -447,62 +337,25 @@ def run_training(
     fc, mc = config.feature_config(feature_config_id), config.model_config(model_config_id)
     keras.utils.set_random_seed(config.training.seed)
     config_path = write_config(config, model_dir)
-    # A killed earlier attempt on this folder: the same command (no key given) goes on with
-    # its run; what it logged and MLflow never got goes out first.
-    run_key = run_key or checkpoint.read_run_key(layout.checkpoint_path(model_dir, "fit"))
-    run_key = run_key or uuid.uuid4().hex
-    replay_killed_attempt(model_dir, tracking_uri)
-    resumable = Resumable(
-        model_dir,
-        checkpoint.identity(
-            run_key=run_key,
-            config=cfg.dump_config(config),
-            pair=f"{fc.id}/{mc.id}",
-            inputs=repr((ingest_dir, transform_dir, train_files, eval_files)),
-        ),
-        run_key,
-    )
+    # A killed attempt on this folder: what it logged goes out, then its run and checkpoint.
+    inputs_ = (ingest_dir, transform_dir, train_files, eval_files)
+    resumable = resume.Resumable.of(config, (fc, mc), model_dir, inputs_, run_key)
+    resume.replay_killed_attempt(model_dir, tracking_uri)
     # The run exists before any data is read, so every failure after this is on record.
     tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
-    tags = {**run_tags(config, fc, mc, pipeline_job, pipeline_task), **(extra_tags or {})}
-    tracker.start(run_name(fc, mc), cfg.run_params(config, fc, mc), tags, run_key=run_key)
+    tags = {**record.run_tags(config, fc, mc, pipeline_job, pipeline_task), **(extra_tags or {})}
+    params = cfg.run_params(config, fc, mc)
+    tracker.start(record.run_name(fc, mc), params, tags, run_key=resumable.run_key)
     ids = {"feature_config_id": fc.id, "model_config_id": mc.id}
     try:
         tracker.log_artifact(config_path)
+        folders = (ingest_dir, transform_dir, model_dir)
+        overrides = (train_files, eval_files, serving_dir)
         history, best, serving_dir = train_and_export(
-            config,
-            fc,
-            mc,
-            (ingest_dir, transform_dir, model_dir),
-            tracker,
-            (train_files, eval_files, serving_dir),
-            resumable,
+            config, fc, mc, folders, tracker, overrides, resumable
         )
     except BaseException as err:  # every failure ends the run with its reason, then re-raises
         end_run(tracker, model_dir, ids, err)
         raise
     end_run(tracker, model_dir, ids, None)
-    checkpoint.remove(os.path.join(model_dir, contract.CHECKPOINT_DIR))
     return TrainResult(tracker.run_id, history, best, serving_dir, tracker.degraded_reason)
-
-
-def replay_killed_attempt(model_dir: str, tracking_uri: str) -> None:
-    """Sends what an earlier, killed attempt on this folder logged (its journal), once.
-
-    The run is left RUNNING for this attempt to take over. An outage is not fatal: the
-    unsent lines stay in the journal for ``python -m trainer replay`` (or the evaluate step).
-    """
-    if not tracking_uri or not tracking.unsent_lines(model_dir):
-        return
-    try:
-        result = tracking.replay(model_dir, tracking_uri, end_unfinished=False)
-    except Exception as err:  # noqa: BLE001 - an outage must not stop the retry
-        if not tracking.is_transient(err):
-            raise
-        log.error("the killed attempt's MLflow journal is still unsent (%s)", err)
-        return
-    log.info(
-        "sent what the killed attempt had logged: %d metric point(s), %d operation(s)",
-        result.points_sent,
-        result.ops_sent,
-    )
