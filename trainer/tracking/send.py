@@ -222,13 +222,16 @@ class RunSender:
                 self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
                 return
             # Taking the run over: heard from now before it is RUNNING again (so a report
-            # ending silent runs meanwhile leaves it alone), then no longer lost.
+            # ending silent runs meanwhile leaves it alone), then no longer lost, nor failed
+            # for the reason the earlier attempt gave (this attempt ends it with its own).
             tags[contract.TAG_HEARTBEAT] = stamp()
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             self.client.update_run(self.run_id, status=contract.STATUS_RUNNING)
-            if contract.TAG_LOST in found[0].data.tags:
+            for stale in (contract.TAG_LOST, contract.TAG_FAILURE_REASON):
+                if stale not in found[0].data.tags:
+                    continue
                 try:
-                    self.client.delete_tag(self.run_id, contract.TAG_LOST)
+                    self.client.delete_tag(self.run_id, stale)
                 except MlflowException as err:
                     if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # else: another took it over
                         raise

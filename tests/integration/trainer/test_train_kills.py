@@ -108,6 +108,7 @@ def test_a_killed_training_loses_nothing_and_resumes(
     assert len(client.search_runs(run.info.experiment_id)) == 1
     finished = client.get_run(result.run_id)
     assert finished.info.status == contract.STATUS_FINISHED
+    assert contract.TAG_FAILURE_REASON not in finished.data.tags  # the replay's, cleared
     for key in EPOCH_KEYS:
         assert steps(client, result.run_id, key) == list(range(1, EPOCHS + 1)), key
     refit_steps = steps(client, result.run_id, contract.refit_key(contract.METRIC_LOSS))
