@@ -1,7 +1,8 @@
 """The best run of a pipeline job, and its model: what a sweep hands to deployment.
 
 The best run is the one the report's leaderboard ranks first among this job's finished runs:
-the same reader (``ExperimentReader``: every run, paged) and the same ranking
+the same reader (``ExperimentReader``: every run, paged), the same protocol rule (only runs
+with the job's protocol key, ``reporting.protocol``) and the same ranking
 (``aggregate.leaderboard``: the rank metric in its direction, non-finite values unranked, ties to
 the newer run).
 """
@@ -12,7 +13,7 @@ import dataclasses
 import os
 import shutil
 
-from reporting import aggregate
+from reporting import aggregate, protocol
 from reporting.metric import RankMetric
 from reporting.query import ExperimentReader
 from trainer import contract
@@ -61,6 +62,8 @@ def best_run(
         if run.status == contract.STATUS_FINISHED
         and (not pipeline_job or run.pipeline_job == pipeline_job)
     ]
+    # Only runs evaluated alike compete: the job's protocol (else the latest run's).
+    finished, _ = protocol.split_comparable(finished, protocol.reference(finished, pipeline_job))
     ranked = [
         row for row in aggregate.leaderboard(finished, RankMetric.of(rank_metric)) if row.rank
     ]

@@ -99,7 +99,9 @@ def _dashboard(model: ReportModel) -> Markup:
 
 
 def _leaderboard(model: ReportModel) -> Markup:
-    return _section(contract.VIEW_LEADERBOARD, rows=model.rows, **_common(model))
+    return _section(
+        contract.VIEW_LEADERBOARD, rows=model.rows, apart=model.apart, **_common(model)
+    )
 
 
 def _comparison(model: ReportModel) -> Markup:
@@ -138,7 +140,7 @@ def _run_detail(model: ReportModel, run: RunRecord) -> dict[str, object]:
 
 
 def _training_curves(model: ReportModel) -> Markup:
-    ordered = [r.run for r in model.rows]
+    ordered = [r.run for r in model.rows] + [a.run for a in model.apart]
     with_hist = [r for r in ordered if r.has_history]
     keys = [k for k in overview_keys(model.rank) if k in model.data.history_keys]
     overview = (
@@ -193,11 +195,11 @@ def _heat_cell(
 
 
 def _heatmap(model: ReportModel) -> Markup:
-    hm = aggregate.heatmap(model.data.runs, model.rank.name)
+    hm = aggregate.heatmap(model.compared, model.rank.name)
     best = best_value((c.mean for c in hm.cells.values()), model.rank.name)
     lower = model.rank.lower_better
     jobs: dict[tuple[str, str], int] = {}
-    for run in model.data.runs:
+    for run in model.compared:
         if model.this_job(run) and aggregate.metric_value(run, model.rank.name) is not None:
             pair = (run.feature_config or "(none)", run.model_config or "(none)")
             jobs[pair] = jobs.get(pair, 0) + 1
@@ -212,9 +214,9 @@ def _recall_at_k(model: ReportModel) -> Markup:
     ranked_runs = [r.run for r in model.rows]
     marked = {r.run_id for r in ranked_runs if model.marked(r)}
     by_run = aggregate.recall_by_run(ranked_runs, marked)[: len(charts.PALETTE)]
-    by_config = aggregate.recall_by_config(model.data.runs)
-    baselines = aggregate.baseline_means(model.data.runs)
-    params = aggregate.varying_params(model.data.runs, charts.PARALLEL_AXES)
+    by_config = aggregate.recall_by_config(model.compared)
+    baselines = aggregate.baseline_means(model.compared)
+    params = aggregate.varying_params(model.compared, charts.PARALLEL_AXES)
     return _section(
         contract.VIEW_RECALL_AT_K,
         chart=_chart(
@@ -229,7 +231,7 @@ def _recall_at_k(model: ReportModel) -> Markup:
         parallel=_chart(
             "the parallel coordinates",
             charts.parallel_coordinates,
-            model.data.runs,
+            model.compared,
             params,
             model.rank,
         ),

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import urllib.parse
 
-from reporting import aggregate
+from reporting import aggregate, protocol
 from reporting.histories import HistoryFetcher
 from reporting.metric import RankMetric, non_finite
 from reporting.query import ExperimentReader, TrackingUnreachableError
@@ -59,7 +59,7 @@ class ReportModel:
         rank: The ranking metric, interpreted.
         stats: The dashboard's counts, the best run (the leaderboard's first) and the headline
             metric's value there and mean.
-        rows: Leaderboard rows: ranked runs best first, then unranked ones.
+        rows: Leaderboard rows of the compared runs: ranked runs best first, then unranked ones.
         compare_runs: The runs the comparison shows, in order.
         chosen_by_id: Whether the compared runs were named (else: the top N).
         detail_runs: How many runs get their own chart and epoch table.
@@ -69,6 +69,9 @@ class ReportModel:
             none).
         tracking_uri: The tracking URI, redacted.
         generated: When the report was made (UTC, minutes).
+        reference: The protocol runs are compared under (None: no run logged a key).
+        compared: The runs compared (ranked, in the heatmap and the recall view).
+        apart: Finished runs of another protocol (or none), with the part that differs.
     """
 
     experiment: str
@@ -84,6 +87,9 @@ class ReportModel:
     tracking_uri: str
     generated: str
     highlight_pipeline_job: str = ""
+    reference: protocol.Reference | None = None
+    compared: list[RunRecord] = dataclasses.field(default_factory=list)
+    apart: list[protocol.Apart] = dataclasses.field(default_factory=list)
 
     @property
     def ranked(self) -> list[aggregate.LeaderRow]:
@@ -165,6 +171,27 @@ def _notes(
     return notes
 
 
+def _protocol_note(
+    ref: protocol.Reference | None, apart: list[protocol.Apart], runs: list[RunRecord]
+) -> str | None:
+    """Say what the runs are compared under, when some are left out or nothing is checked."""
+    if ref is None:
+        if not runs:
+            return None
+        return (
+            "No run logs a protocol key (data digest, split, catalog size, evaluation "
+            "version): the runs are ranked together without checking that they were "
+            "evaluated alike."
+        )
+    if not apart:
+        return None
+    return (
+        f"{len(apart)} finished runs were evaluated under another protocol than "
+        f"{ref.source}'s (key {ref.key}) or logged none: they are listed apart on the "
+        "leaderboard with what differs, and left out of ranks, the heatmap and the recall view."
+    )
+
+
 def read_model(
     tracking_uri: str,
     experiment: str,
@@ -196,7 +223,9 @@ def read_model(
     reader = ExperimentReader(tracking_uri, history_fetcher)
     data = reader.read(experiment, end_lost=end_lost, lost_after_s=lost_after_s)
     history_error = _fill_histories(reader, data, data.runs, overview_keys(rank))
-    rows = aggregate.leaderboard(data.runs, rank)
+    ref = protocol.reference(data.runs, highlight_pipeline_job, highlight_run_id)
+    compared, apart = protocol.split_comparable(data.runs, ref)
+    rows = aggregate.leaderboard(compared, rank)
     by_id = {r.run_id: r for r in data.runs}
     compare_runs, missing = aggregate.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
     with_history = [r.run for r in rows if r.run.has_history]
@@ -205,19 +234,15 @@ def read_model(
         detail = with_history[:detail_runs]
         history_error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
     data.notes += _notes(history_error, missing, bool(data.runs), rows, rank)
-    non_finite_note = _non_finite_note(data.runs)
-    if non_finite_note:
-        data.notes.append(non_finite_note)
+    for note in (_protocol_note(ref, apart, data.runs), _non_finite_note(data.runs)):
+        if note:
+            data.notes.append(note)
+    leader = next((r.run for r in rows if r.rank is not None), None)
     model = ReportModel(
         experiment=experiment,
         data=data,
         rank=rank,
-        stats=aggregate.dashboard(
-            data.runs,
-            HEADLINE_METRIC,
-            highlight_pipeline_job,
-            leader=next((r.run for r in rows if r.rank is not None), None),
-        ),
+        stats=aggregate.dashboard(data.runs, HEADLINE_METRIC, highlight_pipeline_job, leader),
         rows=rows,
         compare_runs=compare_runs,
         chosen_by_id=bool(compare_run_ids),
@@ -227,5 +252,8 @@ def read_model(
         tracking_uri=TrackingUri(tracking_uri).redacted,
         generated=dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         highlight_pipeline_job=highlight_pipeline_job,
+        reference=ref,
+        compared=compared,
+        apart=apart,
     )
     return model, reader.fetch_s

@@ -151,7 +151,8 @@ def markdown(model: ReportModel) -> str:
         "",
     ]
     lines += _job_lines(model)
-    lines += [f"> {md_escape(short_text(n, 2000))}" for n in model.data.notes]
+    for note in model.data.notes:  # a blank line after each: Markdown would run them on
+        lines += [f"> {md_escape(short_text(note, 2000))}", ""]
     ranked = model.ranked
     if not ranked:
         lines.append(f"No run has logged `{md_escape(short_text(rank.name))}` yet.")

@@ -290,6 +290,28 @@ TAG_REPURCHASE_SCORES = "repurchase_scores"
 # with ``training.exclude_seen`` the own-history baseline recommends only excluded items.
 TAG_BASELINES_NOT_APPLICABLE = "baselines_not_applicable"
 MODEL_TYPE_TWO_TOWER = "two_tower_retrieval"
+# Comparable runs only: the evaluate step tags each run with its protocol's parts and a key
+# made of them (trainer/inputs/protocol.py); the report ranks, tests and fills the heatmap only
+# among runs with the reference run's key and lists the others apart, naming the part that
+# differs. Parts: a digest of the cleaned interactions (every split, split-independent), the
+# split strategy with its dates or fractions and seed, the catalog size, and the evaluation
+# protocol's version (with ``+exclude_seen`` when only new pairs are evaluated).
+TAG_PROTOCOL_KEY = "protocol_key"
+TAG_PROTOCOL_DATASET = "protocol.dataset_digest"
+TAG_PROTOCOL_SPLIT = "protocol.split"
+TAG_PROTOCOL_CATALOG = "protocol.catalog_size"
+TAG_PROTOCOL_EVALUATION = "protocol.evaluation"
+PROTOCOL_PARTS: tuple[str, ...] = (
+    TAG_PROTOCOL_DATASET,
+    TAG_PROTOCOL_SPLIT,
+    TAG_PROTOCOL_CATALOG,
+    TAG_PROTOCOL_EVALUATION,
+)
+# Bump when what an evaluation measures changes (pairs, catalog, averaging), so that runs
+# measured the old way are not ranked against new ones. 1: distinct (buyer, product) pairs
+# of buyers and products seen in train, exact top-k over the whole catalog, recall
+# micro-averaged over pairs, per-buyer rows.
+EVALUATION_PROTOCOL_VERSION = "eval-1"
 # Liveness of a run. While a tracker holds a run open it sets ``heartbeat_at`` (UTC,
 # ISO-8601 to the second, "2026-12-02T13:45:00Z") when the run starts and then about every
 # HEARTBEAT_INTERVAL_S. A RUNNING run silent for longer than LOST_AFTER_S (its heartbeat,

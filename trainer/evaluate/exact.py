@@ -12,7 +12,9 @@ Every figure comes from per-buyer rows (``trainer.retrieval.per_buyer``): for th
 never saw it, and the baselines on train only). Both tables go to the output folder and to the
 run's artifacts (``evaluation/per_buyer_{test,val}.parquet``), and a paired bootstrap over
 their buyers gives the intervals, lifts and verdicts (``trainer.evaluate.uncertainty``); the
-metrics and tags go to the training run in MLflow and to a JSON file.
+run is tagged with its evaluation protocol (``trainer.inputs.protocol``: data digest, split,
+catalog size, protocol version, and their key). The metrics and tags go to the training run
+in MLflow and to a JSON file.
 """
 
 from __future__ import annotations
@@ -247,6 +249,7 @@ def run_evaluation(
     val_rows = rows_on_validation(model_dir, config, data)
     results = metrics_on_test(test_rows, eval_set)
     intervals, tags = uncertainty.intervals_on_test(test_rows)
+    tags.update(inputs.protocol_tags(config, [data.train, data.eval, data.test], data.catalog))
     results.update(intervals)
     results.update(uncertainty.intervals_on_validation(val_rows))
     tables = write_per_buyer(output_dir, test_rows, val_rows)

@@ -3,7 +3,8 @@
 The face of the wing: everything outside ``trainer.inputs`` imports from here. ``columns``
 turns the contract's column types into NumPy / TensorFlow types and reads what training
 needs from the ingest and transform folders; ``buyer_features`` derives each row's buyer
-history, recency, frequency and monetary value from strictly earlier purchases.
+history, recency, frequency and monetary value from strictly earlier purchases; ``protocol``
+names what must agree for two runs to be compared (data digest, split, catalog, evaluation).
 """
 
 from trainer.inputs.buyer_features import add_buyer_features, as_of_time, query_frame
@@ -21,6 +22,7 @@ from trainer.inputs.columns import (
     raw_tensors,
     validation_queries,
 )
+from trainer.inputs.protocol import protocol_tags
 
 __all__ = [
     "NEUTRAL_VALUES",
@@ -30,6 +32,7 @@ __all__ = [
     "load_training_data",
     "make_dataset",
     "make_datasets",
+    "protocol_tags",
     "query_frame",
     "query_history_length",
     "raw_arrays",

@@ -177,6 +177,10 @@ def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, 
     for baseline in (contract.BASELINE_POPULAR, contract.BASELINE_OWN_HISTORY):
         assert tags[contract.verdict_tag(baseline)] in ("beats", "tied", "worse")
     assert "resamples" in tags[contract.TAG_BOOTSTRAP]
+    # The protocol key and its parts (30 products in the tiny catalog).
+    assert tags[contract.TAG_PROTOCOL_CATALOG] == "30"
+    assert tags[contract.TAG_PROTOCOL_SPLIT].startswith("strict_time train<")
+    assert len(tags[contract.TAG_PROTOCOL_KEY]) == 12
 
 
 def test_every_transform_and_loss_option_trains_exports_and_evaluates(rich_prepared, tmp_path):

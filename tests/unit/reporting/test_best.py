@@ -104,3 +104,12 @@ def test_the_default_rank_metric_chooses_on_validation_where_test_would_disagree
     best_card = dashboard[dashboard.index('id="stat-best"') :][:200]
     assert "0.3000" in best_card and "val-winner" in best_card
     assert "**\u2068val-winner\u2069**" in result.markdown
+
+
+def test_the_best_run_of_the_experiment_competes_only_within_the_latest_protocol(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    exp = client.create_experiment("best-test")
+    key = contract.TAG_PROTOCOL_KEY
+    log_run(client, exp, "old-split", test_recall={100: 0.9}, tags={key: "k1"}, start_time=1)
+    latest = log_run(client, exp, "latest", test_recall={100: 0.3}, tags={key: "k2"}, start_time=2)
+    assert best.best_run(tracking_uri, "best-test", RANK).run_id == latest
