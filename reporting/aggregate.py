@@ -59,6 +59,10 @@ class LeaderRow:
     epoch_last: float | None
     lifts: dict[str, float | None]
     recalls: dict[int, float | None]
+    # Filled by reporting.ties.mark_ties: the rank value's 95% interval (None: not logged) and
+    # whether the run is tied with the leader (None: unknown, no interval).
+    interval: tuple[float, float] | None = None
+    tied: bool | None = None
 
 
 def leaderboard(runs: Sequence[RunRecord], rank: RankMetric) -> list[LeaderRow]:

@@ -83,6 +83,15 @@ def best_value(values: Iterable[float | None], metric: str) -> float | None:
     return min(values) if lower_is_better(metric) else max(values)
 
 
+def _interval_keys(name: str) -> tuple[str, str, str]:
+    k = contract.recall_k(name)
+    if k is not None and name == contract.best_key(contract.val_recall_key(k)):
+        centre = contract.chosen_val_recall_key(k)
+    else:
+        centre = name
+    return centre, contract.ci_low_key(centre), contract.ci_high_key(centre)
+
+
 @dataclasses.dataclass(frozen=True)
 class RankMetric:
     """The metric that ranks the leaderboard and fills the heatmap, interpreted once.
@@ -96,6 +105,9 @@ class RankMetric:
         recall_columns: The k of each "Test R@k" column; the rank metric's own is left out.
         on_validation: Whether it is measured on validation (the default, fit to choose by);
             a test metric ranks only when asked for, and the pages say it was chosen on test.
+        interval: (centre, low, high) metric keys of its bootstrap interval as evaluations log
+            it: the best epoch's validation recall takes the chosen model's validation
+            interval (``chosen_val_recall_at_<k>``), any other metric its own ``_ci_*``.
     """
 
     name: str
@@ -105,6 +117,7 @@ class RankMetric:
     lift_k: int
     recall_columns: tuple[int, ...]
     on_validation: bool = True
+    interval: tuple[str, str, str] = ("", "", "")
 
     @classmethod
     def of(cls, name: str) -> RankMetric:
@@ -119,6 +132,7 @@ class RankMetric:
                 k for k in contract.RECALL_KS if contract.test_recall_key(k) != name
             ),
             on_validation=contract.on_validation(name),
+            interval=_interval_keys(name),
         )
 
     @property

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import jinja2
 from markupsafe import Markup
 
-from reporting import aggregate, charts
+from reporting import aggregate, charts, ties
 from reporting.metric import best_value, fmt, has_direction, label, pct
 from reporting.records import RunRecord
 from reporting.report_model import HEADLINE_METRIC, ReportModel, overview_keys
@@ -94,14 +94,13 @@ def _dashboard(model: ReportModel) -> Markup:
         top=model.ranked[:DASHBOARD_TOP],
         timeline=timeline,
         headline=HEADLINE_METRIC,
+        decision=ties.decision(model.rows, model.rank, HEADLINE_METRIC),
         **_common(model),
     )
 
 
 def _leaderboard(model: ReportModel) -> Markup:
-    return _section(
-        contract.VIEW_LEADERBOARD, rows=model.rows, apart=model.apart, **_common(model)
-    )
+    return _section(contract.VIEW_LEADERBOARD, rows=model.rows, apart=model.apart, **_common(model))
 
 
 def _comparison(model: ReportModel) -> Markup:

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import urllib.parse
 
-from reporting import aggregate, protocol
+from reporting import aggregate, protocol, ties
 from reporting.histories import HistoryFetcher
 from reporting.metric import RankMetric, non_finite
 from reporting.query import ExperimentReader, TrackingUnreachableError
@@ -192,6 +192,19 @@ def _protocol_note(
     )
 
 
+def _ranked(
+    runs: list[RunRecord], rank: RankMetric, highlight_pipeline_job: str, highlight_run_id: str
+) -> tuple[
+    protocol.Reference | None, list[RunRecord], list[protocol.Apart], list[aggregate.LeaderRow]
+]:
+    """(reference protocol, runs compared, runs apart, leaderboard rows with intervals and ties)."""
+    ref = protocol.reference(runs, highlight_pipeline_job, highlight_run_id)
+    compared, apart = protocol.split_comparable(runs, ref)
+    rows = aggregate.leaderboard(compared, rank)
+    ties.mark_ties(rows, rank)
+    return ref, compared, apart, rows
+
+
 def read_model(
     tracking_uri: str,
     experiment: str,
@@ -223,9 +236,7 @@ def read_model(
     reader = ExperimentReader(tracking_uri, history_fetcher)
     data = reader.read(experiment, end_lost=end_lost, lost_after_s=lost_after_s)
     history_error = _fill_histories(reader, data, data.runs, overview_keys(rank))
-    ref = protocol.reference(data.runs, highlight_pipeline_job, highlight_run_id)
-    compared, apart = protocol.split_comparable(data.runs, ref)
-    rows = aggregate.leaderboard(compared, rank)
+    ref, compared, apart, rows = _ranked(data.runs, rank, highlight_pipeline_job, highlight_run_id)
     by_id = {r.run_id: r for r in data.runs}
     compare_runs, missing = aggregate.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
     with_history = [r.run for r in rows if r.run.has_history]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+from reporting import ties
 from reporting.metric import fmt, pct, present
-from reporting.report_model import ReportModel
+from reporting.report_model import HEADLINE_METRIC, ReportModel
 from reporting.text import TEXT_MAX, isolate, short_text
 from trainer import contract
 
@@ -158,6 +159,9 @@ def markdown(model: ReportModel) -> str:
         lines.append(f"No run has logged `{md_escape(short_text(rank.name))}` yet.")
         return "\n".join(lines) + "\n"
     top = ranked[0]
+    sentence = ties.decision(model.rows, rank, HEADLINE_METRIC)
+    if sentence:
+        lines += [f"**Decision.** {md_text(sentence, 1000)}", ""]
     lines.append(
         f"Best run: **{md_text(top.run.name)}** ({md_text(top.run.feature_config)} \u00d7 "
         f"{md_text(top.run.model_config)}), {md_escape(short_text(rank.label))} = {fmt(top.value)}."
