@@ -472,3 +472,67 @@ SUMMARY_FILE = "summary.md"
 DEFAULT_DETAIL_RUNS = 12
 # Runs the comparison shows when none are named.
 DEFAULT_TOP_N = 5
+
+# --- MLflow model, registry and promotion ------------------------------------------------
+
+# The served model as an MLflow pyfunc model (trainer/serving/mlflow_model.py): saved beside
+# the SavedModel in the train folder and logged to the run under this artifact path, so
+# ``runs:/<run id>/model`` is what ``mlflow.pyfunc.load_model``, ``mlflow models serve`` and
+# the Model Registry take.
+MLFLOW_MODEL_DIR = "mlflow_model"
+MLFLOW_MODEL_ARTIFACT = "model"
+# Artifact key of the SavedModel inside the MLflow model (``context.artifacts[...]``).
+MLFLOW_MODEL_SAVED_MODEL = "saved_model"
+# The pyfunc's output columns and its one inference parameter (products per buyer, <= SERVING_K).
+OUTPUT_PRODUCT_IDS = "product_ids"
+OUTPUT_SCORES = "scores"
+PARAM_SERVE_K = "k"
+# Registered-model aliases: the sweep's winner waiting for the gate, and the served model.
+ALIAS_CHALLENGER = "challenger"
+ALIAS_CHAMPION = "champion"
+# Model-version tags (the run's own tags and metrics are copied under these names).
+TAG_VERSION_RUN_ID = "run_id"
+TAG_VERSION_FEATURE_CONFIG = "feature_config_id"
+TAG_VERSION_MODEL_CONFIG = "model_config_id"
+TAG_VERSION_SEED = "seed"
+TAG_VERSION_PIPELINE_JOB = "pipeline_job"
+TAG_VERSION_PROTOCOL_KEY = "protocol_key"
+TAG_VERSION_METRIC_PREFIX = "metric."  # metric.best_val_recall_at_100, metric.test_recall_at_100
+# The gate's verdict on a version (tags gate.*) and its one-word output.
+GATE_PROMOTE = "PROMOTE"
+GATE_REJECT = "REJECT"
+GATE_INCONCLUSIVE = "INCONCLUSIVE"
+GATE_DECISIONS: tuple[str, ...] = (GATE_PROMOTE, GATE_REJECT, GATE_INCONCLUSIVE)
+TAG_GATE_DECISION = "gate.decision"
+TAG_GATE_REASON = "gate.reason"
+TAG_GATE_CHAMPION = "gate.champion_version"  # the version compared with ("" when none)
+TAG_GATE_FIGURES = "gate.figures"  # JSON: lift and interval at k, each slice's change
+TAG_GATE_DECIDED_AT = "gate.decided_at"
+TAG_PROMOTED_AT = "promoted_at"
+TAG_PROMOTED_FROM = "promoted_from_version"  # the champion it replaced ("" when none)
+TAG_VERTEX_MODEL = "vertex.model"  # the Vertex Model Registry resource it was uploaded as
+# Gate defaults (the experiment YAML's registry section can change them): the k whose lift
+# decides, and how much absolute recall@k any slice may lose before the gate says REJECT.
+DEFAULT_GATE_K = 100
+DEFAULT_SLICE_TOLERANCE = 0.01
+# Activity bands of the gate's slices, by the buyer's test target pairs (what the per-buyer
+# rows carry): (name, lowest pairs, highest pairs or None).
+ACTIVITY_BANDS: tuple[tuple[str, int, int | None], ...] = (
+    ("light (1-4 targets)", 1, 4),
+    ("medium (5-19 targets)", 5, 19),
+    ("heavy (20+ targets)", 20, None),
+)
+# A slice with fewer target pairs than this on either side is reported, never decisive.
+GATE_MIN_SLICE_PAIRS = 50
+# What a promotion writes for the Vertex Model Registry (locally: instead of uploading).
+UPLOAD_REQUEST_FILE = "vertex_upload.json"
+# The predictor's serving container contract (Vertex custom containers): these environment
+# variables name the port and routes; https://cloud.google.com/vertex-ai/docs/predictions/
+# custom-container-requirements#aip-variables
+AIP_HTTP_PORT = "AIP_HTTP_PORT"
+AIP_PREDICT_ROUTE = "AIP_PREDICT_ROUTE"
+AIP_HEALTH_ROUTE = "AIP_HEALTH_ROUTE"
+AIP_STORAGE_URI = "AIP_STORAGE_URI"
+DEFAULT_PREDICT_ROUTE = "/predict"
+DEFAULT_HEALTH_ROUTE = "/health"
+DEFAULT_PREDICTOR_PORT = 8080

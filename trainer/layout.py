@@ -5,8 +5,8 @@ so the layout is spelled once (file names come from ``trainer/contract.py``):
 
     ingest     {split}.parquet, {split}.tfrecord.gz, catalog.parquet, schema.pbtxt, stats.json
     transform  the TFTransformOutput, plus transformed/{split}-*.tfrecord.gz
-    train      serving/ (the SavedModel), [serving_selected/ with refit], experiment.yaml,
-               mlflow_run.json
+    train      serving/ (the SavedModel), [serving_selected/ with refit], mlflow_model/ (the
+               SavedModel as an MLflow pyfunc model), experiment.yaml, mlflow_run.json
     evaluate   metrics.json, top_k.parquet, per_buyer_test.parquet, per_buyer_val.parquet
 
 Paths are joined with ``os.path.join``, which keeps ``gs://`` URIs intact.
@@ -60,6 +60,11 @@ def serving_path(model_dir: str) -> str:
 def selected_serving_path(model_dir: str) -> str:
     """With ``training.refit``: the eval-selected model, before its refit on train + eval."""
     return os.path.join(model_dir, contract.SELECTED_SERVING_DIR)
+
+
+def mlflow_model_path(model_dir: str) -> str:
+    """The served model as an MLflow pyfunc model (MLmodel, signature, the SavedModel)."""
+    return os.path.join(model_dir, contract.MLFLOW_MODEL_DIR)
 
 
 def config_path(model_dir: str) -> str:

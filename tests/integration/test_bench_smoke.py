@@ -25,6 +25,7 @@ FIGURES = {
     "report": r"^\| HTTP requests \| \d+ \| \d+ \| [\d.]+x \|$",
     "report-pages": r"^report\s+\d+ KiB$",
     "repurchase": r"^\| 4,000 \| new \| [\d.]+ \|",
+    "serving": r"^\| 100 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$",
     "topk": r"^\| 20,000 \| chunked_tf \| [\d.]+ \| [\d.]+ \|",
     "train": r"^\| ours \(RunTracker\) \| server \| [\d.]+ s \| [\d.]+ s \| [\d.]+% \|$",
     "tracking": r"^\| entrypoint.sh \| 4 \| runs/search \| [\d.]+ \|",

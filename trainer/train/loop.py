@@ -289,6 +289,10 @@ def train_and_export(
         exclude_seen,
     )
     tracker.log_artifact(serving_dir, "serving_model")
+    mlflow_dir = serving.save_mlflow_model(
+        serving_dir, layout.mlflow_model_path(model_dir), data.queries
+    )
+    tracker.log_artifact(mlflow_dir, contract.MLFLOW_MODEL_ARTIFACT)
     return history, best, serving_dir
 
 
