@@ -37,6 +37,7 @@ from trainer.config.schema import (
     Grid,
     ModelConfig,
     Pair,
+    Registry,
     Split,
     Training,
     Transform,
@@ -412,6 +413,49 @@ def _grid(r: Reader, data: dict, features, models) -> Grid:
     )
 
 
+# What MLflow's Model Registry refuses in a name (mlflow/utils/validation.py,
+# ``_validate_model_name``: blank, "/" or ":", a path that is not unique such as ".." parts;
+# the SQL stores hold names of up to 256 characters).
+_MODEL_NAME_REFUSED = re.compile(r"[/:]")
+MAX_MODEL_NAME = 256
+
+
+def _registry(r: Reader, data: dict, experiment: str) -> Registry:
+    field = "registry"
+    data = r.mapping(data, field, {f.name for f in dataclasses.fields(Registry)})
+    name = r.field(Registry, data, "model_name", field, str)
+    resolved, line = name or experiment, line_of(data, "model_name")
+    origin = "" if name else " (the experiment's name, used when registry.model_name is unset)"
+    if (
+        not resolved.strip()
+        or _MODEL_NAME_REFUSED.search(resolved)
+        or resolved.strip(".") == ""
+        or len(resolved) > MAX_MODEL_NAME
+    ):
+        r.fail(
+            f"{field}.model_name",
+            f"MLflow refuses {resolved!r}{origin} as a registered model name: it must not be "
+            f"blank, contain '/' or ':', be only dots, or exceed {MAX_MODEL_NAME} characters",
+            line,
+        )
+    gate_k = r.field(Registry, data, "gate_k", field, int)
+    if gate_k not in contract.RECALL_KS:
+        r.fail(
+            f"{field}.gate_k",
+            f"expected one of {', '.join(map(str, contract.RECALL_KS))} (the evaluated k), "
+            f"got {gate_k}",
+            line_of(data, "gate_k"),
+        )
+    tolerance = r.field(Registry, data, "slice_tolerance", field, float, minimum=0.0)
+    if tolerance > 1:
+        r.fail(
+            f"{field}.slice_tolerance",
+            f"expected an absolute recall drop between 0 and 1, got {tolerance}",
+            line_of(data, "slice_tolerance"),
+        )
+    return Registry(model_name=name, gate_k=gate_k, slice_tolerance=tolerance)
+
+
 def _check_runs(r: Reader, config: ExperimentConfig) -> None:
     """The sweep's grid is not empty and not larger than ``grid.max_runs``."""
     runs = config.runs()
@@ -467,6 +511,7 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str = ".") -> Ex
         model_configs=models,
         training=_training(r, data.get("training") or {}),
         grid=_grid(r, data.get("grid") or {}, features, models),
+        registry=_registry(r, data.get("registry") or {}, r.get(data, "experiment", "", str)),
         source=source,
     )
     _check_runs(r, config)

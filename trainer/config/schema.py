@@ -10,6 +10,8 @@ import dataclasses
 import datetime as dt
 import enum
 
+from trainer import contract
+
 DEFAULT_MAX_RUNS = 50
 
 
@@ -241,6 +243,18 @@ class Grid:
 
 
 @dataclasses.dataclass(frozen=True)
+class Registry:
+    """The MLflow Model Registry entry of the sweep's winner and the gate that promotes it."""
+
+    # The registered model's name; empty: the experiment's name.
+    model_name: str = ""
+    # The k whose lift over the champion decides (one of contract.RECALL_KS).
+    gate_k: int = contract.DEFAULT_GATE_K
+    # Absolute recall@gate_k any slice (repeat / new targets, activity bands) may lose.
+    slice_tolerance: float = contract.DEFAULT_SLICE_TOLERANCE
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSpec:
     """One training of a sweep: a pair and a seed."""
 
@@ -264,7 +278,13 @@ class ExperimentConfig:
     model_configs: tuple[ModelConfig, ...]
     training: Training
     grid: Grid = Grid()
+    registry: Registry = Registry()
     source: str = "<config>"
+
+    @property
+    def registered_model_name(self) -> str:
+        """The MLflow registered model the sweep's winner becomes a version of."""
+        return self.registry.model_name or self.experiment
 
     def resolve_seed(self, seed: int | None = None) -> int:
         """The seed a training uses: ``seed``, or ``training.seed`` when None or negative.

@@ -414,3 +414,37 @@ def test_bigquery_options_on_a_file_source_and_other_splits_are_refused():
     data["dataset"]["split"] = {"strategy": "random"}
     err = _error(data)
     assert err.field == "dataset.split.strategy" and "buyer_holdout" in err.problem
+
+
+def test_the_registry_section_names_the_model_and_the_gate():
+    config = cfg.load_config(EXAMPLE)
+    assert config.registered_model_name == "online-retail-two-tower"
+    assert config.registry.gate_k == 100 and config.registry.slice_tolerance == 0.01
+    data = _example()
+    data.pop("registry")
+    default = cfg.parse_config(data, source="x.yaml", base_dir="configs")
+    assert default.registered_model_name == default.experiment
+    assert default.registry == cfg.Registry()
+
+
+@pytest.mark.parametrize(
+    "registry, experiment, field, expected",
+    [
+        ({"model_name": "team/model"}, None, "registry.model_name", "contain '/' or ':'"),
+        ({"model_name": "a:b"}, None, "registry.model_name", "MLflow refuses 'a:b'"),
+        ({"model_name": ".."}, None, "registry.model_name", "only dots"),
+        ({"model_name": "x" * 257}, None, "registry.model_name", "256 characters"),
+        ({}, "/Users/me/exp", "registry.model_name", "the experiment's name"),
+        ({"gate_k": 20}, None, "registry.gate_k", "expected one of 10, 50, 100"),
+        ({"slice_tolerance": -0.1}, None, "registry.slice_tolerance", ">= 0.0"),
+        ({"slice_tolerance": 2}, None, "registry.slice_tolerance", "between 0 and 1"),
+        ({"name": "x"}, None, "registry.name", "unknown field"),
+    ],
+)
+def test_a_bad_registry_section_names_the_field(registry, experiment, field, expected):
+    data = _example()
+    data["registry"] = registry
+    if experiment:
+        data["experiment"] = experiment
+    error = _error(data)
+    assert error.field == field and expected in str(error), str(error)

@@ -37,6 +37,7 @@ WINGS = (
     "serving",
     "train",
     "evaluate",
+    "registry",
 )
 ENTRY_POINTS = ("__main__", "tfx_module")  # may import any face
 OUTSIDE = ("components", "pipelines", "reporting", "bench")
