@@ -4,8 +4,12 @@ from typing import NamedTuple
 
 from kfp import dsl
 
+from components import COMPONENT_IMAGE
+from components.gate import gate_model
 from components.ingest import ingest_data
 from components.plan import bind_transforms, plan_sweep
+from components.promote import promote_model
+from components.register import register_model
 from components.report import render_report
 from components.select import select_best_model
 from components.transform import transform_data
@@ -16,7 +20,7 @@ from pipelines.tasks import (
     configure,
     train_and_evaluate,
 )
-from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N
+from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N, GATE_PROMOTE
 
 PIPELINE_NAME = "sweep-pipeline"
 # Trainings at once. KFP compiles a loop's parallelism into the spec (an integer, not a
@@ -25,10 +29,11 @@ DEFAULT_PARALLELISM = 2
 
 
 class SweepOutputs(NamedTuple):
-    """The sweep's outputs: every report view on one page, and the best run's model."""
+    """The sweep's outputs: the report, the best run's model, and the promotion gate's decision."""
 
     report: dsl.HTML
     best_model: dsl.Model
+    gate_decision: str
 
 
 def make_sweep_pipeline(
@@ -51,7 +56,8 @@ def make_sweep_pipeline(
         description=(
             "Trains the grid of an experiment YAML (feature configs x model configs x seeds): "
             "one ingest, one transform per feature config, the trainings in parallel, one "
-            "report over all runs and the best run's model."
+            "report over all runs, the best run's model registered as the challenger, and the "
+            "promotion gate against the champion."
         ),
     )
     def sweep_pipeline(
@@ -95,8 +101,9 @@ def make_sweep_pipeline(
             train_memory_limit: Memory limit of each training step; unused for a custom job.
             evaluate_cpu_limit: CPU limit of each evaluate step.
             evaluate_memory_limit: Memory limit of each evaluate step.
-            report_cpu_limit: CPU limit of the report and best-model steps.
-            report_memory_limit: Memory limit of the report and best-model steps.
+            report_cpu_limit: CPU limit of the report, best-model, register, gate and promote
+                steps.
+            report_memory_limit: Memory limit of those steps.
         """
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
@@ -159,13 +166,42 @@ def make_sweep_pipeline(
             pipeline_job=job,
         ).after(evaluate)
         best.ignore_upstream_failure()
-        for task in (report, best):
+        # Only the winner is registered (alias challenger); the gate compares it with the
+        # champion, and only a PROMOTE moves the alias (promote_model reads it again first).
+        registered = register_model(
+            config_yaml=config_yaml,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            best_model=best.outputs["best_model"],
+            pipeline_job=job,
+        )
+        gate = gate_model(
+            config_yaml=config_yaml,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            version=registered.output,
+            examples=ingest.outputs["examples"],
+        )
+        with dsl.If(gate.outputs["decision"] == GATE_PROMOTE, name="on-promote"):
+            promoted = promote_model(
+                config_yaml=config_yaml,
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                version=registered.output,
+                expected_champion=gate.outputs["champion_version"],
+                examples=ingest.outputs["examples"],
+                # A compile-time constant: `compile --image` / an env's image replace it too.
+                serving_image=COMPONENT_IMAGE,
+            )
+        decided = (report, best, registered, gate, promoted)
+        for task in decided:
             configure(task, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit)
         # Ingest, the plan and the transforms are pure functions of their inputs and may be
         # cached; the rest write to MLflow or read it, so a rerun must really run them.
-        for task in (train, evaluate, report, best):
+        for task in (train, evaluate, *decided):
             task.set_caching_options(False)
-        return SweepOutputs(report=report.outputs["report"], best_model=best.outputs["best_model"])
+        return SweepOutputs(
+            report=report.outputs["report"],
+            best_model=best.outputs["best_model"],
+            gate_decision=gate.outputs["decision"],
+        )
 
     return sweep_pipeline
 

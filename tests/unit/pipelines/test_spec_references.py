@@ -428,7 +428,7 @@ def test_each_steps_limits_read_its_pipeline_parameters_through_the_loops(
             seen.add(task_name)
     expected = {"ingest-data", "transform-data", "evaluate-model", "render-report"}
     if name == "sweep_pipeline":
-        expected.add("select-best-model")
+        expected |= {"select-best-model", "register-model", "gate-model", "promote-model"}
     if variant != "example":  # the custom job's machine decides; its launcher has no limits
         expected.add("train-model")
     assert seen == expected

@@ -20,6 +20,9 @@ STEP_OF_EXECUTOR = {
     "exec-evaluate-model": "evaluate",
     "exec-render-report": "report",
     "exec-select-best-model": "report",
+    "exec-register-model": "report",
+    "exec-gate-model": "report",
+    "exec-promote-model": "report",
 }
 NAMES = ("training_pipeline", "sweep_pipeline")
 
