@@ -5,6 +5,8 @@ python -m pipelines run --config configs/online_retail.yaml --tracking-uri sqlit
         [--pipeline sweep|training]
 python -m pipelines submit --env NAME --config configs/online_retail.yaml \
         [--pipeline sweep|training] [--wait] [--enable-caching|--disable-caching] [--no-upload-data]
+python -m pipelines promote --config FILE --tracking-uri URI (--version N | --run-id ID | \
+        --rollback N) [--examples DIR] [--dry-run]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from pipelines import PIPELINE_CHOICES, PIPELINES, SPEC_DIR, build_pipeline, vertex
+from pipelines import PIPELINE_CHOICES, PIPELINES, SPEC_DIR, build_pipeline, promote, vertex
 from pipelines.env import EnvError, TrainMachine, env_path, load_env
 from pipelines.vertex import JobFailedError, SubmitError
 from trainer.contract import DEFAULT_RANK_METRIC, SUMMARY_FILE, VIEW_COMBINED, VIEWS
@@ -333,6 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--local-root", default=".local", help="folder for local outputs")
     p_submit = sub.add_parser("submit", help="submit a pipeline to Vertex AI")
     _add_submit_args(p_submit)
+    p_promote = sub.add_parser("promote", help="gate and promote a version by hand; rollback")
+    promote.add_arguments(p_promote)
     return parser
 
 
@@ -341,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from trainer.config import ConfigError
 
+    if args.command == "promote":
+        return _promote_main(args)
     try:
         if args.command == "compile":
             for path in _compile(args):
@@ -360,6 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracking_uri={args.tracking_uri}")
     print(f"report={report}")
     return 0 if ok else 1
+
+
+def _promote_main(args: argparse.Namespace) -> int:
+    """``promote`` with a bad config or a registry problem said in one line (status 2)."""
+    from trainer.config import ConfigError
+    from trainer.registry import RegistryError
+
+    try:
+        return promote.run(args)
+    except (ConfigError, RegistryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def _submit_main(args: argparse.Namespace) -> int:
