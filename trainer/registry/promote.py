@@ -79,7 +79,9 @@ def champion_rows_on(client, champion: Version, examples_dir: str, folder: str) 
     # Only the exported model is scored: its own refit history does not matter here.
     config = dataclasses.replace(config, training=dataclasses.replace(config.training, refit=False))
     data = evaluate.EvaluationData.load(examples_dir)
-    rows, _ = evaluate.rows_on_test(model_dir, config, data, os.path.join(folder, "out"))
+    out = os.path.join(folder, "out")  # the evaluate step's top-k file lands here, unused
+    os.makedirs(out, exist_ok=True)
+    rows, _ = evaluate.rows_on_test(model_dir, config, data, out)
     return rows[contract.SCORER_MODEL]
 
 

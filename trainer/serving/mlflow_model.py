@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import pandas as pd
 
@@ -81,20 +82,32 @@ def save_mlflow_model(serving_dir: str, dest: str, queries: pd.DataFrame) -> str
         dest: The MLflow model folder to write (replaced if a killed attempt left one).
         queries: Raw buyer rows; the first few become the input example.
     """
+    columns = signature_columns(serving_dir)
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    staging = tempfile.mkdtemp(prefix="mlflow-model-")
+    # MLflow copies an artifact folder under artifacts/<its base name>: staged under a fixed
+    # name, the SavedModel is always at artifacts/saved_model (what an upload points at).
+    saved_model = os.path.join(staging, contract.MLFLOW_MODEL_SAVED_MODEL)
+    shutil.copytree(serving_dir, saved_model)
+    try:
+        _save(dest, saved_model, columns, queries)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _save(dest: str, saved_model: str, columns: dict[str, str], queries: pd.DataFrame) -> None:
     import mlflow.pyfunc
 
     from trainer.serving.pyfunc import ServingPyfunc
 
-    columns = signature_columns(serving_dir)
-    if os.path.exists(dest):
-        shutil.rmtree(dest)
     mlflow.pyfunc.save_model(
         path=dest,
         python_model=ServingPyfunc(),
-        artifacts={contract.MLFLOW_MODEL_SAVED_MODEL: serving_dir},
+        artifacts={contract.MLFLOW_MODEL_SAVED_MODEL: saved_model},
         signature=model_signature(columns),
         input_example=(input_example(queries, columns), {contract.PARAM_SERVE_K: 10}),
         # Given, not inferred: inference would load the model in a subprocess to list imports.
         pip_requirements=_requirements(),
     )
-    return dest

@@ -14,7 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.integration.conftest import free_port
-from trainer import contract, inputs, layout, serving, train
+from trainer import config as cfg
+from trainer import contract, evaluate, inputs, layout, registry, serving, tracking, train
 
 pytestmark = pytest.mark.integration  # Beam + TensorFlow + an MLflow model server
 
@@ -70,6 +71,8 @@ def test_training_logs_an_mlflow_model_with_a_signature_and_an_input_example(log
     assert list(example.columns) == list(columns) and len(example) == 2
     names = {a.path for a in MlflowClient(tracking_uri).list_artifacts(result.run_id, "model")}
     assert f"{contract.MLFLOW_MODEL_ARTIFACT}/MLmodel" in names
+    # Where an upload to Vertex points: the SavedModel under a fixed name.
+    assert os.path.isfile(os.path.join(model_dir, "artifacts", "saved_model", "saved_model.pb"))
 
 
 def test_a_fresh_process_loads_it_and_answers_as_the_saved_model(logged, tmp_path):
@@ -166,3 +169,91 @@ def test_mlflow_models_serve_answers_rest_requests(logged, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def _wait_health(url: str, server: subprocess.Popen, log_path) -> None:
+    deadline = time.monotonic() + SERVE_START_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the predictor exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(1)
+    raise AssertionError(f"the predictor never answered:\n{log_path.read_text()[-3000:]}")
+
+
+def test_the_vertex_predictor_answers_vertex_shaped_requests(logged, tmp_path):
+    result, _, tracking_uri, queries = logged
+    port = free_port()
+    env = _fresh_env(tracking_uri)
+    # What Vertex sets in a custom container (the routes are the upload's, any path works).
+    env.update(
+        AIP_HTTP_PORT=str(port),
+        AIP_PREDICT_ROUTE="/v1/endpoints/e/deployedModels/m:predict",
+        AIP_HEALTH_ROUTE="/v1/endpoints/e/deployedModels/m",
+        AIP_STORAGE_URI=result.serving_dir,
+    )
+    log_path = tmp_path / "predictor.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "trainer.serving.predictor"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_health(base + env["AIP_HEALTH_ROUTE"], server, log_path)
+        instances = json.loads(queries.to_json(orient="records"))
+        url = base + env["AIP_PREDICT_ROUTE"]
+        answer = _post(url, {"instances": instances, "parameters": {"k": 7}})
+        ids, scores = _saved_model_answers(result.serving_dir, queries)
+        assert [p["product_ids"] for p in answer["predictions"]] == ids[:, :7].tolist()
+        np.testing.assert_allclose(
+            [p["scores"] for p in answer["predictions"]], scores[:, :7], rtol=1e-6
+        )
+        for bad, says in (
+            ({"instances": [{"no_such_column": 1}]}, "instances[0] lacks ['buyer_id']"),
+            ({"rows": []}, "instances"),
+            ({"instances": instances[:1], "parameters": {"k": 0}}, "parameters.k"),
+        ):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _post(url, bad)
+            assert refused.value.code == 400
+            assert says in json.loads(refused.value.read())["error"]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_the_gate_evaluates_a_champion_of_another_protocol_on_the_challengers_split(
+    logged, tiny_prepared, tmp_path
+):
+    result, folder, tracking_uri, _ = logged
+    config, root = tiny_prepared
+    evaluate.run_evaluation(
+        str(folder / "model"), str(root / "examples"), str(tmp_path / "ev"), tracking_uri
+    )
+    client = tracking.open_client(tracking_uri)
+    old = registry.register_run(client, "tiny", result.run_id, pipeline_job="old-job")
+    client.set_model_version_tag("tiny", old.version, contract.TAG_VERSION_PROTOCOL_KEY, "old")
+    registry.promote(client, "tiny", old.version, cfg.Registry())
+    new = registry.register_run(client, "tiny", result.run_id, pipeline_job="new-job")
+    assert (old.version, new.version) == ("1", "2")
+    # Without the split: INCONCLUSIVE, naming what is missing.
+    missing = registry.gate_version(client, "tiny", new.version, cfg.Registry())
+    assert missing.decision == contract.GATE_INCONCLUSIVE and "--examples" in missing.reason
+    # With it, the champion's SavedModel is scored on the challenger's test buyers: the same
+    # model, so the lift is exactly zero on every buyer.
+    same = registry.gate_version(
+        client, "tiny", new.version, cfg.Registry(), str(root / "examples")
+    )
+    assert same.decision == contract.GATE_INCONCLUSIVE, same.reason
+    assert same.lift.value == 0 and same.lift.low == 0 and same.lift.high == 0
+    assert same.buyers > 0
+    champion = registry.version_by_alias(client, "tiny", contract.ALIAS_CHAMPION)
+    assert champion.version == "1"
