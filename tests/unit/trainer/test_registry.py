@@ -61,7 +61,12 @@ def make_run(
     val: float = 0.3,
 ) -> str:
     experiment = client.get_experiment_by_name("exp")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("exp")
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        # Artifacts under the test's folder (MLflow's default root is ./mlruns in the cwd).
+        else client.create_experiment("exp", artifact_location=(tmp_path / "artifacts").as_uri())
+    )
     run = client.create_run(
         experiment_id,
         tags={
