@@ -1,14 +1,15 @@
 """Aggregation: turn run records into what each view shows. No I/O, no HTML, no plotting.
 
-A little over 400 lines on purpose: one short function per view's table, sharing the metric
-helpers; splitting them would scatter what a view shows over several modules.
+Over 400 lines on purpose: one short function per view's table, sharing the metric helpers;
+splitting them would scatter what a view shows over several modules.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from reporting.metric import RankMetric, best_value, has_direction, label, lower_is_better, present
 from reporting.records import RunRecord
@@ -60,9 +61,13 @@ class LeaderRow:
     lifts: dict[str, float | None]
     recalls: dict[int, float | None]
     # Filled by reporting.ties.mark_ties: the rank value's 95% interval (None: not logged) and
-    # whether the run is tied with the leader (None: unknown, no interval).
+    # whether the run is tied with the leader (None: unknown, no interval), whether that was
+    # the best-model step's paired test (else the approximate one) and its interval of
+    # "run - leader" as tagged.
     interval: tuple[float, float] | None = None
     tied: bool | None = None
+    tie_paired: bool = False
+    diff_ci: str = ""
 
 
 def leaderboard(runs: Sequence[RunRecord], rank: RankMetric) -> list[LeaderRow]:
@@ -186,12 +191,55 @@ def latest_runs(runs: Sequence[RunRecord], n: int = 10) -> list[RunRecord]:
 
 @dataclasses.dataclass
 class Cell:
-    """One heatmap cell: mean, std (None for n < 2) and n of the metric; n == 0 is empty."""
+    """One heatmap cell: mean, std (None for n < 2) and n of the metric; n == 0 is empty.
+
+    ``half`` is the 95% interval's half-width of the mean (:func:`cell_half`), None when no
+    run logged an interval and n < 2; ``buyers`` says whether buyer sampling is in it.
+    """
 
     mean: float | None
     std: float | None
     n: int
     values: list[float]
+    half: float | None = None
+    buyers: bool = False
+
+
+# Student's t, two-sided 95%, for 1..30 degrees of freedom (beyond: the normal's 1.96).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def cell_half(
+    values: Sequence[float], bounds: Sequence[tuple[float, float] | None]
+) -> tuple[float | None, bool]:
+    """(95% half-width of the mean of a cell's runs, whether buyer sampling is counted).
+
+    The runs of a cell differ by seed and were evaluated on the same buyers. The seeds' part
+    is Student's t interval of their mean (t * sd / sqrt(n)); the buyers' part does not shrink
+    with more seeds (every seed saw the same buyers), so it is the runs' own bootstrap
+    half-width, root-mean-squared; the two add in quadrature (taken as independent). One run:
+    its own interval. A cell where some run logged no interval counts the seeds only.
+
+    Args:
+        values: Each run's value.
+        bounds: Each run's 95% interval (None: not logged), in the same order.
+    """
+    n = len(values)
+    known = [b for b in bounds if b is not None]
+    buyers = (
+        math.sqrt(statistics.fmean(((b[1] - b[0]) / 2) ** 2 for b in known))
+        if known and len(known) == n
+        else None
+    )
+    if n < 2:
+        return buyers, buyers is not None
+    t = _T95[n - 2] if n - 1 <= len(_T95) else 1.959963984540054
+    seeds = t * statistics.stdev(values) / math.sqrt(n)
+    if buyers is None:
+        return seeds, False
+    return math.hypot(seeds, buyers), True
 
 
 @dataclasses.dataclass
@@ -210,9 +258,20 @@ class Heatmap:
         return self.cells.get((feature_config, model_config), Cell(None, None, 0, []))
 
 
-def heatmap(runs: Sequence[RunRecord], metric: str) -> Heatmap:
-    """Mean, std and n of ``metric`` per (feature config, model config) pair."""
+def heatmap(
+    runs: Sequence[RunRecord],
+    metric: str,
+    interval_of: Callable[[RunRecord, float], tuple[float, float] | None] | None = None,
+) -> Heatmap:
+    """Mean, std, n and the mean's 95% interval of ``metric`` per (feature, model config) pair.
+
+    Args:
+        runs: The runs.
+        metric: The metric.
+        interval_of: A run's 95% interval of its value (``ties.interval``); None: none known.
+    """
     values: dict[tuple[str, str], list[float]] = {}
+    bounds: dict[tuple[str, str], list[tuple[float, float] | None]] = {}
     fcs: set[str] = set()
     mcs: set[str] = set()
     for run in runs:
@@ -222,8 +281,15 @@ def heatmap(runs: Sequence[RunRecord], metric: str) -> Heatmap:
         value = metric_value(run, metric)
         if value is not None:
             values.setdefault((fc, mc), []).append(value)
+            bounds.setdefault((fc, mc), []).append(interval_of(run, value) if interval_of else None)
     cells = {
-        key: Cell(statistics.fmean(vs), statistics.stdev(vs) if len(vs) > 1 else None, len(vs), vs)
+        key: Cell(
+            statistics.fmean(vs),
+            statistics.stdev(vs) if len(vs) > 1 else None,
+            len(vs),
+            vs,
+            *cell_half(vs, bounds[key]),
+        )
         for key, vs in values.items()
     }
     means = [c.mean for c in cells.values() if c.mean is not None]

@@ -194,7 +194,9 @@ def _heat_cell(
 
 
 def _heatmap(model: ReportModel) -> Markup:
-    hm = aggregate.heatmap(model.compared, model.rank.name)
+    hm = aggregate.heatmap(
+        model.compared, model.rank.name, lambda run, v: ties.interval(run, model.rank, v)
+    )
     best = best_value((c.mean for c in hm.cells.values()), model.rank.name)
     lower = model.rank.lower_better
     jobs: dict[tuple[str, str], int] = {}

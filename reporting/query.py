@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import posixpath
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from mlflow.entities import ViewType
+from mlflow.entities import RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -185,6 +186,17 @@ class ExperimentReader:
         self._fetcher = history_fetcher or fetch_histories
         self._fetched: set[tuple[str, str]] = set()
         self.fetch_s = 0.0
+
+    def artifact(self, run_id: str, path: str, folder: str) -> str | None:
+        """A run's artifact file downloaded into ``folder``; None when the run has none there."""
+        parent = posixpath.dirname(path)
+        if path not in {a.path for a in self.client.list_artifacts(run_id, parent or None)}:
+            return None
+        return self.client.download_artifacts(run_id, path, folder)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Sets tags on a run in one request."""
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def read(
         self,

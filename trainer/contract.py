@@ -177,6 +177,20 @@ def verdict_tag(baseline: str, k: int | None = None) -> str:
     return f"verdict_vs_{baseline}" if k is None else f"verdict_vs_{baseline}_at_{k}"
 
 
+# Tied with the best: the sweep's best-model step (reporting/best.py) pairs the leader's
+# per-buyer validation rows with each compared run's (the same buyers) and tags every run it
+# judged with the leader's id, whether it is tied with it (the 95% paired bootstrap interval
+# of "run - leader" recall@k on validation holds zero; k: the rank metric's), the difference
+# and its interval. At most TIE_CHECK_RUNS runs (best first) are judged per call: a sweep
+# rarely holds more, and each costs a download of tens of KiB and one more bootstrap column.
+TAG_BEST_RUN_ID = "best_run_id"
+TAG_TIED_WITH_BEST = "tied_with_best"  # "true" / "false"
+TAG_DIFF_VS_BEST = "diff_vs_best"  # "-0.0123": run - leader, recall@k on validation
+TAG_DIFF_VS_BEST_CI = "diff_vs_best_ci"  # "[-0.0200, -0.0046]"
+TAG_TIE_TEST = "tie_test"  # how: buyers, k, resamples, seed, level
+TIE_CHECK_RUNS = 100
+
+
 def final_key(metric: str) -> str:
     """Last-epoch value of a history metric."""
     return f"{_FINAL_PREFIX}{metric}"

@@ -43,3 +43,32 @@ def test_metric_value_is_the_logged_value_or_none():
     assert aggregate.metric_value(run, "val_loss") == 1.5
     assert aggregate.metric_value(run, "loss") is None
     assert aggregate.metric_value(run, "absent") is None
+
+
+def test_a_heatmap_cell_counts_seeds_and_buyer_sampling():
+    import math
+
+    import pytest
+
+    from reporting.aggregate import cell_half, heatmap
+    from reporting.records import RunRecord
+
+    # One run: its own interval. Three seeds with intervals of half-width 0.01: t(2) x sd /
+    # sqrt(3) for the seeds, 0.01 for the buyers (the same buyers: not divided by n).
+    assert cell_half([0.3], [(0.29, 0.31)]) == (pytest.approx(0.01), True)
+    values = [0.30, 0.31, 0.32]
+    half, buyers = cell_half(values, [(v - 0.01, v + 0.01) for v in values])
+    seeds = 4.303 * 0.01 / math.sqrt(3)
+    assert buyers and half == pytest.approx(math.hypot(seeds, 0.01))
+    # A run without an interval: the seeds only, said so.
+    assert cell_half(values, [None, (0.3, 0.32), None]) == (pytest.approx(seeds), False)
+    assert cell_half([0.3], [None]) == (None, False)
+
+    def run(name, value):
+        metrics = {"m": value}
+        return RunRecord(name, name, "FINISHED", 0, None, {}, {}, metrics, {})
+
+    hm = heatmap([run("a", 0.30), run("b", 0.32)], "m", lambda r, v: (v - 0.02, v + 0.02))
+    (cell,) = hm.cells.values()
+    assert cell.n == 2 and cell.buyers
+    assert cell.half == pytest.approx(math.hypot(12.706 * cell.std / math.sqrt(2), 0.02))

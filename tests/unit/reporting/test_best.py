@@ -113,3 +113,79 @@ def test_the_best_run_of_the_experiment_competes_only_within_the_latest_protocol
     log_run(client, exp, "old-split", test_recall={100: 0.9}, tags={key: "k1"}, start_time=1)
     latest = log_run(client, exp, "latest", test_recall={100: 0.3}, tags={key: "k2"}, start_time=2)
     assert best.best_run(tracking_uri, "best-test", RANK).run_id == latest
+
+
+def _log_val_rows(client, run_id, folder, pairs, hits):
+    """Logs per-buyer validation rows (the model's and a baseline's) as the evaluate step does."""
+    import numpy as np
+    import pandas as pd
+
+    from trainer import retrieval
+
+    frames = []
+    for scorer, h in ((contract.SCORER_MODEL, hits), (contract.BASELINE_POPULAR, hits // 2)):
+        frame = pd.DataFrame(
+            {contract.SCORER: scorer, contract.BUYER_ID: [f"b{i}" for i in range(len(pairs))]}
+        )
+        for col in contract.per_buyer_columns():
+            frame[col] = pairs if col.endswith("pairs") else np.minimum(h, pairs)
+        frames.append(frame)
+    folder.mkdir(parents=True)
+    path = retrieval.write_rows(frames, str(folder / contract.PER_BUYER_VAL_FILE))
+    client.log_artifact(run_id, path, contract.EVALUATION_ARTIFACT_DIR)
+
+
+def test_the_best_model_step_tags_each_run_tied_or_not_by_a_paired_test(tracking_uri, tmp_path):
+    import numpy as np
+
+    from reporting.build import write_report
+    from tests.unit.reporting.mlflow_runs import standard_history
+
+    client = MlflowClient(tracking_uri)
+    exp = client.create_experiment("ties", artifact_location=str(tmp_path / "artifacts"))
+    job = {contract.TAG_PIPELINE_JOB: "job-1"}
+    rng = np.random.default_rng(1)
+    pairs = rng.integers(1, 20, 1500)
+    lead_hits = rng.binomial(pairs, 0.3)
+    # A copy of the leader (tied), a clearly worse run, an old run without rows.
+    specs = {
+        "leader": (1.5, lead_hits),
+        "twin": (1.45, lead_hits),
+        "worse": (1.4, lead_hits * 2 // 3),
+        "old": (1.3, None),
+    }
+    ids = {}
+    for i, (name, (scale, hits)) in enumerate(specs.items()):
+        ids[name] = log_run(
+            client, exp, name, history=standard_history(scale), tags=job, start_time=i
+        )
+        if hits is not None:
+            _log_val_rows(client, ids[name], tmp_path / name, pairs, hits)
+    chosen = best.best_run(tracking_uri, "ties", contract.DEFAULT_RANK_METRIC, "job-1")
+    assert chosen.run_id == ids["leader"] and chosen.tied_run_ids == [ids["twin"]]
+    tags = {name: client.get_run(rid).data.tags for name, rid in ids.items()}
+    assert all(tags[n][contract.TAG_BEST_RUN_ID] == ids["leader"] for n in ("leader", "twin"))
+    assert tags["leader"][contract.TAG_TIED_WITH_BEST] == "true"
+    assert tags["twin"][contract.TAG_TIED_WITH_BEST] == "true"
+    assert tags["twin"][contract.TAG_DIFF_VS_BEST_CI] == "[+0.0000, +0.0000]"
+    assert tags["worse"][contract.TAG_TIED_WITH_BEST] == "false"
+    assert "1500 validation buyers, recall@100" in tags["worse"][contract.TAG_TIE_TEST]
+    assert contract.TAG_TIED_WITH_BEST not in tags["old"]  # no rows: left to the report
+
+    # The leaderboard marks ties from the tags; the old run has no interval: not judged.
+    result = write_report(tracking_uri, "ties", str(tmp_path / "report"))
+    board = (tmp_path / "report" / "leaderboard.html").read_text(encoding="utf-8")
+    row = board[board.index(f'data-run-id="{ids["twin"]}"') :].split("</tr>")[0]
+    assert "tied with #1" in row and "vs #1: <bdi>[+0.0000, +0.0000]</bdi>" in row
+    assert "approximate" not in row
+    worse = board[board.index(f'data-run-id="{ids["worse"]}"') :].split("</tr>")[0]
+    assert "tied with #1" not in worse and "vs #1: <bdi>[-0.1" in worse
+    assert "paired over the same validation buyers" in result.markdown
+
+
+def test_ties_are_not_judged_on_a_test_metric(tracking_uri, tmp_path):
+    client = MlflowClient(tracking_uri)
+    exp = client.create_experiment("ties", artifact_location=str(tmp_path / "artifacts"))
+    rid = log_run(client, exp, "only", test_recall={100: 0.3})
+    assert best.best_run(tracking_uri, "ties", RANK).tied_run_ids == []
+    assert contract.TAG_BEST_RUN_ID not in client.get_run(rid).data.tags

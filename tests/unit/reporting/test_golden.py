@@ -5,7 +5,8 @@ The golden files under ``golden/`` were rendered by the code before the reportin
 namespace each chart declares; MLflow strings in <bdi> (FSI/PDI in Markdown); single views
 without links to sibling files; failed runs' reasons, degraded-tracking and job counts on the
 dashboard and in the metrics; NaN/inf shown as such; ranked on validation by default and the
-protocol note (issue 23). After an intended change to the pages, rewrite them with
+protocol note, heatmap intervals, "no interval" marks and the lift in the
+decision (issue 23). After an intended change to the pages, rewrite them with
 ``UPDATE_GOLDEN=1 pytest tests/unit/reporting/test_golden.py`` and review the diff.
 """
 

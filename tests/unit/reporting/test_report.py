@@ -96,9 +96,10 @@ def test_leaderboard_ranks_by_metric_with_unranked_runs_last(sweep_report, sweep
     assert set(names[6:]) == {"failed", "running"}
     top = _text(rows[0])
     # rank, value (best val recall@100), test recall@10/50/100 beside it, best/last epoch of
-    # val recall@100, lifts over both baselines
+    # val recall@100, lifts over both baselines; the sweep's runs logged no interval
     assert top.startswith(
-        "1 hist-small finished fc_history mc_small 0.2560 0.0800 0.2000 0.3200 2 0.2560 0.2560"
+        "1 hist-small finished fc_history mc_small 0.2560 no interval 0.0800 0.2000 0.3200 2 "
+        "0.2560 0.2560"
     )
     assert "+100.0% +6.7%" in top
     assert _text(rows[6]).startswith("\u2014")
@@ -240,7 +241,8 @@ def test_heatmap_mean_std_n_and_empty_cells(sweep_report, fx):
     ids_cells = re.findall(r"<td class=\"cell.*?</td>", by_fc["fc_ids"], flags=re.DOTALL)
     # best val recall@100: 0.26 / 0.2 x 0.16 for ids-large; seeds 0.160, 0.176, 0.192
     assert _text(ids_cells[0]) == "0.208 ± \u2014 · n=1"
-    assert _text(ids_cells[1]) == "0.176 ± 0.016 · n=3"
+    # Three seeds, no run with an interval: t(2) x sd 0.016 / sqrt(3), the seeds only.
+    assert _text(ids_cells[1]) == "0.176 ± 0.040 seeds only · n=3"
     hist_cells = re.findall(r"<td class=\"cell.*?</td>", by_fc["fc_history"], flags=re.DOTALL)
     assert 'class="cell empty"' in hist_cells[0] and _text(hist_cells[0]) == ""
     assert "bestcell" in hist_cells[1]  # 0.32 is the best mean
