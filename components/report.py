@@ -17,6 +17,7 @@ def render_report(
     training_curves: Output[HTML],
     heatmap: Output[HTML],
     recall_at_k: Output[HTML],
+    slices: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
     rank_metric: str,
@@ -42,8 +43,11 @@ def render_report(
         leaderboard: Runs ranked by rank_metric, with lift over the baselines.
         comparison: Chosen runs side by side: metrics, params, overlaid curves.
         training_curves: Per-epoch loss, val_loss and validation recall@k of each run.
-        heatmap: Feature config x model config grid of rank_metric (mean, std, n).
+        heatmap: Feature config x model config grid of rank_metric (mean, 95% interval, n).
         recall_at_k: Recall against k per run and params against rank_metric.
+        slices: Where the best run wins: test recall, lift and interval per slice (repeat or
+            new targets, buyer activity, product popularity) against the baselines, and
+            beyond-accuracy figures (coverage, popularity rank, tail share).
         summary: Markdown summary for the run page.
         metrics: KFP metrics of the best run, for the Vertex run-compare page.
         rank_metric: Metric that ranks the leaderboard and fills the heatmap.

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import jinja2
 from markupsafe import Markup
 
-from reporting import aggregate, charts, ties
+from reporting import aggregate, charts, slices, ties
 from reporting.metric import best_value, fmt, has_direction, label, pct
 from reporting.records import RunRecord
 from reporting.report_model import HEADLINE_METRIC, ReportModel, overview_keys
@@ -243,6 +243,21 @@ def _recall_at_k(model: ReportModel) -> Markup:
     )
 
 
+def _slices(model: ReportModel) -> Markup:
+    leader = model.ranked[0].run if model.ranked else None
+    highlighted = [r for r in model.data.runs if model.this_run(r)]
+    shown = [slices.run_slices(run, why) for run, why in slices.shown_runs(leader, highlighted)]
+    return _section(
+        contract.VIEW_SLICES,
+        shown=shown,
+        k=contract.SLICE_K,
+        groups=slices.GROUP_TITLES,
+        figures=contract.BEYOND_FIGURES,
+        figure_titles=slices.FIGURE_TITLES,
+        **_common(model),
+    )
+
+
 _BUILDERS: dict[str, Callable[[ReportModel], Markup]] = {
     contract.VIEW_DASHBOARD: _dashboard,
     contract.VIEW_LEADERBOARD: _leaderboard,
@@ -250,6 +265,7 @@ _BUILDERS: dict[str, Callable[[ReportModel], Markup]] = {
     contract.VIEW_TRAINING_CURVES: _training_curves,
     contract.VIEW_HEATMAP: _heatmap,
     contract.VIEW_RECALL_AT_K: _recall_at_k,
+    contract.VIEW_SLICES: _slices,
 }
 
 

@@ -122,6 +122,91 @@ def per_buyer_columns() -> tuple[str, ...]:
     return tuple(out)
 
 
+# --- Slices: where a model wins (trainer/retrieval/slices.py, trainer/evaluate/slices.py) --
+
+# The per-buyer rows also carry what the slices need, in a few small columns: the buyer's
+# number of distinct days with a purchase before the split (``earlier_days``: train for
+# validation, train + eval for test) and the target pairs and hits at each k among head, torso
+# and tail products. A product's popularity band comes from its train interactions: products
+# ranked by them (ties: catalog order), head while the products ranked above hold under 20% of
+# all train interactions, torso under 50%, tail the rest (products never bought in train too).
+EARLIER_DAYS = "earlier_days"
+POPULARITY_HEAD = "head"
+POPULARITY_TORSO = "torso"
+POPULARITY_TAIL = "tail"
+# (band, the share of train interactions held by the products above at which it ends)
+POPULARITY_BANDS: tuple[tuple[str, float], ...] = (
+    (POPULARITY_HEAD, 0.2),
+    (POPULARITY_TORSO, 0.5),
+    (POPULARITY_TAIL, 1.0),
+)
+POPULARITY_PARTS: tuple[str, ...] = tuple(name for name, _ in POPULARITY_BANDS)
+# Buyer activity by earlier purchase days: (slice name, label, lowest days, highest or None).
+ACTIVITY_DAY_BANDS: tuple[tuple[str, str, int, int | None], ...] = (
+    ("days_1", "1 earlier purchase day", 1, 1),
+    ("days_2_4", "2-4 earlier purchase days", 2, 4),
+    ("days_5_9", "5-9 earlier purchase days", 5, 9),
+    ("days_10_plus", "10+ earlier purchase days", 10, None),
+)
+# Every slice of the test split the evaluate step logs, in the slices view's order: (name,
+# label, group). Target slices split each buyer's pairs; activity slices split the buyers.
+SLICE_TARGETS = "targets"
+SLICE_ACTIVITY = "activity"
+SLICE_POPULARITY = "popularity"
+SLICES: tuple[tuple[str, str, str], ...] = (
+    (REPEAT, "repeat targets (bought before)", SLICE_TARGETS),
+    (NEW, "new targets", SLICE_TARGETS),
+    *((name, label, SLICE_ACTIVITY) for name, label, _, _ in ACTIVITY_DAY_BANDS),
+    (POPULARITY_HEAD, "head products (top 20% of train interactions)", SLICE_POPULARITY),
+    (POPULARITY_TORSO, "torso products (next 30%)", SLICE_POPULARITY),
+    (POPULARITY_TAIL, "tail products (the rest)", SLICE_POPULARITY),
+)
+# Slices are logged at this k only: every slice at every k would triple the metrics a run
+# carries (the report reads them all for 1,000 runs); the per-buyer rows hold every k.
+SLICE_K = max(RECALL_KS)
+
+
+def band_columns(ks=RECALL_KS) -> tuple[str, ...]:
+    """The per-buyer columns the slices add: earlier days, then each popularity band's counts."""
+    out = [EARLIER_DAYS]
+    for part in POPULARITY_PARTS:
+        out += [pairs_column(part), *(hits_column(k, part) for k in ks)]
+    return tuple(out)
+
+
+def _scorer_prefix(scorer: str) -> str:
+    return "test" if scorer == SCORER_MODEL else f"baseline_{scorer}"
+
+
+def slice_recall_key(name: str, k: int, scorer: str = SCORER_MODEL) -> str:
+    """Test recall@k within a slice: ``test_new_recall_at_100``, ``baseline_popular_new_...``."""
+    return f"{_scorer_prefix(scorer)}_{name}_recall_at_{k}"
+
+
+def slice_lift_key(name: str, baseline: str, k: int) -> str:
+    """The model's recall@k minus the baseline's within a slice: ``new_lift_vs_popular_at_100``."""
+    return f"{name}_lift_vs_{baseline}_at_{k}"
+
+
+def slice_pairs_key(name: str) -> str:
+    """Test target pairs within a slice: ``test_new_pairs``."""
+    return f"test_{name}_pairs"
+
+
+# Beyond accuracy, per scorer from its test top-k lists at each k: the share of the catalog
+# that appears in any list, the mean popularity rank of the recommended products (1: the most
+# train interactions), and the share of recommended slots that hold a tail product.
+BEYOND_COVERAGE = "coverage"
+BEYOND_POPULARITY_RANK = "mean_popularity_rank"
+BEYOND_TAIL_SHARE = "tail_share"
+BEYOND_FIGURES: tuple[str, ...] = (BEYOND_COVERAGE, BEYOND_POPULARITY_RANK, BEYOND_TAIL_SHARE)
+
+
+def beyond_key(figure: str, k: int, scorer: str = SCORER_MODEL) -> str:
+    """A beyond-accuracy figure: ``test_coverage_at_100``, ``baseline_popular_tail_share_at_10``."""
+    return f"{_scorer_prefix(scorer)}_{figure}_at_{k}"
+
+
 # --- Uncertainty: a paired bootstrap over the per-buyer rows (trainer/retrieval/bootstrap.py)
 
 # Buyers are resampled with replacement, the same draws for every scorer (paired); inside a
@@ -463,6 +548,7 @@ VIEW_COMPARISON = "comparison"
 VIEW_TRAINING_CURVES = "training_curves"
 VIEW_HEATMAP = "heatmap"
 VIEW_RECALL_AT_K = "recall_at_k"
+VIEW_SLICES = "slices"
 VIEWS: tuple[str, ...] = (
     VIEW_DASHBOARD,
     VIEW_LEADERBOARD,
@@ -470,6 +556,7 @@ VIEWS: tuple[str, ...] = (
     VIEW_TRAINING_CURVES,
     VIEW_HEATMAP,
     VIEW_RECALL_AT_K,
+    VIEW_SLICES,
 )
 VIEW_COMBINED = "report"  # every view on one page
 VIEW_TITLES: dict[str, str] = {
@@ -480,6 +567,7 @@ VIEW_TITLES: dict[str, str] = {
     VIEW_TRAINING_CURVES: "Training curves",
     VIEW_HEATMAP: "Config heatmap",
     VIEW_RECALL_AT_K: "Recall@k and params",
+    VIEW_SLICES: "Where it wins",
 }
 SUMMARY_FILE = "summary.md"
 # Runs (best first) with their own chart and epoch table on the training-curves page.

@@ -244,10 +244,10 @@ def test_sorting_and_diff_toggle_work_in_the_browser(browser, report):
         _load(cdp, report.pages["leaderboard"])
         first = "document.querySelector('#leaderboard-table tbody tr td.name').textContent.trim()"
         assert cdp.evaluate(first) == "hist-small"
-        # Click the rank-metric header twice: ascending puts the weakest ranked run first.
+        # Click the test recall@100 header twice: ascending puts the weakest run first.
         click = (
             "Array.from(document.querySelectorAll('#leaderboard-table th'))"
-            ".find(th => th.textContent.startsWith('Test recall@100')).click()"
+            ".find(th => th.textContent.startsWith('Test R@100')).click()"
         )
         cdp.evaluate(click)
         assert cdp.evaluate(first).startswith("<script>alert")

@@ -13,8 +13,10 @@ never saw it, and the baselines on train only). Both tables go to the output fol
 run's artifacts (``evaluation/per_buyer_{test,val}.parquet``), and a paired bootstrap over
 their buyers gives the intervals, lifts and verdicts (``trainer.evaluate.uncertainty``); the
 run is tagged with its evaluation protocol (``trainer.inputs.protocol``: data digest, split,
-catalog size, protocol version, and their key). The metrics and tags go to the training run
-in MLflow and to a JSON file.
+catalog size, protocol version, and their key). The test rows also carry the slices' band
+columns, and ``trainer.evaluate.slices`` turns them into recall, lift and interval per slice
+(repeat / new targets, activity and popularity bands) and the top-k lists into beyond-accuracy
+figures. The metrics and tags go to the training run in MLflow and to a JSON file.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pandas as pd
 
 from trainer import config as cfg
 from trainer import contract, inputs, layout, retrieval, serving, tracking
-from trainer.evaluate import uncertainty
+from trainer.evaluate import slices, uncertainty
 from trainer.tracking import RunTracker, read_run_info
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,8 @@ def score_split(
     catalog: pd.DataFrame,
     exclude_seen: bool,
     top_k_path: str | None = None,
+    pop: retrieval.Popularity | None = None,
+    tops: dict[str, np.ndarray] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per-buyer rows of each served model and each applicable baseline on one split.
 
@@ -109,21 +113,30 @@ def score_split(
         eval_set: The split's pairs.
         queries: Each query's raw buyer features as of the split's start.
         before: The interactions before the split (the baselines' data; a pair found there
-            is a repeat target).
+            is a repeat target; a buyer's earlier purchase days).
         catalog: The retrieval catalog.
         exclude_seen: ``training.exclude_seen``.
         top_k_path: Where the ``contract.SCORER_MODEL`` model's lists go (None: nowhere).
+        pop: The catalog's popularity by train interactions: the rows get the slices' band
+            columns (``contract.band_columns``); None: without them.
+        tops: Filled with each scorer's top-k catalog rows when given (beyond accuracy).
     """
     seen = retrieval.seen_rows(eval_set, before, catalog)
-    rows = {}
+    bands = {}
+    if pop is not None:
+        bands = {"band": pop.band, "earlier_days": retrieval.earlier_days(eval_set, before)}
+    found = {}
     for name, serving_dir in models.items():
         path = top_k_path if name == contract.SCORER_MODEL else None
-        top = served_top(serving_dir, queries, catalog, eval_set.buyers, path)
-        rows[name] = retrieval.per_buyer_rows(top, eval_set, seen, name)
+        found[name] = served_top(serving_dir, queries, catalog, eval_set.buyers, path)
     k = max(contract.RECALL_KS)
-    for name, top in retrieval.baseline_top_k(eval_set, before, catalog, k, exclude_seen).items():
-        rows[name] = retrieval.per_buyer_rows(top, eval_set, seen, name)
-    return rows
+    found.update(retrieval.baseline_top_k(eval_set, before, catalog, k, exclude_seen))
+    if tops is not None:
+        tops.update(found)
+    return {
+        name: retrieval.per_buyer_rows(top, eval_set, seen, name, **bands)
+        for name, top in found.items()
+    }
 
 
 def metrics_on_test(rows: dict[str, pd.DataFrame], eval_set: retrieval.EvalSet) -> dict[str, float]:
@@ -142,13 +155,18 @@ def metrics_on_test(rows: dict[str, pd.DataFrame], eval_set: retrieval.EvalSet) 
 
 
 def rows_on_test(
-    model_dir: str, config: cfg.ExperimentConfig, data: EvaluationData, output_dir: str
+    model_dir: str,
+    config: cfg.ExperimentConfig,
+    data: EvaluationData,
+    output_dir: str,
+    tops: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], retrieval.EvalSet]:
     """Per-buyer test rows of the exported model, the eval-selected one (refit), the baselines.
 
     With ``training.refit`` the exported model is the refit one (``contract.SCORER_MODEL``)
     and the model selected on eval before it is ``contract.SCORER_SELECTED``; the top-k file
-    holds the exported model's lists.
+    holds the exported model's lists. The rows carry the slices' band columns (popularity by
+    train interactions); ``tops``, when given, is filled with each scorer's top-k lists.
     """
     exclude_seen = config.training.exclude_seen
     eval_set = retrieval.build_eval_set(
@@ -166,6 +184,8 @@ def rows_on_test(
         data.catalog,
         exclude_seen,
         layout.top_k_path(output_dir),
+        retrieval.popularity(data.train, data.catalog),
+        tops,
     )
     return rows, eval_set
 
@@ -192,6 +212,7 @@ def rows_on_validation(
         data.train,
         data.catalog,
         config.training.exclude_seen,
+        pop=retrieval.popularity(data.train, data.catalog),
     )
 
 
@@ -245,9 +266,12 @@ def run_evaluation(
     os.makedirs(output_dir, exist_ok=True)
     config = cfg.load_config(layout.config_path(model_dir))
     data = EvaluationData.load(ingest_dir)
-    test_rows, eval_set = rows_on_test(model_dir, config, data, output_dir)
+    tops: dict[str, np.ndarray] = {}
+    test_rows, eval_set = rows_on_test(model_dir, config, data, output_dir, tops)
     val_rows = rows_on_validation(model_dir, config, data)
     results = metrics_on_test(test_rows, eval_set)
+    results.update(slices.slice_metrics(test_rows))
+    results.update(slices.beyond_metrics(tops, retrieval.popularity(data.train, data.catalog)))
     intervals, tags = uncertainty.intervals_on_test(test_rows)
     tags.update(inputs.protocol_tags(config, [data.train, data.eval, data.test], data.catalog))
     results.update(intervals)

@@ -146,13 +146,67 @@ def paired_bootstrap(
         baselines: The scorers the model is compared with (default: every other one); the
             others get their recall's interval only.
     """
-    alpha = 1 - confidence
-    scorers = list(hits)
-    columns = np.column_stack([pairs, *(hits[s] for s in scorers)])
-    if not len(pairs):  # nothing evaluated: every figure is NaN
+    return sliced_bootstrap({"": (pairs, hits)}, model, ks, resamples, seed, confidence, baselines)[
+        ""
+    ]
+
+
+def sliced_bootstrap(
+    slices: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
+    model: str,
+    ks: tuple[int, ...],
+    resamples: int = contract.BOOTSTRAP_RESAMPLES,
+    seed: int = contract.BOOTSTRAP_SEED,
+    confidence: float = contract.BOOTSTRAP_CONFIDENCE,
+    baselines: tuple[str, ...] | None = None,
+) -> dict[str, BootstrapResult]:
+    """:func:`paired_bootstrap` of several slices of the same buyers, from one set of draws.
+
+    Each slice gives its own per-buyer pairs and hits (zero for a buyer outside it); the buyers
+    are drawn once for all, so a slice's result is what ``paired_bootstrap`` would give it
+    alone, at the cost of one resampling. The Holm correction runs within each slice.
+
+    Args:
+        slices: Slice name -> (pairs [buyers], scorer -> hits [buyers, len(ks)]).
+        model: The scorer compared with the others.
+        ks: The cut-offs.
+        resamples: Bootstrap resamples.
+        seed: The resampling seed.
+        confidence: The intervals' level.
+        baselines: The scorers the model is compared with (default: every other one).
+    """
+    blocks, spans, start = [], {}, 0
+    for name, (pairs, hits) in slices.items():
+        block = np.column_stack([pairs, *(hits[s] for s in hits)])
+        blocks.append(block)
+        spans[name] = (start, start + block.shape[1], list(hits), len(pairs))
+        start += block.shape[1]
+    columns = np.column_stack(blocks)
+    if not columns.shape[0]:  # nothing evaluated: every figure is NaN
         columns = np.zeros((1, columns.shape[1]), np.int64)
     sums = resample_sums(columns, resamples, seed)
     total = columns.sum(axis=0).astype(np.float64)
+    return {
+        name: _summarise(
+            total[a:b], sums[:, a:b], scorers, model, ks, confidence, baselines, buyers
+        )
+        for name, (a, b, scorers, buyers) in spans.items()
+    }
+
+
+def _summarise(
+    total: np.ndarray,
+    sums: np.ndarray,
+    scorers: list[str],
+    model: str,
+    ks: tuple[int, ...],
+    confidence: float,
+    baselines: tuple[str, ...] | None,
+    buyers: int,
+) -> BootstrapResult:
+    """One slice's intervals and comparisons from its column totals and resampled sums."""
+    alpha = 1 - confidence
+    resamples = sums.shape[0]
     point = _ratio(total[1:], total[0]).reshape(len(scorers), len(ks))
     sampled = _ratio(sums[:, 1:], sums[:, :1]).reshape(resamples, len(scorers), len(ks))
     recall = {
@@ -187,4 +241,4 @@ def paired_bootstrap(
             p_holm=p_holm,
             verdict=verdict,
         )
-    return BootstrapResult(recall, comparisons, resamples, confidence, len(pairs))
+    return BootstrapResult(recall, comparisons, resamples, confidence, buyers)

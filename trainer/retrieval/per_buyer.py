@@ -2,7 +2,9 @@
 
 One row per evaluated buyer and scorer (the model, a baseline): the number of target pairs,
 the hits at each k of ``contract.RECALL_KS``, and the same two counts for the repeat targets
-(products the buyer bought before the split) and the new ones. Integer counts only, so the
+(products the buyer bought before the split) and the new ones; with the slices' inputs also the
+buyer's earlier purchase days and the counts among head, torso and tail products
+(``contract.band_columns``). Integer counts only, so the
 table is small and every later figure (recall, intervals, lifts, slices) is a sum over its
 rows: recall@k of any set of buyers is ``sum(hits_at_k) / sum(pairs)``, micro-averaged over
 pairs exactly as :func:`trainer.retrieval.metrics.recall_at_k`.
@@ -50,12 +52,31 @@ def repeat_flags(eval_set: EvalSet, seen: list[np.ndarray]) -> list[np.ndarray]:
     return [member[i, :n] for i, n in enumerate(lengths)]
 
 
+def _band_counts(
+    top: np.ndarray, found: np.ndarray, eval_set: EvalSet, band: np.ndarray, ks
+) -> dict[str, np.ndarray]:
+    """Each popularity band's target pairs and hits at each k per query (band per catalog row)."""
+    out: dict[str, np.ndarray] = {}
+    target_band = [band[p] for p in eval_set.positives]
+    slot_band = np.where(top >= 0, band[np.clip(top, 0, None)], -1) if top.size else top
+    for i, part in enumerate(contract.POPULARITY_PARTS):
+        out[contract.pairs_column(part)] = np.array(
+            [int((b == i).sum()) for b in target_band], np.int64
+        )
+        inside = found & (slot_band == i)
+        for k in ks:
+            out[contract.hits_column(k, part)] = inside[:, :k].sum(axis=1)
+    return out
+
+
 def per_buyer_rows(
     top: np.ndarray,
     eval_set: EvalSet,
     seen: list[np.ndarray],
     scorer: str,
     ks=contract.RECALL_KS,
+    band: np.ndarray | None = None,
+    earlier_days: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One scorer's per-buyer rows (columns: ``contract.SCORER``, buyer, then the counts).
 
@@ -65,6 +86,9 @@ def per_buyer_rows(
         seen: Per query, the catalog rows its buyer bought before the split (repeat targets).
         scorer: The scorer's name (``contract.SCORER_MODEL``, a baseline's name, ...).
         ks: The cut-offs.
+        band: Per catalog row, its popularity band (index into ``contract.POPULARITY_PARTS``);
+            with ``earlier_days`` (per query) the rows get ``contract.band_columns()`` too.
+        earlier_days: Per query, its buyer's distinct earlier purchase days.
     """
     found = _row_members(top, eval_set.positives)
     repeat_found = found & _row_members(top, seen)
@@ -84,6 +108,10 @@ def per_buyer_rows(
         columns[contract.pairs_column(part)] = n.astype(COUNT_DTYPE)
         for k in ks:
             columns[contract.hits_column(k, part)] = hit[:, :k].sum(axis=1).astype(COUNT_DTYPE)
+    if band is not None and earlier_days is not None:
+        columns[contract.EARLIER_DAYS] = np.asarray(earlier_days).astype(COUNT_DTYPE)
+        for name, counts in _band_counts(top, found, eval_set, band, ks).items():
+            columns[name] = counts.astype(COUNT_DTYPE)
     return pd.DataFrame(columns)
 
 

@@ -177,6 +177,26 @@ def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, 
     for baseline in (contract.BASELINE_POPULAR, contract.BASELINE_OWN_HISTORY):
         assert tags[contract.verdict_tag(baseline)] in ("beats", "tied", "worse")
     assert "resamples" in tags[contract.TAG_BOOTSTRAP]
+    # Slices at SLICE_K from the rows' band columns, and beyond accuracy per scorer.
+    assert set(contract.band_columns()) <= set(test_rows.columns)
+    k = contract.SLICE_K
+    for part in (contract.REPEAT, contract.NEW, *contract.POPULARITY_PARTS):
+        pairs = model_rows[contract.pairs_column(part)].sum()
+        assert logged[contract.slice_pairs_key(part)] == pairs
+        if pairs:
+            hits = model_rows[contract.hits_column(k, part)].sum()
+            assert logged[contract.slice_recall_key(part, k)] == pytest.approx(hits / pairs)
+    banded = sum(
+        logged.get(contract.slice_pairs_key(name), 0) for name, *_ in contract.ACTIVITY_DAY_BANDS
+    )
+    assert banded == metrics[contract.TEST_PAIRS]
+    for scorer in (contract.SCORER_MODEL, contract.BASELINE_POPULAR):
+        coverage = logged[contract.beyond_key(contract.BEYOND_COVERAGE, 10, scorer)]
+        assert 0 < coverage <= 1
+        assert logged[contract.beyond_key(contract.BEYOND_POPULARITY_RANK, 10, scorer)] >= 1
+    # The most popular baseline recommends the same list to all: its 10 products.
+    popular = contract.beyond_key(contract.BEYOND_COVERAGE, 10, contract.BASELINE_POPULAR)
+    assert logged[popular] == pytest.approx(10 / 30)
     # The protocol key and its parts (30 products in the tiny catalog).
     assert tags[contract.TAG_PROTOCOL_CATALOG] == "30"
     assert tags[contract.TAG_PROTOCOL_SPLIT].startswith("strict_time train<")
