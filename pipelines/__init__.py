@@ -1,6 +1,6 @@
 """KFP pipelines and their compile / run / submit command line."""
 
-from pipelines.env import TrainMachine
+from pipelines.env import ModelUpload, TrainMachine
 from pipelines.sweep import DEFAULT_PARALLELISM, make_sweep_pipeline, sweep_pipeline
 from pipelines.training import make_training_pipeline, training_pipeline
 
@@ -17,6 +17,7 @@ def build_pipeline(
     *,
     parallelism: int | None = None,
     train_machine: TrainMachine | None = None,
+    model_upload: ModelUpload | None = None,
 ):
     """A pipeline by spec name, built with compile-time settings.
 
@@ -24,12 +25,14 @@ def build_pipeline(
         name: ``sweep_pipeline`` or ``training_pipeline``.
         parallelism: The sweep's trainings at once; its default when None.
         train_machine: Train as a Vertex custom job on this machine; in-pipeline when None.
+        model_upload: The sweep uploads each new champion to the Vertex Model Registry there;
+            None: a promotion moves the MLflow alias only.
 
     Returns:
         The pipeline.
     """
     if name == "sweep_pipeline":
-        return make_sweep_pipeline(parallelism or DEFAULT_PARALLELISM, train_machine)
+        return make_sweep_pipeline(parallelism or DEFAULT_PARALLELISM, train_machine, model_upload)
     if name == "training_pipeline":
         return make_training_pipeline(train_machine)
     raise KeyError(f"no pipeline {name!r} (known: {', '.join(PIPELINES)})")

@@ -35,6 +35,7 @@ def compile_all(
     train_machine: TrainMachine | None = None,
     image: str = "",
     names: tuple[str, ...] = tuple(PIPELINES),
+    model_upload=None,
 ) -> list[str]:
     """Compiles pipelines to ``<out_dir>/<name>.yaml``; returns the paths.
 
@@ -45,6 +46,7 @@ def compile_all(
         image: Run every step in this image (``components.with_image``); the default when
             empty.
         names: Which pipelines (spec names); all by default.
+        model_upload: The env's ``ModelUpload`` (the sweep uploads new champions to Vertex).
 
     Returns:
         The paths written.
@@ -56,7 +58,9 @@ def compile_all(
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for name in names:
-        pipeline = build_pipeline(name, parallelism=parallelism, train_machine=train_machine)
+        pipeline = build_pipeline(
+            name, parallelism=parallelism, train_machine=train_machine, model_upload=model_upload
+        )
         path = os.path.join(out_dir, f"{name}.yaml")
         compiler.Compiler().compile(pipeline, package_path=path)
         if image:
@@ -77,12 +81,18 @@ def _compile(args: argparse.Namespace) -> list[str]:
             f"--out {out}: {SPEC_DIR}/ holds the packaged specs only (a test compares them "
             f"with a fresh compile); write an --env / --image variant elsewhere"
         )
-    train_machine, image = None, args.image or ""
+    options, image = {}, args.image or ""
     if args.env:
         env = load_env(env_path(args.env))
-        train_machine = env.compile_options()["train_machine"]
+        options = env.compile_options()
         image = image or env.image
-    return compile_all(out, args.parallelism, train_machine, image)
+    return compile_all(
+        out,
+        args.parallelism,
+        options.get("train_machine"),
+        image,
+        model_upload=options.get("model_upload"),
+    )
 
 
 def pipeline_arguments(config, args: argparse.Namespace) -> dict:
@@ -238,13 +248,11 @@ def submit(args: argparse.Namespace) -> str:
     config, data_source = _stage_source(config, env, args)
     if data_source:
         arguments.update(config_yaml=cfg.dump_config(config), data_source=data_source)
-    train_machine = env.compile_options()["train_machine"]
+    options = env.compile_options()
     with tempfile.TemporaryDirectory(prefix="b2b-recs-compile-") as folder:
         template = ""
-        if train_machine is not None or args.parallelism is not None:
-            (template,) = compile_all(
-                folder, args.parallelism, train_machine=train_machine, names=(name,)
-            )
+        if any(v is not None for v in options.values()) or args.parallelism is not None:
+            (template,) = compile_all(folder, args.parallelism, names=(name,), **options)
         request = vertex.build_job_request(
             env,
             name,

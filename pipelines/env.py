@@ -67,6 +67,7 @@ _TOP_KEYS = (
     "resources",
     "train",
     "beam_args",
+    "model_upload",
 )
 
 
@@ -104,6 +105,23 @@ class TrainMachine:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelUpload:
+    """Where a promoted champion goes on Vertex: a version of one Vertex Model Registry model.
+
+    ``parent_model`` empty: the first promotion creates the model (its resource name is then
+    the value to set here, so later promotions add versions to it). ``endpoint``: also deploy
+    each new champion there on ``machine_type``, taking all its traffic.
+    """
+
+    display_name: str
+    region: str
+    image: str  # the serving container: the component image runs the predictor
+    parent_model: str = ""
+    endpoint: str = ""
+    machine_type: str = "n1-standard-2"
+
+
+@dataclasses.dataclass(frozen=True)
 class MlflowEnv:
     """Where the MLflow tracking server and its UI are."""
 
@@ -129,6 +147,7 @@ class EnvConfig:
     resources: dict[str, StepResources] = dataclasses.field(default_factory=dict)
     train: TrainMachine = TrainMachine()
     beam_args: tuple[str, ...] = ()
+    model_upload: ModelUpload | None = None
 
     def pipeline_parameters(self) -> dict[str, Any]:
         """The pipeline parameters this environment sets (the same names in every pipeline).
@@ -156,9 +175,13 @@ class EnvConfig:
         """What this environment decides when a pipeline is compiled (``make_*_pipeline``).
 
         ``train_machine`` is None when the file names no machine type: training then runs as
-        an ordinary pipeline step, as in the packaged specs.
+        an ordinary pipeline step, as in the packaged specs. ``model_upload`` is None without a
+        ``model_upload`` section: a promotion then moves the MLflow alias only.
         """
-        return {"train_machine": self.train if self.train.machine_type else None}
+        return {
+            "train_machine": self.train if self.train.machine_type else None,
+            "model_upload": self.model_upload,
+        }
 
 
 def parameter_names() -> tuple[str, ...]:
@@ -369,6 +392,34 @@ def _train(r: _Reader) -> TrainMachine:
     return TrainMachine(machine, accelerator, count, timeout, strategy)
 
 
+_MODEL = re.compile(r"^projects/[^/]+/locations/[a-z0-9-]+/models/[0-9]+$")
+_ENDPOINT = re.compile(r"^projects/[^/]+/locations/[a-z0-9-]+/endpoints/[0-9]+$")
+
+
+def _model_upload(r: _Reader, region: str, image: str) -> ModelUpload | None:
+    if not r.data:
+        return None
+    r.only(("display_name", "parent_model", "endpoint", "machine_type"))
+    name = r.string("display_name", expected="the Vertex model's display name", required=True)
+    if len(name) > 128:
+        r.fail("display_name", f"expected at most 128 characters (Vertex's limit), got {len(name)}")
+    parent = r.string(
+        "parent_model", _MODEL, "a model resource name like projects/P/locations/R/models/ID"
+    )
+    endpoint = r.string(
+        "endpoint", _ENDPOINT, "an endpoint resource name like projects/P/locations/R/endpoints/ID"
+    )
+    for key, value in (("parent_model", parent), ("endpoint", endpoint)):
+        if value and value.split("/")[3] != region:
+            r.fail(key, f"expected a resource in the environment's region {region}, got {value!r}")
+    machine = r.string(
+        "machine_type", re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$"), "a machine type like n1-standard-2"
+    )
+    if machine and not endpoint:
+        r.fail("machine_type", "is the endpoint's machine: set endpoint too, or leave it out")
+    return ModelUpload(name, region, image, parent, endpoint, machine or "n1-standard-2")
+
+
 def _labels(r: _Reader) -> dict[str, str]:
     labels = {}
     for key, value in r.data.items():
@@ -458,6 +509,7 @@ def parse_env(data: Any, source: str, name: str = "") -> EnvConfig:
         resources=_resources(r.child("resources")),
         train=_train(r.child("train")),
         beam_args=_beam_args(r),
+        model_upload=_model_upload(r.child("model_upload"), r.data.get("region", ""), image),
     )
     env.pipeline_parameters()  # a Dataflow runner with no worker image fails here, by name
     return env

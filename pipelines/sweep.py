@@ -13,12 +13,13 @@ from components.register import register_model
 from components.report import render_report
 from components.select import select_best_model
 from components.transform import transform_data
-from pipelines.env import TrainMachine
+from pipelines.env import ModelUpload, TrainMachine
 from pipelines.tasks import (
     DEFAULT_CPU_LIMIT,
     DEFAULT_MEMORY_LIMIT,
     configure,
     train_and_evaluate,
+    upload_champion,
 )
 from trainer.contract import DEFAULT_DETAIL_RUNS, DEFAULT_RANK_METRIC, DEFAULT_TOP_N, GATE_PROMOTE
 
@@ -39,6 +40,7 @@ class SweepOutputs(NamedTuple):
 def make_sweep_pipeline(
     parallelism: int = DEFAULT_PARALLELISM,
     train_machine: TrainMachine | None = None,
+    model_upload: ModelUpload | None = None,
 ):
     """The sweep pipeline, as compiled for Vertex AI (and run from that spec by kfp.local).
 
@@ -46,6 +48,9 @@ def make_sweep_pipeline(
         parallelism: Trainings at once.
         train_machine: Train each run as a Vertex custom job on this machine; None (or no
             machine type): as an ordinary step with the train_* limits.
+        model_upload: Upload each new champion to the Vertex Model Registry (and deploy it)
+            as this says; None (the packaged spec, kfp.local): the promotion moves the MLflow
+            alias and writes what it would upload.
 
     Returns:
         The pipeline.
@@ -190,6 +195,9 @@ def make_sweep_pipeline(
                 # A compile-time constant: `compile --image` / an env's image replace it too.
                 serving_image=COMPONENT_IMAGE,
             )
+            if model_upload is not None:
+                with dsl.If(promoted.outputs["moved"] == "true", name="on-champion-moved"):
+                    upload_champion(promoted, model_upload)
         decided = (report, best, registered, gate, promoted)
         for task in decided:
             configure(task, cpu_limit=report_cpu_limit, memory_limit=report_memory_limit)

@@ -40,7 +40,7 @@ from kfp.dsl import pipeline_channel
 
 from components.evaluate import evaluate_model
 from components.train import train_model
-from pipelines.env import TrainMachine
+from pipelines.env import ModelUpload, TrainMachine
 
 # Vertex AI Pipelines' default machine for a step is e2-standard-4 (4 vCPUs, 16 GB): the
 # defaults ask for that, so an environment file that sets nothing changes nothing.
@@ -217,3 +217,85 @@ def train_and_evaluate(
     cpu, memory = limits["evaluate"]
     configure(evaluate, cpu_limit=cpu, memory_limit=memory)
     return train, evaluate
+
+
+def serving_container_spec(image: str) -> dict:
+    """The Vertex container spec that serves a champion: this image's predictor.
+
+    Vertex's prebuilt TensorFlow serving images carry TensorFlow releases older than the 2.21
+    this SavedModel is written with (and no TensorFlow Transform ops for the raw-feature
+    signature), so the model is served by the component image's own predictor
+    (``python -m trainer.serving.predictor``), which follows the custom-container contract:
+    https://cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements. Vertex
+    sets ``AIP_HTTP_PORT`` from ``ports``, ``AIP_PREDICT_ROUTE`` / ``AIP_HEALTH_ROUTE`` from
+    the routes and ``AIP_STORAGE_URI`` from the model's ``artifactUri``. Keys are the REST API's
+    camelCase; GCPC's upload launcher converts them (``append_unmanaged_model_artifact_into_
+    payload`` in google_cloud_pipeline_components/container/v1/model/upload_model/
+    remote_runner.py).
+    """
+    from trainer import contract
+
+    return {
+        "imageUri": image,
+        "command": ["python", "-m", "trainer.serving.predictor"],
+        # A string: KFP writes the metadata as a protobuf Struct, whose numbers are doubles
+        # (8080.0), and the upload goes to Vertex as JSON; the proto3 JSON mapping accepts a
+        # string for an int32 field (https://protobuf.dev/programming-guides/json/).
+        "ports": [{"containerPort": str(contract.DEFAULT_PREDICTOR_PORT)}],
+        "predictRoute": contract.DEFAULT_PREDICT_ROUTE,
+        "healthRoute": contract.DEFAULT_HEALTH_ROUTE,
+    }
+
+
+def upload_champion(promoted: dsl.PipelineTask, upload: ModelUpload) -> dsl.PipelineTask:
+    """Uploads the new champion to the Vertex Model Registry (and deploys it, with an endpoint).
+
+    Run it under a condition on ``promoted``'s ``moved``: only a model that became champion is
+    uploaded, as a new version of ``upload.parent_model`` (the first upload without one
+    creates the model), with the version alias ``champion``. The SavedModel URI comes from
+    the promote step at run time (an importer with a runtime ``artifact_uri``). With an
+    ``endpoint`` the version is deployed there on ``upload.machine_type`` with all traffic
+    (``traffic_split {"0": 100}``: "0" is the model being deployed, per GCPC's ModelDeployOp).
+
+    Returns:
+        The upload task (its ``model`` output is the Vertex model version).
+    """
+    from google_cloud_pipeline_components.types import artifact_types
+    from google_cloud_pipeline_components.v1.endpoint import ModelDeployOp
+    from google_cloud_pipeline_components.v1.model import ModelUploadOp
+
+    model = dsl.importer(
+        artifact_uri=promoted.outputs["artifact_uri"],
+        artifact_class=artifact_types.UnmanagedContainerModel,
+        metadata={"containerSpec": serving_container_spec(upload.image)},
+    ).set_display_name("champion-saved-model")
+    parent = None
+    if upload.parent_model:
+        parent = dsl.importer(
+            artifact_uri=f"https://{upload.region}-aiplatform.googleapis.com/v1/{upload.parent_model}",
+            artifact_class=artifact_types.VertexModel,
+            metadata={"resourceName": upload.parent_model},
+        ).set_display_name("parent-model")
+    uploaded = ModelUploadOp(
+        display_name=upload.display_name,
+        location=upload.region,
+        unmanaged_container_model=model.output,
+        parent_model=parent.output if parent is not None else None,
+        version_aliases=["champion"],
+        description="The sweep's champion (MLflow registry alias champion), promoted by its gate.",
+    ).set_display_name("upload-champion")
+    if upload.endpoint:
+        endpoint = dsl.importer(
+            artifact_uri=f"https://{upload.region}-aiplatform.googleapis.com/v1/{upload.endpoint}",
+            artifact_class=artifact_types.VertexEndpoint,
+            metadata={"resourceName": upload.endpoint},
+        ).set_display_name("champion-endpoint")
+        ModelDeployOp(
+            model=uploaded.outputs["model"],
+            endpoint=endpoint.output,
+            dedicated_resources_machine_type=upload.machine_type,
+            dedicated_resources_min_replica_count=1,
+            dedicated_resources_max_replica_count=1,
+            traffic_split={"0": 100},
+        ).set_display_name("deploy-champion")
+    return uploaded

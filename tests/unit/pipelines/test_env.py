@@ -71,7 +71,15 @@ def test_example_parses_into_typed_fields():
     params = env.pipeline_parameters()
     assert params["ingest_memory_limit"] == "16G" and params["train_cpu_limit"] == "8"
     # The training machine is compiled into the spec, not sent as a parameter.
-    assert env.compile_options() == {"train_machine": env.train}
+    assert env.compile_options() == {"train_machine": env.train, "model_upload": env.model_upload}
+    assert env.model_upload == envmod.ModelUpload(
+        "b2b-recs-two-tower",
+        "europe-west4",
+        env.image,
+        "projects/my-gcp-project/locations/europe-west4/models/1234567890",
+        "projects/my-gcp-project/locations/europe-west4/endpoints/9876543210",
+        "n1-standard-2",
+    )
     assert not [p for p in params if p.startswith(("train_machine", "train_accel", "train_time"))]
     # Dataflow workers get the dataflow-worker image pushed beside the component image.
     repo, tag = env.image.rsplit(":", 1)
@@ -80,9 +88,10 @@ def test_example_parses_into_typed_fields():
     # What the file leaves empty is left to the pipeline's defaults.
     data = _example()
     data["train"] = {}
+    del data["model_upload"]
     data["resources"] = {"train": {"cpu_limit": 2}}
     env = envmod.parse_env(data, "x.yaml")
-    assert env.compile_options() == {"train_machine": None}
+    assert env.compile_options() == {"train_machine": None, "model_upload": None}
     params = env.pipeline_parameters()
     assert params["train_cpu_limit"] == "2" and "train_memory_limit" not in params
     assert "ingest_cpu_limit" not in params

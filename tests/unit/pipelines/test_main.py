@@ -51,8 +51,9 @@ def files(tmp_path):
     paths = {"config": str(config), "data": str(tmp_path / "tiny.csv.gz")}
     for name, train in (("cpu", {}), ("gpu", None)):
         data = example_env_data()
-        if train is not None:
+        if train is not None:  # CPU training and no Vertex upload: the packaged spec's steps
             data["train"] = train
+            data.pop("model_upload")
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
         paths[name] = str(path)
