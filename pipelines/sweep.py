@@ -185,6 +185,9 @@ def make_sweep_pipeline(
             version=registered.output,
             examples=ingest.outputs["examples"],
         )
+        # The report states the gate's decision (read from the challenger run's gate.* tags),
+        # so it waits for it; it still runs when the gate (or anything before it) failed.
+        report.after(gate)
         with dsl.If(gate.outputs["decision"] == GATE_PROMOTE, name="on-promote"):
             promoted = promote_model(
                 config_yaml=config_yaml,

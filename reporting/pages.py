@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import jinja2
 from markupsafe import Markup
 
-from reporting import aggregate, charts, slices, ties
+from reporting import aggregate, charts, promotion, slices, ties
 from reporting.metric import best_value, fmt, has_direction, label, pct
 from reporting.records import RunRecord
 from reporting.report_model import HEADLINE_METRIC, ReportModel, overview_keys
@@ -95,6 +95,7 @@ def _dashboard(model: ReportModel) -> Markup:
         timeline=timeline,
         headline=HEADLINE_METRIC,
         decision=ties.decision(model.rows, model.rank, HEADLINE_METRIC),
+        gate=promotion.latest_decision(model.data.runs, model.highlight_pipeline_job),
         **_common(model),
     )
 

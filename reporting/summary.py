@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from reporting import ties
+from reporting import promotion, ties
 from reporting.metric import fmt, pct, present
 from reporting.report_model import HEADLINE_METRIC, ReportModel
 from reporting.text import TEXT_MAX, isolate, short_text
@@ -162,6 +162,9 @@ def markdown(model: ReportModel) -> str:
     sentence = ties.decision(model.rows, rank, HEADLINE_METRIC)
     if sentence:
         lines += [f"**Decision.** {md_text(sentence, 1000)}", ""]
+    gate = promotion.latest_decision(model.data.runs, model.highlight_pipeline_job)
+    if gate:
+        lines += [f"**{md_text(gate.decision, 40)}.** {md_text(gate.sentence(), 1500)}", ""]
     lines.append(
         f"Best run: **{md_text(top.run.name)}** ({md_text(top.run.feature_config)} \u00d7 "
         f"{md_text(top.run.model_config)}), {md_escape(short_text(rank.label))} = {fmt(top.value)}."

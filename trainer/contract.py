@@ -638,3 +638,6 @@ AIP_STORAGE_URI = "AIP_STORAGE_URI"
 DEFAULT_PREDICT_ROUTE = "/predict"
 DEFAULT_HEALTH_ROUTE = "/health"
 DEFAULT_PREDICTOR_PORT = 8080
+# The gate's verdict is also on the challenger's run (same tags, plus the version it judged),
+# so the report shows it from the runs it reads, without asking the registry.
+TAG_GATE_VERSION = "gate.version"  # "<registered model name>/<version>"

@@ -164,8 +164,14 @@ def decide_against(
 
 
 def record(client, challenger: Version, result: gate.GateResult) -> None:
-    """The decision, its reason and figures on the challenger version's tags."""
-    versions.set_tags(client, challenger, {**result.tags(), contract.TAG_GATE_DECIDED_AT: _now()})
+    """The decision, its reason and figures on the challenger version's tags and its run's."""
+    tags = {**result.tags(), contract.TAG_GATE_DECIDED_AT: _now()}
+    versions.set_tags(client, challenger, tags)
+    if challenger.run_id:  # what the report reads (it reads runs, not the registry)
+        from mlflow.entities import RunTag
+
+        tags[contract.TAG_GATE_VERSION] = f"{challenger.name}/{challenger.version}"
+        client.log_batch(challenger.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def gate_version(

@@ -284,3 +284,34 @@ def test_promote_writes_what_it_would_upload_to_vertex(client, tmp_path):
     spec = request["container_spec"]
     assert spec["imageUri"] == "img:1" and spec["predictRoute"] == contract.DEFAULT_PREDICT_ROUTE
     assert request["labels"] == {"mlflow_model": "recs", "mlflow_version": "1"}
+
+
+def test_the_gate_decision_is_on_the_run_and_the_report_states_it(client, tracking_uri, tmp_path):
+    from pathlib import Path
+
+    from reporting.build import write_report
+
+    v1 = _register(client, tmp_path, rows(0.5, 0.2), job="job-1")
+    registry.gate_version(client, NAME, v1, REGISTRY)
+    registry.promote(client, NAME, v1, REGISTRY, expected_champion="")
+    v2 = _register(client, tmp_path, rows(0.4, 0.2), job="job-<2>")
+    registry.gate_version(client, NAME, v2, REGISTRY)
+    run = client.get_run(registry.get_version(client, NAME, v2).run_id)
+    assert run.data.tags[contract.TAG_GATE_DECISION] == contract.GATE_REJECT
+    assert run.data.tags[contract.TAG_GATE_VERSION] == f"{NAME}/{v2}"
+    assert run.data.tags[contract.TAG_GATE_CHAMPION] == "1"
+
+    result = write_report(
+        tracking_uri, "exp", str(tmp_path / "report"), highlight_pipeline_job="job-<2>"
+    )
+    dashboard = Path(result.pages[contract.VIEW_DASHBOARD]).read_text(encoding="utf-8")
+    banner = dashboard.split('id="gate"', 1)[1].split("</div>", 1)[0]
+    assert "REJECT" in banner and f"registered as {NAME}/{v2}" in banner
+    assert "against champion version 1" in banner and "lift -" in banner
+    summary = result.markdown
+    (line,) = [x for x in summary.splitlines() if "Promotion gate:" in x]
+    assert line.startswith("**") and "REJECT" in line and f"{NAME}/{v2}" in line
+    # The first job's report states its own decision (PROMOTE, no champion then).
+    first = write_report(tracking_uri, "exp", str(tmp_path / "r1"), highlight_pipeline_job="job-1")
+    page = Path(first.pages[contract.VIEW_DASHBOARD]).read_text(encoding="utf-8")
+    assert "PROMOTE" in page.split('id="gate"', 1)[1].split("</div>", 1)[0]
