@@ -139,8 +139,76 @@ def mlflow_server(
             proc.wait()
 
 
+PROTOCOL = {
+    contract.TAG_PROTOCOL_DATASET: "397884:0123456789abcdef",
+    contract.TAG_PROTOCOL_SPLIT: "strict_time train<2011-10-01 eval<2011-11-01",
+    contract.TAG_PROTOCOL_CATALOG: "3665",
+    contract.TAG_PROTOCOL_EVALUATION: contract.EVALUATION_PROTOCOL_VERSION,
+    contract.TAG_PROTOCOL_KEY: "a1b2c3d4e5f6",
+}
+
+
+def _with_ci(out: dict[str, float], key: str, value: float, half: float) -> None:
+    out.update({key: value, contract.ci_low_key(key): value - half})
+    out[contract.ci_high_key(key)] = value + half
+
+
+def evaluation_figures(quality: float, best_val: float) -> tuple[dict[str, float], dict[str, str]]:
+    """What an evaluation logs beyond the recalls (issue 23): intervals, lifts, slices, tags."""
+    metrics: dict[str, float] = {}
+    tags = {contract.TAG_BOOTSTRAP: "paired over 3000 buyers, 2000 resamples, seed 0", **PROTOCOL}
+    base = {"popular": 0.162, "own_history": 0.304}
+    for k in contract.RECALL_KS:
+        model = quality * (k / 100) ** 0.4
+        _with_ci(metrics, contract.test_recall_key(k), model, 0.012)
+        _with_ci(metrics, contract.chosen_val_recall_key(k), best_val * (k / 100) ** 0.4, 0.012)
+        for b, r in base.items():
+            _with_ci(metrics, contract.baseline_recall_key(b, k), r * k / 100, 0.01)
+            _with_ci(metrics, contract.lift_key(b, k), model - r * k / 100, 0.01)
+            _with_ci(metrics, contract.relative_lift_key(b, k), model / (r * k / 100) - 1, 0.05)
+            metrics[contract.lift_p_holm_key(b, k)] = 0.01
+            tags[contract.verdict_tag(b, k)] = contract.VERDICT_BEATS
+            for figure, value in zip(contract.BEYOND_FIGURES, (0.1, 400.0, 0.05), strict=True):
+                metrics[contract.beyond_key(figure, k, b)] = value
+        for figure, value in zip(contract.BEYOND_FIGURES, (0.3, 900.0, 0.2), strict=True):
+            metrics[contract.beyond_key(figure, k)] = value
+    for b in base:
+        tags[contract.verdict_tag(b)] = contract.VERDICT_BEATS
+    k = contract.SLICE_K
+    for name, _, _ in contract.SLICES:
+        metrics[contract.slice_pairs_key(name)] = 5000.0
+        _with_ci(metrics, contract.slice_recall_key(name, k), quality, 0.02)
+        for b, r in base.items():
+            _with_ci(metrics, contract.slice_recall_key(name, k, b), r, 0.02)
+            _with_ci(metrics, contract.slice_lift_key(name, b, k), quality - r, 0.02)
+    return metrics, tags
+
+
+def tag_ties(client, best_vals: dict[str, float]) -> None:
+    """Tags the best TIE_CHECK_RUNS runs as the best-model step does (paired tie tags)."""
+    ranked = sorted(best_vals, key=best_vals.get, reverse=True)[: contract.TIE_CHECK_RUNS]
+    from mlflow.entities import RunTag
+
+    lead = best_vals[ranked[0]]
+    for run_id in ranked:
+        diff = best_vals[run_id] - lead
+        tags = {
+            contract.TAG_BEST_RUN_ID: ranked[0],
+            contract.TAG_TIED_WITH_BEST: "true" if diff > -0.01 else "false",
+            contract.TAG_DIFF_VS_BEST: f"{diff:+.4f}",
+            contract.TAG_DIFF_VS_BEST_CI: f"[{diff - 0.006:+.4f}, {diff + 0.006:+.4f}]",
+            contract.TAG_TIE_TEST: "paired bootstrap over 3000 validation buyers, recall@100",
+        }
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
 def populate(tracking_uri: str, runs: int = RUNS, epochs: int = EPOCHS, seed: int = 0) -> None:
-    """Log ``runs`` trainer-shaped runs with one ``log_batch`` per run (direct to the store)."""
+    """Log ``runs`` trainer-shaped runs with one ``log_batch`` per run (direct to the store).
+
+    Each carries what its training and evaluation log: histories, summaries, test and baseline
+    recalls with intervals, lifts, slices, beyond accuracy, verdicts and protocol tags; the best
+    ``contract.TIE_CHECK_RUNS`` by the rank metric carry the best-model step's tie tags.
+    """
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
@@ -148,6 +216,7 @@ def populate(tracking_uri: str, runs: int = RUNS, epochs: int = EPOCHS, seed: in
     client = MlflowClient(tracking_uri=tracking_uri)
     eid = client.create_experiment(EXPERIMENT)
     t0 = 1_700_000_000_000
+    best_vals: dict[str, float] = {}
     for i in range(runs):
         fc, mc = FEATURE_CONFIGS[i % 5], MODEL_CONFIGS[(i // 5) % 4]
         quality = 0.15 + 0.02 * (i % 5) + 0.015 * ((i // 5) % 4) + rng.gauss(0, 0.01)
@@ -171,16 +240,10 @@ def populate(tracking_uri: str, runs: int = RUNS, epochs: int = EPOCHS, seed: in
             best = min(values) if "loss" in key else max(values)
             metrics.append(Metric(contract.best_key(key), best, start, 0))
         metrics.append(Metric(contract.BEST_EPOCH, float(epochs - 1), start, 0))
-        for k in contract.RECALL_KS:
-            metrics.append(
-                Metric(contract.test_recall_key(k), quality * (k / 100) ** 0.4, start, 0)
-            )
-            metrics.append(
-                Metric(contract.baseline_recall_key("popular", k), 0.162 * (k / 100), start, 0)
-            )
-            metrics.append(
-                Metric(contract.baseline_recall_key("own_history", k), 0.304 * (k / 100), start, 0)
-            )
+        best_val = next(m.value for m in metrics if m.key == contract.DEFAULT_RANK_METRIC)
+        best_vals[run.info.run_id] = best_val
+        figures, evaluation_tags = evaluation_figures(quality, best_val)
+        metrics += [Metric(key, value, start, 0) for key, value in figures.items()]
         params = {
             contract.PARAM_EPOCHS: str(epochs),
             contract.PARAM_BATCH_SIZE: "4096",
@@ -197,6 +260,7 @@ def populate(tracking_uri: str, runs: int = RUNS, epochs: int = EPOCHS, seed: in
             contract.TAG_MODEL_CONFIG_NAME: mc,
             contract.TAG_DATASET_NAME: "Online Retail",
             contract.TAG_MODEL_TYPE: contract.MODEL_TYPE_TWO_TOWER,
+            **evaluation_tags,
         }
         for j in range(0, len(metrics), 1000):
             client.log_batch(
@@ -206,6 +270,7 @@ def populate(tracking_uri: str, runs: int = RUNS, epochs: int = EPOCHS, seed: in
                 tags=[RunTag(k, v) for k, v in tags.items()] if j == 0 else [],
             )
         client.set_terminated(run.info.run_id, status="FINISHED", end_time=start + 30_000)
+    tag_ties(client, best_vals)
 
 
 RENDERS = int(os.environ.get("REPORT_BENCH_RENDERS", size("3", "1")))

@@ -24,10 +24,43 @@ def test_search_follows_page_tokens(sweep_store, monkeypatch):
 
     monkeypatch.setattr(MlflowClient, "search_runs", spy)
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
-    data = query.load_experiment(sweep_store.tracking_uri, EXPERIMENT)
+    client = MlflowClient(sweep_store.tracking_uri)
+    runs = query.search_runs_paged(client, sweep_store.experiment_id, [])
     assert len(calls) == 3  # 8 runs in pages of 3
     assert calls[0] is None and all(calls[1:])
-    assert sorted(r.run_id for r in data.runs) == sorted(sweep_store.ids.values())
+    assert sorted(r.run_id for r in runs) == sorted(sweep_store.ids.values())
+
+
+def test_a_database_store_is_read_in_column_queries_exactly_as_search_runs_reads_it(
+    sweep_store, monkeypatch
+):
+    calls = []
+    monkeypatch.setattr(MlflowClient, "search_runs", lambda *a, **k: calls.append(1))
+    client = MlflowClient(sweep_store.tracking_uri)
+    fast = query.search_all_runs(client, sweep_store.tracking_uri, sweep_store.experiment_id)
+    assert calls == []  # MLflow's search_runs was not asked
+    monkeypatch.undo()
+    paged = query.search_runs_paged(client, sweep_store.experiment_id, [])
+    # Every field of every run (the hostile keys and values, NaN and infinities too), in order.
+    assert [r.run_id for r in fast] == [r.run_id for r in paged]
+    for a, b in zip(fast, paged, strict=True):
+        assert repr(dataclasses.asdict(a)) == repr(dataclasses.asdict(b))  # NaN != NaN
+
+
+def test_column_queries_read_nan_and_infinities_as_logged(tracking_uri):
+    import math
+
+    from tests.unit.reporting.mlflow_runs import log_retried_run
+
+    log_retried_run(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    eid = client.get_experiment_by_name("retried").experiment_id
+    client.log_metric(client.search_runs([eid])[0].info.run_id, "nan_metric", math.nan)
+    (fast,) = query.search_all_runs(client, tracking_uri, eid)
+    (paged,) = query.search_runs_paged(client, eid, [])
+    assert fast.metrics[contract.METRIC_VAL_LOSS] == -math.inf  # the last step's
+    assert math.isnan(fast.metrics["nan_metric"])
+    assert repr(dataclasses.asdict(fast)) == repr(dataclasses.asdict(paged))
 
 
 def test_histories_come_back_per_run_and_metric(sweep_store):
