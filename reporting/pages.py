@@ -69,7 +69,7 @@ def _section(name: str, **kw: object) -> Markup:
 
 
 def _common(model: ReportModel) -> dict[str, object]:
-    return {"model": model, "ks": contract.RECALL_KS, "baselines": contract.BASELINES}
+    return {"model": model, "ks": contract.RECALL_KS, "baselines": model.baselines}
 
 
 def _dashboard(model: ReportModel) -> Markup:

@@ -92,6 +92,25 @@ class ReportModel:
     apart: list[protocol.Apart] = dataclasses.field(default_factory=list)
 
     @property
+    def baselines(self) -> tuple[str, ...]:
+        """The baselines shown: those some run logged (the heuristics when none did).
+
+        Strong baselines are logged by the domain they fit (TIFU-KNN where buyers re-buy,
+        EASE or item-kNN where they do not), so a column only appears where it has values.
+        """
+        runs = self.compared or self.data.runs
+        logged = tuple(
+            b
+            for b in contract.BASELINES
+            if any(
+                contract.baseline_recall_key(b, k) in run.metrics
+                for run in runs
+                for k in contract.RECALL_KS
+            )
+        )
+        return logged or contract.HEURISTIC_BASELINES
+
+    @property
     def ranked(self) -> list[aggregate.LeaderRow]:
         """The rows that have a rank, best first."""
         return [r for r in self.rows if r.rank is not None]

@@ -83,7 +83,7 @@ def _table(model: ReportModel) -> list[str]:
     rank = model.rank
     head = ["#", "Run", "Feature config", "Model config", rank.label]
     head += [f"Test R@{k}" for k in rank.recall_columns]
-    head += [f"Lift vs {b}" for b in contract.BASELINES]
+    head += [f"Lift vs {b}" for b in model.baselines]
     lines = ["| " + " | ".join(md_escape(h) for h in head) + " |"]
     lines.append("|" + "|".join(["---:"] + ["---"] * 3 + ["---:"] * (len(head) - 4)) + "|")
     for row in model.ranked[:MARKDOWN_TOP]:
@@ -103,7 +103,7 @@ def _table(model: ReportModel) -> list[str]:
             fmt(row.value),
         ]
         cells += [fmt(row.recalls[k]) for k in rank.recall_columns]
-        cells += [md_escape(pct(row.lifts[b])) for b in contract.BASELINES]
+        cells += [md_escape(pct(row.lifts[b])) for b in model.baselines]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -27,12 +27,34 @@ TEST_BUYERS = "test_buyers"
 # Baselines evaluated on the same test split as the model.
 BASELINE_POPULAR = "popular"
 BASELINE_OWN_HISTORY = "own_history"
-BASELINES: tuple[str, ...] = (BASELINE_POPULAR, BASELINE_OWN_HISTORY)
+# The field's strong simple methods (trainer/retrieval/strong.py), tuned on validation and
+# computed once per ingest output: TIFU-KNN where buyers re-buy, EASE (item-kNN above a
+# catalog size where EASE's item-item matrix does not fit) where they do not.
+BASELINE_TIFU_KNN = "tifu_knn"
+BASELINE_EASE = "ease"
+BASELINE_ITEM_KNN = "item_knn"
+BASELINES: tuple[str, ...] = (
+    BASELINE_POPULAR,
+    BASELINE_OWN_HISTORY,
+    BASELINE_TIFU_KNN,
+    BASELINE_EASE,
+    BASELINE_ITEM_KNN,
+)
+
+
+# The heuristics every evaluation computes itself (the strong ones come from the ingest folder).
+HEURISTIC_BASELINES: tuple[str, ...] = (BASELINE_POPULAR, BASELINE_OWN_HISTORY)
 
 
 def applicable_baselines(exclude_seen: bool) -> tuple[str, ...]:
-    """The baselines a run reports: own history means nothing when earlier items are excluded."""
-    return tuple(b for b in BASELINES if not (exclude_seen and b == BASELINE_OWN_HISTORY))
+    """The baselines a run reports.
+
+    Own history and TIFU-KNN (both built on re-buying) mean nothing when earlier items are
+    excluded; EASE and item-kNN are the references where they are.
+    """
+    if exclude_seen:
+        return (BASELINE_POPULAR, BASELINE_EASE, BASELINE_ITEM_KNN)
+    return (BASELINE_POPULAR, BASELINE_OWN_HISTORY, BASELINE_TIFU_KNN)
 
 
 HIGHER = "higher"  # a metric that improves upwards (recall)
@@ -518,6 +540,10 @@ SPLITS = ("train", "eval", "test")
 CATALOG_FILE = "catalog.parquet"
 SCHEMA_FILE = "schema.pbtxt"
 STATS_FILE = "stats.json"
+# The strong baselines' top-k lists for the eval and test buyers (trainer/retrieval/strong.py)
+# and what was chosen on validation: computed once per ingest output, read by every evaluation.
+STRONG_BASELINES_FILE = "strong_baselines.parquet"
+STRONG_BASELINES_RECORD = "strong_baselines.json"
 # Transform folder: the TFTransformOutput plus transformed/{split}-*.tfrecord.gz.
 TRANSFORMED_DIR = "transformed"
 # Model folder.

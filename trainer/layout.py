@@ -37,6 +37,12 @@ def schema_path(ingest_dir: str) -> str:
     return os.path.join(ingest_dir, contract.SCHEMA_FILE)
 
 
+def strong_baselines_path(ingest_dir: str, record: bool = False) -> str:
+    """The strong baselines' lists (or, with ``record``, their tuning record) of an ingest."""
+    name = contract.STRONG_BASELINES_RECORD if record else contract.STRONG_BASELINES_FILE
+    return os.path.join(ingest_dir, name)
+
+
 def stats_path(ingest_dir: str) -> str:
     """Ingest's counts: rows read, dropped per reason, kept per split."""
     return os.path.join(ingest_dir, contract.STATS_FILE)

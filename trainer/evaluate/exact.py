@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from trainer import config as cfg
-from trainer import contract, inputs, layout, retrieval, serving, tracking
+from trainer import contract, ingest, inputs, layout, retrieval, serving, tracking
 from trainer.evaluate import slices, uncertainty
 from trainer.tracking import RunTracker, read_run_info
 
@@ -46,15 +46,18 @@ class EvaluationData:
     test: pd.DataFrame
     catalog: pd.DataFrame
     eval: pd.DataFrame  # the validation split
+    # The strong baselines' lists, computed once by ingest (empty for older ingest outputs).
+    strong: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     @classmethod
     def load(cls, ingest_dir: str) -> EvaluationData:
-        """Reads the splits and the catalog of an ingest folder."""
+        """Reads the splits, the catalog and the strong baselines of an ingest folder."""
         train = pd.read_parquet(layout.split_path(ingest_dir, "train"))
         eval_frame = pd.read_parquet(layout.split_path(ingest_dir, "eval"))
         test = pd.read_parquet(layout.split_path(ingest_dir, "test"))
         catalog = pd.read_parquet(layout.catalog_path(ingest_dir))
-        return cls(train, pd.concat([train, eval_frame]), test, catalog, eval_frame)
+        strong = ingest.read_strong_baselines(ingest_dir)
+        return cls(train, pd.concat([train, eval_frame]), test, catalog, eval_frame, strong)
 
 
 def query_rows(
@@ -105,6 +108,7 @@ def score_split(
     top_k_path: str | None = None,
     pop: retrieval.Popularity | None = None,
     tops: dict[str, np.ndarray] | None = None,
+    strong: dict[str, np.ndarray] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per-buyer rows of each served model and each applicable baseline on one split.
 
@@ -120,6 +124,7 @@ def score_split(
         pop: The catalog's popularity by train interactions: the rows get the slices' band
             columns (``contract.band_columns``); None: without them.
         tops: Filled with each scorer's top-k catalog rows when given (beyond accuracy).
+        strong: The strong baselines' top-k rows for the split's queries (computed by ingest).
     """
     seen = retrieval.seen_rows(eval_set, before, catalog)
     bands = {}
@@ -131,6 +136,7 @@ def score_split(
         found[name] = served_top(serving_dir, queries, catalog, eval_set.buyers, path)
     k = max(contract.RECALL_KS)
     found.update(retrieval.baseline_top_k(eval_set, before, catalog, k, exclude_seen))
+    found.update(strong or {})
     if tops is not None:
         tops.update(found)
     return {
@@ -186,6 +192,7 @@ def rows_on_test(
         layout.top_k_path(output_dir),
         retrieval.popularity(data.train, data.catalog),
         tops,
+        retrieval.precomputed_top_k(data.strong, "test", eval_set.buyers),
     )
     return rows, eval_set
 
@@ -213,6 +220,7 @@ def rows_on_validation(
         data.catalog,
         config.training.exclude_seen,
         pop=retrieval.popularity(data.train, data.catalog),
+        strong=retrieval.precomputed_top_k(data.strong, "val", eval_set.buyers),
     )
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from trainer import config as cfg
 from trainer import contract, inputs, sources
 from trainer.ingest import bigquery as ingest_bigquery
+from trainer.ingest.baselines import write_strong_baselines
 from trainer.ingest.output import IngestStats, Spill, SplitOutputs, no_rows_error, write_tail
 from trainer.sources import ROW, IngestError, ParseCheck, iter_chunks, read_source
 
@@ -200,8 +201,11 @@ def run_ingest(
             config, dataset=dataclasses.replace(config.dataset, source=source)
         )
     if config.dataset.is_bigquery:
-        return _run_bigquery(config, output_dir, output_uri or output_dir)
-    return _run_files(config, output_dir, source, partitions)
+        stats = _run_bigquery(config, output_dir, output_uri or output_dir)
+    else:
+        stats = _run_files(config, output_dir, source, partitions)
+    write_strong_baselines(config, output_dir)
+    return stats
 
 
 def _run_files(

@@ -29,6 +29,7 @@ from trainer.retrieval.metrics import (
 )
 from trainer.retrieval.per_buyer import per_buyer_rows, recalls_of, write_rows
 from trainer.retrieval.slices import Popularity, beyond_accuracy, earlier_days, popularity
+from trainer.retrieval.strong import precomputed_top_k, strong_baselines
 from trainer.retrieval.topk import (
     DEFAULT_CHUNK,
     chunked_top_k,
@@ -63,9 +64,11 @@ __all__ = [
     "paired_bootstrap",
     "per_buyer_rows",
     "popularity",
+    "precomputed_top_k",
     "recall_at_k",
     "recalls_of",
     "seen_rows",
     "sliced_bootstrap",
+    "strong_baselines",
     "write_rows",
 ]

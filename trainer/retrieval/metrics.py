@@ -173,7 +173,8 @@ def baseline_top_k(
         ),
         contract.BASELINE_OWN_HISTORY: lambda: own_history_top_k(eval_set, history, catalog, k),
     }
-    return {name: scorers[name]() for name in contract.applicable_baselines(exclude_seen)}
+    applicable = contract.applicable_baselines(exclude_seen)
+    return {name: scorers[name]() for name in contract.HEURISTIC_BASELINES if name in applicable}
 
 
 def baseline_recalls(

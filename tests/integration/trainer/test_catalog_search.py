@@ -99,7 +99,9 @@ def test_exclude_seen_keeps_earlier_items_out_of_every_top_k(tiny_prepared, tmp_
     serve = serving.load_serving_model(result.serving_dir)
     assert sorted(serve.structured_input_signature[1]) == [contract.BUYER_ID, contract.HISTORY]
     run = MlflowClient(tracking_uri).get_run(result.run_id)
-    assert run.data.tags[contract.TAG_BASELINES_NOT_APPLICABLE] == contract.BASELINE_OWN_HISTORY
+    assert run.data.tags[contract.TAG_BASELINES_NOT_APPLICABLE] == ",".join(
+        (contract.BASELINE_OWN_HISTORY, contract.BASELINE_TIFU_KNN)
+    )
     assert run.data.params["training.exclude_seen"] == "True"
     assert 0.0 <= run.data.metrics[contract.final_key(contract.val_recall_key(10))] <= 1.0
 

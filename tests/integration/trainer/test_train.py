@@ -135,6 +135,8 @@ def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, 
             contract.test_recall_key(k),
             contract.baseline_recall_key(contract.BASELINE_POPULAR, k),
             contract.baseline_recall_key(contract.BASELINE_OWN_HISTORY, k),
+            # The strong baseline of a repeat domain, computed once by ingest.
+            contract.baseline_recall_key(contract.BASELINE_TIFU_KNN, k),
         ):
             assert 0.0 <= metrics[key] <= 1.0
             assert logged[key] == pytest.approx(metrics[key])
@@ -149,7 +151,12 @@ def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, 
     assert listed == {"evaluation/per_buyer_test.parquet", "evaluation/per_buyer_val.parquet"}
     test_rows = pd.read_parquet(layout.per_buyer_path(str(tmp_path / "eval"), "test"))
     val_rows = pd.read_parquet(layout.per_buyer_path(str(tmp_path / "eval"), "eval"))
-    scorers = {contract.SCORER_MODEL, contract.BASELINE_POPULAR, contract.BASELINE_OWN_HISTORY}
+    scorers = {
+        contract.SCORER_MODEL,
+        contract.BASELINE_POPULAR,
+        contract.BASELINE_OWN_HISTORY,
+        contract.BASELINE_TIFU_KNN,
+    }
     assert set(test_rows[contract.SCORER]) == set(val_rows[contract.SCORER]) == scorers
     model_rows = test_rows[test_rows[contract.SCORER] == contract.SCORER_MODEL]
     assert model_rows[contract.PAIRS].sum() == metrics[contract.TEST_PAIRS]
@@ -174,7 +181,11 @@ def test_evaluation_logs_test_and_baseline_recall_to_the_training_run(prepared, 
     )
     assert contract.ci_low_key(contract.relative_lift_key(contract.BASELINE_POPULAR, 10)) in logged
     tags = client.get_run(result.run_id).data.tags
-    for baseline in (contract.BASELINE_POPULAR, contract.BASELINE_OWN_HISTORY):
+    for baseline in (
+        contract.BASELINE_POPULAR,
+        contract.BASELINE_OWN_HISTORY,
+        contract.BASELINE_TIFU_KNN,
+    ):
         assert tags[contract.verdict_tag(baseline)] in ("beats", "tied", "worse")
     assert "resamples" in tags[contract.TAG_BOOTSTRAP]
     # Slices at SLICE_K from the rows' band columns, and beyond accuracy per scorer.

@@ -76,5 +76,13 @@ def test_exclude_seen_baselines_skip_each_buyers_items_and_leave_out_own_history
     recalls = ev.baseline_recalls(es, TRAIN, CATALOG, ks=(1, 3), exclude_seen=True)
     assert set(recalls) == {contract.BASELINE_POPULAR}  # own history: not applicable
     assert recalls[contract.BASELINE_POPULAR] == {1: 1 / 3, 3: 1.0}
-    assert contract.applicable_baselines(True) == (contract.BASELINE_POPULAR,)
-    assert contract.applicable_baselines(False) == contract.BASELINES
+    assert contract.applicable_baselines(True) == (
+        contract.BASELINE_POPULAR,
+        contract.BASELINE_EASE,
+        contract.BASELINE_ITEM_KNN,
+    )
+    assert contract.applicable_baselines(False) == (
+        contract.BASELINE_POPULAR,
+        contract.BASELINE_OWN_HISTORY,
+        contract.BASELINE_TIFU_KNN,
+    )
