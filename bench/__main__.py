@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "report-pages": "bench.report_pages",
     "repurchase": "bench.repurchase",
     "resume": "bench.resume_bench",
+    "strong": "bench.strong_bench",
     "serving": "bench.serving_bench",
     "topk": "bench.topk",
     "train": "bench.train_bench",
