@@ -173,6 +173,7 @@ def run_ingest(
     source: str = "",
     partitions: int = 0,
     output_uri: str = "",
+    strong_baselines: bool = True,
 ) -> IngestStats:
     """Reads, cleans and splits the dataset of an experiment; writes the ingest folder.
 
@@ -187,6 +188,8 @@ def run_ingest(
         partitions: Buyer partitions of the chunked path; 0 sizes them from the source.
         output_uri: ``output_dir`` as a URI (a KFP artifact's ``.uri``): where BigQuery
             exports a ``bq://`` source's splits (trainer/ingest/bigquery.py).
+        strong_baselines: Also tune and score the domain's strong baseline on the splits
+            (trainer/ingest/baselines.py); what every evaluation of these splits reports.
 
     Returns:
         The counts written to stats.json.
@@ -204,7 +207,8 @@ def run_ingest(
         stats = _run_bigquery(config, output_dir, output_uri or output_dir)
     else:
         stats = _run_files(config, output_dir, source, partitions)
-    write_strong_baselines(config, output_dir)
+    if strong_baselines:
+        write_strong_baselines(config, output_dir)
     return stats
 
 
