@@ -3,12 +3,14 @@
 Everything the report knows about an experiment comes through an :class:`ExperimentReader`,
 which makes as few round trips as the store allows:
 
-* runs: ``search_runs`` pages of :data:`SEARCH_PAGE_SIZE` (params, tags and the latest value of
-  every metric come with each run, so no per-run fetch is needed);
+* runs: ``runs/search`` pages of :data:`SEARCH_PAGE_SIZE` over HTTP, four column queries on a
+  database store (params, tags and the latest value of every metric come with each run, so no
+  per-run fetch is needed);
 * per-epoch histories, only for the (run, metric) pairs a page draws, in bulk by store type
   (:mod:`reporting.histories`).
 
-:func:`load_experiment` reads everything at once (every history of every run).
+:func:`load_experiment` reads everything at once (every history of every run). A little over
+400 lines on purpose: the report's whole conversation with MLflow stays in one adapter.
 """
 
 from __future__ import annotations
