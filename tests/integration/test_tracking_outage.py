@@ -125,7 +125,7 @@ def test_a_server_down_for_the_whole_run_is_healed_by_replay(server_env, tmp_pat
     assert tracker.start("down", PARAMS, TAGS) is None
     for epoch in range(1, EPOCHS + 1):
         tracker.log_metrics(epoch_metrics(epoch), step=epoch)
-    model.mkdir()
+    model.mkdir(exist_ok=True)  # the tracker made it already: its journal is there
     artifact = model / "experiment.yaml"
     artifact.write_text("experiment: down\n")
     tracker.log_artifact(str(artifact))
