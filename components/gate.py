@@ -1,7 +1,5 @@
 """gate_model: PROMOTE / REJECT / INCONCLUSIVE for the challenger against the champion."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Dataset, Input
 
@@ -14,7 +12,7 @@ def gate_model(
     mlflow_tracking_uri: str,
     version: str,
     examples: Input[Dataset],
-) -> NamedTuple("GateOutputs", decision=str, champion_version=str, reason=str):
+) -> str:
     """Compares the challenger version with the champion on the same test buyers.
 
     Paired bootstrap over the per-buyer test rows at registry.gate_k, with the repeat / new
@@ -29,11 +27,13 @@ def gate_model(
         examples: This sweep's ingest output (the split a champion is evaluated on again).
 
     Returns:
-        decision (PROMOTE, REJECT or INCONCLUSIVE), the champion version compared with ("":
-        none), and the reason in one line.
+        The decision: PROMOTE, REJECT or INCONCLUSIVE (its reason and the champion version it
+        was compared with are on the version's gate.* tags). One output, named ``Output``:
+        kfp.local (2.17) resolves a condition on a task's ``Output`` but not on a named output
+        (``enhanced_dag_orchestrator._resolve_pipeline_channel`` reads
+        ``pipelinechannel--gate-model-decision`` as a parent input), and the sweep's
+        ``dsl.If`` must run the same on kfp.local and on Vertex.
     """
-    from collections import namedtuple
-
     from trainer import config as cfg
     from trainer import registry, tracking
 
@@ -45,5 +45,4 @@ def gate_model(
         config.registry,
         examples.path,
     )
-    outputs = namedtuple("GateOutputs", ["decision", "champion_version", "reason"])
-    return outputs(result.decision, result.champion_version, result.reason)
+    return result.decision

@@ -13,7 +13,6 @@ def promote_model(
     config_yaml: str,
     mlflow_tracking_uri: str,
     version: str,
-    expected_champion: str,
     examples: Input[Dataset],
     serving_image: str,
     upload_request: Output[Artifact],
@@ -28,7 +27,6 @@ def promote_model(
         config_yaml: The experiment config (YAML text); its registry section.
         mlflow_tracking_uri: MLflow tracking URI (also the registry's).
         version: The challenger version.
-        expected_champion: The champion version the gate compared with ("" for none).
         examples: This sweep's ingest output (for a new decision against a new champion).
         upload_request: Output: vertex_upload.json, the model upload's inputs.
         serving_image: The serving container image (the component image: its predictor).
@@ -41,11 +39,16 @@ def promote_model(
     from collections import namedtuple
 
     from trainer import config as cfg
-    from trainer import registry, tracking
+    from trainer import contract, registry, tracking
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
+    client = tracking.open_client(mlflow_tracking_uri)
+    # The champion the gate compared with, from the version's gate tags (the gate step's one
+    # output is its decision: see gate_model).
+    challenger = registry.get_version(client, config.registered_model_name, version)
+    expected_champion = challenger.tags.get(contract.TAG_GATE_CHAMPION, "")
     done = registry.promote(
-        tracking.open_client(mlflow_tracking_uri),
+        client,
         config.registered_model_name,
         version,
         config.registry,

@@ -188,12 +188,11 @@ def make_sweep_pipeline(
         # The report states the gate's decision (read from the challenger run's gate.* tags),
         # so it waits for it; it still runs when the gate (or anything before it) failed.
         report.after(gate)
-        with dsl.If(gate.outputs["decision"] == GATE_PROMOTE, name="on-promote"):
+        with dsl.If(gate.output == GATE_PROMOTE, name="on-promote"):
             promoted = promote_model(
                 config_yaml=config_yaml,
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 version=registered.output,
-                expected_champion=gate.outputs["champion_version"],
                 examples=ingest.outputs["examples"],
                 # A compile-time constant: `compile --image` / an env's image replace it too.
                 serving_image=COMPONENT_IMAGE,
@@ -211,7 +210,7 @@ def make_sweep_pipeline(
         return SweepOutputs(
             report=report.outputs["report"],
             best_model=best.outputs["best_model"],
-            gate_decision=gate.outputs["decision"],
+            gate_decision=gate.output,
         )
 
     return sweep_pipeline

@@ -110,3 +110,18 @@ def test_sweep_trains_the_grid_and_reports_every_run_failed_ones_included(tmp_pa
     best = glob.glob(str(local_root / "pipeline_root" / "*" / "select-best-model" / "best_model"))
     assert len(best) == 1
     assert os.path.isdir(os.path.join(best[0], contract.SERVING_DIR))
+    # Only the winner is registered; the first sweep has no champion, so the gate says PROMOTE
+    # and the If branch runs on kfp.local as on Vertex: champion moves to it.
+    from trainer import config as cfg
+    from trainer import registry
+
+    name = cfg.load_config(str(config_path)).registered_model_name
+    versions = client.search_model_versions(f"name='{name}'")
+    assert len(versions) == 1, versions
+    champion = registry.version_by_alias(client, name, contract.ALIAS_CHAMPION)
+    assert champion is not None and champion.version == versions[0].version, log
+    assert champion.tags[contract.TAG_GATE_DECISION] == contract.GATE_PROMOTE
+    uploads = glob.glob(
+        str(local_root / "pipeline_root" / "*" / "promote-model" / "upload_request")
+    )
+    assert len(uploads) == 1, "the promote step did not run"
