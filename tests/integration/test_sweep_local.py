@@ -119,7 +119,7 @@ def test_sweep_trains_the_grid_and_reports_every_run_failed_ones_included(tmp_pa
     versions = client.search_model_versions(f"name='{name}'")
     assert len(versions) == 1, versions
     champion = registry.version_by_alias(client, name, contract.ALIAS_CHAMPION)
-    assert champion is not None and champion.version == versions[0].version, log
+    assert champion is not None and champion.version == str(versions[0].version), log
     assert champion.tags[contract.TAG_GATE_DECISION] == contract.GATE_PROMOTE
     uploads = glob.glob(
         str(local_root / "pipeline_root" / "*" / "promote-model" / "upload_request")
