@@ -219,34 +219,6 @@ def train_and_evaluate(
     return train, evaluate
 
 
-def serving_container_spec(image: str) -> dict:
-    """The Vertex container spec that serves a champion: this image's predictor.
-
-    Vertex's prebuilt TensorFlow serving images carry TensorFlow releases older than the 2.21
-    this SavedModel is written with (and no TensorFlow Transform ops for the raw-feature
-    signature), so the model is served by the component image's own predictor
-    (``python -m trainer.serving.predictor``), which follows the custom-container contract:
-    https://cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements. Vertex
-    sets ``AIP_HTTP_PORT`` from ``ports``, ``AIP_PREDICT_ROUTE`` / ``AIP_HEALTH_ROUTE`` from
-    the routes and ``AIP_STORAGE_URI`` from the model's ``artifactUri``. Keys are the REST API's
-    camelCase; GCPC's upload launcher converts them (``append_unmanaged_model_artifact_into_
-    payload`` in google_cloud_pipeline_components/container/v1/model/upload_model/
-    remote_runner.py).
-    """
-    from trainer import contract
-
-    return {
-        "imageUri": image,
-        "command": ["python", "-m", "trainer.serving.predictor"],
-        # A string: KFP writes the metadata as a protobuf Struct, whose numbers are doubles
-        # (8080.0), and the upload goes to Vertex as JSON; the proto3 JSON mapping accepts a
-        # string for an int32 field (https://protobuf.dev/programming-guides/json/).
-        "ports": [{"containerPort": str(contract.DEFAULT_PREDICTOR_PORT)}],
-        "predictRoute": contract.DEFAULT_PREDICT_ROUTE,
-        "healthRoute": contract.DEFAULT_HEALTH_ROUTE,
-    }
-
-
 def upload_champion(promoted: dsl.PipelineTask, upload: ModelUpload) -> dsl.PipelineTask:
     """Uploads the new champion to the Vertex Model Registry (and deploys it, with an endpoint).
 
@@ -264,18 +236,16 @@ def upload_champion(promoted: dsl.PipelineTask, upload: ModelUpload) -> dsl.Pipe
     from google_cloud_pipeline_components.v1.endpoint import ModelDeployOp
     from google_cloud_pipeline_components.v1.model import ModelUploadOp
 
+    from trainer import registry
+
     model = dsl.importer(
         artifact_uri=promoted.outputs["artifact_uri"],
         artifact_class=artifact_types.UnmanagedContainerModel,
-        metadata={"containerSpec": serving_container_spec(upload.image)},
+        metadata={"containerSpec": registry.predictor_container(upload.image)},
     ).set_display_name("champion-saved-model")
     parent = None
     if upload.parent_model:
-        parent = dsl.importer(
-            artifact_uri=f"https://{upload.region}-aiplatform.googleapis.com/v1/{upload.parent_model}",
-            artifact_class=artifact_types.VertexModel,
-            metadata={"resourceName": upload.parent_model},
-        ).set_display_name("parent-model")
+        parent = _resource(upload, upload.parent_model, artifact_types.VertexModel, "parent-model")
     uploaded = ModelUploadOp(
         display_name=upload.display_name,
         location=upload.region,
@@ -285,11 +255,9 @@ def upload_champion(promoted: dsl.PipelineTask, upload: ModelUpload) -> dsl.Pipe
         description="The sweep's champion (MLflow registry alias champion), promoted by its gate.",
     ).set_display_name("upload-champion")
     if upload.endpoint:
-        endpoint = dsl.importer(
-            artifact_uri=f"https://{upload.region}-aiplatform.googleapis.com/v1/{upload.endpoint}",
-            artifact_class=artifact_types.VertexEndpoint,
-            metadata={"resourceName": upload.endpoint},
-        ).set_display_name("champion-endpoint")
+        endpoint = _resource(
+            upload, upload.endpoint, artifact_types.VertexEndpoint, "champion-endpoint"
+        )
         ModelDeployOp(
             model=uploaded.outputs["model"],
             endpoint=endpoint.output,
@@ -299,3 +267,12 @@ def upload_champion(promoted: dsl.PipelineTask, upload: ModelUpload) -> dsl.Pipe
             traffic_split={"0": 100},
         ).set_display_name("deploy-champion")
     return uploaded
+
+
+def _resource(upload: ModelUpload, name: str, artifact_class, display_name: str):
+    """An importer of an existing Vertex resource (a model, an endpoint) as GCPC reads it."""
+    return dsl.importer(
+        artifact_uri=f"https://{upload.region}-aiplatform.googleapis.com/v1/{name}",
+        artifact_class=artifact_class,
+        metadata={"resourceName": name},
+    ).set_display_name(display_name)

@@ -204,11 +204,18 @@ def predictor_container(image: str) -> dict:
     Vertex sets AIP_HTTP_PORT, AIP_PREDICT_ROUTE, AIP_HEALTH_ROUTE and AIP_STORAGE_URI (a copy
     of artifact_uri) in the container; the routes given here are the ones it sends to
     (https://cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements).
+    Vertex's prebuilt TensorFlow serving images carry older TensorFlow than the 2.21 this
+    SavedModel is written with, hence our own predictor. Keys are the REST API's camelCase
+    (GCPC's upload launcher converts them: ``append_unmanaged_model_artifact_into_payload`` in
+    google_cloud_pipeline_components/container/v1/model/upload_model/remote_runner.py).
     """
     return {
         "imageUri": image,
         "command": ["python", "-m", "trainer.serving.predictor"],
-        "ports": [{"containerPort": contract.DEFAULT_PREDICTOR_PORT}],
+        # A string: in a compiled spec KFP writes metadata as a protobuf Struct, whose numbers
+        # are doubles (8080.0), and the upload goes to Vertex as JSON; the proto3 JSON mapping
+        # accepts a string for an int32 field (https://protobuf.dev/programming-guides/json/).
+        "ports": [{"containerPort": str(contract.DEFAULT_PREDICTOR_PORT)}],
         "predictRoute": contract.DEFAULT_PREDICT_ROUTE,
         "healthRoute": contract.DEFAULT_HEALTH_ROUTE,
     }

@@ -15,9 +15,8 @@ import yaml
 
 from pipelines import env as envmod
 from pipelines.__main__ import main
-from pipelines.tasks import serving_container_spec
 from tests.unit.pipelines.test_spec_references import EXAMPLE_ENV, load_spec, spec_problems
-from trainer import contract
+from trainer import contract, registry
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,7 @@ def test_the_example_env_uploads_and_deploys_a_promoted_champion(example_spec):
     )
     spec = saved["metadata"]["containerSpec"]
     env = envmod.load_env(EXAMPLE_ENV)
-    assert spec == serving_container_spec(env.image)
+    assert spec == registry.predictor_container(env.image)
     assert spec["predictRoute"] == contract.DEFAULT_PREDICT_ROUTE
     assert spec["healthRoute"] == contract.DEFAULT_HEALTH_ROUTE
     assert spec["ports"] == [{"containerPort": str(contract.DEFAULT_PREDICTOR_PORT)}]
