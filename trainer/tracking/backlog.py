@@ -16,7 +16,6 @@ ended FAILED, saying so, unless a live step has taken the run over since.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ import time
 from collections.abc import Iterator
 
 from trainer import contract
+from trainer.tracking.liveness import parse_stamp
 from trainer.tracking.send import (
     MAX_TAG_VALUE,
     RUN_OPS,
@@ -283,14 +283,8 @@ def _alive(header: dict, run) -> bool:
         except PermissionError:
             return True
         return True
-    beat = run.data.tags.get(contract.TAG_HEARTBEAT)
-    if not beat:
-        return False
-    try:
-        age = time.time() - dt.datetime.fromisoformat(beat).timestamp()
-    except ValueError:
-        return False
-    return age < 2 * contract.HEARTBEAT_INTERVAL_S
+    beat = parse_stamp(run.data.tags.get(contract.TAG_HEARTBEAT, ""))
+    return beat is not None and time.time() - beat.timestamp() < 2 * contract.HEARTBEAT_INTERVAL_S
 
 
 def _finish_session(sender, header, result: ReplayResult, counted: tuple[int, int]) -> None:
