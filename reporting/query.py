@@ -3,9 +3,10 @@
 Everything the report knows about an experiment comes through an :class:`ExperimentReader`,
 which makes as few round trips as the store allows:
 
-* runs: ``runs/search`` pages of :data:`SEARCH_PAGE_SIZE` over HTTP, four column queries on a
-  database store (params, tags and the latest value of every metric come with each run, so no
-  per-run fetch is needed);
+* runs: four column queries (:mod:`reporting.listing`), in this process on a database store or
+  in the tracking server over HTTP; ``runs/search`` pages of :data:`SEARCH_PAGE_SIZE` from a
+  server without that route (params, tags and the latest value of every metric come with each
+  run, so no per-run fetch is needed);
 * per-epoch histories, only for the (run, metric) pairs a page draws, in bulk by store type
   (:mod:`reporting.histories`).
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import posixpath
 import time
 from collections.abc import Iterable
@@ -27,6 +27,7 @@ from mlflow.entities import RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from reporting import listing
 from reporting.histories import HistoryFetcher, fetch_histories, host_creds
 from reporting.records import (
     ExperimentData,
@@ -128,47 +129,53 @@ def probe(client: MlflowClient, tracking_uri: str, experiment: str) -> str | Non
     return exp.experiment_id if exp is not None else None
 
 
-def search_runs_sql(store: Any, experiment_id: str) -> list[dict[str, Any]]:
-    """Every active run of an experiment straight from a SqlAlchemyStore, as ``runs/search`` JSON.
+def list_runs_http(
+    client: MlflowClient, experiment_id: str, **fields: Any
+) -> list[dict[str, Any]] | None:
+    """Every active run from the server's listing route, in the ``runs/search`` shape.
 
-    Four column queries (runs, latest metrics, params, tags), no ORM objects: MLflow's own
-    ``search_runs`` builds one object per latest metric, which for 1,000 runs of ~300 metrics
-    each (what an evaluation logs since issue 23) took ~15 s of the report's 10 s budget
-    (``bench/RESULTS.md``). The order is ``search_runs``'s: newest first, then by id.
+    Args:
+        client: Client bound to the server.
+        experiment_id: The experiment.
+        **fields: More of the listing request (``run_ids``, ``metric_keys``).
+
+    Returns:
+        The runs; None when the server has no listing route (a plain ``mlflow server``, an
+        MLflow 2.x one, a file store behind it): the caller falls back to ``runs/search``.
+
+    Raises:
+        MlflowException: The route answered with an error other than "not here".
     """
-    from mlflow.entities import LifecycleStage
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.utils.rest_utils import http_request
 
-    active = (
-        SqlRun.experiment_id == int(experiment_id),
-        SqlRun.lifecycle_stage == LifecycleStage.ACTIVE,
-    )
-    runs: dict[str, dict[str, Any]] = {}
-    with store.ManagedSessionMaker() as session:
-        for run_id, name, status, start, end in session.query(
-            SqlRun.run_uuid, SqlRun.name, SqlRun.status, SqlRun.start_time, SqlRun.end_time
-        ).filter(*active):
-            info = {"run_id": run_id, "run_name": name, "status": status}
-            info |= {"start_time": start, "end_time": end}
-            runs[run_id] = {"info": info, "data": {"params": [], "tags": [], "metrics": []}}
-        m = SqlLatestMetric
-        for run_id, key, value, step, is_nan in (
-            session.query(m.run_uuid, m.key, m.value, m.step, m.is_nan)
-            .join(SqlRun, SqlRun.run_uuid == m.run_uuid)
-            .filter(*active)
-        ):
-            value = math.nan if is_nan else value  # the SQL store keeps NaN as 0, flagged
-            runs[run_id]["data"]["metrics"].append({"key": key, "value": value, "step": step})
-        for model, field in ((SqlParam, "params"), (SqlTag, "tags")):
-            for run_id, key, value in (
-                session.query(model.run_uuid, model.key, model.value)
-                .join(SqlRun, SqlRun.run_uuid == model.run_uuid)
-                .filter(*active)
-            ):
-                runs[run_id]["data"][field].append({"key": key, "value": value})
-    return sorted(
-        runs.values(), key=lambda r: (-(r["info"]["start_time"] or 0), r["info"]["run_id"])
-    )
+    creds = host_creds(client)
+    runs: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        body = {"experiment_id": experiment_id, "max_results": SEARCH_PAGE_SIZE, **fields}
+        if token:
+            body["page_token"] = token
+        response = http_request(
+            creds, listing.LISTING_ENDPOINT, "POST", json=body, raise_on_status=False
+        )
+        if response.status_code in (404, 405, 501):
+            log.info("No run listing at %s (HTTP %d); paging through runs/search",
+                     listing.LISTING_ENDPOINT, response.status_code)  # fmt: skip
+            return None
+        if response.status_code != 200:
+            raise MlflowException(
+                f"HTTP {response.status_code} from {listing.LISTING_ENDPOINT}: "
+                f"{response.text[:300]}"
+            )
+        try:
+            page, token = listing.decode(response.json())
+        except ValueError as exc:  # another server's route of the same name
+            log.info("%s answered something else (%s); paging through runs/search",
+                     listing.LISTING_ENDPOINT, exc)  # fmt: skip
+            return None
+        runs.extend(page)
+        if not token:
+            return runs
 
 
 def search_all_runs(
@@ -178,21 +185,27 @@ def search_all_runs(
 
     A run that does not parse is left out and named in ``skipped``.
 
-    Over HTTP the ``runs/search`` answer is read as JSON straight into :class:`RunRecord`; the
-    client's protobuf round trip would cost more than the transfer (~1 s per 1,000 runs). A
-    database store is read with four column queries (:func:`search_runs_sql`).
+    A database store is read with four column queries (:func:`reporting.listing.list_runs`).
+    Over HTTP the server's listing route (:func:`list_runs_http`: the same queries in the
+    server, as ``mlflow_server/entrypoint.sh`` runs it) is asked first; a server without it is
+    paged through ``runs/search``, whose JSON goes straight into :class:`RunRecord` (the
+    client's protobuf round trip would cost more than the transfer, ~1 s per 1,000 runs).
     """
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    records: list[RunRecord] = []
     skipped = [] if skipped is None else skipped
-    token: str | None = None
     store = None if TrackingUri(tracking_uri).is_server else client._tracking_client.store
     if isinstance(store, SqlAlchemyStore):
-        return records_from_json(search_runs_sql(store, experiment_id), skipped)
+        runs, _ = listing.list_runs(store, experiment_id)
+        return records_from_json(runs, skipped)
     if TrackingUri(tracking_uri).is_server:
+        listed = list_runs_http(client, experiment_id)
+        if listed is not None:
+            return records_from_json(listed, skipped)
         from mlflow.utils.rest_utils import http_request_safe
 
+        records: list[RunRecord] = []
+        token: str | None = None
         creds = host_creds(client)
         while True:
             body: dict[str, Any] = {

@@ -219,3 +219,59 @@ def test_every_server_process_loads_the_start_up_settings(mlflow_server_factory,
     # bash exec'd the mlflow launcher; it runs the uvicorn supervisor, which spawns 2 workers.
     assert len(envs) >= 4, envs
     assert all(e.get("PYTHONPATH", "").split(":")[0] == site_dir for e in envs)
+
+
+def test_the_report_lists_runs_through_the_servers_column_listing(mlflow_server, monkeypatch):
+    """The deployed server serves reporting.listing's route; the report reads it, not runs/search,
+    and gets exactly what runs/search gives (NaN, infinities, paging, filters, bad requests)."""
+    import math
+
+    import requests
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from reporting import listing, query
+    from reporting.records import records_from_json
+
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    eid = client.create_experiment("listing-route")
+    for i in range(5):
+        run = client.create_run(eid, run_name=f"r{i}", start_time=1_700_000_000_000 + i)
+        metrics = [Metric("loss", 1.0 / (e + 1), 0, e) for e in range(3)]
+        metrics += [Metric("best_val_recall_at_100", 0.1 * i, 0, 0), Metric("odd", math.nan, 0, 0)]
+        metrics += [Metric("huge", math.inf, 0, 0)]
+        client.log_batch(
+            run.info.run_id, metrics=metrics, params=[Param("seed", str(i))],
+            tags=[RunTag("dataset", "online_retail")],
+        )  # fmt: skip
+    monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 2)  # three pages of the route
+    listed = query.list_runs_http(client, eid)
+    assert listed is not None and len(listed) == 5
+    monkeypatch.setattr(query, "list_runs_http", lambda *a, **k: None)
+    searched = query.search_all_runs(client, mlflow_server.url, eid)  # runs/search, paged
+    monkeypatch.undo()
+    fast = records_from_json(listed, [])
+    assert [r.run_id for r in fast] == [r.run_id for r in searched]
+    for a, b in zip(fast, searched, strict=True):
+        assert (a.name, a.status, a.start_time, a.params, a.tags) == (
+            b.name, b.status, b.start_time, b.params, b.tags,
+        )  # fmt: skip
+        assert a.metric_steps == b.metric_steps and a.metrics.keys() == b.metrics.keys()
+        assert math.isnan(a.metrics["odd"]) and a.metrics["huge"] == math.inf
+        assert {k: v for k, v in a.metrics.items() if k != "odd"} == {
+            k: v for k, v in b.metrics.items() if k != "odd"
+        }
+    only = query.list_runs_http(client, eid, metric_keys=["best_*"], run_ids=[fast[0].run_id])
+    assert [m["key"] for m in only[0]["data"]["metrics"]] == ["best_val_recall_at_100"]
+
+    url = mlflow_server.url + listing.LISTING_ENDPOINT
+    bad = requests.post(url, json={"experiment_id": eid, "max_results": 0}, timeout=10)
+    assert bad.status_code == 400 and "max_results" in bad.json()["message"]
+    # The report's reader takes the route: no runs/search request at all.
+    from tests.integration.conftest import count_requests
+
+    with count_requests() as counter:
+        data = query.ExperimentReader(mlflow_server.url).read("listing-route")
+    assert len(data.runs) == 5
+    assert not any("runs/search" in endpoint for endpoint in counter), dict(counter)
+    assert counter[listing.LISTING_ENDPOINT.lstrip("/")] == 1, dict(counter)
