@@ -127,7 +127,8 @@ def list_runs(
                 SqlRun.run_uuid, SqlRun.name, SqlRun.status, SqlRun.start_time, SqlRun.end_time
             )
             .filter(*active)
-            .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid)
+            # search_runs's order; a run without a start time last, on SQLite and PostgreSQL alike
+            .order_by(SqlRun.start_time.desc().nulls_last(), SqlRun.run_uuid)
         )
         if max_results is not None:
             query = query.offset(offset).limit(max_results + 1)
