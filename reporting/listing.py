@@ -113,7 +113,7 @@ def list_runs(
         The runs, and the offset of the next page (None after the last).
     """
     from mlflow.entities import LifecycleStage
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.store.tracking.dbmodels.models import SqlRun
 
     active = [
         SqlRun.experiment_id == int(experiment_id),
@@ -122,25 +122,7 @@ def list_runs(
     if run_ids is not None:
         active.append(SqlRun.run_uuid.in_(run_ids))
     with store.ManagedSessionMaker() as session:
-        query = (
-            session.query(
-                SqlRun.run_uuid, SqlRun.name, SqlRun.status, SqlRun.start_time, SqlRun.end_time
-            )
-            .filter(*active)
-            # search_runs's order; a run without a start time last, on SQLite and PostgreSQL alike
-            .order_by(SqlRun.start_time.desc().nulls_last(), SqlRun.run_uuid)
-        )
-        if max_results is not None:
-            query = query.offset(offset).limit(max_results + 1)
-        rows = query.all()
-        next_offset = None
-        if max_results is not None and len(rows) > max_results:
-            rows, next_offset = rows[:max_results], offset + max_results
-        runs: dict[str, dict[str, Any]] = {}
-        for run_id, name, status, start, end in rows:
-            info = {"run_id": run_id, "run_name": name, "status": status}
-            info |= {"start_time": start, "end_time": end}
-            runs[run_id] = {"info": info, "data": {"params": [], "tags": [], "metrics": []}}
+        runs, next_offset = _run_infos(session, active, max_results, offset)
         ids = list(runs)
 
         def scope(model: Any) -> Any:
@@ -153,19 +135,54 @@ def list_runs(
                 )
             return session.query(model).filter(model.run_uuid.in_(ids))
 
-        m = SqlLatestMetric
-        metrics = scope(m).with_entities(m.run_uuid, m.key, m.value, m.step, m.is_nan)
-        if metric_keys is not None:
-            metrics = metrics.filter(_metric_filter(m.key, metric_keys))
-        for run_id, key, value, step, is_nan in metrics:
-            value = math.nan if is_nan else value  # the SQL store keeps NaN as 0, flagged
-            runs[run_id]["data"]["metrics"].append({"key": key, "value": value, "step": step})
-        for model, field in ((SqlParam, "params"), (SqlTag, "tags")):
-            for run_id, key, value in scope(model).with_entities(
-                model.run_uuid, model.key, model.value
-            ):
-                runs[run_id]["data"][field].append({"key": key, "value": value})
+        _fill_data(scope, runs, metric_keys)
     return list(runs.values()), next_offset
+
+
+def _run_infos(
+    session: Any, active: list[Any], max_results: int | None, offset: int
+) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """The page's runs (info filled, data empty) by id, and the next page's offset."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    query = (
+        session.query(
+            SqlRun.run_uuid, SqlRun.name, SqlRun.status, SqlRun.start_time, SqlRun.end_time
+        )
+        .filter(*active)
+        # search_runs's order; a run without a start time last, on SQLite and PostgreSQL alike
+        .order_by(SqlRun.start_time.desc().nulls_last(), SqlRun.run_uuid)
+    )
+    if max_results is not None:
+        query = query.offset(offset).limit(max_results + 1)
+    rows = query.all()
+    next_offset = None
+    if max_results is not None and len(rows) > max_results:
+        rows, next_offset = rows[:max_results], offset + max_results
+    runs: dict[str, dict[str, Any]] = {}
+    for run_id, name, status, start, end in rows:
+        info = {"run_id": run_id, "run_name": name, "status": status}
+        info |= {"start_time": start, "end_time": end}
+        runs[run_id] = {"info": info, "data": {"params": [], "tags": [], "metrics": []}}
+    return runs, next_offset
+
+
+def _fill_data(scope: Any, runs: dict[str, dict[str, Any]], metric_keys: list[str] | None) -> None:
+    """Latest metrics, params and tags of ``runs``, one column query each (``scope(model)``)."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlTag
+
+    m = SqlLatestMetric
+    metrics = scope(m).with_entities(m.run_uuid, m.key, m.value, m.step, m.is_nan)
+    if metric_keys is not None:
+        metrics = metrics.filter(_metric_filter(m.key, metric_keys))
+    for run_id, key, value, step, is_nan in metrics:
+        value = math.nan if is_nan else value  # the SQL store keeps NaN as 0, flagged
+        runs[run_id]["data"]["metrics"].append({"key": key, "value": value, "step": step})
+    for model, field in ((SqlParam, "params"), (SqlTag, "tags")):
+        for run_id, key, value in scope(model).with_entities(
+            model.run_uuid, model.key, model.value
+        ):
+            runs[run_id]["data"][field].append({"key": key, "value": value})
 
 
 def encode(runs: list[dict[str, Any]], next_offset: int | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from reporting import histories, query
+from reporting import histories, listing, query
 from reporting.build import write_report
 from tests.integration.conftest import MlflowServer, count_requests
 from tests.unit.reporting.mlflow_runs import EXPERIMENT, log_retried_run, populate_sweep
@@ -39,6 +39,10 @@ def server(tmp_path_factory):
         running.stop()
 
 
+LISTING = listing.LISTING_ENDPOINT.lstrip("/")
+SEARCH = "api/2.0/mlflow/runs/search"
+
+
 def _table(path: str, table_id: str) -> str:
     page = Path(path).read_text(encoding="utf-8")
     table = page[page.index(f'id="{table_id}"') :]
@@ -55,8 +59,9 @@ def test_histories_come_from_the_bulk_endpoint(server, tmp_path):
     assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] == len(logged)
     assert not any("metrics/get-history" == p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1]
                    for p in requests_by_path)  # fmt: skip
-    assert requests_by_path["api/2.0/mlflow/runs/search"] == 1
-    assert sum(requests_by_path.values()) == len(logged) + 2  # + probe + search
+    # the runs come from the entrypoint's column listing, not runs/search
+    assert requests_by_path[LISTING] == 1 and requests_by_path[SEARCH] == 0
+    assert sum(requests_by_path.values()) == len(logged) + 2  # + probe + listing
     runs = {r.name: r for r in data.runs}
     assert runs["hist-small"].history["loss"] == [(0, 3.0), (1, 2.84), (2, 2.68)]
     assert not runs["failed"].has_history
@@ -104,13 +109,21 @@ def test_bulk_interval_endpoint_is_the_fallback(server, monkeypatch):
     assert {r.run_id: r.history for r in interval.runs} == {r.run_id: r.history for r in bulk.runs}
 
 
-def test_search_pages_over_http(server, monkeypatch):
+@pytest.mark.parametrize("route", ["listing", "runs/search"])
+def test_search_pages_over_http(server, monkeypatch, route):
+    """Pages through the server's listing, or through runs/search on a server without it."""
     url, _, ids = server
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 3)
     monkeypatch.setattr(histories, "BULK_RUNS_PER_REQUEST", 2)
+    if route == "runs/search":  # what a stock mlflow server answers: 404
+        monkeypatch.setattr(listing, "LISTING_ENDPOINT", "/api/2.0/b2b-report/absent")
     with count_requests() as requests_by_path:
         data = query.load_experiment(url, EXPERIMENT)
-    assert requests_by_path["api/2.0/mlflow/runs/search"] == 3
+    if route == "runs/search":
+        assert requests_by_path["api/2.0/b2b-report/absent"] == 1
+        assert requests_by_path[SEARCH] == 3 and requests_by_path[LISTING] == 0
+    else:
+        assert requests_by_path[LISTING] == 3 and requests_by_path[SEARCH] == 0
     # 6 runs log the contract metrics: 3 batches of 2 for each of them
     assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] >= 5 * 3
     assert sorted(r.run_id for r in data.runs) == sorted(ids.values())
@@ -151,7 +164,7 @@ def test_report_over_http_asks_for_full_histories_of_detail_runs_only(server, tm
     # loss, val_loss, val_recall_at_100 for every run; then val_recall_at_10 and _50 for the
     # one run shown in detail (all 8 runs fit one batch of 100).
     assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] == 3 + 2
-    assert requests_by_path["api/2.0/mlflow/runs/search"] == 1
+    assert requests_by_path[LISTING] == 1 and requests_by_path[SEARCH] == 0
     assert sum(requests_by_path.values()) == 5 + 2
 
 
