@@ -101,6 +101,57 @@ def leaderboard(runs: Sequence[RunRecord], rank: RankMetric) -> list[LeaderRow]:
 
 
 @dataclasses.dataclass
+class PairSummary:
+    """Runs of one (feature config, model config) pair that a page does not list one by one."""
+
+    feature_config: str
+    model_config: str
+    runs: int
+    ranked: int
+    failed: int
+    best: float | None
+    median: float | None
+
+
+def listed_rows(
+    rows: Sequence[LeaderRow], marked: Callable[[RunRecord], bool], cap: int
+) -> tuple[list[LeaderRow], list[LeaderRow]]:
+    """(rows listed one by one, the others), in the order of ``rows``.
+
+    Listed: the best ``cap`` ranked, up to ``cap`` unranked, and every marked row (this run,
+    this job's) wherever it ranks.
+    """
+    ranked = [r for r in rows if r.rank is not None]
+    unranked = [r for r in rows if r.rank is None]
+    keep = {id(r) for r in ranked[:cap]} | {id(r) for r in unranked[:cap]}
+    keep |= {id(r) for r in rows if marked(r.run)}
+    return [r for r in rows if id(r) in keep], [r for r in rows if id(r) not in keep]
+
+
+def pair_summaries(rows: Sequence[LeaderRow], rank: RankMetric) -> list[PairSummary]:
+    """The unlisted rows per (feature config, model config): counts, best and median rank value."""
+    groups: dict[tuple[str, str], list[LeaderRow]] = {}
+    for row in rows:
+        pair = (row.run.feature_config or "(none)", row.run.model_config or "(none)")
+        groups.setdefault(pair, []).append(row)
+    out = []
+    for (fc, mc), members in sorted(groups.items()):
+        values = [r.value for r in members if r.value is not None]
+        out.append(
+            PairSummary(
+                feature_config=fc,
+                model_config=mc,
+                runs=len(members),
+                ranked=len(values),
+                failed=sum(1 for r in members if r.run.failed),
+                best=best_value(values, rank.name) if values else None,
+                median=statistics.median(values) if values else None,
+            )
+        )
+    return out
+
+
+@dataclasses.dataclass
 class JobStats:
     """What one pipeline job (a sweep) trained: its runs by outcome."""
 

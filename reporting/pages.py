@@ -101,7 +101,15 @@ def _dashboard(model: ReportModel) -> Markup:
 
 
 def _leaderboard(model: ReportModel) -> Markup:
-    return _section(contract.VIEW_LEADERBOARD, rows=model.rows, apart=model.apart, **_common(model))
+    return _section(
+        contract.VIEW_LEADERBOARD,
+        rows=model.listed,
+        apart=model.apart_listed,
+        n_apart=len(model.apart),
+        unlisted=model.unlisted,
+        n_unlisted=model.unlisted_runs,
+        **_common(model),
+    )
 
 
 def _comparison(model: ReportModel) -> Markup:
@@ -140,7 +148,7 @@ def _run_detail(model: ReportModel, run: RunRecord) -> dict[str, object]:
 
 
 def _training_curves(model: ReportModel) -> Markup:
-    ordered = [r.run for r in model.rows] + [a.run for a in model.apart]
+    ordered = [r.run for r in model.listed] + [a.run for a in model.apart_listed]
     with_hist = [r for r in ordered if r.has_history]
     keys = [k for k in overview_keys(model.rank) if k in model.data.history_keys]
     overview = (
@@ -154,7 +162,8 @@ def _training_curves(model: ReportModel) -> Markup:
         details=[_run_detail(model, run) for run in with_hist[: model.detail_runs]],
         more=with_hist[model.detail_runs :],
         without=[r for r in ordered if not r.has_history],
-        n_with=len(with_hist),
+        n_with=sum(1 for r in model.data.runs if r.has_history),
+        n_unlisted=model.unlisted_runs + len(model.apart) - len(model.apart_listed),
         **_common(model),
     )
 
@@ -218,7 +227,9 @@ def _recall_at_k(model: ReportModel) -> Markup:
     by_run = aggregate.recall_by_run(ranked_runs, marked)[: len(charts.PALETTE)]
     by_config = aggregate.recall_by_config(model.compared)
     baselines = aggregate.baseline_means(model.compared)
-    params = aggregate.varying_params(model.compared, charts.PARALLEL_AXES)
+    listed = {id(r.run) for r in model.listed}
+    drawn = [run for run in model.compared if id(run) in listed]
+    params = aggregate.varying_params(drawn, charts.PARALLEL_AXES)
     return _section(
         contract.VIEW_RECALL_AT_K,
         chart=_chart(
@@ -233,7 +244,7 @@ def _recall_at_k(model: ReportModel) -> Markup:
         parallel=_chart(
             "the parallel coordinates",
             charts.parallel_coordinates,
-            model.compared,
+            drawn,
             params,
             model.rank,
         ),

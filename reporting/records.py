@@ -54,6 +54,8 @@ class RunRecord:
         lost: When a lost run (its process died without ending it) was last heard from, in
             ``tracking.stamp`` form; "" for a run that is not lost. From the ``lost`` tag of a
             run ended FAILED as lost, or set by :func:`mark_lost` on a silent RUNNING run.
+        complete: Whether ``metrics`` holds every latest metric (False: the few a report over
+            many runs reads of each, until ``ExperimentReader.complete`` reads the rest).
     """
 
     run_id: str
@@ -68,6 +70,7 @@ class RunRecord:
     history: History = dataclasses.field(default_factory=dict)
     logged_history: tuple[str, ...] = ()
     lost: str = ""
+    complete: bool = True
 
     @property
     def feature_config(self) -> str:
@@ -139,6 +142,8 @@ class ExperimentData:
         history_source: How histories were fetched (for the report's footer; "" until some
             were).
         notes: Things the reader should know (missing experiment, fallbacks taken).
+        partial: Whether the runs were read with a few metrics each (their ``complete`` says
+            which were read in full since).
     """
 
     experiment_id: str
@@ -146,6 +151,7 @@ class ExperimentData:
     history_keys: list[str]
     history_source: str
     notes: list[str] = dataclasses.field(default_factory=list)
+    partial: bool = False
 
 
 def record_from_json(run: dict[str, Any]) -> RunRecord:

@@ -72,6 +72,10 @@ class ReportModel:
         reference: The protocol runs are compared under (None: no run logged a key).
         compared: The runs compared (ranked, in the heatmap and the recall view).
         apart: Finished runs of another protocol (or none), with the part that differs.
+        listed: The rows listed one by one (``aggregate.listed_rows``: the best
+            ``contract.REPORT_LISTED_RUNS``, the marked ones); all rows when fewer.
+        unlisted: The other rows, aggregated per (feature config, model config) pair.
+        apart_listed: The runs apart listed one by one (the first ``REPORT_LISTED_RUNS``).
     """
 
     experiment: str
@@ -90,6 +94,14 @@ class ReportModel:
     reference: protocol.Reference | None = None
     compared: list[RunRecord] = dataclasses.field(default_factory=list)
     apart: list[protocol.Apart] = dataclasses.field(default_factory=list)
+    listed: list[aggregate.LeaderRow] = dataclasses.field(default_factory=list)
+    unlisted: list[aggregate.PairSummary] = dataclasses.field(default_factory=list)
+    apart_listed: list[protocol.Apart] = dataclasses.field(default_factory=list)
+
+    @property
+    def unlisted_runs(self) -> int:
+        """How many compared runs no table lists one by one."""
+        return sum(p.runs for p in self.unlisted)
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -135,6 +147,30 @@ class ReportModel:
 def overview_keys(rank: RankMetric) -> list[str]:
     """History metrics drawn for every run: losses and the ranking metric's per-epoch twin."""
     keys = [contract.METRIC_LOSS, contract.METRIC_VAL_LOSS, rank.epoch_metric]
+    return list(dict.fromkeys(keys))
+
+
+def summary_metric_keys(rank: RankMetric) -> list[str]:
+    """The latest metrics every run is read with: what the views show of every run.
+
+    The rank value, its interval and epoch values; test recall and each baseline's at every
+    k (leaderboard, heatmap, lifts, means); the history metrics' last values (which runs
+    logged a history, the training-curves table). The runs shown in detail are read again in
+    full (``ExperimentReader.complete``).
+    """
+    keys = [
+        rank.name,
+        *(k for k in rank.interval if k),
+        contract.best_key(rank.epoch_metric),
+        contract.final_key(rank.epoch_metric),
+        contract.BEST_EPOCH,
+        HEADLINE_METRIC,
+        *overview_keys(rank),
+        *contract.history_metrics(),  # the training-curves page's final values
+    ]
+    for k in contract.RECALL_KS:
+        keys.append(contract.test_recall_key(k))
+        keys += [contract.baseline_recall_key(b, k) for b in contract.BASELINES]
     return list(dict.fromkeys(keys))
 
 
@@ -224,6 +260,27 @@ def _ranked(
     return ref, compared, apart, rows
 
 
+def _marker(highlight_run_id: str, highlight_pipeline_job: str):
+    """Whether a run is marked: this run, or one of this pipeline job's."""
+
+    def marked(run: RunRecord) -> bool:
+        return (bool(highlight_run_id) and run.run_id == highlight_run_id) or (
+            bool(highlight_pipeline_job) and run.pipeline_job == highlight_pipeline_job
+        )
+
+    return marked
+
+
+def _complete(reader: ExperimentReader, data: ExperimentData, runs: list[RunRecord]) -> str | None:
+    """Read every metric of ``runs``; on an MLflow failure return what went wrong."""
+    try:
+        reader.complete(data, runs)
+    except TrackingUnreachableError as exc:
+        log.error("Reading the runs shown in detail failed: %s", exc)
+        return str(exc)
+    return None
+
+
 def read_model(
     tracking_uri: str,
     experiment: str,
@@ -241,9 +298,13 @@ def read_model(
 ) -> tuple[ReportModel, float]:
     """Read the experiment and build the view model.
 
-    Every run's overview curves are fetched; the full set of history metrics only for the
-    ``detail_runs`` best runs and the compared ones. Histories that fail midway become a note.
-    Lost runs are shown as lost and, with ``end_lost``, ended (``ExperimentReader.read``).
+    Every run is read with the few metrics the views show of every run
+    (:func:`summary_metric_keys`); beyond ``contract.REPORT_LISTED_RUNS`` runs only those
+    shown in detail (the ``detail_runs`` best with a history, the compared ones, the leader,
+    this run) are read in full, so a custom per-epoch metric is known from those. Overview
+    curves are fetched for the runs listed (``contract.REPORT_LISTED_RUNS`` best and the
+    marked ones), every history metric for the runs in detail. What fails midway becomes a
+    note. Lost runs are shown as lost and, with ``end_lost``, ended (``ExperimentReader.read``).
 
     Returns:
         (the model, seconds spent reading from MLflow).
@@ -253,26 +314,46 @@ def read_model(
     """
     rank = RankMetric.of(rank_metric)
     reader = ExperimentReader(tracking_uri, history_fetcher)
-    data = reader.read(experiment, end_lost=end_lost, lost_after_s=lost_after_s)
-    history_error = _fill_histories(reader, data, data.runs, overview_keys(rank))
+    data = reader.read(
+        experiment, end_lost=end_lost, lost_after_s=lost_after_s,
+        metric_keys=summary_metric_keys(rank),
+    )  # fmt: skip
+    marked = _marker(highlight_run_id, highlight_pipeline_job)
     ref, compared, apart, rows = _ranked(data.runs, rank, highlight_pipeline_job, highlight_run_id)
+    listed, _ = aggregate.listed_rows(rows, marked, contract.REPORT_LISTED_RUNS)
     by_id = {r.run_id: r for r in data.runs}
     compare_runs, missing = aggregate.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
-    with_history = [r.run for r in rows if r.run.has_history]
+    with_history = [r.run for r in listed if r.run.has_history]
     detail_runs = detail_runs or len(with_history)
-    if history_error is None:
-        detail = with_history[:detail_runs]
-        history_error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
-    data.notes += _notes(history_error, missing, bool(data.runs), rows, rank)
+    detail = with_history[:detail_runs]
+    leader = [r.run for r in rows[:1] if r.rank is not None]
+    this_run = [r for r in data.runs if r.run_id == highlight_run_id]
+    # A few hundred runs are read in full (every custom metric known, as before); beyond,
+    # only the runs shown in detail.
+    small = len(data.runs) <= contract.REPORT_LISTED_RUNS
+    full = data.runs if small else [*detail, *compare_runs, *leader, *this_run]
+    error = _complete(reader, data, full)
+    apart_listed = apart[: contract.REPORT_LISTED_RUNS]
+    drawn = [r.run for r in listed] + [a.run for a in apart_listed]
+    if error is None:
+        error = _fill_histories(reader, data, drawn, overview_keys(rank))
+    if error is None:
+        error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
+    # Ranked again: an older run without best_/final_ metrics takes its epoch values from the
+    # history fetched since (the order, from the latest metrics, is the same).
+    ref, compared, apart, rows = _ranked(data.runs, rank, highlight_pipeline_job, highlight_run_id)
+    listed, unlisted = aggregate.listed_rows(rows, marked, contract.REPORT_LISTED_RUNS)
+    data.notes += _notes(error, missing, bool(data.runs), rows, rank)
     for note in (_protocol_note(ref, apart, data.runs), _non_finite_note(data.runs)):
         if note:
             data.notes.append(note)
-    leader = next((r.run for r in rows if r.rank is not None), None)
     model = ReportModel(
         experiment=experiment,
         data=data,
         rank=rank,
-        stats=aggregate.dashboard(data.runs, HEADLINE_METRIC, highlight_pipeline_job, leader),
+        stats=aggregate.dashboard(
+            data.runs, HEADLINE_METRIC, highlight_pipeline_job, leader[0] if leader else None
+        ),
         rows=rows,
         compare_runs=compare_runs,
         chosen_by_id=bool(compare_run_ids),
@@ -285,5 +366,8 @@ def read_model(
         reference=ref,
         compared=compared,
         apart=apart,
+        listed=listed,
+        unlisted=aggregate.pair_summaries(unlisted, rank),
+        apart_listed=apart_listed,
     )
     return model, reader.fetch_s

@@ -600,6 +600,11 @@ SUMMARY_FILE = "summary.md"
 DEFAULT_DETAIL_RUNS = 12
 # Runs the comparison shows when none are named.
 DEFAULT_TOP_N = 5
+# Runs listed one by one in the report's tables and drawn in its run charts (best first, plus
+# the highlighted run and pipeline job's): the leaderboard, the overview curves, the parallel
+# coordinates. The others are aggregated per (feature config, model config) pair and said so;
+# the heatmap and the means count every run. Keeps each page under 5 MiB at 10,000 runs.
+REPORT_LISTED_RUNS = 200
 
 # --- MLflow model, registry and promotion ------------------------------------------------
 

@@ -37,7 +37,7 @@ def test_a_database_store_is_read_in_column_queries_exactly_as_search_runs_reads
     calls = []
     monkeypatch.setattr(MlflowClient, "search_runs", lambda *a, **k: calls.append(1))
     client = MlflowClient(sweep_store.tracking_uri)
-    fast = query.search_all_runs(client, sweep_store.tracking_uri, sweep_store.experiment_id)
+    fast, _ = query.search_all_runs(client, sweep_store.tracking_uri, sweep_store.experiment_id)
     assert calls == []  # MLflow's search_runs was not asked
     monkeypatch.undo()
     paged = query.search_runs_paged(client, sweep_store.experiment_id, [])
@@ -56,7 +56,7 @@ def test_column_queries_read_nan_and_infinities_as_logged(tracking_uri):
     client = MlflowClient(tracking_uri)
     eid = client.get_experiment_by_name("retried").experiment_id
     client.log_metric(client.search_runs([eid])[0].info.run_id, "nan_metric", math.nan)
-    (fast,) = query.search_all_runs(client, tracking_uri, eid)
+    (fast,), _ = query.search_all_runs(client, tracking_uri, eid)
     (paged,) = query.search_runs_paged(client, eid, [])
     assert fast.metrics[contract.METRIC_VAL_LOSS] == -math.inf  # the last step's
     assert math.isnan(fast.metrics["nan_metric"])
