@@ -11,13 +11,14 @@ import dataclasses
 import datetime as dt
 import logging
 import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
-from reporting import aggregate, protocol, ties
+from reporting import aggregate, notes, protocol, ties
 from reporting.histories import HistoryFetcher
-from reporting.metric import RankMetric, non_finite
+from reporting.metric import RankMetric
 from reporting.query import ExperimentReader, TrackingUnreachableError
 from reporting.records import ExperimentData, RunRecord
-from reporting.text import short_text
 from trainer import contract
 from trainer.tracking import TrackingUri
 
@@ -186,67 +187,6 @@ def _fill_histories(
     return None
 
 
-def _non_finite_note(runs: list[RunRecord]) -> str | None:
-    """Say which runs logged NaN or infinite values, which no rank, mean or chart uses."""
-    values = {r.name: sum(1 for v in r.metrics.values() if non_finite(v)) for r in runs}
-    points = {
-        r.name: sum(1 for pts in r.history.values() for _, v in pts if non_finite(v)) for r in runs
-    }
-    named = [n for n in dict.fromkeys([*values, *points]) if values.get(n) or points.get(n)]
-    if not named:
-        return None
-    shown = ", ".join(repr(short_text(n, 60)) for n in named[:5])
-    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
-    return (
-        f"{sum(values.values())} metric values and {sum(points.values())} per-epoch points are "
-        f"NaN, infinite or beyond \u00b11e300 (runs {shown}{more}): they are shown as logged "
-        "(NaN, inf, -inf) and left out of ranks, means and charts."
-    )
-
-
-def _notes(
-    history_error: str | None,
-    missing: list[str],
-    any_runs: bool,
-    rows: list[aggregate.LeaderRow],
-    rank: RankMetric,
-) -> list[str]:
-    """What the reader must know beyond the tables: missing histories, runs or metric."""
-    notes = []
-    if history_error is not None:
-        # The runs were read: report them, say what is missing.
-        notes.append(
-            f"MLflow stopped answering while per-epoch histories were read ({history_error}); "
-            "some training curves and epoch tables are missing."
-        )
-    if missing:
-        notes.append("Runs asked for in the comparison but not found: " + ", ".join(missing))
-    if any_runs and not any(r.rank is not None for r in rows):
-        notes.append(f"No run has logged the ranking metric {rank.name!r}.")
-    return notes
-
-
-def _protocol_note(
-    ref: protocol.Reference | None, apart: list[protocol.Apart], runs: list[RunRecord]
-) -> str | None:
-    """Say what the runs are compared under, when some are left out or nothing is checked."""
-    if ref is None:
-        if not runs:
-            return None
-        return (
-            "No run logs a protocol key (data digest, split, catalog size, evaluation "
-            "version): the runs are ranked together without checking that they were "
-            "evaluated alike."
-        )
-    if not apart:
-        return None
-    return (
-        f"{len(apart)} finished runs were evaluated under another protocol than "
-        f"{ref.source}'s (key {ref.key}) or logged none: they are listed apart on the "
-        "leaderboard with what differs, and left out of ranks, the heatmap and the recall view."
-    )
-
-
 def _ranked(
     runs: list[RunRecord], rank: RankMetric, highlight_pipeline_job: str, highlight_run_id: str
 ) -> tuple[
@@ -260,7 +200,7 @@ def _ranked(
     return ref, compared, apart, rows
 
 
-def _marker(highlight_run_id: str, highlight_pipeline_job: str):
+def _marker(highlight_run_id: str, highlight_pipeline_job: str) -> Callable[[RunRecord], bool]:
     """Whether a run is marked: this run, or one of this pipeline job's."""
 
     def marked(run: RunRecord) -> bool:
@@ -281,6 +221,72 @@ def _complete(reader: ExperimentReader, data: ExperimentData, runs: list[RunReco
     return None
 
 
+def _read_shown(
+    reader: ExperimentReader,
+    data: ExperimentData,
+    rank: RankMetric,
+    rows: list[aggregate.LeaderRow],
+    apart: list[protocol.Apart],
+    marked: Callable[[RunRecord], bool],
+    compare_run_ids: list[str] | None,
+    top_n: int,
+    detail_runs: int,
+    highlight_run_id: str,
+) -> tuple[list[RunRecord], list[str], int, str | None]:
+    """Reads what the pages show beyond the few metrics of every run.
+
+    Beyond ``contract.REPORT_LISTED_RUNS`` runs only those shown in detail (the
+    ``detail_runs`` best with a history, the compared ones, the leader, this run) are read in
+    full, so a custom per-epoch metric is known from those; every history metric of those
+    runs, and the overview curves of the listed ones (the best and the marked).
+
+    Returns:
+        (the compared runs, the compared ids not found, how many runs get a detail chart,
+        what failed midway or None).
+    """
+    listed, _ = aggregate.listed_rows(rows, marked, contract.REPORT_LISTED_RUNS)
+    by_id = {r.run_id: r for r in data.runs}
+    compare_runs, missing = aggregate.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
+    with_history = [r.run for r in listed if r.run.has_history]
+    detail_runs = detail_runs or len(with_history)
+    detail = with_history[:detail_runs]
+    leader = [r.run for r in rows[:1] if r.rank is not None]
+    this_run = [r for r in data.runs if r.run_id == highlight_run_id]
+    # A few hundred runs are read in full (every custom metric known, as before); beyond,
+    # only the runs shown in detail.
+    small = len(data.runs) <= contract.REPORT_LISTED_RUNS
+    error = _complete(
+        reader, data, data.runs if small else [*detail, *compare_runs, *leader, *this_run]
+    )
+    drawn = [r.run for r in listed] + [a.run for a in apart[: contract.REPORT_LISTED_RUNS]]
+    if error is None:
+        error = _fill_histories(reader, data, drawn, overview_keys(rank))
+    if error is None:
+        error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
+    return compare_runs, missing, detail_runs, error
+
+
+def _ranking(
+    runs: list[RunRecord],
+    rank: RankMetric,
+    marked: Callable[[RunRecord], bool],
+    highlight_pipeline_job: str,
+    highlight_run_id: str,
+) -> dict[str, Any]:
+    """The model's ranking fields: reference, compared, apart, rows, listed and the rest."""
+    ref, compared, apart, rows = _ranked(runs, rank, highlight_pipeline_job, highlight_run_id)
+    listed, unlisted = aggregate.listed_rows(rows, marked, contract.REPORT_LISTED_RUNS)
+    return {
+        "reference": ref,
+        "compared": compared,
+        "apart": apart,
+        "rows": rows,
+        "listed": listed,
+        "unlisted": aggregate.pair_summaries(unlisted, rank),
+        "apart_listed": apart[: contract.REPORT_LISTED_RUNS],
+    }
+
+
 def read_model(
     tracking_uri: str,
     experiment: str,
@@ -298,13 +304,9 @@ def read_model(
 ) -> tuple[ReportModel, float]:
     """Read the experiment and build the view model.
 
-    Every run is read with the few metrics the views show of every run
-    (:func:`summary_metric_keys`); beyond ``contract.REPORT_LISTED_RUNS`` runs only those
-    shown in detail (the ``detail_runs`` best with a history, the compared ones, the leader,
-    this run) are read in full, so a custom per-epoch metric is known from those. Overview
-    curves are fetched for the runs listed (``contract.REPORT_LISTED_RUNS`` best and the
-    marked ones), every history metric for the runs in detail. What fails midway becomes a
-    note. Lost runs are shown as lost and, with ``end_lost``, ended (``ExperimentReader.read``).
+    Every run is read with :func:`summary_metric_keys`, the runs in detail in full and with
+    their histories, the listed ones with their overview curves (:func:`_read_shown`). What
+    fails midway becomes a note. Lost runs are shown as lost and, with ``end_lost``, ended.
 
     Returns:
         (the model, seconds spent reading from MLflow).
@@ -319,42 +321,25 @@ def read_model(
         metric_keys=summary_metric_keys(rank),
     )  # fmt: skip
     marked = _marker(highlight_run_id, highlight_pipeline_job)
-    ref, compared, apart, rows = _ranked(data.runs, rank, highlight_pipeline_job, highlight_run_id)
-    listed, _ = aggregate.listed_rows(rows, marked, contract.REPORT_LISTED_RUNS)
-    by_id = {r.run_id: r for r in data.runs}
-    compare_runs, missing = aggregate.choose_compare_runs(rows, by_id, compare_run_ids, top_n)
-    with_history = [r.run for r in listed if r.run.has_history]
-    detail_runs = detail_runs or len(with_history)
-    detail = with_history[:detail_runs]
-    leader = [r.run for r in rows[:1] if r.rank is not None]
-    this_run = [r for r in data.runs if r.run_id == highlight_run_id]
-    # A few hundred runs are read in full (every custom metric known, as before); beyond,
-    # only the runs shown in detail.
-    small = len(data.runs) <= contract.REPORT_LISTED_RUNS
-    full = data.runs if small else [*detail, *compare_runs, *leader, *this_run]
-    error = _complete(reader, data, full)
-    apart_listed = apart[: contract.REPORT_LISTED_RUNS]
-    drawn = [r.run for r in listed] + [a.run for a in apart_listed]
-    if error is None:
-        error = _fill_histories(reader, data, drawn, overview_keys(rank))
-    if error is None:
-        error = _fill_histories(reader, data, [*detail, *compare_runs], data.history_keys)
+    _, _, apart, rows = _ranked(data.runs, rank, highlight_pipeline_job, highlight_run_id)
+    shown = _read_shown(
+        reader, data, rank, rows, apart, marked, compare_run_ids, top_n, detail_runs,
+        highlight_run_id,
+    )  # fmt: skip
+    compare_runs, missing, detail_runs, error = shown
     # Ranked again: an older run without best_/final_ metrics takes its epoch values from the
     # history fetched since (the order, from the latest metrics, is the same).
-    ref, compared, apart, rows = _ranked(data.runs, rank, highlight_pipeline_job, highlight_run_id)
-    listed, unlisted = aggregate.listed_rows(rows, marked, contract.REPORT_LISTED_RUNS)
-    data.notes += _notes(error, missing, bool(data.runs), rows, rank)
-    for note in (_protocol_note(ref, apart, data.runs), _non_finite_note(data.runs)):
-        if note:
-            data.notes.append(note)
+    ranking = _ranking(data.runs, rank, marked, highlight_pipeline_job, highlight_run_id)
+    rows = ranking["rows"]
+    leader = next((r.run for r in rows[:1] if r.rank is not None), None)
+    data.notes += notes.all_notes(
+        error, missing, data.runs, rows, rank, ranking["reference"], ranking["apart"]
+    )
     model = ReportModel(
         experiment=experiment,
         data=data,
         rank=rank,
-        stats=aggregate.dashboard(
-            data.runs, HEADLINE_METRIC, highlight_pipeline_job, leader[0] if leader else None
-        ),
-        rows=rows,
+        stats=aggregate.dashboard(data.runs, HEADLINE_METRIC, highlight_pipeline_job, leader),
         compare_runs=compare_runs,
         chosen_by_id=bool(compare_run_ids),
         detail_runs=detail_runs,
@@ -363,11 +348,6 @@ def read_model(
         tracking_uri=TrackingUri(tracking_uri).redacted,
         generated=dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         highlight_pipeline_job=highlight_pipeline_job,
-        reference=ref,
-        compared=compared,
-        apart=apart,
-        listed=listed,
-        unlisted=aggregate.pair_summaries(unlisted, rank),
-        apart_listed=apart_listed,
+        **ranking,
     )
     return model, reader.fetch_s
