@@ -166,14 +166,38 @@ def local_pipeline(name: str, parallelism: int | None, local_root: str):
     what runs on a laptop is the YAML Vertex gets, not a pipeline built apart for local use.
     kfp.local honours the retry policies and ignores the resource limits (it warns): every step
     runs as a subprocess of this machine. Only the image differs, which a subprocess runner
-    does not use. The spec is kept in ``<local_root>/run_spec/``.
+    does not use, and the retries' waits: kfp.local sleeps a retry's backoff in the run
+    (kfp/local/orchestrator/task_executor.py), 2 minutes before a training's retry, which
+    waits out nothing on one machine (the backoff is for a cloud's transient quota, preemption
+    and network), so the loaded copy retries as often without waiting. The compiled spec is
+    kept in ``<local_root>/run_spec/<name>.yaml``, the copy run beside it as ``.local.yaml``.
     """
+    import yaml
     from kfp import components
 
     (path,) = compile_all(
         os.path.join(local_root, "run_spec"), parallelism=parallelism, names=(name,)
     )
-    return components.load_component_from_file(path)
+    with open(path, encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    _without_backoff(spec)
+    local_path = path.removesuffix(".yaml") + ".local.yaml"
+    with open(local_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    return components.load_component_from_file(local_path)
+
+
+def _without_backoff(node) -> None:
+    """Sets every ``retryPolicy``'s backoff to 0 s in a compiled spec (in place)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "retryPolicy" and isinstance(value, dict):
+                value["backoffDuration"] = "0s"
+            else:
+                _without_backoff(value)
+    elif isinstance(node, list):
+        for item in node:
+            _without_backoff(item)
 
 
 def _report_task_dir(pipeline_root: str, started: float) -> str:

@@ -190,6 +190,19 @@ def test_kfp_local_runs_the_packaged_spec_retries_and_limits_included(name, tmp_
     executors = spec["deploymentSpec"]["executors"].values()
     assert [e for e in executors if "resources" in e.get("container", {})]
     assert component.name == name.replace("_", "-")
+    # What kfp.local loads: the same spec, retries kept, their waits (slept locally) at 0 s.
+    with open(tmp_path / "run_spec" / f"{name}.local.yaml", encoding="utf-8") as f:
+        local = yaml.safe_load(f)
+    retried = {t: task["retryPolicy"] for t, task in _tasks(spec).items() if "retryPolicy" in task}
+    local_retried = {
+        t: task["retryPolicy"] for t, task in _tasks(local).items() if "retryPolicy" in task
+    }
+    assert local_retried == {
+        t: {**policy, "backoffDuration": "0s"} for t, policy in retried.items()
+    }
+    for policy in retried.values():
+        policy["backoffDuration"] = "0s"
+    assert local == spec  # nothing else differs
 
 
 def test_the_training_machines_scheduling_strategy_reaches_the_custom_job(tmp_path):
