@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest_bench",
     "report": "bench.report_bench",
     "report-pages": "bench.report_pages",
+    "report-scale": "bench.report_scale",
     "repurchase": "bench.repurchase",
     "resume": "bench.resume_bench",
     "strong": "bench.strong_bench",

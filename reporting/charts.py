@@ -512,13 +512,21 @@ def metric_timeline_figure(
             return fig, f"{metric} by run"
         xs = list(range(1, len(scored) + 1))
         ys = [t[1] for t in scored]
-        ax.scatter(xs, ys, s=12 if len(xs) < 200 else 4, color=PALETTE[0], alpha=0.75, zorder=3)
-        best, frontier = None, []
-        for y in ys:
-            if best is None or better(y, best, metric):
+        # Beyond the runs a page lists, the points go in as one embedded image (the axes, text
+        # and lines stay vector): 10,000 SVG circles would be ~1.4 MiB and slow to draw.
+        many = len(xs) > contract.REPORT_LISTED_RUNS
+        ax.scatter(
+            xs, ys, s=4 if many else 12, color=PALETTE[0], alpha=0.75, zorder=3, rasterized=many
+        )
+        best, step_xs, step_ys = None, [], []
+        for x, y in zip(xs, ys, strict=True):
+            if best is None or better(y, best, metric):  # the frontier's corners only
                 best = y
-            frontier.append(best)
-        ax.step(xs, frontier, where="post", color=PALETTE[1], lw=1.4, label="best so far")
+                step_xs.append(x)
+                step_ys.append(best)
+        step_xs.append(xs[-1])
+        step_ys.append(best)
+        ax.step(step_xs, step_ys, where="post", color=PALETTE[1], lw=1.4, label="best so far")
         marked = [(x, y) for x, (_, y, r) in zip(xs, scored, strict=True) if r.run_id in highlight]
         if marked:
             ax.scatter(

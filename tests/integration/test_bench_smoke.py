@@ -24,6 +24,7 @@ FIGURES = {
     "ingest": r"^\| 1x \| [\d,]+ \| chunked \| [\d,]+ \| [\d.]+ \|$",
     "report": r"^\| HTTP requests \| \d+ \| \d+ \| [\d.]+x \|$",
     "report-pages": r"^report\s+\d+ KiB$",
+    "report-scale": r"^\| 20 \| [\d.]+ \(\[[\d.]+\]\) \| \S+\.html \d+ KiB \| yes \|$",
     "repurchase": r"^\| 4,000 \| new \| [\d.]+ \|",
     "serving": r"^\| 100 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$",
     "topk": r"^\| 20,000 \| chunked_tf \| [\d.]+ \| [\d.]+ \|",
