@@ -393,6 +393,29 @@ PARAM_FEATURE_CONFIG_ID = "feature_config_id"
 PARAM_MODEL_CONFIG_ID = "model_config_id"
 PARAM_DATASET_ID = "dataset_id"
 PARAM_SEED = "seed"
+# A run whose model or feature config is a trial of a search space (the config's ``search``
+# section) also carries these; the drawn values themselves are in the config's own params
+# (``learning_rate``, ``model.dropout``, ``feature.buyer.history.max_length``, ...), and
+# ``search.drawn`` names those params.
+PARAM_SEARCH_STRATEGY = "search.strategy"
+PARAM_SEARCH_SEED = "search.seed"  # random, halving
+PARAM_SEARCH_ETA = "search.eta"  # halving
+PARAM_SEARCH_MIN_EPOCHS = "search.min_epochs"  # halving
+PARAM_SEARCH_DRAWN = "search.drawn"  # comma-separated names of the params that were drawn
+
+
+def search_base_param(section: str) -> str:
+    """The param holding the id of the searched config a trial comes from.
+
+    ``section``: ``model_config`` or ``feature_config``.
+    """
+    return f"search.{section}.base_id"
+
+
+def search_trial_param(section: str) -> str:
+    """The param holding a trial's 1-based number within its search space."""
+    return f"search.{section}.trial"
+
 
 TAG_FEATURE_CONFIG_NAME = "feature_config_name"
 TAG_MODEL_CONFIG_NAME = "model_config_name"

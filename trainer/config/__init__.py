@@ -3,7 +3,8 @@
 The face of the wing: everything outside ``trainer.config`` imports from here.
 ``schema`` holds the dataclasses and their defaults (standard library only), ``strict_yaml``
 reads YAML with line numbers and no duplicate keys, ``parse`` validates a file into an
-``ExperimentConfig`` and writes it back.
+``ExperimentConfig`` and writes it back, ``search`` turns configs with distributions into
+their trials (the ``search`` section).
 """
 
 from trainer.config.parse import (
@@ -16,16 +17,21 @@ from trainer.config.parse import (
 )
 from trainer.config.schema import (
     BIGQUERY_PREFIX,
+    DISTRIBUTION_KINDS,
     EPOCH_FORMATS,
     LR_SCHEDULES,
     NATIVE_TIMESTAMP,
     OPTIMIZERS,
+    SEARCH_STRATEGIES,
     TRANSFORMS,
+    TRIAL_SEPARATOR,
     BigQuery,
     Cleaning,
     ConfigError,
     Csv,
     Dataset,
+    Distribution,
+    DistributionKind,
     ExperimentConfig,
     Feature,
     FeatureConfig,
@@ -35,25 +41,35 @@ from trainer.config.schema import (
     Optimizer,
     Pair,
     Registry,
+    Rung,
     RunSpec,
+    Search,
+    SearchStrategy,
+    Space,
     Split,
     Training,
     Transform,
+    Trial,
 )
 from trainer.config.strict_yaml import YamlProblem, decode, loads
 
 __all__ = [
     "BIGQUERY_PREFIX",
+    "DISTRIBUTION_KINDS",
     "EPOCH_FORMATS",
     "LR_SCHEDULES",
     "NATIVE_TIMESTAMP",
     "OPTIMIZERS",
+    "SEARCH_STRATEGIES",
     "TRANSFORMS",
+    "TRIAL_SEPARATOR",
     "BigQuery",
     "Cleaning",
     "ConfigError",
     "Csv",
     "Dataset",
+    "Distribution",
+    "DistributionKind",
     "ExperimentConfig",
     "Feature",
     "FeatureConfig",
@@ -63,10 +79,15 @@ __all__ = [
     "Optimizer",
     "Pair",
     "Registry",
+    "Rung",
     "RunSpec",
+    "Search",
+    "SearchStrategy",
+    "Space",
     "Split",
     "Training",
     "Transform",
+    "Trial",
     "YamlProblem",
     "decode",
     "dump_config",

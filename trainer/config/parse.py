@@ -2,9 +2,10 @@
 
 An experiment YAML names the experiment, the dataset (source, column mapping, cleaning,
 split), a list of feature configs, a list of model configs and the training params. One
-MLflow run is one (feature config, model config) pair. Everything is validated before any
-step runs; a bad file raises ``ConfigError`` naming the file, the field and what was
-expected.
+MLflow run is one (feature config, model config) pair. A config whose fields hold
+distributions becomes its trials, as the ``search`` section says (``search.py``). Everything
+is validated before any step runs; a bad file raises ``ConfigError`` naming the file, the
+field and what was expected.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from typing import Any
 
 from trainer import contract
+from trainer.config import search as config_search
 from trainer.config import strict_yaml as config_yaml
 from trainer.config.schema import (
     BIGQUERY_PREFIX,
@@ -381,7 +383,10 @@ def _training(r: Reader, data: dict) -> Training:
 
 
 def _pairs(r: Reader, data: dict, key: str, features, models) -> tuple[Pair, ...]:
-    """The grid's include / exclude entries, each naming ids that exist."""
+    """The grid's include / exclude entries, each naming ids that exist.
+
+    ``features`` and ``models``: (the ids to list in an error, every id a pair may name).
+    """
     out = []
     for i, item in enumerate(r.items(data, key, "grid", required=False)):
         path = f"grid.{key}[{i}]"
@@ -389,12 +394,12 @@ def _pairs(r: Reader, data: dict, key: str, features, models) -> tuple[Pair, ...
         pair = Pair(
             r.get(item, "feature_config", path, str), r.get(item, "model_config", path, str)
         )
-        for name, value, known in (
+        for name, value, (listed, known) in (
             ("feature_config", pair.feature_config, features),
             ("model_config", pair.model_config, models),
         ):
-            if value not in {c.id for c in known}:
-                ids = ", ".join(repr(c.id) for c in known)
+            if value not in known:
+                ids = ", ".join(repr(i) for i in listed)
                 r.fail(
                     f"{path}.{name}",
                     f"no {name} with id {value!r} (known: {ids})",
@@ -404,13 +409,21 @@ def _pairs(r: Reader, data: dict, key: str, features, models) -> tuple[Pair, ...
     return tuple(out)
 
 
-def _grid(r: Reader, data: dict, features, models) -> Grid:
-    data = r.mapping(data, "grid", {f.name for f in dataclasses.fields(Grid)})
+def _grid(r: Reader, data: dict, max_runs: int, configs: tuple, spaces: tuple) -> Grid:
+    """The ``grid`` section; a pair may name a searched config's id (all its trials)."""
+    names = [_grid_names(items, spaces, section) for section, items in configs]
     return Grid(
-        include=_pairs(r, data, "include", features, models),
-        exclude=_pairs(r, data, "exclude", features, models),
-        max_runs=r.field(Grid, data, "max_runs", "grid", int, minimum=1),
+        include=_pairs(r, data, "include", *names),
+        exclude=_pairs(r, data, "exclude", *names),
+        max_runs=max_runs,
     )
+
+
+def _grid_names(items, spaces, section: str) -> tuple[list[str], set[str]]:
+    """(the ids a grid pair may name, in config order: trials by their base; all of them)."""
+    bases = {t.config_id: s.base_id for s in spaces if s.section == section for t in s.trials}
+    listed = list(dict.fromkeys(bases.get(c.id, c.id) for c in items))
+    return listed, set(listed) | set(bases)
 
 
 # What MLflow's Model Registry refuses in a name (mlflow/utils/validation.py,
@@ -472,14 +485,6 @@ def _check_runs(r: Reader, config: ExperimentConfig) -> None:
         )
 
 
-def _unique_ids(r: Reader, items, field: str) -> None:
-    seen = set()
-    for i, item in enumerate(items):
-        if item.id in seen:
-            r.fail(f"{field}[{i}].id", f"duplicate id {item.id!r}")
-        seen.add(item.id)
-
-
 def parse_config(data: Any, source: str = "<config>", base_dir: str = ".") -> ExperimentConfig:
     """Validates a parsed YAML mapping and returns the experiment config.
 
@@ -492,26 +497,41 @@ def parse_config(data: Any, source: str = "<config>", base_dir: str = ".") -> Ex
         ConfigError: naming the source, the dotted field (and line) and what was expected.
     """
     r = Reader(source)
-    data = r.mapping(data, "", {f.name for f in dataclasses.fields(ExperimentConfig)} - {"source"})
+    written = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"source", "spaces"}
+    data = r.mapping(data, "", written)
     dataset = _dataset(r, r.get(data, "dataset", "", dict), base_dir)
-    features = tuple(
-        _feature_config(r, item, f"feature_configs[{i}]", dataset.columns)
-        for i, item in enumerate(r.items(data, "feature_configs", ""))
+    training = _training(r, data.get("training") or {})
+    grid = r.mapping(data.get("grid") or {}, "grid", {f.name for f in dataclasses.fields(Grid)})
+    max_runs = r.field(Grid, grid, "max_runs", "grid", int, minimum=1)
+    search = config_search.parse_search(r, data.get("search") or {}, training.epochs, max_runs)
+    features, feature_spaces = config_search.expand(
+        r,
+        "feature_configs",
+        r.items(data, "feature_configs", ""),
+        search,
+        lambda item, field: _feature_config(r, item, field, dataset.columns),
+        max_runs,
     )
-    models = tuple(
-        _model_config(r, item, f"model_configs[{i}]")
-        for i, item in enumerate(r.items(data, "model_configs", ""))
+    models, model_spaces = config_search.expand(
+        r,
+        "model_configs",
+        r.items(data, "model_configs", ""),
+        search,
+        lambda item, field: _model_config(r, item, field),
+        max_runs,
     )
-    _unique_ids(r, features, "feature_configs")
-    _unique_ids(r, models, "model_configs")
+    spaces = feature_spaces + model_spaces
+    sections = (("feature_configs", features), ("model_configs", models))
     config = ExperimentConfig(
         experiment=r.get(data, "experiment", "", str),
         dataset=dataset,
         feature_configs=features,
         model_configs=models,
-        training=_training(r, data.get("training") or {}),
-        grid=_grid(r, data.get("grid") or {}, features, models),
+        training=training,
+        grid=_grid(r, grid, max_runs, sections, spaces),
         registry=_registry(r, data.get("registry") or {}, r.get(data, "experiment", "", str)),
+        search=search,
+        spaces=spaces,
         source=source,
     )
     _check_runs(r, config)
@@ -558,7 +578,13 @@ def dump_config(config: ExperimentConfig) -> str:
     import yaml
 
     data = to_dict(config)
-    data.pop("source")
+    for derived in ("source", "spaces"):
+        data.pop(derived)
+    for section in ("feature_configs", "model_configs"):
+        data[section] = config_search.written_configs(config, section, data[section])
+    data["search"] = config_search.written_search(config.search)
+    if not data["search"]:
+        data.pop("search")
     return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -581,7 +607,10 @@ def run_params(
 
     The contract params (``epochs``, ``learning_rate``, ``seed``, ...) plus the rest of the
     resolved config of the (feature config, model config) pair, flattened with dotted names
-    (``model.temperature``, ``feature.buyer.history.max_length``, ...).
+    (``model.temperature``, ``feature.buyer.history.max_length``, ...). A trial of a search
+    space carries its drawn values there too, and ``search.*`` params: the strategy (and
+    seed), each searched config's id and trial number, and ``search.drawn``, the names of the
+    params that were drawn.
     """
     training = {k: v for k, v in to_dict(config.training).items() if k not in ("seed", "seeds")}
     resolved = {
@@ -595,6 +624,12 @@ def run_params(
     params = {_CONTRACT_PARAM_KEYS.get(k, k): v for k, v in flat.items()}
     params[contract.PARAM_FEATURE_CONFIG_ID] = fc.id
     params[contract.PARAM_SEED] = str(config.resolve_seed(seed))
+    searched, drawn = config_search.trial_params(config, fc, mc)
+    params.update(searched)
+    if drawn:
+        params[contract.PARAM_SEARCH_DRAWN] = ",".join(
+            _CONTRACT_PARAM_KEYS.get(k, k) for k in drawn
+        )
     return params
 
 

@@ -1,7 +1,9 @@
 """The experiment config's schema: dataclasses with their defaults, and ``ConfigError``.
 
 Each field's default is written here once; ``trainer/config/parse.py`` reads YAML into these
-classes and validates every value. Standard library only.
+classes and validates every value. Standard library only. Over 400 lines: the whole schema of
+the experiment file is here, one dataclass per section in file order (the search spaces'
+included), so a default is found in one place.
 """
 
 from __future__ import annotations
@@ -47,11 +49,32 @@ class LrSchedule(enum.StrEnum):
     EXPONENTIAL = "exponential"
 
 
+class SearchStrategy(enum.StrEnum):
+    """``search.strategy``: how a config's distributions become trials."""
+
+    GRID = "grid"  # every point of finite distributions (choice, int_range)
+    RANDOM = "random"  # ``search.trials`` distinct draws from ``search.seed``
+    HALVING = "halving"  # the random trials, trained in rungs (``Search.rungs``)
+
+
+class DistributionKind(enum.StrEnum):
+    """The one key of a distribution given for a config field (``{loguniform: [a, b]}``)."""
+
+    CHOICE = "choice"  # [v1, v2, ...]
+    UNIFORM = "uniform"  # [low, high]
+    LOGUNIFORM = "loguniform"  # [low, high], both above 0
+    INT_RANGE = "int_range"  # [low, high] or [low, high, step], integers, high included
+
+
 TRANSFORMS = tuple(t.value for t in Transform)
 NUMERIC_TRANSFORMS = (Transform.BUCKETIZE, Transform.ZSCORE, Transform.LOG)
 STRING_TRANSFORMS = (Transform.TEXT, Transform.VOCABULARY, Transform.HASHING, Transform.CROSS)
 OPTIMIZERS = tuple(o.value for o in Optimizer)
 LR_SCHEDULES = tuple(s.value for s in LrSchedule)
+SEARCH_STRATEGIES = tuple(s.value for s in SearchStrategy)
+DISTRIBUTION_KINDS = tuple(k.value for k in DistributionKind)
+# A trial's config id is its searched config's id, this, and its number: ``logq~t03``.
+TRIAL_SEPARATOR = "~"
 
 
 class ConfigError(ValueError):
@@ -255,6 +278,85 @@ class Registry:
 
 
 @dataclasses.dataclass(frozen=True)
+class Distribution:
+    """Values a config field is searched over: the kind and its list as written."""
+
+    kind: str  # a DistributionKind
+    values: tuple  # choice: the options; uniform, loguniform: (low, high); int_range: (low,
+    # high, step)
+
+    @property
+    def finite(self) -> bool:
+        """Whether the values can be listed (a grid can take them)."""
+        return self.kind in (DistributionKind.CHOICE, DistributionKind.INT_RANGE)
+
+    def points(self) -> tuple:
+        """Every value of a finite distribution, in order."""
+        if self.kind == DistributionKind.INT_RANGE:
+            low, high, step = self.values
+            return tuple(range(low, high + 1, step))
+        return self.values
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One concrete config drawn from a search space."""
+
+    config_id: str  # <base id>~t<number>, e.g. logq~t03
+    number: int  # 1-based, in grid order or draw order
+    values: tuple[tuple[str, object], ...]  # (field path in the config, concrete value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A feature or model config with distributions, and the trials it became."""
+
+    section: str  # feature_configs or model_configs
+    base_id: str
+    base_name: str
+    # (path in the config: a key, or tower, index and key; the distribution), in the order
+    # of the schema's fields (the draws do not depend on the order of the YAML keys).
+    fields: tuple[tuple[tuple, Distribution], ...]
+    trials: tuple[Trial, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """One rung of successive halving: how many runs train, and up to which epoch."""
+
+    epochs: int
+    runs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """How the configs with distributions become trials (the ``search`` section).
+
+    Each searched config gets its own trials (a grid, or ``trials`` draws); a sweep trains
+    every pair of trials as it trains every pair of plain configs.
+    """
+
+    strategy: str = SearchStrategy.GRID.value
+    trials: int = 10  # random, halving: distinct draws per searched config
+    seed: int = 0  # random, halving: the draws depend on it and on the config's id only
+    eta: int = 3  # halving: each rung keeps the best 1/eta of the runs ...
+    min_epochs: int = 1  # halving: ... of a rung, the first training this many epochs
+
+    def rungs(self, runs: int, epochs: int) -> tuple[Rung, ...]:
+        """Successive halving's rungs for ``runs`` candidates trained up to ``epochs``.
+
+        The first rung trains every run for ``min_epochs``; each next one keeps the best
+        ``1/eta`` (at least one) and trains ``eta`` times as many epochs, the last one
+        ``epochs``.
+        """
+        out, budget = [], min(self.min_epochs, epochs)
+        while budget < epochs:
+            out.append(Rung(budget, runs))
+            runs, budget = max(1, runs // self.eta), min(budget * self.eta, epochs)
+        return (*out, Rung(epochs, runs))
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSpec:
     """One training of a sweep: a pair and a seed."""
 
@@ -279,6 +381,8 @@ class ExperimentConfig:
     training: Training
     grid: Grid = Grid()
     registry: Registry = Registry()
+    search: Search = Search()
+    spaces: tuple[Space, ...] = ()  # derived from the configs' distributions, not written
     source: str = "<config>"
 
     @property
@@ -313,17 +417,46 @@ class ExperimentConfig:
         ]
         return max(lengths, default=Feature.max_length)
 
+    def trial(self, section: str, config_id: str) -> tuple[Space, Trial] | None:
+        """The search space and trial a config of ``section`` is, None for a plain config."""
+        for space in self.spaces:
+            if space.section == section:
+                for trial in space.trials:
+                    if trial.config_id == config_id:
+                        return space, trial
+        return None
+
+    def _names(self, section: str, config_id: str) -> set[str]:
+        """The ids a grid pair may name a config by: its own, and its searched config's."""
+        found = self.trial(section, config_id)
+        return {config_id, found[0].base_id} if found else {config_id}
+
     def runs(self) -> list[RunSpec]:
-        """Every training of the sweep: grid pairs x seeds, in config order."""
-        include = set(self.grid.include)
-        exclude = set(self.grid.exclude)
+        """Every training of the sweep: grid pairs x seeds, in config order.
+
+        A pair of ``grid.include`` / ``grid.exclude`` naming a searched config's id stands
+        for each of its trials.
+        """
+
+        def named(pairs, fc, mc) -> bool:
+            fcs, mcs = self._names("feature_configs", fc), self._names("model_configs", mc)
+            return any(p.feature_config in fcs and p.model_config in mcs for p in pairs)
+
         return [
             RunSpec(fc.id, mc.id, seed)
             for fc in self.feature_configs
             for mc in self.model_configs
-            if (not include or Pair(fc.id, mc.id) in include) and Pair(fc.id, mc.id) not in exclude
+            if (not self.grid.include or named(self.grid.include, fc.id, mc.id))
+            and not named(self.grid.exclude, fc.id, mc.id)
             for seed in self.training.sweep_seeds
         ]
+
+    @property
+    def rungs(self) -> tuple[Rung, ...]:
+        """Strategy halving: the rungs over every run of the sweep; otherwise none."""
+        if self.search.strategy != SearchStrategy.HALVING:
+            return ()
+        return self.search.rungs(len(self.runs()), self.training.epochs)
 
 
 def _pick(items, config_id, field, source):
