@@ -12,8 +12,8 @@ queries (runs, latest metrics, params, tags) and no ORM objects, in two places:
   :data:`LISTING_ENDPOINT`), when the report reads over HTTP: :func:`list_runs` then
   :func:`encode`; the report calls :func:`decode`.
 
-Both hand back runs in the REST API's ``runs/search`` shape, so ``reporting.records`` stays the
-one parser. This module imports only the standard library and mlflow: the server image copies
+Both hand back runs in the REST API's ``runs/search`` shape, without MLflow's ``mlflow.*`` system
+tags (the report drops them), so ``reporting.records`` stays the one parser. This module imports only the standard library and mlflow: the server image copies
 it (with the package's empty ``__init__``) without the rest of the package.
 """
 
@@ -178,10 +178,13 @@ def _fill_data(scope: Any, runs: dict[str, dict[str, Any]], metric_keys: list[st
     for run_id, key, value, step, is_nan in metrics:
         value = math.nan if is_nan else value  # the SQL store keeps NaN as 0, flagged
         runs[run_id]["data"]["metrics"].append({"key": key, "value": value, "step": step})
-    for model, field in ((SqlParam, "params"), (SqlTag, "tags")):
-        for run_id, key, value in scope(model).with_entities(
-            model.run_uuid, model.key, model.value
-        ):
+    params = scope(SqlParam).with_entities(SqlParam.run_uuid, SqlParam.key, SqlParam.value)
+    # MLflow's system tags (mlflow.*: source, user, run name, logged models) are the report's
+    # to drop (reporting.records); a real run carries ~10 of them, some kilobytes long.
+    tags = scope(SqlTag).with_entities(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+    tags = tags.filter(~SqlTag.key.startswith("mlflow.", autoescape=True))
+    for rows, field in ((params, "params"), (tags, "tags")):
+        for run_id, key, value in rows:
             runs[run_id]["data"][field].append({"key": key, "value": value})
 
 

@@ -223,3 +223,56 @@ def test_a_run_taken_over_after_it_was_ended_is_not_lost(tracking_uri):
     runs = {r.name: r for r in query.ExperimentReader(tracking_uri).read("lost").runs}
     assert runs["oom-killed"].lost == "" and runs["oom-killed"].shown_status == "running"
     assert runs["never-beat"].lost and runs["never-beat"].shown_status == "lost"
+
+
+def _fake_listing(monkeypatch, total: int, *, bad_token_at: int | None = None) -> list[int]:
+    """The listing route's paging, answered by a stand-in (later pages answer sooner)."""
+    import threading
+    import time
+
+    from reporting import listing
+
+    asked: list[int] = []
+    lock = threading.Lock()
+
+    def page(creds, body, token):
+        offset = int(token or 0)
+        with lock:
+            asked.append(offset)
+        time.sleep(0.05 if offset % 2 == 0 else 0.0)  # answers out of order
+        size = query.SEARCH_PAGE_SIZE
+        ids = list(range(offset, min(offset + size, total)))
+        more = offset + size < total
+        token = str(offset + size) if more else None
+        if bad_token_at is not None and offset == bad_token_at:
+            token = "later"
+        runs = [{"info": {"run_id": f"r{i:03d}", "start_time": 1}, "params": {}, "tags": {},
+                 "metrics": [[0, i, 0]]} for i in ids]  # fmt: skip
+        fmt = listing.LISTING_FORMAT
+        return {"format": fmt, "metric_keys": ["m"], "runs": runs, "next_page_token": token}
+
+    monkeypatch.setattr(query, "_listing_page", page)
+    monkeypatch.setattr(query, "host_creds", lambda client: None)
+    monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 2)
+    return asked
+
+
+def test_listing_pages_after_the_first_are_asked_two_at_a_time_and_kept_in_order(monkeypatch):
+    asked = _fake_listing(monkeypatch, total=9)  # pages at 0, 2, 4, 6, 8
+    pages = query.listing_pages(None, "1")
+    assert [r["info"]["run_id"] for p in pages for r in p["runs"]] == [
+        f"r{i:03d}" for i in range(9)
+    ]
+    assert asked[0] == 0 and sorted(asked)[:5] == [0, 2, 4, 6, 8]
+    assert sorted(asked)[5:] in ([], [10])  # at most one asked past the end (answered empty)
+    one = _fake_listing(monkeypatch, total=2)
+    assert len(query.listing_pages(None, "1")) == 1 and one == [0]  # one page: one request
+
+
+def test_a_listing_page_token_that_is_no_offset_is_refused(monkeypatch):
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    _fake_listing(monkeypatch, total=9, bad_token_at=2)
+    with pytest.raises(MlflowException, match="page token 'later', expected the offset 4"):
+        query.listing_pages(None, "1")
