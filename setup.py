@@ -41,7 +41,7 @@ setup(
     description=__doc__,
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["components*", "pipelines*", "trainer*", "reporting*"]),
-    package_data={"reporting": ["templates/*.j2"]},
+    package_data={"reporting": ["templates/*.j2"], "trainer": ["cost/prices.yaml"]},
     # MLflow finds request-header providers through this group: every MLflow client in an
     # environment with the package installed adds a Google ID token for the private Cloud Run
     # server (only for the hosts trainer/tracking/auth.py allows).

@@ -18,10 +18,14 @@ def ingest_data(config_yaml: str, examples: Output[Dataset], data_source: str = 
             splits to this step's output URI (a gs:// pipeline root).
     """
     from trainer import config as cfg
-    from trainer import ingest
+    from trainer import contract, cost, ingest
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
-    stats = ingest.run_ingest(config, examples.path, source=data_source, output_uri=examples.uri)
+    # Its wall time and machine, for the cost of the runs that share it.
+    with cost.measure(contract.SHARED_STEPS[0], examples.path):
+        stats = ingest.run_ingest(
+            config, examples.path, source=data_source, output_uri=examples.uri
+        )
     examples.metadata.update(
         {
             "rows_read": stats.rows_read,

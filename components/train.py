@@ -36,9 +36,11 @@ def train_model(
         pipeline_task: KFP task name, tagged on the MLflow run.
     """
     from trainer import config as cfg
-    from trainer import contract, sweep, train
+    from trainer import contract, cost, sweep, train
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
+    # Its wall time and machine, written beside the model for the run's cost (evaluate logs it).
+    timer = cost.StepTimer("train")
     result = train.run_training(
         config,
         examples.path,
@@ -53,6 +55,7 @@ def train_model(
         run_key=sweep.run_key(config, pipeline_job, feature_config_id, model_config_id, seed),
         extra_tags={contract.TAG_MODEL_URI: model.uri},
     )
+    timer.stop(model.path)
     model.metadata.update(
         {
             "mlflow_run_id": result.run_id or "",

@@ -30,13 +30,17 @@ def transform_data(
         The feature config id and the transform output's URI, for the sweep's trainings.
     """
     from trainer import config as cfg
-    from trainer import transform
+    from trainer import contract, cost, transform
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
     feature_config = config.feature_config(feature_config_id)
     # URIs, not FUSE paths: Dataflow's workers reach gs://, they have no /gcs/ mount.
-    transform.run_transform(
-        feature_config, examples.uri, transform_graph.uri, beam_pipeline_args=beam_pipeline_args
-    )
+    with cost.measure(contract.SHARED_STEPS[1], transform_graph.path):
+        transform.run_transform(
+            feature_config,
+            examples.uri,
+            transform_graph.uri,
+            beam_pipeline_args=beam_pipeline_args,
+        )
     transform_graph.metadata["feature_config_id"] = feature_config.id
     return {"feature_config_id": feature_config.id, "uri": transform_graph.uri}

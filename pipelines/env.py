@@ -68,6 +68,7 @@ _TOP_KEYS = (
     "train",
     "beam_args",
     "model_upload",
+    "prices",
 )
 
 
@@ -102,6 +103,8 @@ class TrainMachine:
     # FLEX_START (waits for capacity). https://cloud.google.com/vertex-ai/docs/reference/rest/
     # v1/CustomJobSpec#Strategy
     scheduling_strategy: str = "STANDARD"
+    # The environment's labels, set on the custom job (pipelines/tasks.py); (key, value) pairs.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +151,8 @@ class EnvConfig:
     train: TrainMachine = TrainMachine()
     beam_args: tuple[str, ...] = ()
     model_upload: ModelUpload | None = None
+    # Overrides of the packaged price table (trainer/cost/prices.yaml), checked.
+    prices: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def pipeline_parameters(self) -> dict[str, Any]:
         """The pipeline parameters this environment sets (the same names in every pipeline).
@@ -155,18 +160,24 @@ class EnvConfig:
         Resource values the file leaves empty are left out, so the pipeline's own defaults
         apply. ``beam_pipeline_args`` gets ``--sdk_container_image=<dataflow worker image>`` when
         the runner is Dataflow and the Beam args name no worker image, so Dataflow's workers
-        run the same code as the component, in the Dockerfile's ``dataflow-worker`` target.
+        run the same code as the component, in the Dockerfile's ``dataflow-worker`` target;
+        and ``--labels=<key>=<value>`` for each of the file's labels the args do not set, so
+        the Dataflow job carries them as the pipeline job does (the transform adds the run's
+        billing id at run time: trainer/cost/labels.py). ``prices`` is set when the file
+        overrides the price table.
         """
         optional: dict[str, Any] = {}
         for step in STEPS:
             resources = self.resources.get(step, StepResources())
             optional[f"{step}_cpu_limit"] = resources.cpu_limit
             optional[f"{step}_memory_limit"] = resources.memory_limit
+        optional["prices"] = self.prices
+        beam_args = _beam_args_with_labels(list(self.beam_args), self.labels)
         return {
             "mlflow_tracking_uri": self.mlflow.tracking_uri,
             "mlflow_ui_url": self.mlflow.ui_url,
             "beam_pipeline_args": _beam_args_with_image(
-                list(self.beam_args), self.dataflow_worker_image, self.source
+                beam_args, self.dataflow_worker_image, self.source
             ),
             **{k: v for k, v in optional.items() if v},
         }
@@ -187,7 +198,7 @@ class EnvConfig:
 def parameter_names() -> tuple[str, ...]:
     """Every pipeline parameter an environment file can set; each pipeline accepts them all."""
     resources = tuple(f"{s}_{r}" for s in STEPS for r in ("cpu_limit", "memory_limit"))
-    return ("mlflow_tracking_uri", "mlflow_ui_url", "beam_pipeline_args", *resources)
+    return ("mlflow_tracking_uri", "mlflow_ui_url", "beam_pipeline_args", "prices", *resources)
 
 
 def dataflow_worker_image(image: str) -> str:
@@ -218,6 +229,24 @@ def _beam_args_with_image(args: list[str], worker_image: str, source: str = "") 
             )
         args.append(f"--sdk_container_image={worker_image}")
     return args
+
+
+def _beam_args_with_labels(args: list[str], labels: dict[str, str]) -> list[str]:
+    """Dataflow's ``--labels=key=value`` for each label the args do not set (Dataflow only)."""
+    if not any(a in ("--runner=DataflowRunner", "--runner=dataflow") for a in args):
+        return args
+    given = {a.split("=", 2)[1] for a in args if a.startswith("--labels=") and a.count("=") >= 2}
+    return args + [f"--labels={k}={v}" for k, v in labels.items() if k not in given]
+
+
+def _prices(r: _Reader) -> dict[str, Any]:
+    from trainer import cost
+
+    try:
+        return cost.check_overrides(r.data.get("prices"))
+    except cost.PriceError as err:
+        field = "prices" if err.field == "(prices)" else f"prices.{err.field}"
+        raise EnvError(r.source, field, err.problem) from err
 
 
 class _Reader:
@@ -488,6 +517,7 @@ def parse_env(data: Any, source: str, name: str = "") -> EnvConfig:
     ) or dataflow_worker_image(image)
     if not isinstance(r.data.get("labels") or {}, dict):
         r.fail("labels", "expected a mapping of label keys to values")
+    labels = _labels(r.child("labels"))
     env = EnvConfig(
         name=name or os.path.splitext(os.path.basename(source))[0],
         source=source,
@@ -503,13 +533,14 @@ def parse_env(data: Any, source: str, name: str = "") -> EnvConfig:
             "a service account e-mail like NAME@PROJECT.iam.gserviceaccount.com",
         ),
         network=r.string("network", _NETWORK, "projects/PROJECT_NUMBER/global/networks/NAME"),
-        labels=_labels(r.child("labels")),
+        labels=labels,
         image=image,
         dataflow_worker_image=worker_image,
         resources=_resources(r.child("resources")),
-        train=_train(r.child("train")),
+        train=dataclasses.replace(_train(r.child("train")), labels=tuple(labels.items())),
         beam_args=_beam_args(r),
         model_upload=_model_upload(r.child("model_upload"), r.data.get("region", ""), image),
+        prices=_prices(r),
     )
     env.pipeline_parameters()  # a Dataflow runner with no worker image fails here, by name
     return env

@@ -83,6 +83,7 @@ def make_sweep_pipeline(
         evaluate_memory_limit: str = DEFAULT_MEMORY_LIMIT,
         report_cpu_limit: str = DEFAULT_CPU_LIMIT,
         report_memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        prices: dict = {},
     ) -> SweepOutputs:
         """Trains, evaluates and reports every run of an experiment's grid.
 
@@ -109,6 +110,9 @@ def make_sweep_pipeline(
             report_cpu_limit: CPU limit of the report, best-model, register, gate and promote
                 steps.
             report_memory_limit: Memory limit of those steps.
+            prices: Overrides of the packaged price table that each run's cost is estimated
+                with (an environment file's prices section: machines, accelerators, vcpu_hour,
+                spot_factor); empty: the packaged prices.
         """
         job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
@@ -144,6 +148,7 @@ def make_sweep_pipeline(
                 examples=ingest.outputs["examples"],
                 transform_graph=transform_graph.output,
                 mlflow_tracking_uri=mlflow_tracking_uri,
+                prices=prices,
                 feature_config_id=run.feature_config_id,
                 model_config_id=run.model_config_id,
                 seed=run.seed,

@@ -41,6 +41,12 @@ from kfp.dsl import pipeline_channel
 from components.evaluate import evaluate_model
 from components.train import train_model
 from pipelines.env import ModelUpload, TrainMachine
+from trainer.contract import (
+    ENV_ACCELERATOR_COUNT,
+    ENV_ACCELERATOR_TYPE,
+    ENV_MACHINE_TYPE,
+    ENV_SCHEDULING,
+)
 
 # Vertex AI Pipelines' default machine for a step is e2-standard-4 (4 vCPUs, 16 GB): the
 # defaults ask for that, so an environment file that sets nothing changes nothing.
@@ -157,8 +163,27 @@ def train_component(machine: TrainMachine | None):
         # inside the same job, since the pipeline does not retry a custom job (below).
         restart_job_on_worker_restart=True,
         strategy=machine.scheduling_strategy,
+        # The job's machine, which the step cannot see, for its cost record (trainer/cost).
+        env=machine_env(machine),
+        # The environment's labels on the job itself. Vertex AI Pipelines adds its run's
+        # labels, the billing id vertex-ai-pipelines-run-billing-id among them, to the custom
+        # jobs of create_custom_training_job_from_component by itself
+        # (https://cloud.google.com/vertex-ai/docs/pipelines/gcpc-label-propagation, "CustomJob
+        # resources"), so the Cloud Billing export finds the job under both.
+        labels=dict(machine.labels) or None,
         **accelerator,
     )
+
+
+def machine_env(machine: TrainMachine) -> list[dict[str, str]]:
+    """The custom job's environment that names its machine (``contract.ENV_*``: trainer/cost)."""
+    values = {
+        ENV_MACHINE_TYPE: machine.machine_type,
+        ENV_ACCELERATOR_TYPE: machine.accelerator_type,
+        ENV_ACCELERATOR_COUNT: str(machine.accelerator_count),
+        ENV_SCHEDULING: machine.scheduling_strategy,
+    }
+    return [{"name": k, "value": v} for k, v in values.items() if v and v != "0"]
 
 
 def configure_train(
@@ -184,6 +209,7 @@ def train_and_evaluate(
     examples,
     transform_graph,
     mlflow_tracking_uri,
+    prices,
     **ids,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """Adds a training and its evaluation to the pipeline being defined; both pipelines use it.
@@ -195,6 +221,7 @@ def train_and_evaluate(
         examples: The ingest output.
         transform_graph: The transform output of the training's feature config.
         mlflow_tracking_uri: The tracking URI parameter.
+        prices: The price-table overrides parameter (evaluate logs the run's cost with them).
         **ids: ``feature_config_id``, ``model_config_id`` and (sweep) ``seed``.
 
     Returns:
@@ -212,7 +239,11 @@ def train_and_evaluate(
     cpu, memory = limits["train"]
     configure_train(train, train_machine, cpu_limit=cpu, memory_limit=memory)
     evaluate = evaluate_model(
-        examples=examples, model=train.outputs["model"], mlflow_tracking_uri=mlflow_tracking_uri
+        examples=examples,
+        model=train.outputs["model"],
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        transform_graph=transform_graph,
+        prices=prices,
     )
     cpu, memory = limits["evaluate"]
     configure(evaluate, cpu_limit=cpu, memory_limit=memory)

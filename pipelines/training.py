@@ -55,6 +55,7 @@ def make_training_pipeline(train_machine: TrainMachine | None = None):
         evaluate_memory_limit: str = DEFAULT_MEMORY_LIMIT,
         report_cpu_limit: str = DEFAULT_CPU_LIMIT,
         report_memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        prices: dict = {},
     ) -> dsl.HTML:
         """Trains, evaluates and reports one run of an experiment.
 
@@ -81,6 +82,9 @@ def make_training_pipeline(train_machine: TrainMachine | None = None):
             evaluate_memory_limit: Memory limit of the evaluate step.
             report_cpu_limit: CPU limit of the report step.
             report_memory_limit: Memory limit of the report step.
+            prices: Overrides of the packaged price table that the run's cost is estimated
+                with (an environment file's prices section: machines, accelerators, vcpu_hour,
+                spot_factor); empty: the packaged prices.
         """
         ingest = ingest_data(config_yaml=config_yaml, data_source=data_source)
         configure(ingest, cpu_limit=ingest_cpu_limit, memory_limit=ingest_memory_limit)
@@ -105,6 +109,7 @@ def make_training_pipeline(train_machine: TrainMachine | None = None):
             examples=ingest.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             mlflow_tracking_uri=mlflow_tracking_uri,
+            prices=prices,
             feature_config_id=feature_config_id,
             model_config_id=model_config_id,
         )

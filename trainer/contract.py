@@ -538,6 +538,80 @@ GCP_PROJECT_ID = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
 STEPS = ("ingest", "transform", "train", "evaluate", "report")
 TRAINER_STEPS = STEPS[:-1]
 
+# --- Cost: what each step ran on, for how long, and what that is estimated to cost ----------
+
+# Each of the trainer steps writes a record into its output folder (STEP_RECORD_FILE): its wall
+# seconds, its machine (type, vCPUs, accelerator type and count, scheduling), and an id of
+# that execution. The evaluate step (a run's last) logs them into the run with the estimated
+# cost of each from the price table (trainer/cost/prices.yaml, overridden by an environment
+# file's ``prices:``). Ingest and transform are shared by the runs of a sweep (and by later
+# pipeline runs that reuse their cached outputs): each run logs the whole shared step under
+# its execution id, and the report divides it among the runs that carry the same id.
+STEP_RECORD_FILE = "step_cost.json"
+COST_STEPS = TRAINER_STEPS
+SHARED_STEPS = ("ingest", "transform")
+OWN_STEPS = ("train", "evaluate")
+COST_USD = "cost.usd"  # the run's own steps (train + evaluate), estimated
+COST_MACHINE_SECONDS = "cost.machine_seconds"  # wall seconds of the run's own steps' machines
+TAG_COST_PRICES = "cost.prices"  # which table: "USD as of 2026-12-03; overridden: machines.x"
+# What a step's machine is called when it is not a custom job's: a step of Vertex AI Pipelines
+# (Vertex picks its machine from the step's limits) or anything else (a laptop, kfp.local).
+MACHINE_VERTEX_STEP = "vertex-pipeline-step"
+MACHINE_LOCAL = "local"
+# The training custom job's machine reaches its step through these environment variables
+# (pipelines/tasks.py sets them on the job's worker pool; an ordinary step has none).
+ENV_MACHINE_TYPE = "B2B_RECS_MACHINE_TYPE"
+ENV_ACCELERATOR_TYPE = "B2B_RECS_ACCELERATOR_TYPE"
+ENV_ACCELERATOR_COUNT = "B2B_RECS_ACCELERATOR_COUNT"
+ENV_SCHEDULING = "B2B_RECS_SCHEDULING_STRATEGY"
+# Vertex AI Pipelines gives every step its run's labels as JSON in this variable, the billing
+# id among them (https://cloud.google.com/vertex-ai/docs/pipelines/gcpc-label-propagation,
+# "Resources generated from user-defined components"); kfp's executor reads it to tell
+# Vertex from elsewhere too.
+ENV_VERTEX_RUN_LABELS = "VERTEX_AI_PIPELINES_RUN_LABELS"
+BILLING_LABEL = "vertex-ai-pipelines-run-billing-id"
+
+
+def cost_seconds_key(step: str) -> str:
+    """Wall seconds of a step: ``cost.train.seconds``."""
+    return f"cost.{step}.seconds"
+
+
+def cost_usd_key(step: str) -> str:
+    """Estimated cost of a step, whole (a shared step's too): ``cost.transform.usd``."""
+    return f"cost.{step}.usd"
+
+
+def cost_vcpus_key(step: str) -> str:
+    """The vCPUs of a step's machine: ``cost.evaluate.vcpus``."""
+    return f"cost.{step}.vcpus"
+
+
+def cost_accelerator_count_key(step: str) -> str:
+    """Accelerators of a step's machine: ``cost.train.accelerator_count``."""
+    return f"cost.{step}.accelerator_count"
+
+
+def cost_machine_tag(step: str) -> str:
+    """Machine type of a step (or MACHINE_VERTEX_STEP / MACHINE_LOCAL): ``cost.train.machine``."""
+    return f"cost.{step}.machine"
+
+
+def cost_accelerator_tag(step: str) -> str:
+    """Accelerator type of a step ("" none): ``cost.train.accelerator``."""
+    return f"cost.{step}.accelerator"
+
+
+def cost_scheduling_tag(step: str) -> str:
+    """Scheduling of a step's machine (STANDARD, SPOT, FLEX_START): ``cost.train.scheduling``."""
+    return f"cost.{step}.scheduling"
+
+
+def cost_execution_tag(step: str) -> str:
+    """Id of the step's execution: runs with the same one shared it (``cost.ingest.execution``)."""
+    return f"cost.{step}.execution"
+
+
 # Why ingest dropped a row (the keys of stats.json's ``rows_dropped``); the file path and the
 # BigQuery SQL check in this order and count a row under its first failing reason.
 DROP_CANCELLED = "cancelled"

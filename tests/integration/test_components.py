@@ -73,7 +73,12 @@ def steps(tmp_path_factory):
     out["runs"], out["model"] = runs, model
     evaluation = dsl.Metrics(name="evaluation", uri=str(root / "evaluation" / "evaluation"))
     out["evaluated_run"] = evaluate_model.python_func(
-        examples=examples, model=model, evaluation=evaluation, mlflow_tracking_uri=tracking_uri
+        examples=examples,
+        model=model,
+        evaluation=evaluation,
+        mlflow_tracking_uri=tracking_uri,
+        transform_graph=imported,
+        prices={"vcpu_hour": 3600.0},  # 1 USD per vCPU-second: the figures are easy to check
     )
     out["evaluation"] = evaluation
     best = dsl.Model(name="best_model", uri=str(root / "best_model"))
@@ -136,6 +141,28 @@ def test_evaluate_logs_test_recall_to_the_training_run_and_kfp_metrics(steps):
         assert 0.0 <= metrics[contract.test_recall_key(k)] <= 1.0
     run = MlflowClient(steps["tracking_uri"]).get_run(steps["runs"][0])
     assert run.data.metrics[contract.test_recall_key(100)] == metrics[contract.test_recall_key(100)]
+
+
+def test_evaluate_logs_every_steps_time_machine_and_cost_into_the_run(steps):
+    run = MlflowClient(steps["tracking_uri"]).get_run(steps["runs"][0])
+    metrics, tags = run.data.metrics, run.data.tags
+    for step in contract.COST_STEPS:
+        seconds = metrics[contract.cost_seconds_key(step)]
+        vcpus = metrics[contract.cost_vcpus_key(step)]
+        assert seconds > 0 and vcpus > 0, step
+        assert tags[contract.cost_machine_tag(step)] == contract.MACHINE_LOCAL
+        assert tags[contract.cost_scheduling_tag(step)] == "STANDARD"
+        # The override prices a local machine at 1 USD per vCPU-second.
+        assert abs(metrics[contract.cost_usd_key(step)] - seconds * vcpus) < 1e-3 * seconds * vcpus
+    own = [contract.cost_usd_key(s) for s in contract.OWN_STEPS]
+    assert abs(metrics[contract.COST_USD] - sum(metrics[k] for k in own)) < 1e-3
+    assert metrics[contract.COST_MACHINE_SECONDS] == pytest.approx(
+        sum(metrics[contract.cost_seconds_key(s)] for s in contract.OWN_STEPS), abs=1e-3
+    )
+    # The shared steps carry their execution's id: the same for every run that shared them.
+    with open(os.path.join(steps["examples"].path, contract.STEP_RECORD_FILE)) as f:
+        assert tags[contract.cost_execution_tag("ingest")] == json.load(f)["execution"]
+    assert "overridden: vcpu_hour" in tags[contract.TAG_COST_PRICES]
 
 
 def test_select_best_model_copies_the_best_run_with_its_identity(steps):

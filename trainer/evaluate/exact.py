@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from trainer import config as cfg
-from trainer import contract, ingest, inputs, layout, retrieval, serving, tracking
+from trainer import contract, cost, ingest, inputs, layout, retrieval, serving, tracking
 from trainer.evaluate import slices, uncertainty
 from trainer.tracking import RunTracker, read_run_info
 
@@ -248,6 +248,38 @@ def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = 
     run_info.update(read_run_info(model_dir))
 
 
+def _cost(
+    timer: cost.StepTimer, prices: cost.PriceTable, output_dir: str, folders: list[str]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Records the evaluate step; the run's cost from every step's record and this one."""
+    own = timer.stop(output_dir)
+    return cost.run_cost(cost.read_records([f for f in folders if f]) + [own], prices)
+
+
+def _log_to_run(
+    model_dir: str,
+    run_info: dict,
+    tracking_uri: str,
+    output_dir: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    tables: list[str],
+) -> None:
+    """Sends the evaluation to the training's run (its backlog first) and ends the run."""
+    replay_training_backlog(model_dir, run_info, tracking_uri)
+    tracker = RunTracker(
+        tracking_uri or run_info["tracking_uri"] or "",
+        run_info["experiment"],
+        backlog_dir=output_dir,
+    )
+    tracker.resume(run_info["run_id"])
+    tracker.log_metrics(metrics)
+    tracker.set_tags(tags)
+    for path in tables:
+        tracker.log_artifact(path, contract.EVALUATION_ARTIFACT_DIR)
+    tracker.finish(contract.STATUS_FINISHED)
+
+
 def write_per_buyer(output_dir: str, test_rows: dict, val_rows: dict) -> list[str]:
     """Writes the test and validation per-buyer tables; returns their paths."""
     return [
@@ -257,19 +289,34 @@ def write_per_buyer(output_dir: str, test_rows: dict, val_rows: dict) -> list[st
 
 
 def run_evaluation(
-    model_dir: str, ingest_dir: str, output_dir: str, tracking_uri: str = ""
+    model_dir: str,
+    ingest_dir: str,
+    output_dir: str,
+    tracking_uri: str = "",
+    transform_dir: str = "",
+    prices: dict | None = None,
 ) -> dict[str, float]:
     """Test recall@k of the model and of every baseline, logged to the model's MLflow run.
+
+    The run also gets its cost (``trainer.cost.run_cost``): the step records of ingest,
+    transform (``transform_dir``) and training found in their folders, and this step's own.
 
     Args:
         model_dir: The train step's output (serving model and mlflow_run.json).
         ingest_dir: The ingest step's output (splits and catalog).
         output_dir: Where metrics.json, top_k.parquet and the per-buyer tables are written.
         tracking_uri: MLflow tracking URI (defaults to the one training used).
+        transform_dir: The transform step's output ("": its cost is not logged).
+        prices: Overrides of the packaged price table (an environment file's ``prices:``).
 
     Returns:
         The metrics, named by the MLflow contract.
+
+    Raises:
+        trainer.cost.PriceError: ``prices`` is invalid (checked before anything is evaluated).
     """
+    price_table = cost.load_prices(prices)
+    timer = cost.StepTimer("evaluate")
     run_info = read_run_info(model_dir)
     os.makedirs(output_dir, exist_ok=True)
     config = cfg.load_config(layout.config_path(model_dir))
@@ -286,18 +333,13 @@ def run_evaluation(
     results.update(uncertainty.intervals_on_validation(val_rows))
     tables = write_per_buyer(output_dir, test_rows, val_rows)
 
-    replay_training_backlog(model_dir, run_info, tracking_uri)
-    tracker = RunTracker(
-        tracking_uri or run_info["tracking_uri"] or "",
-        run_info["experiment"],
-        backlog_dir=output_dir,
+    cost_metrics, cost_tags = _cost(
+        timer, price_table, output_dir, [ingest_dir, transform_dir, model_dir]
     )
-    tracker.resume(run_info["run_id"])
-    tracker.log_metrics(results)
-    tracker.set_tags(tags)
-    for path in tables:
-        tracker.log_artifact(path, contract.EVALUATION_ARTIFACT_DIR)
-    tracker.finish(contract.STATUS_FINISHED)
+    _log_to_run(
+        model_dir, run_info, tracking_uri, output_dir, {**results, **cost_metrics},
+        {**tags, **cost_tags}, tables,
+    )  # fmt: skip
     with open(layout.metrics_path(output_dir), "w", encoding="utf-8") as f:
         json.dump({"run_id": run_info["run_id"], "metrics": results, "tags": tags}, f, indent=2)
     log.info("evaluate: %s", results)

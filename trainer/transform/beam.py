@@ -32,7 +32,7 @@ from apache_beam.options.pipeline_options import (
 from tfx_bsl.public import tfxio
 
 from trainer import config as cfg
-from trainer import features, layout
+from trainer import cost, features, layout
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,13 @@ def pipeline_options(beam_pipeline_args: list[str] | None = None) -> PipelineOpt
         ValueError: a DataflowRunner run lacks what its workers need (project, region, a
             gs:// temp_location, the component image as SDK container).
     """
-    options = PipelineOptions(list(beam_pipeline_args or DEFAULT_BEAM_ARGS))
+    args = list(beam_pipeline_args or DEFAULT_BEAM_ARGS)
+    options = PipelineOptions(args)
     runner = (options.view_as(StandardOptions).runner or "").lower()
     if runner in ("dataflowrunner", "dataflow"):
+        # The pipeline run's labels (its billing id among them) on the Dataflow job, which
+        # Vertex does not label by itself: trainer/cost/labels.py.
+        options = PipelineOptions(cost.with_run_labels(args))
         cloud = options.view_as(GoogleCloudOptions)
         worker = options.view_as(WorkerOptions)
         missing = [

@@ -67,7 +67,13 @@ def test_example_parses_into_typed_fields():
     env = envmod.load_env(os.path.join(REPO, "configs", "env", "example.yaml"))
     assert env.name == "example"
     assert env.resources["train"] == envmod.StepResources(cpu_limit="8", memory_limit="32G")
-    assert env.train == envmod.TrainMachine("n1-standard-8", "NVIDIA_TESLA_T4", 1, "86400s")
+    assert env.train == envmod.TrainMachine(
+        "n1-standard-8",
+        "NVIDIA_TESLA_T4",
+        1,
+        "86400s",
+        labels=(("team", "recs"), ("env", "example")),
+    )
     params = env.pipeline_parameters()
     assert params["ingest_memory_limit"] == "16G" and params["train_cpu_limit"] == "8"
     # The training machine is compiled into the spec, not sent as a parameter.
@@ -195,7 +201,8 @@ def test_an_explicit_worker_image_and_directrunner_are_left_alone():
     data = _example()
     data["beam_args"] = ["--runner=DataflowRunner", "--sdk_container_image=x/y:1"]
     args = envmod.parse_env(data, "x.yaml").pipeline_parameters()["beam_pipeline_args"]
-    assert args == ["--runner=DataflowRunner", "--sdk_container_image=x/y:1"]
+    labels = [f"--labels={k}={v}" for k, v in data["labels"].items()]
+    assert args == ["--runner=DataflowRunner", "--sdk_container_image=x/y:1", *labels]
     data["beam_args"] = []
     assert envmod.parse_env(data, "x.yaml").pipeline_parameters()["beam_pipeline_args"] == []
 
@@ -300,3 +307,72 @@ def test_a_scheduling_strategy_is_checked_and_needs_a_custom_job():
     data["train"] = {"scheduling_strategy": "SPOT"}
     with pytest.raises(envmod.EnvError, match="train.machine_type"):
         envmod.parse_env(data, "x.yaml")
+
+
+# --- prices and labels (issue 26, cost beside quality) --------------------------------------
+
+
+def test_a_prices_section_overrides_the_packaged_table_and_reaches_the_pipelines():
+    from trainer import cost
+
+    data = _example()
+    data["prices"] = {
+        "machines": {"n1-standard-8": 0.3},
+        "accelerators": {"NVIDIA_TESLA_T4": 0.25},
+        "vcpu_hour": 0.05,
+        "spot_factor": 0.3,
+    }
+    env = envmod.parse_env(data, "x.yaml")
+    params = env.pipeline_parameters()
+    assert params["prices"] == data["prices"]
+    table = cost.load_prices(params["prices"])
+    assert table.machines["n1-standard-8"] == 0.3 and table.accelerators["NVIDIA_TESLA_T4"] == 0.25
+    assert table.machines["n1-standard-4"] == cost.load_prices().machines["n1-standard-4"]
+    assert "machines.n1-standard-8" in table.describe()
+    # Without the section nothing is sent: the packaged prices apply.
+    del data["prices"]
+    assert "prices" not in envmod.parse_env(data, "x.yaml").pipeline_parameters()
+
+
+@pytest.mark.parametrize(
+    "prices, field, problem",
+    [
+        ({"machines": {"n1-standard-8": "cheap"}}, "prices.machines.n1-standard-8", "a price"),
+        ({"machines": {"n1-standard-8": -1}}, "prices.machines.n1-standard-8", ">= 0"),
+        ({"machines": {"N1 standard": 1.0}}, "prices.machines.N1 standard", "machine type"),
+        ({"accelerators": {"t4": 0.4}}, "prices.accelerators.t4", "NVIDIA_TESLA_T4"),
+        ({"accelerators": {"NVIDIA_L4": True}}, "prices.accelerators.NVIDIA_L4", "a price"),
+        ({"spot_factor": 1.5}, "prices.spot_factor", "(0, 1]"),
+        ({"spot_factor": 0}, "prices.spot_factor", "(0, 1]"),
+        ({"vcpu_hour": float("nan")}, "prices.vcpu_hour", "a price"),
+        ({"gpus": {}}, "prices.gpus", "unknown field"),
+        ({"machines": [1, 2]}, "prices.machines", "a mapping"),
+        ([1], "prices", "a mapping"),
+    ],
+)
+def test_a_bad_price_names_the_file_and_the_field(prices, field, problem):
+    data = _example()
+    data["prices"] = prices
+    with pytest.raises(envmod.EnvError) as err:
+        envmod.parse_env(data, "configs/env/dev.yaml")
+    assert err.value.source == "configs/env/dev.yaml" and err.value.field == field
+    assert problem in err.value.problem
+    assert str(err.value).startswith(f"configs/env/dev.yaml: {field}: ")
+
+
+def test_the_labels_reach_dataflow_and_the_custom_job_but_not_a_direct_runner():
+    data = _example()
+    data["labels"] = {"team": "recs", "cost-center": "ml"}
+    data["beam_args"] = [*data["beam_args"], "--labels=team=search"]
+    env = envmod.parse_env(data, "x.yaml")
+    args = env.pipeline_parameters()["beam_pipeline_args"]
+    # A label the Beam args set keeps its value; the others are added once.
+    assert [a for a in args if a.startswith("--labels=")] == [
+        "--labels=team=search",
+        "--labels=cost-center=ml",
+    ]
+    assert dict(env.compile_options()["train_machine"].labels) == data["labels"]
+    data["beam_args"] = ["--runner=DirectRunner"]
+    assert envmod.parse_env(data, "x.yaml").pipeline_parameters()["beam_pipeline_args"] == [
+        "--runner=DirectRunner"
+    ]

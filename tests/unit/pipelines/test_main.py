@@ -118,6 +118,7 @@ def test_submit_sweep_sends_the_packaged_spec_staged_data_and_the_env(offline, f
     assert params["beam_pipeline_args"][-1] == f"--sdk_container_image={WORKER_IMAGE}"
     assert params["ingest_cpu_limit"] == "4" and params["train_memory_limit"] == "32G"
     assert params["report_cpu_limit"] == "2" and params["report_memory_limit"] == "8G"
+    assert params["prices"]["machines"] == {"n1-standard-8": 0.4807}
     assert sorted(params) == sorted(
         [
             "config_yaml",
@@ -126,6 +127,7 @@ def test_submit_sweep_sends_the_packaged_spec_staged_data_and_the_env(offline, f
             "mlflow_ui_url",
             "beam_pipeline_args",
             "rank_metric",
+            "prices",  # the example's price overrides
             *[
                 f"{s}_{r}"
                 for s in ("ingest", "transform", "train", "evaluate", "report")

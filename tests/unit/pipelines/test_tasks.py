@@ -210,3 +210,58 @@ def test_the_training_machines_scheduling_strategy_reaches_the_custom_job(tmp_pa
     (path,) = compile_all(str(tmp_path), train_machine=spot, names=("training_pipeline",))
     params = yaml.safe_load(open(path))["components"]["comp-train-model"]["inputDefinitions"]
     assert params["parameters"]["strategy"]["defaultValue"] == "SPOT"
+
+
+def test_the_custom_job_names_its_machine_to_the_step_and_carries_the_envs_labels(tmp_path):
+    from trainer import contract, cost
+
+    spot = env.TrainMachine(
+        "g2-standard-8",
+        "NVIDIA_L4",
+        1,
+        "86400s",
+        scheduling_strategy="SPOT",
+        labels=(("team", "recs"), ("env", "dev")),
+    )
+    (path,) = compile_all(str(tmp_path), train_machine=spot, names=("training_pipeline",))
+    params = yaml.safe_load(open(path))["components"]["comp-train-model"]["inputDefinitions"]
+    params = params["parameters"]
+    # Vertex adds the pipeline run's labels (its billing id) to the job by itself.
+    assert params["labels"]["defaultValue"] == {"team": "recs", "env": "dev"}
+    (pool,) = params["worker_pool_specs"]["defaultValue"]
+    variables = {v["name"]: v["value"] for v in pool["container_spec"]["env"]}
+    assert variables == {
+        contract.ENV_MACHINE_TYPE: "g2-standard-8",
+        contract.ENV_ACCELERATOR_TYPE: "NVIDIA_L4",
+        contract.ENV_ACCELERATOR_COUNT: "1",
+        contract.ENV_SCHEDULING: "SPOT",
+    }
+    # What the step then records (and prices) is that machine.
+    machine = cost.detect_machine(variables)
+    assert machine == cost.Machine("g2-standard-8", 8.0, "NVIDIA_L4", 1, "SPOT")
+
+
+def test_a_plain_training_step_names_no_machine_and_no_labels():
+    spec = _packaged("training_pipeline")
+    container = spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]
+    assert "env" not in container
+    assert "labels" not in spec["components"]["comp-train-model"]["inputDefinitions"].get(
+        "parameters", {}
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluate_gets_the_transform_output_and_the_price_overrides(name):
+    spec = _packaged(name)
+    task = _tasks(spec)["evaluate-model"]
+    # The transform's step record lives in its output, which the evaluation reads its cost from.
+    source = task["inputs"]["artifacts"]["transform_graph"]
+    producer = source.get("taskOutputArtifact", {}).get("producerTask") or source.get(
+        "componentInputArtifact"
+    )
+    assert producer in ("transform-data", "importer", "pipelinechannel--importer-artifact")
+    prices = task["inputs"]["parameters"]["prices"]
+    assert prices["componentInputParameter"] in ("prices", "pipelinechannel--prices")
+    declared = spec["root"]["inputDefinitions"]["parameters"]["prices"]
+    assert declared["defaultValue"] == {} and declared["parameterType"] == "STRUCT"
+    assert "price table" in declared["description"]  # the docstring reaches the Vertex UI

@@ -26,6 +26,7 @@ GROUND = ("contract", "layout")  # standard library only
 # Pipeline order: a wing may import the ground floor and the wings before it, never after.
 WINGS = (
     "config",
+    "cost",
     "tracking",
     "retrieval",
     "inputs",
