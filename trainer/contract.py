@@ -417,6 +417,28 @@ def search_trial_param(section: str) -> str:
     return f"search.{section}.trial"
 
 
+# Successive halving (``search.strategy: halving``, pipelines/halving.py): each trial's run is
+# trained rung by rung, the same MLflow run and checkpoint carried on. After each rung the
+# training tags the rung it reached, its epochs so far and its validation value there (the
+# best epoch's ``SELECTION_METRIC`` so far); the selection between rungs tags each trial
+# continued or stopped, a stopped one with why. A stopped trial's run stays FINISHED, is never
+# evaluated on test and never competes to be the sweep's best.
+TAG_HALVING_RUNG = "halving.rung"  # "2": the last rung the trial trained in (1-based)
+TAG_HALVING_RUNGS = "halving.rungs"  # "3": the sweep's rungs
+TAG_HALVING_EPOCHS = "halving.epochs"  # "3": epochs trained through that rung
+TAG_HALVING_STATUS = "halving.status"
+TAG_HALVING_REASON = "halving.reason"  # "rung 1 of 3: val_recall_at_100 0.3100 below ..."
+HALVING_TRAINED = "trained"  # a rung's training ended; the selection has not judged it yet
+HALVING_CONTINUED = "continued"  # among the best 1/eta of its rung: trains in the next
+HALVING_STOPPED = "stopped"  # below them: its run ends at this rung
+HALVING_COMPLETED = "completed"  # trained through the last rung: evaluated, competes
+
+
+def halving_rung_value_tag(rung: int) -> str:
+    """A trial's validation value at a rung, a tag: ``halving.rung_1.val_recall_at_100``."""
+    return f"halving.rung_{rung}.{SELECTION_METRIC}"
+
+
 TAG_FEATURE_CONFIG_NAME = "feature_config_name"
 TAG_MODEL_CONFIG_NAME = "model_config_name"
 TAG_DATASET_NAME = "dataset_name"

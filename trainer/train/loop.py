@@ -101,11 +101,15 @@ def fit(
     training: cfg.Training,
     tracker: RunTracker,
     resumable: resume.Resumable | None = None,
+    until_epoch: int = 0,
 ) -> dict[str, list[float]]:
     """Fits the model; returns the per-epoch history with the best epoch's weights restored.
 
     With ``resumable`` each epoch is checkpointed, and a checkpoint of this training found
-    there is resumed: the epochs it holds are not trained (nor logged) again.
+    there is resumed: the epochs it holds are not trained (nor logged) again. With
+    ``until_epoch`` (a halving rung's budget) it stops after that epoch; the learning-rate
+    schedule and early stopping still count ``training.epochs``, so a trial trained rung by
+    rung follows the same course as one trained at once.
 
     Raises:
         callbacks.NonFiniteLossError: the training loss became NaN or infinite.
@@ -122,16 +126,17 @@ def fit(
         restore_best_weights=True,
         patience=training.early_stopping_patience or training.epochs,
     )
-    if resume.whole(state, training.epochs, tracker):
+    epochs = until_epoch or training.epochs
+    if resume.whole(state, epochs, tracker):
         two_tower.set_weights(best_weights)
         return state.history
     saver = resume.saver(resumable, "fit", state, stopper)
     tft_layer = tft_output.transform_features_layer()
-    verbose, progress = callbacks.progress(steps_per_epoch, training.epochs, sys.stdout.isatty())
+    verbose, progress = callbacks.progress(steps_per_epoch, epochs, sys.stdout.isatty())
     result = two_tower.fit(
         train_ds,
         validation_data=eval_ds,
-        epochs=training.epochs,
+        epochs=epochs,
         initial_epoch=state.epochs_done if state else 0,
         verbose=verbose,
         callbacks=[  # in this order: each reads what the ones before it added to the logs
@@ -212,15 +217,23 @@ def write_config(config: cfg.ExperimentConfig, model_dir: str) -> str:
     return path
 
 
-def end_run(tracker: RunTracker, model_dir: str, ids: dict, error: BaseException | None) -> None:
+def end_run(
+    tracker: RunTracker,
+    model_dir: str,
+    ids: dict,
+    error: BaseException | None,
+    keep_checkpoint: bool = False,
+) -> None:
     """Ends the MLflow run with an honest status and writes the run info for later steps.
 
-    A finished training's checkpoints are removed (the exported model is what is kept); a
-    failed one's stay for the next attempt to resume.
+    A finished training's checkpoints are removed (the exported model is what is kept),
+    unless ``keep_checkpoint`` (a halving rung's: the next rung goes on from it); a failed
+    one's stay for the next attempt to resume.
     """
     if error is None:
         tracker.finish(contract.STATUS_FINISHED)
-        checkpoint.remove(os.path.join(model_dir, contract.CHECKPOINT_DIR))
+        if not keep_checkpoint:
+            checkpoint.remove(os.path.join(model_dir, contract.CHECKPOINT_DIR))
     else:
         killed = isinstance(error, KeyboardInterrupt)
         reason = f"{type(error).__name__}: {error}"
@@ -237,8 +250,12 @@ def train_and_export(
     tracker: RunTracker,
     overrides: tuple = (None, None, None),
     resumable: resume.Resumable | None = None,
+    until_epoch: int = 0,
 ) -> tuple[dict[str, list[float]], int, str]:
     """Reads the data, fits, logs the summary and exports; returns (history, best, serving dir).
+
+    With ``until_epoch`` (a halving rung before the last) it only fits, up to that epoch: no
+    summary, calibration, refit or export (the serving dir returned is "").
 
     Args:
         config: The experiment config (seed already applied).
@@ -249,6 +266,7 @@ def train_and_export(
         overrides: (train file patterns, eval file patterns, serving dir), each None for the
             defaults.
         resumable: Where to checkpoint each epoch and resume from (None: no checkpoints).
+        until_epoch: Stop after this epoch, before the summary (0: train to the end).
     """
     ingest_dir, transform_dir, model_dir = folders
     train_files, eval_files, serving_dir = overrides
@@ -256,7 +274,11 @@ def train_and_export(
     data = inputs.load_training_data(config, ingest_dir)
     datasets = inputs.make_datasets(config, tft_output, transform_dir, train_files, eval_files)
     two_tower = build_model(fc, mc, tft_output, data, config.training)
-    history = fit(two_tower, tft_output, datasets, data, config.training, tracker, resumable)
+    history = fit(
+        two_tower, tft_output, datasets, data, config.training, tracker, resumable, until_epoch
+    )
+    if until_epoch:
+        return history, record.best_epoch(history), ""
     best = record.log_summary(tracker, history)
     exclude_seen = config.training.exclude_seen
     scale = None
@@ -312,6 +334,8 @@ def run_training(
     seed: int | None = None,
     run_key: str = "",
     extra_tags: dict[str, str] | None = None,
+    halving_rung: int = 0,
+    resume_from: str = "",
 ) -> TrainResult:
     """Trains one (feature config, model config) pair and exports its serving model.
 
@@ -333,6 +357,9 @@ def run_training(
         run_key: Identifies the run across retries of the step (the tracker reuses the MLflow
             run tagged with it).
         extra_tags: More tags for the run (e.g. where the pipeline stored the model).
+        halving_rung: The halving rung (1-based, of ``config.rungs``; 0: none): one before
+            the last fits up to its epochs only, keeping the checkpoint; tags the rung.
+        resume_from: The previous rung's model folder, whose checkpoint is continued.
 
     Raises:
         callbacks.NonFiniteLossError: the loss became NaN or infinite (the run ends FAILED).
@@ -343,7 +370,7 @@ def run_training(
     config_path = write_config(config, model_dir)
     # A killed attempt on this folder: what it logged goes out, then its run and checkpoint.
     inputs_ = (ingest_dir, transform_dir, train_files, eval_files)
-    resumable = resume.Resumable.of(config, (fc, mc), model_dir, inputs_, run_key)
+    resumable = resume.Resumable.of(config, (fc, mc), model_dir, inputs_, run_key, resume_from)
     resume.replay_killed_attempt(model_dir, tracking_uri)
     # The run exists before any data is read, so every failure after this is on record.
     tracker = RunTracker(tracking_uri, config.experiment, backlog_dir=model_dir)
@@ -351,15 +378,18 @@ def run_training(
     params = cfg.run_params(config, fc, mc)
     tracker.start(record.run_name(fc, mc), params, tags, run_key=resumable.run_key)
     ids = {"feature_config_id": fc.id, "model_config_id": mc.id}
+    until = record.rung_until(config, halving_rung)
     try:
         tracker.log_artifact(config_path)
         folders = (ingest_dir, transform_dir, model_dir)
         overrides = (train_files, eval_files, serving_dir)
         history, best, serving_dir = train_and_export(
-            config, fc, mc, folders, tracker, overrides, resumable
+            config, fc, mc, folders, tracker, overrides, resumable, until
         )
+        if halving_rung:
+            tracker.set_tags(record.rung_tags(history, halving_rung, len(config.rungs)))
     except BaseException as err:  # every failure ends the run with its reason, then re-raises
         end_run(tracker, model_dir, ids, err)
         raise
-    end_run(tracker, model_dir, ids, None)
+    end_run(tracker, model_dir, ids, None, keep_checkpoint=bool(until))
     return TrainResult(tracker.run_id, history, best, serving_dir, tracker.degraded_reason)

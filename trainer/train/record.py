@@ -69,3 +69,28 @@ def log_summary(tracker: RunTracker, history: dict[str, list[float]]) -> int:
             summary[contract.best_key(name)] = values[best - 1]
     tracker.log_metrics(summary, step=len(history[contract.METRIC_LOSS]))
     return best
+
+
+def rung_until(config: cfg.ExperimentConfig, rung: int) -> int:
+    """The epoch a halving rung before the last trains up to; 0 for the last rung or none."""
+    rungs = config.rungs if rung else ()
+    return rungs[rung - 1].epochs if 0 < rung < len(rungs) else 0
+
+
+def rung_tags(history: dict[str, list[float]], rung: int, rungs: int) -> dict[str, str]:
+    """A halving trial's tags after a rung: the rung, its epochs so far, its value there.
+
+    The value is the best epoch's validation recall so far (what the trial would be kept at),
+    the one the selection between rungs ranks by.
+    """
+    values = [v for v in history.get(contract.SELECTION_METRIC, []) if not math.isnan(v)]
+    last = rung == rungs
+    return {
+        contract.TAG_HALVING_RUNG: str(rung),
+        contract.TAG_HALVING_RUNGS: str(rungs),
+        contract.TAG_HALVING_EPOCHS: str(len(history[contract.METRIC_LOSS])),
+        contract.halving_rung_value_tag(rung): f"{max(values):.6f}" if values else "nan",
+        contract.TAG_HALVING_STATUS: (
+            contract.HALVING_COMPLETED if last else contract.HALVING_TRAINED
+        ),
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import uuid
 
 from trainer import config as cfg
@@ -38,8 +39,15 @@ class Resumable:
         model_dir: str,
         inputs: tuple,
         run_key: str = "",
+        continue_from: str = "",
     ) -> Resumable:
-        """The training's checkpoints; with no run key, the one its checkpoint names (or new)."""
+        """The training's checkpoints; with no run key, the one its checkpoint names (or new).
+
+        With ``continue_from`` (a halving rung's previous model folder) its checkpoint is
+        copied in first (:func:`adopt`).
+        """
+        if continue_from:
+            adopt(continue_from, model_dir)
         run_key = run_key or checkpoint.read_run_key(layout.checkpoint_path(model_dir, "fit"))
         run_key = run_key or uuid.uuid4().hex
         identity = checkpoint.identity(
@@ -57,6 +65,34 @@ class Resumable:
     def load(self, phase: str) -> checkpoint.State | None:
         """The phase's checkpoint state, when it is this training's."""
         return checkpoint.load_state(self.folder(phase), self.identity)
+
+
+def adopt(source_model_dir: str, model_dir: str) -> bool:
+    """Copies an earlier task's fit checkpoint into this folder, unless it has its own.
+
+    Successive halving trains a trial rung by rung, each rung a new pipeline task with a new
+    output folder: the rung's training starts from the previous rung's checkpoint, copied here,
+    and ``Resumable`` accepts it since the run key, config and inputs are the same. A folder
+    that already holds a checkpoint (a retried task) keeps it: it went on from the copy.
+
+    Returns:
+        Whether a checkpoint was copied.
+    """
+    import tensorflow as tf
+
+    source = layout.checkpoint_path(source_model_dir, "fit")
+    dest = layout.checkpoint_path(model_dir, "fit")
+    if tf.io.gfile.exists(os.path.join(dest, checkpoint.STATE_FILE)):
+        return False
+    if not tf.io.gfile.exists(os.path.join(source, checkpoint.STATE_FILE)):
+        raise FileNotFoundError(f"no checkpoint to continue from in {source}")
+    tf.io.gfile.makedirs(dest)
+    # state.json last: a copy cut short leaves no state naming missing files.
+    names = sorted(tf.io.gfile.listdir(source), key=lambda n: n == checkpoint.STATE_FILE)
+    for name in names:
+        tf.io.gfile.copy(os.path.join(source, name), os.path.join(dest, name), overwrite=True)
+    log.info("continuing from the checkpoint in %s", source)
+    return True
 
 
 def resume_from(
