@@ -1,10 +1,12 @@
 """Command line: compile the pipelines, run one locally with kfp.local, or submit to Vertex AI.
 
-python -m pipelines compile [--out pipeline_specs] [--parallelism N] [--image REF] [--env NAME]
+python -m pipelines compile [--out pipeline_specs] [--parallelism N] [--rungs N] [--image REF] \
+        [--env NAME]
 python -m pipelines run --config configs/online_retail.yaml --tracking-uri sqlite:///... \
-        [--pipeline sweep|training]
+        [--pipeline sweep|halving|training]
 python -m pipelines submit --env NAME --config configs/online_retail.yaml \
-        [--pipeline sweep|training] [--wait] [--enable-caching|--disable-caching] [--no-upload-data]
+        [--pipeline sweep|halving|training] [--wait] [--enable-caching|--disable-caching] \
+        [--no-upload-data]
 python -m pipelines promote --config FILE --tracking-uri URI (--version N | --run-id ID | \
         --rollback N) [--examples DIR] [--dry-run]
 """
@@ -19,7 +21,15 @@ import sys
 import tempfile
 import time
 
-from pipelines import PIPELINE_CHOICES, PIPELINES, SPEC_DIR, build_pipeline, promote, vertex
+from pipelines import (
+    DEFAULT_RUNG_STAGES,
+    PIPELINE_CHOICES,
+    PIPELINES,
+    SPEC_DIR,
+    build_pipeline,
+    promote,
+    vertex,
+)
 from pipelines.env import EnvError, TrainMachine, env_path, load_env
 from pipelines.vertex import JobFailedError, SubmitError
 from trainer.contract import DEFAULT_RANK_METRIC, SUMMARY_FILE, VIEW_COMBINED, VIEWS
@@ -36,6 +46,7 @@ def compile_all(
     image: str = "",
     names: tuple[str, ...] = tuple(PIPELINES),
     model_upload=None,
+    rung_stages: int | None = None,
 ) -> list[str]:
     """Compiles pipelines to ``<out_dir>/<name>.yaml``; returns the paths.
 
@@ -47,6 +58,7 @@ def compile_all(
             empty.
         names: Which pipelines (spec names); all by default.
         model_upload: The env's ``ModelUpload`` (the sweep uploads new champions to Vertex).
+        rung_stages: The halving pipeline's rung stages; its default when None.
 
     Returns:
         The paths written.
@@ -59,7 +71,11 @@ def compile_all(
     paths = []
     for name in names:
         pipeline = build_pipeline(
-            name, parallelism=parallelism, train_machine=train_machine, model_upload=model_upload
+            name,
+            parallelism=parallelism,
+            train_machine=train_machine,
+            model_upload=model_upload,
+            rung_stages=rung_stages,
         )
         path = os.path.join(out_dir, f"{name}.yaml")
         compiler.Compiler().compile(pipeline, package_path=path)
@@ -92,6 +108,7 @@ def _compile(args: argparse.Namespace) -> list[str]:
         options.get("train_machine"),
         image,
         model_upload=options.get("model_upload"),
+        rung_stages=args.rungs,
     )
 
 
@@ -105,11 +122,32 @@ def pipeline_arguments(config, args: argparse.Namespace) -> dict:
         "mlflow_ui_url": args.ui_url,
         "rank_metric": args.rank_metric,
     }
+    _check_strategy(config, args)
     if args.pipeline == "training":
         config.feature_config(args.feature_config)
         config.model_config(args.model_config)
         arguments.update(feature_config_id=args.feature_config, model_config_id=args.model_config)
     return arguments
+
+
+def _check_strategy(config, args: argparse.Namespace) -> None:
+    """A halving config runs in the halving pipeline, with rung stages enough for it."""
+    from trainer import config as cfg
+    from trainer import sweep
+
+    halving = config.search.strategy == cfg.SearchStrategy.HALVING
+    if halving and args.pipeline == "sweep":
+        raise cfg.ConfigError(
+            config.source,
+            "search.strategy",
+            "halving trains in rungs: run it with --pipeline halving (the sweep pipeline "
+            "would train every trial to the end)",
+        )
+    if args.pipeline == "halving":
+        try:
+            sweep.stage_rungs(config, getattr(args, "rungs", None) or DEFAULT_RUNG_STAGES)
+        except sweep.RungStagesError as err:
+            raise cfg.ConfigError(config.source, "search", str(err)) from None
 
 
 def run_local(args: argparse.Namespace) -> tuple[str, bool]:
@@ -137,7 +175,9 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
         raise_on_error=False,
     )
     started = time.time()
-    pipeline = local_pipeline(PIPELINE_CHOICES[args.pipeline], args.parallelism, root)
+    pipeline = local_pipeline(
+        PIPELINE_CHOICES[args.pipeline], args.parallelism, root, rung_stages=args.rungs
+    )
     # kfp.local indents task logs by swapping builtins.print; with parallel loop iterations
     # the swaps interleave and the indentation outlives the run. Put print back after it.
     print_function = builtins.print
@@ -159,7 +199,9 @@ def run_local(args: argparse.Namespace) -> tuple[str, bool]:
     return os.path.join(report_dir, "leaderboard.html"), ok
 
 
-def local_pipeline(name: str, parallelism: int | None, local_root: str):
+def local_pipeline(
+    name: str, parallelism: int | None, local_root: str, rung_stages: int | None = None
+):
     """The pipeline kfp.local runs: the spec compiled as for Vertex, loaded back from its YAML.
 
     The same compile as ``compile`` / ``submit`` (retries and resource limits included), so
@@ -176,7 +218,10 @@ def local_pipeline(name: str, parallelism: int | None, local_root: str):
     from kfp import components
 
     (path,) = compile_all(
-        os.path.join(local_root, "run_spec"), parallelism=parallelism, names=(name,)
+        os.path.join(local_root, "run_spec"),
+        parallelism=parallelism,
+        names=(name,),
+        rung_stages=rung_stages,
     )
     with open(path, encoding="utf-8") as f:
         spec = yaml.safe_load(f)
@@ -275,8 +320,11 @@ def submit(args: argparse.Namespace) -> str:
     options = env.compile_options()
     with tempfile.TemporaryDirectory(prefix="b2b-recs-compile-") as folder:
         template = ""
-        if any(v is not None for v in options.values()) or args.parallelism is not None:
-            (template,) = compile_all(folder, args.parallelism, names=(name,), **options)
+        compiled = (args.parallelism, args.rungs)
+        if any(v is not None for v in (*options.values(), *compiled)):
+            (template,) = compile_all(
+                folder, args.parallelism, names=(name,), rung_stages=args.rungs, **options
+            )
         request = vertex.build_job_request(
             env,
             name,
@@ -303,7 +351,8 @@ def _add_run_args(parser: argparse.ArgumentParser, tracking: bool = True) -> Non
         "--pipeline",
         choices=sorted(PIPELINE_CHOICES),
         default="sweep",
-        help="sweep: the config's whole grid (default); training: one pair",
+        help="sweep: the config's whole grid (default); halving: its trials in rungs "
+        "(search.strategy halving); training: one pair",
     )
     parser.add_argument("--feature-config", default="", help="training: feature config id")
     parser.add_argument("--model-config", default="", help="training: model config id")
@@ -313,6 +362,12 @@ def _add_run_args(parser: argparse.ArgumentParser, tracking: bool = True) -> Non
         type=int,
         default=None,
         help="sweep: trainings at once (compiled into the spec; default 2)",
+    )
+    parser.add_argument(
+        "--rungs",
+        type=int,
+        default=None,
+        help=f"halving: rung stages (compiled into the spec; default {DEFAULT_RUNG_STAGES})",
     )
 
 
@@ -358,6 +413,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"folder (default: {SPEC_DIR}; {VARIANT_SPEC_DIR} with --image or --env)",
     )
     p_compile.add_argument("--parallelism", type=int, default=None, help="sweep trainings at once")
+    p_compile.add_argument(
+        "--rungs", type=int, default=None, help="halving pipeline: rung stages (default 4)"
+    )
     p_compile.add_argument("--image", default="", help="run every step in this image reference")
     p_compile.add_argument(
         "--env", default="", help="compile what this environment runs (training machine, image)"

@@ -41,6 +41,7 @@ def make_sweep_pipeline(
     parallelism: int = DEFAULT_PARALLELISM,
     train_machine: TrainMachine | None = None,
     model_upload: ModelUpload | None = None,
+    rung_stages: int = 0,
 ):
     """The sweep pipeline, as compiled for Vertex AI (and run from that spec by kfp.local).
 
@@ -51,20 +52,25 @@ def make_sweep_pipeline(
         model_upload: Upload each new champion to the Vertex Model Registry (and deploy it)
             as this says; None (the packaged spec, kfp.local): the promotion moves the MLflow
             alias and writes what it would upload.
+        rung_stages: Successive halving's rung stages before the trainings (the halving
+            pipeline, pipelines/halving.py); 0: none, every training to the end.
 
     Returns:
         The pipeline.
     """
-
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description=(
-            "Trains the grid of an experiment YAML (feature configs x model configs x seeds): "
-            "one ingest, one transform per feature config, the trainings in parallel, one "
-            "report over all runs, the best run's model registered as the challenger, and the "
-            "promotion gate against the champion."
-        ),
+    name = PIPELINE_NAME
+    description = (
+        "Trains the grid of an experiment YAML (feature configs x model configs x seeds): "
+        "one ingest, one transform per feature config, the trainings in parallel, one "
+        "report over all runs, the best run's model registered as the challenger, and the "
+        "promotion gate against the champion."
     )
+    if rung_stages:
+        from pipelines import halving
+
+        name, description = halving.PIPELINE_NAME, halving.DESCRIPTION
+
+    @dsl.pipeline(name=name, description=description)
     def sweep_pipeline(
         config_yaml: str,
         mlflow_tracking_uri: str,
@@ -134,7 +140,25 @@ def make_sweep_pipeline(
             config_yaml=config_yaml, transforms=dsl.Collected(transform.outputs["Output"])
         )
         configure(bound)
-        with dsl.ParallelFor(bound.output, parallelism=parallelism, name="trainings") as run:
+        trainings, halving_inputs = bound.output, {}
+        if rung_stages:
+            trainings = halving.add_rung_stages(
+                rung_stages,
+                parallelism=parallelism,
+                train_machine=train_machine,
+                train_limits=(train_cpu_limit, train_memory_limit),
+                config_yaml=config_yaml,
+                examples=ingest.outputs["examples"],
+                mlflow_tracking_uri=mlflow_tracking_uri,
+                trainings=bound.output,
+            ).output
+        with dsl.ParallelFor(trainings, parallelism=parallelism, name="trainings") as run:
+            if rung_stages:  # the last rung: each kept trial goes on from its checkpoint
+                halving_inputs = {
+                    "component": halving.train_trial,
+                    "rung": run.rung,
+                    "resume_from": run.resume_from,
+                }
             transform_graph = dsl.importer(
                 artifact_uri=run.transform_uri, artifact_class=dsl.Artifact, reimport=False
             )
@@ -152,6 +176,7 @@ def make_sweep_pipeline(
                 feature_config_id=run.feature_config_id,
                 model_config_id=run.model_config_id,
                 seed=run.seed,
+                **halving_inputs,
             )
         # A failed training must not cost the others their report: these run once every
         # training has ended, whatever its outcome, and read the runs from MLflow.

@@ -120,7 +120,7 @@ def _register_limit_channels(task: dsl.PipelineTask, *limits) -> None:
         task.register_pipeline_channels(channels)
 
 
-def train_component(machine: TrainMachine | None):
+def train_component(machine: TrainMachine | None, component=train_model):
     """The training component: ``train_model`` in-pipeline, or as a custom job on ``machine``.
 
     The custom job runs the component's own command in the component image (its worker pool
@@ -132,12 +132,13 @@ def train_component(machine: TrainMachine | None):
 
     Args:
         machine: The environment's training machine; None or no machine type: in-pipeline.
+        component: The training component to run so (the halving sweep's ``train_trial``).
 
     Returns:
         A component to call like ``train_model``.
     """
     if machine is None or not machine.machine_type:
-        return train_model
+        return component
     # Imported here: compiling the default specs needs kfp alone.
     from google_cloud_pipeline_components import _placeholders
     from google_cloud_pipeline_components.v1.custom_job import (
@@ -153,8 +154,8 @@ def train_component(machine: TrainMachine | None):
         else {}
     )
     return create_custom_training_job_from_component(
-        train_model,
-        display_name="train-model",
+        component,
+        display_name=component.name,
         machine_type=machine.machine_type,
         timeout=machine.timeout,
         service_account=_placeholders.SERVICE_ACCOUNT_PLACEHOLDER,
@@ -210,6 +211,7 @@ def train_and_evaluate(
     transform_graph,
     mlflow_tracking_uri,
     prices,
+    component=train_model,
     **ids,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
     """Adds a training and its evaluation to the pipeline being defined; both pipelines use it.
@@ -222,12 +224,14 @@ def train_and_evaluate(
         transform_graph: The transform output of the training's feature config.
         mlflow_tracking_uri: The tracking URI parameter.
         prices: The price-table overrides parameter (evaluate logs the run's cost with them).
-        **ids: ``feature_config_id``, ``model_config_id`` and (sweep) ``seed``.
+        component: The training component (the halving sweep's: ``train_trial``).
+        **ids: ``feature_config_id``, ``model_config_id`` and (sweep) ``seed``; (halving)
+            ``rung`` and ``resume_from``.
 
     Returns:
         (the train task, the evaluate task).
     """
-    train = train_component(train_machine)(
+    train = train_component(train_machine, component)(
         config_yaml=config_yaml,
         examples=examples,
         transform_graph=transform_graph,

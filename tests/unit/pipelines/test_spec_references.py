@@ -427,10 +427,13 @@ def test_each_steps_limits_read_its_pipeline_parameters_through_the_loops(
                 )
             seen.add(task_name)
     expected = {"ingest-data", "transform-data", "evaluate-model", "render-report"}
-    if name == "sweep_pipeline":
+    if name in ("sweep_pipeline", "halving_pipeline"):
         expected |= {"select-best-model", "register-model", "gate-model", "promote-model"}
+    trainings = {"train-model"}
+    if name == "halving_pipeline":  # one training per rung stage, the final one included
+        trainings = {"train-trial", "train-trial-2", "train-trial-3", "train-trial-4"}
     if variant != "example":  # the custom job's machine decides; its launcher has no limits
-        expected.add("train-model")
+        expected |= trainings
     assert seen == expected
 
 

@@ -23,6 +23,8 @@ STEP_OF_EXECUTOR = {
     "exec-register-model": "report",
     "exec-gate-model": "report",
     "exec-promote-model": "report",
+    # The halving pipeline's trainings, one copy per rung stage (pipelines/halving.py).
+    **{f"exec-train-trial{copy}": "train" for copy in ("", "-2", "-3", "-4")},
 }
 NAMES = ("training_pipeline", "sweep_pipeline")
 
