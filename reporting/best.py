@@ -62,6 +62,8 @@ def best_run(
 ) -> BestRun:
     """The finished run of ``pipeline_job`` (every run when empty) ranked first by the metric.
 
+    A successive-halving trial stopped at a rung (``contract.TAG_HALVING_STATUS``) is not one.
+
     With ``end_lost`` the experiment's lost runs (RUNNING, silent for over ``lost_after_s``)
     are ended FAILED first, as the report ends them. With ``mark_ties`` the competing runs are
     judged against the winner and tagged (:func:`tag_ties`).
@@ -73,11 +75,13 @@ def best_run(
     data = reader.read(experiment, end_lost=end_lost, lost_after_s=lost_after_s)
     if not data.experiment_id:
         raise NoFinishedRunError(f"MLflow experiment {experiment!r} does not exist")
+    # A halving trial stopped at a rung was never evaluated on test: it does not compete.
     finished = [
         run
         for run in data.runs
         if run.status == contract.STATUS_FINISHED
         and (not pipeline_job or run.pipeline_job == pipeline_job)
+        and run.tags.get(contract.TAG_HALVING_STATUS) != contract.HALVING_STOPPED
     ]
     # Only runs evaluated alike compete: the job's protocol (else the latest run's).
     finished, _ = protocol.split_comparable(finished, protocol.reference(finished, pipeline_job))

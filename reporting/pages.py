@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import jinja2
 from markupsafe import Markup
 
-from reporting import aggregate, charts, promotion, slices, ties
+from reporting import aggregate, charts, promotion, rungs, slices, ties
 from reporting.metric import best_value, fmt, has_direction, label, pct
 from reporting.records import RunRecord
 from reporting.report_model import HEADLINE_METRIC, ReportModel, overview_keys
@@ -165,7 +165,13 @@ def _training_curves(model: ReportModel) -> Markup:
         n_with=sum(1 for r in model.data.runs if r.has_history),
         n_unlisted=model.unlisted_runs + len(model.apart) - len(model.apart_listed),
         **_common(model),
-    )
+    ) + _rungs(model)
+
+
+def _rungs(model: ReportModel) -> Markup:
+    """A halving sweep's rung table (reporting/rungs.py); nothing for other sweeps."""
+    table = rungs.rung_table(model.data.runs, model.highlight_pipeline_job)
+    return _section("rungs", table=table, **_common(model)) if table else Markup("")
 
 
 def _heat_color(value: float, vmin: float, vmax: float, lower_better: bool) -> tuple[str, bool]:

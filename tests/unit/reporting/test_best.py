@@ -53,6 +53,18 @@ def test_best_run_of_the_experiment_and_when_none_qualifies(tracking_uri):
         best.best_run(tracking_uri, "missing", RANK)
 
 
+def test_a_halving_trial_stopped_at_a_rung_never_competes(tracking_uri):
+    top = _store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    (exp,) = [e.experiment_id for e in client.search_experiments() if e.name == "best-test"]
+    stopped = {
+        contract.TAG_PIPELINE_JOB: "job-1",
+        contract.TAG_HALVING_STATUS: contract.HALVING_STOPPED,
+    }
+    log_run(client, exp, "stopped", test_recall={100: 0.95}, tags=stopped, start_time=200)
+    assert best.best_run(tracking_uri, "best-test", RANK, pipeline_job="job-1").run_id == top
+
+
 @pytest.mark.parametrize("end_lost", [True, False])
 def test_the_best_model_step_ends_the_experiments_lost_runs_first(tracking_uri, end_lost):
     client = MlflowClient(tracking_uri)
