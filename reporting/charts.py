@@ -4,7 +4,7 @@ Text from MLflow reaches the SVG as ``<text>`` elements (``svg.fonttype: none``)
 SVG writer escapes it, mathtext is off (``text.parse_math: False``) so a ``$`` in a run name is
 just a dollar, and long names are shortened with an ellipsis (the tables carry the full name).
 
-Longer than 400 lines on purpose: the report's six charts share one style (``_RC``), one
+Longer than 400 lines on purpose: the report's seven charts share one style (``_RC``), one
 figure layout and one SVG writer, and read best next to each other; each function is short.
 """
 
@@ -549,6 +549,66 @@ def metric_timeline_figure(
         return fig, f"{metric} of each run in start order"
 
 
+def cost_quality_figure(
+    points: Sequence[tuple[RunRecord, float, float]],
+    front: Sequence[str],
+    metric: str,
+    highlight: Collection[str] = frozenset(),
+) -> tuple[Figure, str]:
+    """Each run's rank metric against its estimated cost, the Pareto front joined and named.
+
+    Args:
+        points: (run, cost in USD, rank value) of the runs with both.
+        front: Ids of the runs on the Pareto front, cheapest first (``reporting.cost``).
+        metric: The rank metric (the y axis).
+        highlight: Run ids circled as this run / this job's.
+    """
+    with matplotlib.rc_context(_RC):
+        fig, (ax,) = _figure(9.6, 3.4, left=0.75)
+        if not points:
+            _empty(ax, "no ranked run logged its cost")
+            return fig, f"{metric} against cost"
+        many = len(points) > contract.REPORT_LISTED_RUNS
+        ax.scatter(
+            [p[1] for p in points],
+            [p[2] for p in points],
+            s=6 if many else 16,
+            color=PALETTE[0],
+            alpha=0.6,
+            zorder=3,
+            rasterized=many,
+            label="run",
+        )
+        by_id = {p[0].run_id: p for p in points}
+        edge = [by_id[i] for i in front if i in by_id]
+        ax.plot(
+            [p[1] for p in edge],
+            [p[2] for p in edge],
+            color=PALETTE[1],
+            lw=1.4,
+            marker="o",
+            ms=6,
+            zorder=4,
+            drawstyle="steps-post",
+            label="Pareto front (nothing cheaper is better)",
+        )
+        for run, x, y in edge[:8]:
+            ax.annotate(short(run.name, 24), (x, y), xytext=(4, 4), textcoords="offset points",
+                        fontsize=7, color="#334155")  # fmt: skip
+        marked = [p for p in points if p[0].run_id in highlight]
+        if marked:
+            ax.scatter([p[1] for p in marked], [p[2] for p in marked], s=70, facecolors="none",
+                       edgecolors=PALETTE[3], lw=1.6, zorder=5, label="this job's")  # fmt: skip
+        costs = [p[1] for p in points]
+        if min(costs) > 0 and max(costs) / min(costs) > 30:
+            ax.set_xscale("log")
+        ax.set_xlabel("estimated cost (USD)")
+        ax.set_ylabel(label(metric))
+        ax.set_title(f"{label(metric)} against cost")
+        ax.legend(loc="lower right")
+        return fig, f"{metric} of each run against its estimated cost, with the Pareto front"
+
+
 # --- The charts as inline SVG ------------------------------------------------------------
 
 
@@ -596,3 +656,13 @@ def metric_timeline(
 ) -> str:
     """:func:`metric_timeline_figure` as inline SVG."""
     return _svg(metric_timeline_figure, runs, metric, highlight, marked_label)
+
+
+def cost_quality(
+    points: Sequence[tuple[RunRecord, float, float]],
+    front: Sequence[str],
+    metric: str,
+    highlight: Collection[str] = frozenset(),
+) -> str:
+    """:func:`cost_quality_figure` as inline SVG."""
+    return _svg(cost_quality_figure, points, front, metric, highlight)

@@ -10,6 +10,7 @@ import jinja2
 from markupsafe import Markup
 
 from reporting import aggregate, charts, promotion, rungs, slices, ties
+from reporting import cost as run_cost
 from reporting.metric import best_value, fmt, has_direction, label, pct
 from reporting.records import RunRecord
 from reporting.report_model import HEADLINE_METRIC, ReportModel, overview_keys
@@ -47,7 +48,14 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 _env.filters.update(
-    fmt=fmt, label=label, pct=pct, when=_when, duration=_duration, show=show, attr=attr
+    fmt=fmt,
+    label=label,
+    pct=pct,
+    when=_when,
+    duration=_duration,
+    show=show,
+    attr=attr,
+    usd=run_cost.usd,
 )
 _env.globals.update(contract=contract)
 
@@ -95,14 +103,38 @@ def _dashboard(model: ReportModel) -> Markup:
         timeline=timeline,
         headline=HEADLINE_METRIC,
         decision=ties.decision(model.rows, model.rank, HEADLINE_METRIC),
+        cost_sentence=run_cost.cost_sentence(model.rows, model.costs, model.rank.label),
         gate=promotion.latest_decision(model.data.runs, model.highlight_pipeline_job),
         **_common(model),
     )
 
 
+def _cost_chart(model: ReportModel) -> Markup:
+    """The rank metric of every ranked run with a cost against that cost, the front marked.
+
+    Empty when no run logged a cost (an experiment trained before costs were recorded).
+    """
+    costs = model.costs
+    if not costs:
+        return Markup("")
+    points = [
+        (r.run, costs[r.run.run_id].usd, r.value)
+        for r in model.ranked
+        if r.run.run_id in costs and r.value is not None
+    ]
+    front = run_cost.pareto_front(
+        [(run.run_id, x, y) for run, x, y in points], model.rank.lower_better
+    )
+    marked = {run.run_id for run, _, _ in points if model.marked(run)}
+    return _chart("the rank metric against cost", charts.cost_quality, points, front,
+                  model.rank.name, marked)  # fmt: skip
+
+
 def _leaderboard(model: ReportModel) -> Markup:
     return _section(
         contract.VIEW_LEADERBOARD,
+        cost_chart=_cost_chart(model),
+        n_costless=sum(1 for r in model.rows if r.run.run_id not in model.costs),
         rows=model.listed,
         apart=model.apart_listed,
         n_apart=len(model.apart),

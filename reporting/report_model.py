@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reporting import aggregate, notes, protocol, ties
+from reporting import cost as run_cost
 from reporting.histories import HistoryFetcher
 from reporting.metric import RankMetric
 from reporting.query import ExperimentReader, TrackingUnreachableError
@@ -147,6 +148,11 @@ class ReportModel:
         """The run's page in the MLflow UI ("" without a UI URL)."""
         return run_url(self.ui_url, self.data.experiment_id, run.run_id)
 
+    @functools.cached_property
+    def costs(self) -> dict[str, run_cost.RunCost]:
+        """Each run's estimated cost by run id, shared steps divided (runs without: absent)."""
+        return run_cost.run_costs(self.data.runs)
+
 
 def overview_keys(rank: RankMetric) -> list[str]:
     """History metrics drawn for every run: losses and the ranking metric's per-epoch twin."""
@@ -171,6 +177,7 @@ def summary_metric_keys(rank: RankMetric) -> list[str]:
         HEADLINE_METRIC,
         *overview_keys(rank),
         *contract.history_metrics(),  # the training-curves page's final values
+        *run_cost.metric_keys(),  # the leaderboard's cost, the cost chart, the dashboard
     ]
     for k in contract.RECALL_KS:
         keys.append(contract.test_recall_key(k))

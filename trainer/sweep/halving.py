@@ -157,11 +157,7 @@ def select(
     for result in stopped:
         tags[result.run_id] = {
             contract.TAG_HALVING_STATUS: contract.HALVING_STOPPED,
-            contract.TAG_HALVING_REASON: (
-                f"rung {rung} of {len(config.rungs)}: {contract.SELECTION_METRIC} "
-                f"{result.value:.4f} below the {_ordinal(len(kept))} best "
-                f"{kept[-1].value:.4f} (the best {len(kept)} of {len(results)} go on)"
-            ),
+            contract.TAG_HALVING_REASON: _stop_reason(result, kept, len(results), rung, config),
         }
     _set_tags(tracking_uri, tags)
     for result in stopped:
@@ -210,6 +206,18 @@ def rung_results(
     return out
 
 
+def _stop_reason(result: RungResult, kept: list, judged: int, rung: int, config) -> str:
+    last = kept[-1].value
+    where = f"rung {rung} of {len(config.rungs)}: {contract.SELECTION_METRIC} {result.value:.4f}"
+    # A tie with the last one kept goes to the earlier trial of the plan.
+    how = "tied with" if result.value == last else "below"
+    earlier = ", the earlier trial kept" if result.value == last else ""
+    return (
+        f"{where} {how} the {_ordinal(len(kept))} best {last:.4f}{earlier} "
+        f"(the best {len(kept)} of {judged} go on)"
+    )
+
+
 def _search_all(client, experiment_id: str, filter_string: str) -> list:
     runs, token = [], None
     while True:
@@ -233,7 +241,8 @@ def _set_tags(tracking_uri: str, tags: dict[str, dict[str, str]]) -> None:
 
 
 def _ids(training: dict) -> tuple[str, str, int]:
-    return training[FEATURE_CONFIG_ID], training[MODEL_CONFIG_ID], training[SEED]
+    # A KFP list parameter comes back through JSON: the seed may be 1.0 (kfp.local does so).
+    return training[FEATURE_CONFIG_ID], training[MODEL_CONFIG_ID], int(training[SEED])
 
 
 def _parse(text: str) -> float:

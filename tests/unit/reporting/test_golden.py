@@ -6,7 +6,8 @@ namespace each chart declares; MLflow strings in <bdi> (FSI/PDI in Markdown); si
 without links to sibling files; failed runs' reasons, degraded-tracking and job counts on the
 dashboard and in the metrics; NaN/inf shown as such; ranked on validation by default and the
 protocol note, heatmap intervals, "no interval" marks and the lift in the
-decision (issue 23). After an intended change to the pages, rewrite them with
+decision (issue 23); the leaderboard's cost column, its "no cost" marks and the note that
+no run logged a cost (issue 26). After an intended change to the pages, rewrite them with
 ``UPDATE_GOLDEN=1 pytest tests/unit/reporting/test_golden.py`` and review the diff.
 """
 

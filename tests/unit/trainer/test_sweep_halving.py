@@ -23,8 +23,10 @@ def _config(search: str = "", epochs: int = 4) -> cfg.ExperimentConfig:
 
 
 def _trainings(config: cfg.ExperimentConfig) -> list[dict]:
+    """The bound plan as a KFP list parameter hands it on: through JSON, the seed a float."""
     _, trainings = sweep.plan(config)
-    return sweep.bind_transforms(trainings, [{"feature_config_id": "ids", "uri": "/xf/ids"}])
+    bound = sweep.bind_transforms(trainings, [{"feature_config_id": "ids", "uri": "/xf/ids"}])
+    return [{**t, "seed": float(t["seed"])} for t in bound]
 
 
 def test_rungs_fill_the_last_stages_and_the_first_ones_stay_empty():
@@ -82,7 +84,11 @@ def store(_empty_store, tmp_path) -> str:
 def _rung_run(client, eid, config, training, value, *, job=JOB, rung=1, status="FINISHED"):
     """A trial's run as a rung's training leaves it (trainer/train/record.rung_tags)."""
     key = sweep.run_key(
-        config, job, training["feature_config_id"], training["model_config_id"], training["seed"]
+        config,
+        job,
+        training["feature_config_id"],
+        training["model_config_id"],
+        int(training["seed"]),  # the training step's seed is an int parameter
     )
     tags = {
         contract.TAG_RUN_KEY: key,
@@ -120,7 +126,7 @@ def test_after_rung_1_the_best_go_on_from_their_checkpoints_and_the_rest_are_sto
     for item in kept:
         assert item[sweep.RUNG] == 2
         key = sweep.run_key(
-            config, JOB, item["feature_config_id"], item["model_config_id"], item["seed"]
+            config, JOB, item["feature_config_id"], item["model_config_id"], int(item["seed"])
         )
         assert item[sweep.RESUME_FROM] == f"/root/{key}/model"
     assert "1 trial(s) have no finished run" in caplog.text
@@ -134,9 +140,13 @@ def test_after_rung_1_the_best_go_on_from_their_checkpoints_and_the_rest_are_sto
     assert stopped.info.status == contract.STATUS_FINISHED
     assert stopped.data.tags[contract.TAG_HALVING_STATUS] == contract.HALVING_STOPPED
     assert stopped.data.tags[contract.TAG_HALVING_REASON] == (
-        "rung 1 of 3: val_recall_at_100 0.2500 below the 4th best 0.2500 (the best 4 of 8 go on)"
+        "rung 1 of 3: val_recall_at_100 0.2500 tied with the 4th best 0.2500, the earlier "
+        "trial kept (the best 4 of 8 go on)"
     )
     assert "val_recall_at_100 nan below" in runs[ids[6]].data.tags[contract.TAG_HALVING_REASON]
+    assert runs[ids[4]].data.tags[contract.TAG_HALVING_REASON] == (
+        "rung 1 of 3: val_recall_at_100 0.2000 below the 4th best 0.2500 (the best 4 of 8 go on)"
+    )
     for i in (1, 4, 6):
         assert runs[ids[i]].data.tags[contract.TAG_HALVING_STATUS] == contract.HALVING_STOPPED
     assert runs[ids[8]].info.status == contract.STATUS_FAILED
