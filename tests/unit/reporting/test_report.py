@@ -96,9 +96,11 @@ def test_leaderboard_ranks_by_metric_with_unranked_runs_last(sweep_report, sweep
     assert set(names[6:]) == {"failed", "running"}
     top = _text(rows[0])
     # rank, value (best val recall@100), test recall@10/50/100 beside it, best/last epoch of
-    # val recall@100, lifts over both baselines; the sweep's runs logged no interval
+    # val recall@100, lifts over both baselines; the sweep's runs logged no interval and, trained
+    # before costs were logged, no cost
     assert top.startswith(
-        "1 hist-small finished fc_history mc_small 0.2560 no interval 0.0800 0.2000 0.3200 2 "
+        "1 hist-small finished fc_history mc_small 0.2560 no interval 0.0800 0.2000 0.3200 "
+        "no cost 2 "
         "0.2560 0.2560"
     )
     assert "+100.0% +6.7%" in top
