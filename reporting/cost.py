@@ -29,7 +29,8 @@ class RunCost:
         own: Train and evaluate.
         shared: Its share of ingest and transform.
         sharing: Per shared step, how many runs shared that execution.
-        unknown: Shared steps whose cost the run did not log (an output from before costs).
+        unknown: Steps whose cost the run did not log (an output from before costs, a step
+            that records none), so ``usd`` leaves them out.
     """
 
     usd: float
@@ -59,7 +60,8 @@ def run_costs(runs: Iterable[RunRecord]) -> dict[str, RunCost]:
         own = metric_value(run, contract.COST_USD)
         if own is None:
             continue
-        shared, sharing, unknown = 0.0, {}, []
+        shared, sharing = 0.0, {}
+        unknown = [s for s in contract.OWN_STEPS if contract.cost_usd_key(s) not in run.metrics]
         for step in contract.SHARED_STEPS:
             usd = metric_value(run, contract.cost_usd_key(step))
             execution = run.tags.get(contract.cost_execution_tag(step), "")

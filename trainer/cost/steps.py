@@ -146,5 +146,8 @@ def run_cost(
         metrics[contract.COST_USD] = round(own_usd, 6)
         metrics[contract.COST_MACHINE_SECONDS] = round(own_seconds, 3)
     note = f"; no price for {', '.join(sorted(set(missing)))} (counted 0)" if missing else ""
+    unrecorded = [s for s in contract.COST_STEPS if s not in {r.step for r in records}]
+    if unrecorded:  # an output written before steps recorded themselves, or a step that never does
+        note += f"; no record of {', '.join(unrecorded)} (not counted)"
     tags[contract.TAG_COST_PRICES] = prices.describe() + note
     return metrics, tags

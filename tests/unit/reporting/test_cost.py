@@ -17,10 +17,13 @@ from trainer import contract
 RANK = contract.DEFAULT_RANK_METRIC
 
 
-def _run(run_id, own=None, ingest=None, transform=None, executions=("i1", "t1")):
+def _run(run_id, own=None, ingest=None, transform=None, executions=("i1", "t1"), steps=True):
     metrics, tags = {}, {}
     if own is not None:
         metrics[contract.COST_USD] = own
+        if steps:
+            metrics[contract.cost_usd_key("train")] = own
+            metrics[contract.cost_usd_key("evaluate")] = 0.0
     for step, usd, execution in zip(contract.SHARED_STEPS, (ingest, transform), executions):
         if usd is not None:
             metrics[contract.cost_usd_key(step)] = usd
@@ -34,6 +37,8 @@ def _cost_metrics(own: float, ingest: float, transform: float, transform_id: str
         contract.cost_usd_key("ingest"): ingest,
         contract.cost_usd_key("transform"): transform,
         contract.cost_seconds_key("train"): 100.0,
+        contract.cost_usd_key("train"): own * 0.9,
+        contract.cost_usd_key("evaluate"): own * 0.1,
     }
     tags = {
         contract.cost_execution_tag("ingest"): "ingest-1",
@@ -49,14 +54,16 @@ def test_a_shared_step_is_divided_among_the_runs_that_logged_its_execution():
         _run("b", own=2.0, ingest=0.6, transform=0.4, executions=("i1", "t1")),
         _run("c", own=3.0, ingest=0.6, transform=0.9, executions=("i1", "t2")),
         _run("old"),  # trained before costs were logged
-        _run("partial", own=0.5),  # its ingest and transform logged no cost
+        _run("partial", own=0.5, steps=False),  # its steps logged no cost
     ]
     costs = cost.run_costs(runs)
     assert set(costs) == {"a", "b", "c", "partial"}
     assert costs["a"].usd == pytest.approx(1.0 + 0.6 / 3 + 0.4 / 2)
     assert costs["c"].usd == pytest.approx(3.0 + 0.6 / 3 + 0.9)
     assert costs["c"].sharing == {"ingest": 3, "transform": 1}
-    assert costs["partial"].usd == 0.5 and costs["partial"].unknown == ("ingest", "transform")
+    # Nor did its own steps: cost.usd alone, without cost.train.usd / cost.evaluate.usd.
+    assert costs["partial"].usd == 0.5
+    assert costs["partial"].unknown == ("train", "evaluate", "ingest", "transform")
     # Every shared step is counted once in total.
     assert sum(c.shared for c in costs.values()) == pytest.approx(0.6 + 0.4 + 0.9)
 
@@ -130,7 +137,7 @@ def test_the_leaderboard_shows_each_runs_cost_and_marks_the_runs_without(costed_
     # 0.25 own + 0.3 / 3 ingest + 0.3 / 3 transform
     value = re.search(r'<td class="num cost" data-v="([^"]+)"', row).group(1)
     assert float(value) == pytest.approx(0.45) and "$0.4500" in row
-    assert "ingest shared by 3" in row
+    assert "ingest shared by 3" in row and "without" not in row
     old = re.search(rf'data-run-id="{ids["old"]}".*?</tr>', board, re.S).group(0)
     assert '<span class="muted">no cost</span>' in old
     assert "1 runs trained before costs were logged" in board

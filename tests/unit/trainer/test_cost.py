@@ -142,6 +142,9 @@ def test_a_runs_cost_is_its_own_steps_and_names_each_shared_execution():
     assert tags[contract.cost_execution_tag("ingest")] == "ingest-1"
     assert contract.cost_accelerator_tag("train") not in tags
     assert tags[contract.TAG_COST_PRICES].endswith("overridden: machines.n1-standard-8, vcpu_hour")
+    # A step without a record is named, not silently counted as free.
+    _, tags = cost.run_cost(records[1:], table)
+    assert tags[contract.TAG_COST_PRICES].endswith("; no record of ingest (not counted)")
 
 
 def test_the_cost_reaches_a_real_mlflow_run_through_the_tracker(tmp_path):
