@@ -12,9 +12,10 @@ queries (runs, latest metrics, params, tags) and no ORM objects, in two places:
   :data:`LISTING_ENDPOINT`), when the report reads over HTTP: :func:`list_runs` then
   :func:`encode`; the report calls :func:`decode`.
 
-Both hand back runs in the REST API's ``runs/search`` shape, without MLflow's ``mlflow.*`` system
-tags (the report drops them), so ``reporting.records`` stays the one parser. This module imports only the standard library and mlflow: the server image copies
-it (with the package's empty ``__init__``) without the rest of the package.
+Both hand back runs in the REST API's ``runs/search`` shape, without MLflow's ``mlflow.*``
+system tags (the report drops them), so ``reporting.records`` stays the one parser. This module
+imports only the standard library and mlflow: the server image copies it (with the package's
+empty ``__init__``) without the rest of the package.
 """
 
 from __future__ import annotations

@@ -162,13 +162,23 @@ def _comparison(model: ReportModel) -> Markup:
     )
 
 
-def _run_detail(model: ReportModel, run: RunRecord) -> dict[str, object]:
+def _drawn(what: str, drawn: tuple[str, str]) -> Markup:
+    """A chart drawn elsewhere (``charts.run_curves_many``), or the note :func:`_chart` writes."""
+    kind, text = drawn
+    if kind == "svg":
+        return Markup(text)
+    log.error("Could not draw %s: %s", what, text)
+    message = f"Could not draw {what}: {text}"
+    return Markup('<p class="banner error chart-error">{}</p>').format(show(message, 400))
+
+
+def _run_detail(model: ReportModel, run: RunRecord, drawn: tuple[str, str]) -> dict[str, object]:
     """One run's chart and epoch table (every history metric it logged, best values marked)."""
     table_keys = [k for k in model.data.history_keys if run.history.get(k)]
     by_key = {k: dict(run.history[k]) for k in table_keys}
     return {
         "run": run,
-        "svg": _chart(f"the curves of run {run.name!r}", charts.run_curves, run),
+        "svg": _drawn(f"the curves of run {run.name!r}", drawn),
         "steps": sorted({s for pts in run.history.values() for s, _ in pts}),
         "metric_keys": table_keys,
         "by_key": by_key,
@@ -188,10 +198,14 @@ def _training_curves(model: ReportModel) -> Markup:
         if with_hist
         else None
     )
+    detail = with_hist[: model.detail_runs]
     return _section(
         contract.VIEW_TRAINING_CURVES,
         overview=overview,
-        details=[_run_detail(model, run) for run in with_hist[: model.detail_runs]],
+        details=[
+            _run_detail(model, run, drawn)
+            for run, drawn in zip(detail, charts.run_curves_many(detail), strict=True)
+        ],
         more=with_hist[model.detail_runs :],
         without=[r for r in ordered if not r.has_history],
         n_with=sum(1 for r in model.data.runs if r.has_history),

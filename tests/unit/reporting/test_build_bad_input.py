@@ -186,16 +186,18 @@ def test_link_targets_are_escaped_in_html_and_markdown(tracking_uri, tmp_path, c
                          for h in hrefs)  # fmt: skip
 
 
-def test_one_bad_run_never_stops_the_others_pages(tracking_uri, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fine", [2, 5], ids=["drawn-here", "drawn-in-children"])
+def test_one_bad_run_never_stops_the_others_pages(tracking_uri, tmp_path, monkeypatch, fine):
     client, eid = _experiment(tracking_uri)
-    for i, name in enumerate(("fine-1", "broken", "fine-2")):
+    names = ["fine-1", "broken", *(f"fine-{i}" for i in range(2, fine + 1))]
+    for i, name in enumerate(names):
         _healthy(client, eid, name, 0.2 + i / 100, i)
     draw = charts.run_curves
 
-    def fails_on_one_run(run):
+    def fails_on_one_run(run, salt=None):
         if run.name == "broken":
             raise ValueError("a chart that cannot be drawn")
-        return draw(run)
+        return draw(run, salt)
 
     # Our own chart function fails for one run (MLflow stays real): its page section says so.
     monkeypatch.setattr(charts, "run_curves", fails_on_one_run)
@@ -203,7 +205,8 @@ def test_one_bad_run_never_stops_the_others_pages(tracking_uri, tmp_path, monkey
     page = _page(result, contract.VIEW_TRAINING_CURVES)
     assert page.count("Could not draw") == 1
     assert "Could not draw the curves of run &#39;broken&#39;: ValueError" in page
-    assert page.count('aria-label="Training curves of run fine-') == 2
+    assert page.count('aria-label="Training curves of run fine-') == fine
+    assert (len(names) >= charts.PARALLEL_CHARTS_MIN) == (fine == 5)  # both paths taken
     for view in ALL_PAGES:
         if view not in (contract.VIEW_HEATMAP, contract.VIEW_RECALL_AT_K):  # no names there
-            assert "<bdi>fine-2</bdi>" in _page(result, view), view
+            assert f"<bdi>{names[-1]}</bdi>" in _page(result, view), view  # the leader

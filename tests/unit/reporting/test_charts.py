@@ -149,3 +149,21 @@ def test_short_keeps_short_labels_and_ellipsises_long_ones():
     assert charts.short("a" * charts.LABEL_MAX) == "a" * charts.LABEL_MAX
     long = charts.short("b" * 50, 10)
     assert long == "b" * 9 + "\u2026" and len(long) == 10
+
+
+def test_per_run_charts_drawn_in_children_are_the_ones_drawn_here(runs, monkeypatch):
+    import itertools
+
+    ordered = [runs[name] for name in RANKED]
+    monkeypatch.setattr(charts, "_ids", itertools.count(100))
+    forked = charts.run_curves_many(ordered)
+    monkeypatch.setattr(charts, "_ids", itertools.count(100))
+    monkeypatch.setattr(charts, "PARALLEL_CHARTS_MIN", len(ordered) + 1)  # all drawn here
+    here = charts.run_curves_many(ordered)
+    assert [kind for kind, _ in forked] == ["svg"] * len(ordered)
+    assert forked == here  # the same bytes, each with its own salt
+    salts = [svg.split("clip", 2)[1][:40] for _, svg in forked]
+    assert len(set(salts)) == len(salts)
+    assert [_parse(svg).get("aria-label") for _, svg in forked] == [
+        f"Training curves of run {name}" for name in RANKED
+    ]
