@@ -93,37 +93,50 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_steps(args: argparse.Namespace, config, feature_config, steps: list[str]) -> None:
-    """Runs the chosen steps in pipeline order; each imports only what it needs."""
+    """Runs the chosen steps in pipeline order; each imports only what it needs.
+
+    Each step records its wall time and machine in its folder, as in the pipeline, so the
+    evaluation logs the run's cost (trainer/cost).
+    """
+    from trainer import cost
+
     work = {step: os.path.join(args.work_dir, step) for step in STEPS}
     work["transform"] = os.path.join(args.work_dir, f"transform-{feature_config.id}")
     if "ingest" in steps:
         from trainer import ingest
 
-        ingest.run_ingest(config, work["ingest"], output_uri=args.export_uri)
+        with cost.measure("ingest", work["ingest"]):
+            ingest.run_ingest(config, work["ingest"], output_uri=args.export_uri)
     if "transform" in steps:
         from trainer import transform
 
-        transform.run_transform(
-            feature_config, work["ingest"], work["transform"], beam_pipeline_args=args.beam_arg
-        )
+        with cost.measure("transform", work["transform"]):
+            transform.run_transform(
+                feature_config, work["ingest"], work["transform"], beam_pipeline_args=args.beam_arg
+            )
     if "train" in steps:
         from trainer import train
 
-        result = train.run_training(
-            config,
-            work["ingest"],
-            work["transform"],
-            work["train"],
-            tracking_uri=args.tracking_uri,
-            feature_config_id=args.feature_config,
-            model_config_id=args.model_config,
-        )
+        with cost.measure("train", work["train"]):
+            result = train.run_training(
+                config,
+                work["ingest"],
+                work["transform"],
+                work["train"],
+                tracking_uri=args.tracking_uri,
+                feature_config_id=args.feature_config,
+                model_config_id=args.model_config,
+            )
         print(f"run_id={result.run_id} best_epoch={result.best_epoch}")
     if "evaluate" in steps:
         from trainer import evaluate
 
         metrics = evaluate.run_evaluation(
-            work["train"], work["ingest"], work["evaluate"], tracking_uri=args.tracking_uri
+            work["train"],
+            work["ingest"],
+            work["evaluate"],
+            tracking_uri=args.tracking_uri,
+            transform_dir=work["transform"],
         )
         print(json.dumps(metrics, indent=2))
 

@@ -105,10 +105,16 @@ def test_python_m_trainer_runs_every_step_and_the_served_top_k_matches_evaluatio
     metrics = json.loads(out.stdout[out.stdout.index("{") :])
     assert 0.0 <= metrics[contract.test_recall_key(10)] <= 1.0
     run_id = out.stdout.split("run_id=")[1].split()[0]
-    logged = MlflowClient(tracking_uri).get_run(run_id).data.metrics
+    run = MlflowClient(tracking_uri).get_run(run_id).data
+    logged = run.metrics
     assert logged[contract.test_recall_key(10)] == pytest.approx(
         metrics[contract.test_recall_key(10)]
     )
+    # Every step recorded itself, so the run's cost counts them all.
+    for step in contract.COST_STEPS:
+        assert logged[contract.cost_seconds_key(step)] > 0, step
+    assert logged[contract.COST_USD] > 0
+    assert "no record" not in run.tags[contract.TAG_COST_PRICES]
 
     # A fresh interpreter loads the exported model and serves the same top-k for the same
     # raw buyer features that evaluation used.
