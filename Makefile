@@ -60,7 +60,7 @@ else
 endif
 
 PIPELINE ?= sweep
-submit: $(STAMP)  ## Submit to Vertex AI: ENV=NAME (configs/env/NAME.yaml) CONFIG=... [PIPELINE=sweep|training] [WAIT=1].
+submit: $(STAMP)  ## Submit to Vertex AI: ENV=NAME (configs/env/NAME.yaml) CONFIG=... [PIPELINE=sweep|halving|training] [WAIT=1].
 	@test -n "$(strip $(ENV))" || { echo "make submit: set ENV=NAME (configs/env/NAME.yaml; start from configs/env/example.yaml)" >&2; exit 2; }
 	$(PY) -m pipelines submit --env $(ENV) --config $(CONFIG) --pipeline $(PIPELINE) \
 	  $(if $(FEATURE_CONFIG),--feature-config $(FEATURE_CONFIG)) $(if $(MODEL_CONFIG),--model-config $(MODEL_CONFIG)) \
