@@ -247,11 +247,15 @@ def test_the_report_lists_runs_through_the_servers_column_listing(mlflow_server,
     monkeypatch.setattr(query, "SEARCH_PAGE_SIZE", 2)  # three pages of the route
     listed = query.list_runs_http(client, eid)
     assert listed is not None and len(listed) == 5
-    monkeypatch.setattr(query, "list_runs_http", lambda *a, **k: None)
+    # The reader's own path: the route's pages read straight into records, two at a time.
+    direct, filtered = query.search_all_runs(client, mlflow_server.url, eid)
+    assert filtered  # the route filters
+    monkeypatch.setattr(query, "listing_pages", lambda *a, **k: None)
     searched, filtered = query.search_all_runs(client, mlflow_server.url, eid)  # runs/search
     assert not filtered  # runs/search answers with every metric
     monkeypatch.undo()
     fast = records_from_json(listed, [])
+    assert [repr(r) for r in direct] == [repr(r) for r in fast]  # NaN != NaN, reprs are equal
     assert [r.run_id for r in fast] == [r.run_id for r in searched]
     for a, b in zip(fast, searched, strict=True):
         assert (a.name, a.status, a.start_time, a.params, a.tags) == (

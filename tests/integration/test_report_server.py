@@ -123,7 +123,8 @@ def test_search_pages_over_http(server, monkeypatch, route):
         assert requests_by_path["api/2.0/b2b-report/absent"] == 1
         assert requests_by_path[SEARCH] == 3 and requests_by_path[LISTING] == 0
     else:
-        assert requests_by_path[LISTING] == 3 and requests_by_path[SEARCH] == 0
+        # Pages at 0, 3 and 6, the last two in flight together; at most one more past the end.
+        assert requests_by_path[LISTING] in (3, 4) and requests_by_path[SEARCH] == 0
     # 6 runs log the contract metrics: 3 batches of 2 for each of them
     assert requests_by_path["ajax-api/2.0/mlflow/metrics/get-history-bulk"] >= 5 * 3
     assert sorted(r.run_id for r in data.runs) == sorted(ids.values())
