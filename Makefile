@@ -36,8 +36,12 @@ demo-one: $(STAMP)  ## Run the training pipeline for one config pair (FEATURE_CO
 	$(PY) -m pipelines run --pipeline training --config $(CONFIG) --tracking-uri $(TRACKING_URI) \
 	  --local-root $(LOCAL) --feature-config "$(FEATURE_CONFIG)" --model-config "$(MODEL_CONFIG)"
 
-test: $(STAMP)  ## Run the whole test suite (unit + integration).
-	$(PY) -m pytest
+# Two test processes: the 2-core CI machine runs the suite in ~2/3 of the time (many tests
+# wait on servers and subprocesses); a file's tests stay in one process (module fixtures).
+TEST_WORKERS ?= 2
+
+test: $(STAMP)  ## Run the whole test suite (unit + integration), TEST_WORKERS processes.
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP)  ## Run only the fast unit tests.
 	$(PY) -m pytest -m "not integration"

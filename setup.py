@@ -27,6 +27,8 @@ GPU = ["tensorflow[and-cuda]==2.21.0"]
 DEV = [
     "pytest>=8",
     "pytest-timeout>=2.3",
+    # `make test` runs the suite in two processes (--dist loadfile: a file's tests together).
+    "pytest-xdist>=3.6",
     "ruff>=0.6",
     "psycopg2-binary>=2.9",
     "websocket-client>=1.8",
