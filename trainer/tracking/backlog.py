@@ -216,6 +216,41 @@ def _replay_file(file: str, tracking_uri: str, result: ReplayResult, end_unfinis
         save_progress(file, number + 1, sender.run_id)
     _finish_session(sender, header, result, counted)
     _end_if_unfinished(sender, lines, header, end_unfinished, result)
+    if sender is None and end_unfinished:
+        _end_sent_session(file, lines, tracking_uri, result)
+
+
+def _end_sent_session(file: str, lines: list[dict], tracking_uri: str, result) -> None:
+    """Ends FAILED the last session's run when the dead process had sent all it journaled.
+
+    The live tracker moves the progress record as MLflow takes each line, so a process killed
+    right after its last send leaves nothing to replay; its run must still be ended (a kill
+    between an epoch's checkpoint and its points: tests/integration/trainer/test_train_kills).
+    The run is the one the progress record names; nothing is sent but the ending.
+    """
+    header = next((op for op in reversed(lines) if op["op"] == "session"), None)
+    ops = _session_ops(lines, header) if header is not None else []
+    if not any(op["op"] == "create_run" for op in ops) or any(
+        op["op"] == "terminate" for op in ops
+    ):
+        return
+    run_id = read_progress_run_id(file)
+    if not run_id:
+        return
+    uri = tracking_uri or header.get("tracking_uri") or ""
+    TrackingUri(uri)  # raises ValueError naming what is wrong
+    sender = RunSender(open_client(uri), uri, run_id, keep_status=True)
+    _end_if_unfinished(sender, lines, header, True, result)
+
+
+def read_progress_run_id(path: str) -> str | None:
+    """The run the progress record of a backlog or journal names (None when none is)."""
+    try:
+        with open(path + PROGRESS_SUFFIX, encoding="utf-8") as f:
+            run_id = json.load(f).get("run_id")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) else None
 
 
 def _session_ops(lines: list[dict], header: dict | None) -> list[dict]:

@@ -149,3 +149,46 @@ def test_a_line_cut_by_a_kill_is_skipped_and_the_next_session_appends_cleanly(tm
     assert points(client, run_id, "loss") == [1, 2, 3, 4, 5]
     assert 9.0 not in [m.value for m in client.get_metric_history(run_id, "loss")]
     assert client.get_run(run_id).data.metrics["test_recall_at_10"] == 0.25
+
+
+# A tracker that got everything it journaled sent, then is SIGKILLed: nothing is left to
+# replay, but its run is still RUNNING (a kill between an epoch's checkpoint and its points).
+KILLED_ALL_SENT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from trainer.tracking.tracker import RunTracker
+
+    store, folder = sys.argv[1], sys.argv[2]
+    tracker = RunTracker(store, "exp", backlog_dir=folder, flush_interval_s=3600)
+    tracker.start("killed", {"epochs": 2}, {}, run_key="key-2")
+    tracker.log_metrics({"loss": 0.5}, step=1)
+    assert tracker.flush()
+    print(tracker.run_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_killed_process_that_had_sent_everything_still_gets_its_run_ended(tmp_path):
+    store, folder = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "model"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_ALL_SENT, store, str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_id = proc.stdout.split()[0]
+    client = MlflowClient(store)
+    assert tracking_backlog.unsent_lines(str(folder)) == 0  # nothing left to send
+    assert client.get_run(run_id).info.status == contract.STATUS_RUNNING
+
+    result = tracking_backlog.replay(str(folder))
+    assert result.ops_sent == 0 and result.ended == [run_id]
+    run = client.get_run(run_id)
+    assert run.info.status == contract.STATUS_FAILED
+    assert "died without ending the run" in run.data.tags[contract.TAG_FAILURE_REASON]
+    assert points(client, run_id, "loss") == [1]
+    assert tracking_backlog.replay(str(folder)).ended == []  # once
