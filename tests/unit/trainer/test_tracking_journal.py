@@ -45,9 +45,9 @@ KILLED = textwrap.dedent(
 )
 
 
-def run_killed(store: str, folder: Path) -> str:
+def run_killed(store: str, folder: Path, script: str = KILLED) -> str:
     proc = subprocess.run(
-        [sys.executable, "-c", KILLED, store, str(folder)],
+        [sys.executable, "-c", script, store, str(folder)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -171,16 +171,7 @@ KILLED_ALL_SENT = textwrap.dedent(
 
 def test_a_killed_process_that_had_sent_everything_still_gets_its_run_ended(tmp_path):
     store, folder = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "model"
-    proc = subprocess.run(
-        [sys.executable, "-c", KILLED_ALL_SENT, store, str(folder)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        timeout=120,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    run_id = proc.stdout.split()[0]
+    run_id = run_killed(store, folder, KILLED_ALL_SENT)
     client = MlflowClient(store)
     assert tracking_backlog.unsent_lines(str(folder)) == 0  # nothing left to send
     assert client.get_run(run_id).info.status == contract.STATUS_RUNNING
