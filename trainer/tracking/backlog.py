@@ -229,10 +229,7 @@ def _end_sent_session(file: str, lines: list[dict], tracking_uri: str, result) -
     The run is the one the progress record names; nothing is sent but the ending.
     """
     header = next((op for op in reversed(lines) if op["op"] == "session"), None)
-    ops = _session_ops(lines, header) if header is not None else []
-    if not any(op["op"] == "create_run" for op in ops) or any(
-        op["op"] == "terminate" for op in ops
-    ):
+    if header is None or not _unended(_session_ops(lines, header)):
         return
     run_id = read_progress_run_id(file)
     if not run_id:
@@ -285,9 +282,7 @@ def _end_if_unfinished(sender, lines, header, enabled: bool, result: ReplayResul
     if not enabled or sender is None or sender.run_id is None or header is None:
         return
     ops = _session_ops(lines, header)
-    if not any(op["op"] == "create_run" for op in ops) or any(
-        op["op"] == "terminate" for op in ops
-    ):
+    if not _unended(ops):
         return
     at = next(i for i, op in enumerate(lines) if op is header)
     later = lines[at + 1 + len(ops) :]
@@ -306,6 +301,12 @@ def _end_if_unfinished(sender, lines, header, enabled: bool, result: ReplayResul
     sender.client.set_terminated(sender.run_id, contract.STATUS_FAILED)
     result.ended.append(sender.run_id)
     log.warning("replay: run %s ended FAILED: %s", sender.run_id, reason)
+
+
+def _unended(ops: list[dict]) -> bool:
+    """Whether a session created its run and never ended it."""
+    kinds = {op["op"] for op in ops}
+    return "create_run" in kinds and "terminate" not in kinds
 
 
 def _alive(header: dict, run) -> bool:
