@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from reporting import pages, summary
+from reporting import charts, pages, summary
 from reporting.histories import HistoryFetcher
 from reporting.query import TrackingUnreachableError
 from reporting.report_model import ReportModel, read_model
@@ -151,6 +151,8 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    # The per-run charts' child processes start while the runs are read (0: every run, many).
+    charts.prepare_run_curves_many(detail_runs or charts.PARALLEL_CHARTS_MIN)
     try:
         model, fetched = read_model(
             tracking_uri,

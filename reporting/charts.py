@@ -626,10 +626,13 @@ def run_curves(run: RunRecord, salt: int | None = None) -> str:
     return _svg(run_curves_figure, run, salt=salt)
 
 
-# Per-run charts drawn in child processes from this many on (a fork costs ~20 ms; one chart
-# ~0.25 s), with at most PARALLEL_CHARTS_PROCESSES of them.
+# Per-run charts drawn in child processes from this many on (one chart ~0.25 s), with at most
+# PARALLEL_CHARTS_PROCESSES of them, each answering within PARALLEL_CHARTS_TIMEOUT_S (plus
+# PARALLEL_CHARTS_TIMEOUT_PER_S per chart) or the parent draws them all itself.
 PARALLEL_CHARTS_MIN = 4
 PARALLEL_CHARTS_PROCESSES = 2
+PARALLEL_CHARTS_TIMEOUT_S = 30.0
+PARALLEL_CHARTS_TIMEOUT_PER_S = 5.0
 
 
 def _run_curves_or_error(run: RunRecord, salt: int) -> tuple[str, str]:
@@ -640,26 +643,97 @@ def _run_curves_or_error(run: RunRecord, salt: int) -> tuple[str, str]:
         return "error", f"{type(exc).__name__}: {exc}"
 
 
+def _chart_processes(n_runs: int) -> int:
+    """How many child processes draw ``n_runs`` per-run charts; under 2 means none."""
+    import multiprocessing
+    import os
+
+    if n_runs < PARALLEL_CHARTS_MIN:
+        return 0
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return 0
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return min(PARALLEL_CHARTS_PROCESSES, usable, n_runs)
+
+
+def _chart_context():
+    """The forkserver context the children come from, this module imported once in its server.
+
+    Not a plain fork of the report's process: by then that process may hold threads that are
+    not Python's (the HTTP client's, a test runner's, TensorFlow's or BLAS's pools), and a fork
+    copies their locks but not the threads, so a child can wait forever on a lock nobody will
+    release (the pool then hangs: a lost child's task is never answered). The forkserver is a
+    fresh interpreter, single threaded, so its forks are safe; it is the default start method
+    from Python 3.14 for this reason (https://docs.python.org/3/library/multiprocessing.html
+    #contexts-and-start-methods, "Changed in version 3.14").
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def prepare_run_curves_many(n_runs: int) -> None:
+    """Start the children's server now, for ``n_runs`` charts to come, if they will be drawn there.
+
+    Its interpreter and the import of this module (~1 s) then overlap the caller's reading of
+    the runs; without this, :func:`run_curves_many` starts it when first needed.
+    """
+    if _chart_processes(n_runs) >= 2:
+        from multiprocessing import forkserver
+
+        _chart_context()
+        forkserver.ensure_running()
+
+
 def run_curves_many(runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
     """Every run's :func:`run_curves`, as ("svg", markup) or ("error", message), in order.
 
     The report's dozen per-run charts are most of its drawing time (matplotlib is single
     threaded: ~3 s of a 10,000-run report), so on a machine with more than one usable CPU they
-    are drawn in forked children, each with the number it would have had on the page, so the
-    SVGs are the same as drawn here one by one. Where fork is not available, or with one CPU,
-    or for a few runs, they are drawn here.
+    are drawn in child processes (see :func:`_chart_context`), each with the number it would
+    have had on the page, so the SVGs are the same as drawn here one by one. For a few runs, with
+    one CPU, or where the children fail to answer in time (killed, or a server that cannot start),
+    they are drawn here.
     """
+    import logging
     import multiprocessing
-    import os
 
     salts = [next(_ids) for _ in runs]
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    processes = min(PARALLEL_CHARTS_PROCESSES, usable, len(runs))
-    forking = "fork" in multiprocessing.get_all_start_methods()
-    if len(runs) < PARALLEL_CHARTS_MIN or processes < 2 or not forking:
+
+    def here() -> list[tuple[str, str]]:
         return [_run_curves_or_error(run, salt) for run, salt in zip(runs, salts, strict=True)]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        return pool.starmap(_run_curves_or_error, zip(runs, salts, strict=True), chunksize=1)
+
+    processes = _chart_processes(len(runs))
+    if processes < 2:
+        return here()
+    timeout = PARALLEL_CHARTS_TIMEOUT_S + PARALLEL_CHARTS_TIMEOUT_PER_S * len(runs)
+    pool = None
+    try:
+        pool = _chart_context().Pool(processes)
+        pending = pool.starmap_async(
+            _run_curves_or_error, zip(runs, salts, strict=True), chunksize=1
+        )
+        return pending.get(timeout)
+    except (multiprocessing.TimeoutError, OSError, EOFError, RuntimeError) as exc:
+        # A child that died leaves its task unanswered (Pool would wait forever without the
+        # timeout), and a server may fail to start: the charts are drawn here instead, slower
+        # but never missing.
+        logging.getLogger(__name__).warning(
+            "per-run charts not drawn in child processes (%s: %s); drawing them here",
+            type(exc).__name__,
+            exc,
+        )
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+            pool = None
+        return here()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
 
 def overlay_curves(

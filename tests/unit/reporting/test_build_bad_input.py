@@ -186,9 +186,11 @@ def test_link_targets_are_escaped_in_html_and_markdown(tracking_uri, tmp_path, c
                          for h in hrefs)  # fmt: skip
 
 
-@pytest.mark.parametrize("fine", [2, 5], ids=["drawn-here", "drawn-in-children"])
-def test_one_bad_run_never_stops_the_others_pages(tracking_uri, tmp_path, monkeypatch, fine):
+def test_one_bad_run_never_stops_the_others_pages(tracking_uri, tmp_path, monkeypatch):
+    # Drawn here, where the patched chart function is the one called (a chart that fails in a
+    # child process comes back the same way: test_charts).
     client, eid = _experiment(tracking_uri)
+    fine = 2
     names = ["fine-1", "broken", *(f"fine-{i}" for i in range(2, fine + 1))]
     for i, name in enumerate(names):
         _healthy(client, eid, name, 0.2 + i / 100, i)
@@ -206,7 +208,7 @@ def test_one_bad_run_never_stops_the_others_pages(tracking_uri, tmp_path, monkey
     assert page.count("Could not draw") == 1
     assert "Could not draw the curves of run &#39;broken&#39;: ValueError" in page
     assert page.count('aria-label="Training curves of run fine-') == fine
-    assert (len(names) >= charts.PARALLEL_CHARTS_MIN) == (fine == 5)  # both paths taken
+    assert len(names) < charts.PARALLEL_CHARTS_MIN
     for view in ALL_PAGES:
         if view not in (contract.VIEW_HEATMAP, contract.VIEW_RECALL_AT_K):  # no names there
             assert f"<bdi>{names[-1]}</bdi>" in _page(result, view), view  # the leader

@@ -167,3 +167,30 @@ def test_per_run_charts_drawn_in_children_are_the_ones_drawn_here(runs, monkeypa
     assert [_parse(svg).get("aria-label") for _, svg in forked] == [
         f"Training curves of run {name}" for name in RANKED
     ]
+
+
+def test_a_chart_that_fails_in_a_child_is_that_runs_error_and_the_others_are_drawn(runs):
+    import dataclasses
+
+    ordered = [runs[name] for name in RANKED]
+    # A history point that is not (step, value): the child's own drawing code raises on it.
+    broken = dataclasses.replace(ordered[1], history={contract.METRIC_LOSS: [(0, 1.0, 2.0)]})
+    drawn = charts.run_curves_many([ordered[0], broken, *ordered[2:]])
+    assert len(drawn) >= charts.PARALLEL_CHARTS_MIN and charts._chart_processes(len(drawn)) == 2
+    assert drawn[1] == ("error", "ValueError: too many values to unpack (expected 2)")
+    assert [kind for kind, _ in drawn] == ["svg", "error", *["svg"] * (len(ordered) - 2)]
+
+
+def test_children_that_do_not_answer_in_time_leave_the_charts_drawn_here(runs, monkeypatch, caplog):
+    import itertools
+
+    ordered = [runs[name] for name in RANKED]
+    monkeypatch.setattr(charts, "_ids", itertools.count(7))
+    here = [("svg", charts.run_curves(run, 7 + i)) for i, run in enumerate(ordered)]
+    monkeypatch.setattr(charts, "_ids", itertools.count(7))
+    monkeypatch.setattr(charts, "PARALLEL_CHARTS_TIMEOUT_S", 0.0)
+    monkeypatch.setattr(charts, "PARALLEL_CHARTS_TIMEOUT_PER_S", 0.0)
+    with caplog.at_level("WARNING", logger=charts.__name__):
+        drawn = charts.run_curves_many(ordered)
+    assert drawn == here  # every chart, the same bytes
+    assert "not drawn in child processes (TimeoutError" in caplog.text
