@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "serving": "bench.serving_bench",
     "topk": "bench.topk",
     "train": "bench.train_bench",
+    "halving": "bench.halving_bench",
     "tracking": "bench.tracking_bench",
 }
 
