@@ -14,6 +14,7 @@ def advance_rung(
     stages: int,
     trainings: list = [],
     pipeline_job: str = "",
+    prices: dict = {},
 ) -> list:
     """Lists what the next rung stage trains; after a rung, keeps its best trials.
 
@@ -26,6 +27,8 @@ def advance_rung(
         trainings: Every training of the sweep with its transform URI (bind_transforms); a
             default only so that this step runs after a failed training.
         pipeline_job: This pipeline job (its runs are the trials').
+        prices: Overrides of the packaged price table (an environment file's prices section),
+            for the cost logged on the stopped trials' runs.
 
     Returns:
         The next stage's trainings, each with its rung and the model folder it continues
@@ -35,7 +38,9 @@ def advance_rung(
     from trainer import sweep
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
-    return sweep.advance(config, trainings, stage, stages, mlflow_tracking_uri, pipeline_job)
+    return sweep.advance(
+        config, trainings, stage, stages, mlflow_tracking_uri, pipeline_job, prices=prices
+    )
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -71,9 +76,13 @@ def train_trial(
         pipeline_task: KFP task name, tagged on the MLflow run.
     """
     from trainer import config as cfg
-    from trainer import contract, sweep, train
+    from trainer import contract, cost, sweep, train
 
     config = cfg.parse_config_text(config_yaml, source="config_yaml")
+    # Its wall time and machine beside the rung's model, with the earlier rungs' time added:
+    # the last rung's record (read by evaluate) covers the whole trial, a stopped trial's
+    # record is logged on its run by the next advance_rung.
+    timer = cost.StepTimer("train")
     result = train.run_training(
         config,
         examples.path,
@@ -90,6 +99,7 @@ def train_trial(
         halving_rung=rung,
         resume_from=resume_from,
     )
+    timer.stop(model.path, carried_from=resume_from)
     model.metadata.update(
         {
             "mlflow_run_id": result.run_id or "",

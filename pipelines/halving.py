@@ -58,6 +58,7 @@ def add_rung_stages(
     examples,
     mlflow_tracking_uri,
     trainings,
+    prices,
 ) -> dsl.PipelineTask:
     """Adds the rung stages before the final one to the pipeline being defined.
 
@@ -70,6 +71,7 @@ def add_rung_stages(
         examples: The ingest output.
         mlflow_tracking_uri: The tracking URI parameter.
         trainings: Every training with its transform URI (the bind_transforms output).
+        prices: The price-table overrides parameter (the stopped trials' cost).
 
     Returns:
         The last ``advance_rung`` task: its output is what the final stage trains.
@@ -81,6 +83,7 @@ def add_rung_stages(
         "stages": stages,
         "trainings": trainings,
         "pipeline_job": job,
+        "prices": prices,
     }
     advance = advance_rung(stage=0, **common)
     for stage in range(1, stages):

@@ -151,6 +151,7 @@ def make_sweep_pipeline(
                 examples=ingest.outputs["examples"],
                 mlflow_tracking_uri=mlflow_tracking_uri,
                 trainings=bound.output,
+                prices=prices,
             ).output
         with dsl.ParallelFor(trainings, parallelism=parallelism, name="trainings") as run:
             if rung_stages:  # the last rung: each kept trial goes on from its checkpoint

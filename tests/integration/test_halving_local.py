@@ -83,6 +83,10 @@ def test_halving_stops_the_worst_trials_finished_and_the_best_goes_on_from_its_c
         assert tags[contract.TAG_HALVING_REASON].endswith("(the best 1 of 3 go on)")
         assert value <= kept_value
         assert contract.test_recall_key(100) not in run.data.metrics
+        # Never evaluated, it still has its cost: its rung's train record, logged when stopped.
+        assert run.data.metrics[contract.COST_MACHINE_SECONDS] > 0
+        assert run.data.metrics[contract.cost_seconds_key("train")] > 0
+        assert "train" not in run.data.tags[contract.TAG_COST_PRICES].partition("no record of")[2]
         # Its rung-1 checkpoint stays in its task's model folder.
         state = os.path.join(tags[contract.TAG_MODEL_URI], "checkpoint", "fit", "state.json")
         with open(state, encoding="utf-8") as f:
@@ -99,6 +103,10 @@ def test_halving_stops_the_worst_trials_finished_and_the_best_goes_on_from_its_c
     assert float(tags[contract.halving_rung_value_tag(1)]) == pytest.approx(at[1], abs=1e-6)
     assert float(tags[contract.halving_rung_value_tag(2)]) == pytest.approx(max(at.values()))
     assert contract.test_recall_key(100) in best.data.metrics
+    # Its train cost covers both rungs: more than the stopped trials' one rung each (the same
+    # data, one epoch each at rung 1; rung 2 adds an epoch).
+    train_seconds = best.data.metrics[contract.cost_seconds_key("train")]
+    assert train_seconds > max(r.data.metrics[contract.cost_seconds_key("train")] for r in stopped)
     # The final rung's own folder holds the exported model; its checkpoint was removed.
     final_dir = tags[contract.TAG_MODEL_URI]
     assert os.path.isdir(os.path.join(final_dir, contract.SERVING_DIR))

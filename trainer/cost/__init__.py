@@ -17,6 +17,7 @@ from trainer.cost.prices import PriceError, PriceTable, check_overrides, load_pr
 from trainer.cost.steps import (
     StepRecord,
     StepTimer,
+    carry_on,
     measure,
     read_records,
     run_cost,
@@ -33,6 +34,7 @@ __all__ = [
     "check_overrides",
     "detect_machine",
     "load_prices",
+    "carry_on",
     "measure",
     "read_records",
     "run_cost",

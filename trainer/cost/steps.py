@@ -59,14 +59,20 @@ class StepTimer:
         self.started = time.monotonic()
         self.record: StepRecord | None = None
 
-    def stop(self, folder: str = "") -> StepRecord:
-        """Records the step (into ``folder`` when given); returns the record."""
+    def stop(self, folder: str = "", carried_from: str = "") -> StepRecord:
+        """Records the step (into ``folder`` when given); returns the record.
+
+        With ``carried_from`` (an earlier rung's output folder) its seconds are added
+        (:func:`carry_on`).
+        """
         self.record = StepRecord(
             step=self.step,
             seconds=round(time.monotonic() - self.started, 3),
             machine=detect_machine(self.environ),
             execution=uuid.uuid4().hex,
         )
+        if carried_from:
+            self.record = carry_on(self.record, carried_from)
         if folder:
             write_record(folder, self.record)
         log.info("%s: %.1f s on %s", self.step, self.record.seconds, self.record.machine)
@@ -84,6 +90,34 @@ def measure(
     timer = StepTimer(step, environ)
     yield timer
     timer.stop(folder)
+
+
+def carry_on(record: StepRecord, previous_folder: str) -> StepRecord:
+    """``record`` with the seconds of the record in ``previous_folder`` added (none: as is).
+
+    A halving trial trains rung by rung, each rung a task with its own output folder; the
+    last rung's record, which the evaluate step reads, must cover every rung. The rungs of a
+    trial run on the machine the pipeline gives its trainings, so the sum is priced at this
+    record's machine; a previous rung on another machine is said in the log.
+    """
+    if previous_folder.startswith("gs://"):  # a Vertex task reads GCS through its /gcs/ mount
+        previous_folder = "/gcs/" + previous_folder[len("gs://") :]
+    path = os.path.join(previous_folder, contract.STEP_RECORD_FILE) if previous_folder else ""
+    if not path or not os.path.exists(path):
+        if previous_folder:
+            log.warning(
+                "no %s in %s: the earlier rungs' time is not counted", path, previous_folder
+            )
+        return record
+    with open(path, encoding="utf-8") as f:
+        previous = StepRecord.from_json(json.load(f))
+    if previous.machine != record.machine:
+        log.warning(
+            "the earlier rungs ran on %s, this one on %s: all priced as this one",
+            previous.machine,
+            record.machine,
+        )
+    return dataclasses.replace(record, seconds=round(record.seconds + previous.seconds, 3))
 
 
 def read_records(folders: Sequence[str]) -> list[StepRecord]:

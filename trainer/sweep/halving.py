@@ -87,6 +87,7 @@ def advance(
     stages: int,
     tracking_uri: str,
     pipeline_job: str,
+    prices: dict | None = None,
 ) -> list[dict]:
     """What stage ``stage + 1`` trains (stage ``stages`` is the final one).
 
@@ -97,6 +98,7 @@ def advance(
         stages: Rung stages compiled, the final one included.
         tracking_uri: The MLflow store the trials' runs are in.
         pipeline_job: This pipeline job (its runs are the trials').
+        prices: Overrides of the packaged price table, for the stopped trials' cost.
 
     Returns:
         The items of the next stage: all trainings for rung 1 (or for the final stage when
@@ -110,7 +112,7 @@ def advance(
     following = rungs if final else plan[stage]
     if not done:
         return [_item(t, following) for t in trainings] if final or following else []
-    kept = select(config, trainings, done, tracking_uri, pipeline_job)
+    kept = select(config, trainings, done, tracking_uri, pipeline_job, prices)
     return [_item(r.training, following, r.model_uri) for r in kept]
 
 
@@ -120,13 +122,15 @@ def select(
     rung: int,
     tracking_uri: str,
     pipeline_job: str,
+    prices: dict | None = None,
 ) -> list[RungResult]:
     """Keeps the best of a rung's trials (by their value there) and tags each one's run.
 
     The next rung's count comes from ``config.rungs`` (the best ``1/eta``, at least one);
     fewer when trials failed. Ties go to the earlier trial of the plan. A trial with no
     finished run at this rung (its training failed, or MLflow did not get its tags) is said
-    so in the log and goes no further.
+    so in the log and goes no further. A stopped trial's run also gets its cost (the train
+    records of its rungs, ``trainer.cost``): it is never evaluated, where the others get theirs.
 
     Returns:
         The kept trials, best first.
@@ -159,7 +163,7 @@ def select(
             contract.TAG_HALVING_STATUS: contract.HALVING_STOPPED,
             contract.TAG_HALVING_REASON: _stop_reason(result, kept, len(results), rung, config),
         }
-    _set_tags(tracking_uri, tags)
+    _set_tags(tracking_uri, tags, _stopped_cost(stopped, prices))
     for result in stopped:
         log.info("stopped %s: %s", result.run_key, tags[result.run_id][contract.TAG_HALVING_REASON])
     return kept
@@ -230,14 +234,44 @@ def _search_all(client, experiment_id: str, filter_string: str) -> list:
             return runs
 
 
-def _set_tags(tracking_uri: str, tags: dict[str, dict[str, str]]) -> None:
-    from mlflow.entities import RunTag
+def _stopped_cost(
+    stopped: list[RungResult], prices: dict | None
+) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
+    """Each stopped trial's cost metrics and tags from the train record in its model folder."""
+    from trainer import cost
+
+    table = cost.load_prices(prices)
+    out = {}
+    for result in stopped:
+        folder = result.model_uri
+        if folder.startswith("gs://"):  # the step reads GCS through Vertex's /gcs/ mount
+            folder = "/gcs/" + folder[len("gs://") :]
+        records = cost.read_records([folder]) if folder else []
+        if records:
+            out[result.run_id] = cost.run_cost(records, table)
+    return out
+
+
+def _set_tags(
+    tracking_uri: str,
+    tags: dict[str, dict[str, str]],
+    costs: dict[str, tuple[dict[str, float], dict[str, str]]] | None = None,
+) -> None:
+    import time
+
+    from mlflow.entities import Metric, RunTag
 
     from trainer.tracking import open_client
 
     client = open_client(tracking_uri)
+    now = int(time.time() * 1000)
     for run_id, values in tags.items():
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in values.items()])
+        metrics, cost_tags = (costs or {}).get(run_id, ({}, {}))
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, v) for k, v in {**values, **cost_tags}.items()],
+        )
 
 
 def _ids(training: dict) -> tuple[str, str, int]:

@@ -58,6 +58,7 @@ def test_each_stage_loops_over_an_advance_step_that_waits_for_the_stage_before_w
             "stages",
             "trainings",
             "pipeline_job",
+            "prices",  # the stopped trials' cost
         }
     stages = [
         root[advance]["inputs"]["parameters"]["stage"]["runtimeValue"]["constant"]

@@ -185,3 +185,26 @@ def test_the_run_labels_reach_a_dataflow_job_and_do_not_override_the_args():
     )
     assert cost.with_run_labels(args, {}) == args
     assert cost.run_labels({contract.ENV_VERTEX_RUN_LABELS: "not json"}) == {}
+
+
+def test_a_later_rungs_record_carries_the_earlier_rungs_seconds(tmp_path, caplog):
+    rung1, rung2 = tmp_path / "rung1", tmp_path / "rung2"
+    cost.write_record(str(rung1), _record("train", 100, LOCAL_4, "r1"))
+    carried = cost.carry_on(_record("train", 40.5, LOCAL_4, "r2"), str(rung1))
+    assert carried.seconds == 140.5 and carried.execution == "r2"
+    # Without an earlier record (rung 1, or an output from before records): its own seconds.
+    assert cost.carry_on(_record("train", 40.5, LOCAL_4, "r2"), "").seconds == 40.5
+    with caplog.at_level("WARNING"):
+        assert cost.carry_on(_record("train", 7, LOCAL_4, "r3"), str(rung2)).seconds == 7
+    assert "the earlier rungs' time is not counted" in caplog.text
+    # Another machine: summed, priced as this one, and said.
+    caplog.clear()
+    other = cost.carry_on(
+        _record("train", 10, cost.Machine("n1-standard-8", 8.0), "r4"), str(rung1)
+    )
+    assert other.seconds == 110 and "all priced as this one" in caplog.text
+    # What StepTimer.stop writes into the rung's folder is the carried record.
+    timer = cost.StepTimer("train", environ={})
+    written = timer.stop(str(rung2), carried_from=str(rung1))
+    assert written.seconds >= 100
+    assert cost.read_records([str(rung2)]) == [written]

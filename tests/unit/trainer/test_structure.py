@@ -211,13 +211,14 @@ def _functions(path: str):
 
 
 def test_no_function_in_trainer_or_reporting_is_longer_than_about_60_lines():
-    # write_report: 48 of its lines are the signature and the Args of a documented entry point;
+    # write_report: 48 of its lines are the signature and the Args of a documented entry point
+    # (and 2 start the per-run charts' processes before the runs are read);
     # run_training: 45 are (the train step's 15 parameters, each documented).
     # run_training is the step's one entry, a parameter per thing a caller decides (a halving
     # rung and the checkpoint it continues included); train_and_export the step's one path
     # from data to export, stopping early at a halving rung before the last.
     allowed = {
-        "reporting/build.py.write_report": 77,
+        "reporting/build.py.write_report": 79,
         "trainer/train/loop.py.run_training": 75,
         "trainer/train/loop.py.train_and_export": 74,
     }

@@ -178,3 +178,37 @@ def test_after_the_last_short_rung_the_kept_trials_go_to_the_final_stage(store):
         trainings[1]["model_config_id"],
         trainings[3]["model_config_id"],
     ]
+
+
+def test_a_stopped_trial_gets_the_cost_of_its_rungs_and_a_kept_one_waits_for_evaluate(
+    store, tmp_path
+):
+    from trainer import cost
+
+    config = _config()
+    trainings = _trainings(config)
+    client = MlflowClient(store)
+    eid = client.create_experiment(config.experiment)
+    ids = []
+    machine = cost.Machine("n1-standard-8", 8.0)
+    for i, (training, value) in enumerate(zip(trainings, [0.1 * i for i in range(9)], strict=True)):
+        run_id = _rung_run(client, eid, config, training, value)
+        folder = tmp_path / f"trial{i}"
+        cost.write_record(str(folder), cost.StepRecord("train", 360.0 + i, machine, f"t{i}"))
+        client.set_tag(run_id, contract.TAG_MODEL_URI, str(folder))
+        ids.append(run_id)
+    kept = sweep.advance(config, trainings, 2, 4, store, JOB, prices={"vcpu_hour": 0.5})
+    assert len(kept) == 4  # trials 8, 7, 6, 5
+    hourly = cost.load_prices({"vcpu_hour": 0.5}).hourly(machine)[0]
+    for i, run_id in enumerate(ids):
+        run = client.get_run(run_id)
+        if i >= 5:  # kept: its cost comes with its evaluation, from the last rung's record
+            assert contract.COST_USD not in run.data.metrics
+            continue
+        assert run.data.tags[contract.TAG_HALVING_STATUS] == contract.HALVING_STOPPED
+        assert run.data.metrics[contract.COST_MACHINE_SECONDS] == 360.0 + i
+        assert run.data.metrics[contract.COST_USD] == pytest.approx(
+            hourly * (360 + i) / 3600, abs=1e-6
+        )
+        assert run.data.tags[contract.cost_machine_tag("train")] == "n1-standard-8"
+        assert "no record of" in run.data.tags[contract.TAG_COST_PRICES]  # never evaluated
