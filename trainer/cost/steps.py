@@ -92,6 +92,13 @@ def measure(
     timer.stop(folder)
 
 
+def local_folder(uri: str) -> str:
+    """A path a step can open for an output folder's URI (Vertex mounts GCS under /gcs/)."""
+    if uri.startswith("gs://"):
+        return "/gcs/" + uri[len("gs://") :]
+    return uri
+
+
 def carry_on(record: StepRecord, previous_folder: str) -> StepRecord:
     """``record`` with the seconds of the record in ``previous_folder`` added (none: as is).
 
@@ -100,8 +107,7 @@ def carry_on(record: StepRecord, previous_folder: str) -> StepRecord:
     trial run on the machine the pipeline gives its trainings, so the sum is priced at this
     record's machine; a previous rung on another machine is said in the log.
     """
-    if previous_folder.startswith("gs://"):  # a Vertex task reads GCS through its /gcs/ mount
-        previous_folder = "/gcs/" + previous_folder[len("gs://") :]
+    previous_folder = local_folder(previous_folder)
     path = os.path.join(previous_folder, contract.STEP_RECORD_FILE) if previous_folder else ""
     if not path or not os.path.exists(path):
         if previous_folder:

@@ -243,9 +243,7 @@ def _stopped_cost(
     table = cost.load_prices(prices)
     out = {}
     for result in stopped:
-        folder = result.model_uri
-        if folder.startswith("gs://"):  # the step reads GCS through Vertex's /gcs/ mount
-            folder = "/gcs/" + folder[len("gs://") :]
+        folder = cost.local_folder(result.model_uri)
         records = cost.read_records([folder]) if folder else []
         if records:
             out[result.run_id] = cost.run_cost(records, table)

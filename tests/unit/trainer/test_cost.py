@@ -208,3 +208,8 @@ def test_a_later_rungs_record_carries_the_earlier_rungs_seconds(tmp_path, caplog
     written = timer.stop(str(rung2), carried_from=str(rung1))
     assert written.seconds >= 100
     assert cost.read_records([str(rung2)]) == [written]
+
+
+def test_a_gcs_output_folder_is_read_through_the_vertex_mount():
+    assert cost.local_folder("gs://bucket/root/model") == "/gcs/bucket/root/model"
+    assert cost.local_folder("/local/root/model") == "/local/root/model"
