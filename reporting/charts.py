@@ -718,22 +718,18 @@ def run_curves_many(runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
         return pending.get(timeout)
     except (multiprocessing.TimeoutError, OSError, EOFError, RuntimeError) as exc:
         # A child that died leaves its task unanswered (Pool would wait forever without the
-        # timeout), and a server may fail to start: the charts are drawn here instead, slower
-        # but never missing.
+        # timeout), and a server may fail to start: the charts are drawn here instead (below,
+        # once the children are gone), slower but never missing.
         logging.getLogger(__name__).warning(
             "per-run charts not drawn in child processes (%s: %s); drawing them here",
             type(exc).__name__,
             exc,
         )
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-            pool = None
-        return here()
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
+    return here()
 
 
 def overlay_curves(

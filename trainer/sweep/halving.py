@@ -163,7 +163,7 @@ def select(
             contract.TAG_HALVING_STATUS: contract.HALVING_STOPPED,
             contract.TAG_HALVING_REASON: _stop_reason(result, kept, len(results), rung, config),
         }
-    _set_tags(tracking_uri, tags, _stopped_cost(stopped, prices))
+    _log_verdicts(tracking_uri, tags, _stopped_cost(stopped, prices))
     for result in stopped:
         log.info("stopped %s: %s", result.run_key, tags[result.run_id][contract.TAG_HALVING_REASON])
     return kept
@@ -250,11 +250,12 @@ def _stopped_cost(
     return out
 
 
-def _set_tags(
+def _log_verdicts(
     tracking_uri: str,
     tags: dict[str, dict[str, str]],
     costs: dict[str, tuple[dict[str, float], dict[str, str]]] | None = None,
 ) -> None:
+    """Each judged run's verdict tags, and a stopped run's cost, in one request per run."""
     import time
 
     from mlflow.entities import Metric, RunTag

@@ -81,6 +81,13 @@ def store(_empty_store, tmp_path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
+def _sweep_store(store: str):
+    """The halving config, its bound trainings, a client of ``store`` and the experiment's id."""
+    config = _config()
+    client = MlflowClient(store)
+    return config, _trainings(config), client, client.create_experiment(config.experiment)
+
+
 def _rung_run(client, eid, config, training, value, *, job=JOB, rung=1, status="FINISHED"):
     """A trial's run as a rung's training leaves it (trainer/train/record.rung_tags)."""
     key = sweep.run_key(
@@ -108,10 +115,7 @@ def _rung_run(client, eid, config, training, value, *, job=JOB, rung=1, status="
 def test_after_rung_1_the_best_go_on_from_their_checkpoints_and_the_rest_are_stopped_finished(
     store, caplog
 ):
-    config = _config()
-    trainings = _trainings(config)
-    client = MlflowClient(store)
-    eid = client.create_experiment(config.experiment)
+    config, trainings, client, eid = _sweep_store(store)
     values = [0.30, 0.10, 0.25, 0.40, 0.20, 0.25, float("nan"), 0.35]
     ids = [_rung_run(client, eid, config, t, v) for t, v in zip(trainings, values, strict=False)]
     # Neither a failed run nor a run of another pipeline job takes a place.
@@ -154,10 +158,7 @@ def test_after_rung_1_the_best_go_on_from_their_checkpoints_and_the_rest_are_sto
 
 
 def test_judging_a_rung_again_gives_the_same_verdicts(store):
-    config = _config()
-    trainings = _trainings(config)
-    client = MlflowClient(store)
-    eid = client.create_experiment(config.experiment)
+    config, trainings, client, eid = _sweep_store(store)
     for training, value in zip(trainings, [0.1 * (i % 4) for i in range(9)], strict=True):
         _rung_run(client, eid, config, training, value)
     first = sweep.advance(config, trainings, 2, 4, store, JOB)
@@ -166,10 +167,7 @@ def test_judging_a_rung_again_gives_the_same_verdicts(store):
 
 
 def test_after_the_last_short_rung_the_kept_trials_go_to_the_final_stage(store):
-    config = _config()
-    trainings = _trainings(config)
-    client = MlflowClient(store)
-    eid = client.create_experiment(config.experiment)
+    config, trainings, client, eid = _sweep_store(store)
     for training, value in zip(trainings[:4], [0.2, 0.4, 0.1, 0.3], strict=True):
         _rung_run(client, eid, config, training, value, rung=2)
     final = sweep.advance(config, trainings, 3, 4, store, JOB)
@@ -185,10 +183,7 @@ def test_a_stopped_trial_gets_the_cost_of_its_rungs_and_a_kept_one_waits_for_eva
 ):
     from trainer import cost
 
-    config = _config()
-    trainings = _trainings(config)
-    client = MlflowClient(store)
-    eid = client.create_experiment(config.experiment)
+    config, trainings, client, eid = _sweep_store(store)
     ids = []
     machine = cost.Machine("n1-standard-8", 8.0)
     for i, (training, value) in enumerate(zip(trainings, [0.1 * i for i in range(9)], strict=True)):
