@@ -13,9 +13,11 @@ from __future__ import annotations
 import html
 import io
 import itertools
+import logging
 import math
 import re
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import matplotlib
 from matplotlib.collections import LineCollection
@@ -687,49 +689,86 @@ def prepare_run_curves_many(n_runs: int) -> None:
         forkserver.ensure_running()
 
 
-def run_curves_many(runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
-    """Every run's :func:`run_curves`, as ("svg", markup) or ("error", message), in order.
+class RunCurvesDrawing:
+    """Per-run charts being drawn (:func:`start_run_curves`); :meth:`result` collects them.
 
-    The report's dozen per-run charts are most of its drawing time (matplotlib is single
-    threaded: ~3 s of a 10,000-run report), so on a machine with more than one usable CPU they
-    are drawn in child processes (see :func:`_chart_context`), each with the number it would
-    have had on the page, so the SVGs are the same as drawn here one by one. For a few runs, with
-    one CPU, or where the children fail to answer in time (killed, or a server that cannot start),
-    they are drawn here.
+    The parent goes on with the rest of the report while the children draw (at 10,000 runs it
+    waited ~2.8 s for them, idle, before drawing its own charts).
     """
-    import logging
-    import multiprocessing
 
-    salts = [next(_ids) for _ in runs]
+    def __init__(self, runs: Sequence[RunRecord]) -> None:
 
-    def here() -> list[tuple[str, str]]:
-        return [_run_curves_or_error(run, salt) for run, salt in zip(runs, salts, strict=True)]
+        self.runs = list(runs)
+        self.salts = [next(_ids) for _ in self.runs]
+        self._pool: Any = None
+        self._pending: Any = None
+        self._done: list[tuple[str, str]] | None = None
+        processes = _chart_processes(len(self.runs))
+        self.timeout = PARALLEL_CHARTS_TIMEOUT_S + PARALLEL_CHARTS_TIMEOUT_PER_S * len(self.runs)
+        if processes < 2:
+            return
+        try:
+            self._pool = _chart_context().Pool(processes)
+            self._pending = self._pool.starmap_async(
+                _run_curves_or_error, zip(self.runs, self.salts, strict=True), chunksize=1
+            )
+        except (OSError, EOFError, RuntimeError) as exc:
+            self._fell_back(exc)
 
-    processes = _chart_processes(len(runs))
-    if processes < 2:
-        return here()
-    timeout = PARALLEL_CHARTS_TIMEOUT_S + PARALLEL_CHARTS_TIMEOUT_PER_S * len(runs)
-    pool = None
-    try:
-        pool = _chart_context().Pool(processes)
-        pending = pool.starmap_async(
-            _run_curves_or_error, zip(runs, salts, strict=True), chunksize=1
-        )
-        return pending.get(timeout)
-    except (multiprocessing.TimeoutError, OSError, EOFError, RuntimeError) as exc:
+    def _here(self) -> list[tuple[str, str]]:
+        return [_run_curves_or_error(r, s) for r, s in zip(self.runs, self.salts, strict=True)]
+
+    def _fell_back(self, exc: BaseException) -> None:
         # A child that died leaves its task unanswered (Pool would wait forever without the
-        # timeout), and a server may fail to start: the charts are drawn here instead (below,
-        # once the children are gone), slower but never missing.
+        # timeout), and a server may fail to start: the charts are drawn here instead (in
+        # result, once the children are gone), slower but never missing.
         logging.getLogger(__name__).warning(
             "per-run charts not drawn in child processes (%s: %s); drawing them here",
             type(exc).__name__,
             exc,
         )
-    finally:
+        self.close()
+
+    def result(self) -> list[tuple[str, str]]:
+        """Every run's ("svg", markup) or ("error", message), in order (waits, or draws here)."""
+        import multiprocessing
+
+        if self._done is not None:
+            return self._done
+        if self._pending is not None:
+            try:
+                self._done = self._pending.get(self.timeout)
+            except (multiprocessing.TimeoutError, OSError, EOFError, RuntimeError) as exc:
+                self._fell_back(exc)
+        self.close()
+        if self._done is None:
+            self._done = self._here()
+        return self._done
+
+    def close(self) -> None:
+        """Ends the children (their unfinished charts are lost; :meth:`result` draws them)."""
+        pool, self._pool, self._pending = self._pool, None, None
         if pool is not None:
             pool.terminate()
             pool.join()
-    return here()
+
+
+def start_run_curves(runs: Sequence[RunRecord]) -> RunCurvesDrawing:
+    """Starts drawing every run's :func:`run_curves`; ``.result()`` gives them, in order.
+
+    The report's dozen per-run charts are most of its drawing time (matplotlib is single
+    threaded: ~3 s of a 10,000-run report), so on a machine with more than one usable CPU they
+    are drawn in child processes (see :func:`_chart_context`) while the caller goes on, each
+    with the number it would have had on the page, so the SVGs are the same as drawn here one by
+    one. For a few runs, with one CPU, or where the children fail to answer in time (killed, or
+    a server that cannot start), they are drawn here when asked for.
+    """
+    return RunCurvesDrawing(runs)
+
+
+def run_curves_many(runs: Sequence[RunRecord]) -> list[tuple[str, str]]:
+    """Every run's :func:`run_curves`, as ("svg", markup) or ("error", message), in order."""
+    return start_run_curves(runs).result()
 
 
 def overlay_curves(

@@ -185,6 +185,19 @@ def fetch_histories_per_run(
 HistoryFetcher = Callable[[MlflowClient, str, list[RunRecord], list[str]], tuple[dict, str]]
 
 
+def is_sql_store(store: Any) -> bool:
+    """Whether ``store`` is MLflow's database store (None, over HTTP: not asked).
+
+    Its module is imported only here: over HTTP it is never needed, and importing it (with
+    SQLAlchemy and alembic) was ~1.4 s of a report's start-up.
+    """
+    if store is None:
+        return False
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    return isinstance(store, SqlAlchemyStore)
+
+
 def fetch_histories(
     client: MlflowClient, tracking_uri: str, runs: list[RunRecord], keys: list[str]
 ) -> tuple[dict[str, History], str]:
@@ -204,9 +217,7 @@ def fetch_histories(
             return fetch_histories_per_run(
                 client, runs, keys
             ), "per-run metric history (old server)"
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
     store = client._tracking_client.store
-    if isinstance(store, SqlAlchemyStore):
+    if is_sql_store(store):
         return fetch_histories_sql(store, runs, keys), "bulk SQL on the tracking database"
     return fetch_histories_per_run(client, runs, keys), "per-run metric history (store fallback)"

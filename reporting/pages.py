@@ -193,9 +193,16 @@ def _run_detail(model: ReportModel, run: RunRecord, drawn: tuple[str, str]) -> d
     }
 
 
-def _training_curves(model: ReportModel) -> Markup:
+def _with_history(model: ReportModel) -> list[RunRecord]:
+    """The listed runs with a history, in the training curves' order (the detail ones first)."""
     ordered = [r.run for r in model.listed] + [a.run for a in model.apart_listed]
-    with_hist = [r for r in ordered if r.has_history]
+    return [r for r in ordered if r.has_history]
+
+
+def _training_curves(model: ReportModel, drawing: charts.RunCurvesDrawing | None = None) -> Markup:
+    """The training-curves view; ``drawing``: its per-run charts, started earlier."""
+    ordered = [r.run for r in model.listed] + [a.run for a in model.apart_listed]
+    with_hist = _with_history(model)
     keys = [k for k in overview_keys(model.rank) if k in model.data.history_keys]
     overview = (
         _chart("the overview curves", charts.overlay_curves, with_hist, keys, title="All runs")
@@ -203,19 +210,18 @@ def _training_curves(model: ReportModel) -> Markup:
         else None
     )
     detail = with_hist[: model.detail_runs]
-    return _section(
+    drawn = (drawing or charts.start_run_curves(detail)).result()
+    section = _section(
         contract.VIEW_TRAINING_CURVES,
         overview=overview,
-        details=[
-            _run_detail(model, run, drawn)
-            for run, drawn in zip(detail, charts.run_curves_many(detail), strict=True)
-        ],
+        details=[_run_detail(model, run, d) for run, d in zip(detail, drawn, strict=True)],
         more=with_hist[model.detail_runs :],
         without=[r for r in ordered if not r.has_history],
         n_with=sum(1 for r in model.data.runs if r.has_history),
         n_unlisted=model.unlisted_runs + len(model.apart) - len(model.apart_listed),
         **_common(model),
-    ) + _rungs(model)
+    )
+    return section + _rungs(model)
 
 
 def _rungs(model: ReportModel) -> Markup:
@@ -361,7 +367,14 @@ def _page(
 
 def render_pages(model: ReportModel) -> dict[str, str]:
     """Every view's page and the combined page (``contract.VIEW_COMBINED``), as HTML text."""
-    sections = {view: _BUILDERS[view](model) for view in contract.VIEWS}
+    # The per-run charts are drawn in child processes while the other views are built here.
+    drawing = charts.start_run_curves(_with_history(model)[: model.detail_runs])
+    try:
+        built = {v: b(model) for v, b in _BUILDERS.items() if v != contract.VIEW_TRAINING_CURVES}
+        built[contract.VIEW_TRAINING_CURVES] = _training_curves(model, drawing)
+    finally:
+        drawing.close()
+    sections = {view: built[view] for view in contract.VIEWS}
     footer = {
         "Experiment": model.experiment,
         "Tracking URI": model.tracking_uri,

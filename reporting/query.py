@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from reporting import listing
-from reporting.histories import HistoryFetcher, fetch_histories, host_creds
+from reporting.histories import HistoryFetcher, fetch_histories, host_creds, is_sql_store
 from reporting.records import (
     ExperimentData,
     RunRecord,
@@ -166,7 +166,7 @@ def list_runs_http(
 def listing_pages(
     client: MlflowClient, experiment_id: str, **fields: Any
 ) -> list[dict[str, Any]] | None:
-    """Every page of the server's listing route, as answered (``reporting.listing.encode``).
+    """Every page of the server's listing route, as answered (``reporting.listing.list_page``).
 
     The first page is asked alone (most experiments fit in one); when there are more, the rest
     are asked :data:`LISTING_CONCURRENCY` at a time, at the offsets the route's page tokens
@@ -267,7 +267,7 @@ def search_all_runs(
 
     A run that does not parse is left out and named in ``skipped``.
 
-    A database store is read with four column queries (:func:`reporting.listing.list_runs`).
+    A database store is read with four column queries (:func:`reporting.listing.list_page`).
     Over HTTP the server's listing route (:func:`list_runs_http`: the same queries in the
     server, as ``mlflow_server/entrypoint.sh`` runs it) is asked first; a server without it is
     paged through ``runs/search``, whose JSON goes straight into :class:`RunRecord` (the
@@ -286,16 +286,15 @@ def search_all_runs(
         (the runs, whether ``metric_keys`` / ``run_ids`` were applied: False when the store
         answered with every metric of every run).
     """
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
     skipped = [] if skipped is None else skipped
     fields = {
         k: v for k, v in (("metric_keys", metric_keys), ("run_ids", run_ids)) if v is not None
     }
     store = None if TrackingUri(tracking_uri).is_server else client._tracking_client.store
-    if isinstance(store, SqlAlchemyStore):
-        runs, _ = listing.list_runs(store, experiment_id, **fields)
-        return records_from_json(runs, skipped), True
+    if is_sql_store(store):
+        return records_from_listing(
+            listing.list_page(store, experiment_id, **fields), skipped
+        ), True
     if TrackingUri(tracking_uri).is_server:
         pages = listing_pages(client, experiment_id, **fields)
         if pages is not None:

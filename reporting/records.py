@@ -201,7 +201,7 @@ def _record(
 
 
 def records_from_listing(page: dict[str, Any], skipped: list[str]) -> list[RunRecord]:
-    """RunRecords of one page of the server's listing route (``reporting.listing.encode``).
+    """RunRecords of one page of the server's listing route (``reporting.listing.list_page``).
 
     Straight from the answer's compact shape (params and tags as objects, metrics as [name
     index, value, step]) under :func:`record_from_json`'s rules, without building the

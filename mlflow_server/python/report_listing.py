@@ -3,7 +3,7 @@
 ``mlflow server --app-name b2b-report`` (what ``entrypoint.sh`` runs) builds its app here. It is
 MLflow's Flask app, every route unchanged, with :data:`reporting.listing.LISTING_ENDPOINT`
 added: every active run of an experiment read with four column queries
-(:func:`reporting.listing.list_runs`) instead of ``search_runs``'s ~300,000 ORM objects for
+(:func:`reporting.listing.list_page`) instead of ``search_runs``'s ~300,000 ORM objects for
 1,000 runs of this product (``bench/RESULTS.md``: the report's 10 s budget over HTTP). The
 report asks for it first and falls back to ``runs/search`` on any server without it (a plain
 ``mlflow server``, an MLflow 2.x one).
@@ -60,8 +60,8 @@ def list_runs_view():
         return _error(501, "NOT_IMPLEMENTED", f"{type(store).__name__} has no column listing")
     offset = fields.pop("offset")
     experiment_id = fields.pop("experiment_id")
-    runs, next_offset = listing.list_runs(store, experiment_id, offset=offset, **fields)
-    body = json.dumps(listing.encode(runs, next_offset), separators=(",", ":")).encode()
+    page = listing.list_page(store, experiment_id, offset=offset, **fields)
+    body = json.dumps(page, separators=(",", ":")).encode()
     headers = {}
     if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("Accept-Encoding", ""):
         body = gzip.compress(body, compresslevel=1)
