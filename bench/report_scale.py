@@ -7,6 +7,14 @@ workers, as deployed), then ``python -m reporting`` run as a fresh process (impo
 start-up included, as a user or the report step runs it) after one warm-up run; wall time
 of each timed run, and every page's size.
 
+Next to it, the per-run client the report replaced (the seed's ``MLflowService``, as
+``bench.report_bench.per_run_fetcher`` makes it): ``runs/search`` pages of 1,000 runs, then one
+``get_run`` and one ``get_metric_history`` per history metric for every run, reading only (no
+pages drawn, no start-up: a lower bound of what that client's report would take). Above
+PER_RUN_SAMPLE runs (REPORT_SCALE_PER_RUN_SAMPLE, 1,000) it reads the first page's runs and the
+time is scaled by runs / sample, said so in the table (the full read of 10,000 runs is ~90,000
+requests, most of an hour).
+
 Run: ``python -m bench report-scale`` (REPORT_SCALE_RUNS="1000,10000", REPORT_SCALE_RENDERS=3;
 smoke: 20 runs, 1 render).
 """
@@ -31,6 +39,7 @@ RUNS_LIST = [
 RENDERS = int(os.environ.get("REPORT_SCALE_RENDERS", size("3", "1")))
 REPO = Path(__file__).resolve().parent.parent
 PAGE_LIMIT = 5 * 1024 * 1024
+PER_RUN_SAMPLE = int(os.environ.get("REPORT_SCALE_PER_RUN_SAMPLE", size("1000", "20")))
 
 
 def _cli(url: str, out: Path) -> float:
@@ -44,6 +53,51 @@ def _cli(url: str, out: Path) -> float:
     return time.perf_counter() - started
 
 
+def per_run_read(url: str, runs: int) -> dict:
+    """The per-run client's read of ``min(runs, PER_RUN_SAMPLE)`` runs: seconds and requests.
+
+    The same requests as ``bench.report_bench.per_run_fetcher`` (listing pages, then per run
+    ``get_run`` and ``get_metric_history`` per history metric), timed in this process.
+    """
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from bench.report_bench import HISTORY_METRICS
+    from tests.integration.conftest import count_requests  # the tests' counter, one home
+
+    client = MlflowClient(tracking_uri=url)
+    sample = min(runs, PER_RUN_SAMPLE)
+    with count_requests() as counter:
+        started = time.perf_counter()
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        run_ids, token = [], None
+        while len(run_ids) < sample:
+            page = client.search_runs(
+                [experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=min(1000, sample - len(run_ids)), page_token=token,
+            )  # fmt: skip
+            run_ids += [r.info.run_id for r in page]
+            token = page.token
+            if not token:
+                break
+        points = 0
+        for run_id in run_ids:
+            logged = client.get_run(run_id).data.metrics
+            for key in HISTORY_METRICS:
+                if key in logged:
+                    points += len(client.get_metric_history(run_id, key))
+        elapsed = time.perf_counter() - started
+    if len(run_ids) != sample or not points:
+        raise RuntimeError(f"per-run read got {len(run_ids)} of {sample} runs, {points} points")
+    return {
+        "sample": sample,
+        "read_s": elapsed,
+        "requests": sum(counter.values()),
+        "scaled_s": elapsed * runs / sample,
+        "scaled_requests": round(sum(counter.values()) * runs / sample),
+    }
+
+
 def one_size(runs: int, workdir: Path) -> dict:
     """Populate ``runs`` runs, serve them, time the CLI; the figures of one row."""
     db = workdir / f"mlflow-{runs}.db"
@@ -53,6 +107,7 @@ def one_size(runs: int, workdir: Path) -> dict:
     with mlflow_server(f"sqlite:///{db}", workdir) as url:
         _cli(url, workdir / f"warmup-{runs}")
         times = [_cli(url, workdir / f"out-{runs}-{i}") for i in range(RENDERS)]
+        per_run = per_run_read(url, runs)
     out = workdir / f"out-{runs}-0"
     sizes = {p.name: p.stat().st_size for p in sorted(out.glob("*.html"))}
     return {
@@ -63,6 +118,7 @@ def one_size(runs: int, workdir: Path) -> dict:
         "largest_page": max(sizes, key=sizes.get),
         "sizes_kib": {k: round(v / 1024) for k, v in sizes.items()},
         "under_limit": all(v < PAGE_LIMIT for v in sizes.values()),
+        "per_run": per_run,
     }
 
 
@@ -83,6 +139,18 @@ def main() -> list[dict]:
             largest = r["largest_page"]
             print(f"| {r['runs']:,} | {r['median_s']:.2f} ({r['cli_s']}) | {largest} "
                   f"{r['sizes_kib'][largest]} KiB | {'yes' if r['under_limit'] else 'NO'} |")  # fmt: skip
+        print("\n| runs | per-run client, reading only (s) | its requests | report CLI, all of it (s) "
+              "| ratio |")  # fmt: skip
+        print("|---:|---:|---:|---:|---:|")
+        for r in rows:
+            pr = r["per_run"]
+            scaled = (
+                ""
+                if pr["sample"] == r["runs"]
+                else f" (x{r['runs'] / pr['sample']:g} of {pr['sample']:,} runs' {pr['read_s']:.1f})"
+            )
+            print(f"| {r['runs']:,} | {pr['scaled_s']:.1f}{scaled} | {pr['scaled_requests']:,} "
+                  f"| {r['median_s']:.2f} | {pr['scaled_s'] / r['median_s']:.1f}x |")  # fmt: skip
         for r in rows:
             print(f"page sizes at {r['runs']:,} runs (KiB): {r['sizes_kib']}")
         ok = all(r["median_s"] <= 10 and r["under_limit"] for r in rows)
