@@ -654,8 +654,29 @@ def _chart_processes(n_runs: int) -> int:
         return 0
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return 0
+    if not _main_is_importable():
+        return 0
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     return min(PARALLEL_CHARTS_PROCESSES, usable, n_runs)
+
+
+def _main_is_importable() -> bool:
+    """Whether a forkserver child can prepare ``__main__`` as the parent's was started.
+
+    A child re-runs the parent's main script by its path (``multiprocessing.spawn``'s
+    preparation data, ``init_main_from_path``). A script read from standard input or typed
+    in (``__file__`` "<stdin>") has no path to run: every child dies at start-up and the pool
+    starts new ones until the timeout, so then the charts are drawn here. A module run with
+    ``-m``, ``-c`` code and an interactive session give the child nothing to re-run.
+    """
+    import os
+    import sys
+
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return True  # run with -m: the child imports it by name
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.isfile(path)
 
 
 def _chart_context():

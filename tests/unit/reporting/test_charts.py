@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,8 @@ from reporting.metric import RankMetric
 from reporting.records import RunRecord
 from tests.unit.reporting.mlflow_runs import EVIL, EXPERIMENT
 from trainer import contract
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 _SVG = "{http://www.w3.org/2000/svg}"
 RANKED = ["hist-small", "ids-large", "ids-small-s3", "ids-small-s2", "ids-small-s1"]
@@ -194,3 +198,50 @@ def test_children_that_do_not_answer_in_time_leave_the_charts_drawn_here(runs, m
         drawn = charts.run_curves_many(ordered)
     assert drawn == here  # every chart, the same bytes
     assert "not drawn in child processes (TimeoutError" in caplog.text
+
+
+def test_a_report_from_a_script_read_on_stdin_draws_its_charts_here(tmp_path):
+    # Children of the forkserver re-run the parent's main script by its path; "<stdin>" has
+    # none, so they would die at start-up until the timeout (30 s + 5 s a chart).
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, logging\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from reporting import charts\n"
+        "from tests.unit.reporting.test_charts import curve_runs\n"
+        "print('processes', charts._chart_processes(8))\n"
+        "drawn = charts.run_curves_many(curve_runs(8))\n"
+        "print('kinds', sorted({kind for kind, _ in drawn}), len(drawn))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=25,
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "processes 0" in done.stdout and "kinds ['svg'] 8" in done.stdout, done.stdout
+    assert "not drawn in child processes" not in done.stderr, done.stderr[-3000:]
+
+
+def curve_runs(n: int) -> list[RunRecord]:
+    """``n`` runs with a loss and a validation-loss history, made without a store."""
+    return [
+        RunRecord(
+            run_id=f"{i:032x}",
+            name=f"run-{i}",
+            status="FINISHED",
+            start_time=0,
+            end_time=1,
+            params={},
+            tags={},
+            metrics={contract.METRIC_LOSS: 1.0 / (i + 1)},
+            metric_steps={contract.METRIC_LOSS: 3},
+            history={
+                contract.METRIC_LOSS: [(s, 1.0 / (s + i + 1)) for s in range(1, 4)],
+                contract.METRIC_VAL_LOSS: [(s, 1.2 / (s + i + 1)) for s in range(1, 4)],
+            },
+            logged_history=(contract.METRIC_LOSS, contract.METRIC_VAL_LOSS),
+        )  # fmt: skip
+        for i in range(n)
+    ]
