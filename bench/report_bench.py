@@ -361,6 +361,40 @@ RENDERS = int(os.environ.get("REPORT_BENCH_RENDERS", size("3", "1")))
 WARM_UP = size(True, False)  # one render first, not timed (imports, caches)
 
 
+def per_run_read(client, limit: int | None = None) -> tuple[dict, int]:
+    """The per-run client's reads: listing pages, then per run ``get_run`` and ``get_metric_history``.
+
+    Reads the experiment's first ``limit`` runs (all when None), every history metric each
+    logged. Returns (run id -> {metric: [(step, value)]}, the number of points read).
+    """
+    from mlflow.entities import ViewType
+
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    run_ids, token = [], None
+    while limit is None or len(run_ids) < limit:
+        page = client.search_runs(
+            [experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1000 if limit is None else min(1000, limit - len(run_ids)),
+            page_token=token,
+        )  # fmt: skip
+        run_ids += [r.info.run_id for r in page]
+        token = page.token
+        if not token:
+            break
+    histories: dict = {}
+    points = 0
+    for run_id in run_ids:
+        logged = client.get_run(run_id).data.metrics
+        per_key = {}
+        for key in HISTORY_METRICS:  # the 8 per-epoch metrics every run of the benchmark logs
+            if key in logged:
+                history = client.get_metric_history(run_id, key)
+                per_key[key] = sorted((int(m.step), float(m.value)) for m in history)
+                points += len(history)
+        histories[run_id] = per_key
+    return histories, points
+
+
 def per_run_fetcher(client, tracking_uri, runs, keys):
     """The per-run approach: one get_run and one get_metric_history per metric, per run.
 
@@ -368,29 +402,7 @@ def per_run_fetcher(client, tracking_uri, runs, keys):
     ``runs`` and ``keys`` ask for (the report asks for the runs it lists, 200 of 1,000), as
     the seed's service did; the report's later history requests find nothing left to fetch.
     """
-    from mlflow.entities import ViewType
-
-    keys = HISTORY_METRICS  # the 8 per-epoch metrics every run of the benchmark logs
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    run_ids, token = [], None
-    while True:
-        page = client.search_runs(
-            [experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=1000, page_token=token,
-        )  # fmt: skip
-        run_ids += [r.info.run_id for r in page]
-        token = page.token
-        if not token:
-            break
-    histories: dict = {}
-    for run_id in run_ids:
-        logged = client.get_run(run_id).data.metrics
-        per_key = {}
-        for key in keys:
-            if key in logged:
-                points = client.get_metric_history(run_id, key)
-                per_key[key] = sorted((int(m.step), float(m.value)) for m in points)
-        histories[run_id] = per_key
+    histories, _ = per_run_read(client)
     return histories, "per-run get_run + get_metric_history"
 
 

@@ -8,7 +8,7 @@ start-up included, as a user or the report step runs it) after one warm-up run; 
 of each timed run, and every page's size.
 
 Next to it, the per-run client the report replaced (the seed's ``MLflowService``, as
-``bench.report_bench.per_run_fetcher`` makes it): ``runs/search`` pages of 1,000 runs, then one
+``bench.report_bench.per_run_read`` makes it): ``runs/search`` pages of 1,000 runs, then one
 ``get_run`` and one ``get_metric_history`` per history metric for every run, reading only (no
 pages drawn, no start-up: a lower bound of what that client's report would take). Above
 PER_RUN_SAMPLE runs (REPORT_SCALE_PER_RUN_SAMPLE, 1,000) it reads the first page's runs and the
@@ -53,48 +53,30 @@ def _cli(url: str, out: Path) -> float:
     return time.perf_counter() - started
 
 
-def per_run_read(url: str, runs: int) -> dict:
+def per_run_time(url: str, runs: int) -> dict:
     """The per-run client's read of ``min(runs, PER_RUN_SAMPLE)`` runs: seconds and requests.
 
-    The same requests as ``bench.report_bench.per_run_fetcher`` (listing pages, then per run
-    ``get_run`` and ``get_metric_history`` per history metric), timed in this process.
+    ``bench.report_bench.per_run_read`` (what the report benchmark's per-run render fetches),
+    timed in this process and scaled to ``runs``.
     """
-    from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    from bench.report_bench import HISTORY_METRICS
+    from bench.report_bench import per_run_read
     from tests.integration.conftest import count_requests  # the tests' counter, one home
 
-    client = MlflowClient(tracking_uri=url)
     sample = min(runs, PER_RUN_SAMPLE)
     with count_requests() as counter:
         started = time.perf_counter()
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        run_ids, token = [], None
-        while len(run_ids) < sample:
-            page = client.search_runs(
-                [experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
-                max_results=min(1000, sample - len(run_ids)), page_token=token,
-            )  # fmt: skip
-            run_ids += [r.info.run_id for r in page]
-            token = page.token
-            if not token:
-                break
-        points = 0
-        for run_id in run_ids:
-            logged = client.get_run(run_id).data.metrics
-            for key in HISTORY_METRICS:
-                if key in logged:
-                    points += len(client.get_metric_history(run_id, key))
+        histories, points = per_run_read(MlflowClient(tracking_uri=url), limit=sample)
         elapsed = time.perf_counter() - started
-    if len(run_ids) != sample or not points:
-        raise RuntimeError(f"per-run read got {len(run_ids)} of {sample} runs, {points} points")
+    if len(histories) != sample or not points:
+        raise RuntimeError(f"per-run read got {len(histories)} of {sample} runs, {points} points")
+    requests = sum(counter.values())
     return {
         "sample": sample,
         "read_s": elapsed,
-        "requests": sum(counter.values()),
         "scaled_s": elapsed * runs / sample,
-        "scaled_requests": round(sum(counter.values()) * runs / sample),
+        "scaled_requests": round(requests * runs / sample),
     }
 
 
@@ -107,7 +89,7 @@ def one_size(runs: int, workdir: Path) -> dict:
     with mlflow_server(f"sqlite:///{db}", workdir) as url:
         _cli(url, workdir / f"warmup-{runs}")
         times = [_cli(url, workdir / f"out-{runs}-{i}") for i in range(RENDERS)]
-        per_run = per_run_read(url, runs)
+        per_run = per_run_time(url, runs)
     out = workdir / f"out-{runs}-0"
     sizes = {p.name: p.stat().st_size for p in sorted(out.glob("*.html"))}
     return {

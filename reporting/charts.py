@@ -663,11 +663,12 @@ def _chart_processes(n_runs: int) -> int:
 def _main_is_importable() -> bool:
     """Whether a forkserver child can prepare ``__main__`` as the parent's was started.
 
-    A child re-runs the parent's main script by its path (``multiprocessing.spawn``'s
-    preparation data, ``init_main_from_path``). A script read from standard input or typed
-    in (``__file__`` "<stdin>") has no path to run: every child dies at start-up and the pool
-    starts new ones until the timeout, so then the charts are drawn here. A module run with
-    ``-m``, ``-c`` code and an interactive session give the child nothing to re-run.
+    A child prepares the parent's ``__main__`` as ``multiprocessing.spawn``'s preparation
+    data says: a module run with ``-m`` is imported by its name, a script is re-run from its
+    path, and ``-c`` code or an interactive session (no ``__file__``) is not re-run at all. A
+    script read from standard input (``__file__`` "<stdin>") has no path to re-run: every
+    child dies at start-up and the pool starts new ones until the timeout, so its charts are
+    drawn here.
     """
     import os
     import sys
