@@ -20,6 +20,7 @@ TRAINER = [
     "pandas>=2.2",
     "google-cloud-storage>=2.18",
     "google-cloud-bigquery>=3.20",  # bq:// sources (trainer/ingest/bigquery.py)
+    "scikit-learn>=1.5",  # the ranking stage's gradient-boosted trees (trainer/rank)
 ] + REPORTING
 # The component image installs this too: CUDA / cuDNN / NCCL wheels that TensorFlow loads on a
 # GPU machine (versions pinned in constraints.txt, checked by a resolver dry run in tests).

@@ -83,6 +83,37 @@ def selected_test_recall_key(k: int) -> str:
     return f"selected_test_recall_at_{k}"
 
 
+def retrieval_test_recall_key(k: int) -> str:
+    """Test recall of the retrieval stage alone, logged when the ranking stage was kept."""
+    return f"retrieval_test_recall_at_{k}"
+
+
+# ``training.ranking_stage`` (trainer/rank): the ranking stage's figures on validation,
+# cross-fitted over the validation buyers (each half ranked by a ranker fit on the other),
+# beside the retrieval stage's on the same buyers; whether it was kept (1) or not (0); the
+# lift of the two stages over the retrieval stage alone on test, with its interval.
+RANKING_KEPT = "ranking_kept"
+RANKING_DIR = "ranking"  # evaluation output folder and run artifact folder of the ranker
+RANKING_FILE = "ranking.json"  # what was fit, on what, how well, and the decision
+RANKER_FILE = "ranker.joblib"
+TAG_RANKING = "ranking_stage"  # kept / dropped, and why
+
+
+def ranking_val_recall_key(k: int) -> str:
+    """Cross-fitted validation recall of the two stages."""
+    return f"ranking_val_recall_at_{k}"
+
+
+def retrieval_val_recall_key(k: int) -> str:
+    """Validation recall of the retrieval stage alone on the ranking stage's buyers."""
+    return f"retrieval_val_recall_at_{k}"
+
+
+def ranking_lift_key(k: int) -> str:
+    """Test recall@k of the two stages minus the retrieval stage's alone (paired)."""
+    return f"ranking_lift_at_{k}"
+
+
 # ``training.calibrate_repurchase``: the factors the repurchase part is scaled by on trial
 # (validation recall of each), the chosen one, and the validation recall with it.
 REPURCHASE_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
@@ -120,6 +151,11 @@ EVALUATION_ARTIFACT_DIR = "evaluation"  # run artifacts: evaluation/per_buyer_{t
 SCORER = "model"  # the column naming the scorer of a row
 SCORER_MODEL = "model"
 SCORER_SELECTED = "selected"
+# With ``training.ranking_stage`` kept (trainer/rank): the retrieval stage alone, the exported
+# model's own lists, while ``SCORER_MODEL`` is the two stages (retrieval, then ranking).
+SCORER_RETRIEVAL = "retrieval"
+# Scorers that are the run's own models, never baselines (no lift is taken against them).
+OWN_SCORERS: tuple[str, ...] = (SCORER_MODEL, SCORER_SELECTED, SCORER_RETRIEVAL)
 PAIRS = "pairs"
 REPEAT = "repeat"
 NEW = "new"
@@ -683,6 +719,9 @@ METRICS_FILE = "metrics.json"
 TOP_K_FILE = "top_k.parquet"
 # The serving model returns this many products per query.
 SERVING_K = max(RECALL_KS)
+# The strong baselines' lists are this long: their top max(k) are the baseline, and the
+# ranking stage (trainer/rank) takes the whole list as candidates beside the model's.
+STRONG_LIST_K = 3 * max(RECALL_KS)
 
 # --- Report ------------------------------------------------------------------------------
 

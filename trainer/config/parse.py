@@ -379,6 +379,7 @@ def _training(r: Reader, data: dict) -> Training:
         exclude_seen=exclude_seen,
         refit=r.field(Training, data, "refit", field, bool),
         calibrate_repurchase=calibrate,
+        ranking_stage=r.field(Training, data, "ranking_stage", field, bool),
     )
 
 

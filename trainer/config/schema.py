@@ -241,6 +241,11 @@ class Training:
     # factor of contract.REPURCHASE_SCALES with the best validation recall; the exported models
     # (the selected and the refit one) carry it.
     calibrate_repurchase: bool = False
+    # A second stage in the evaluate step (trainer/rank): gradient-boosted trees re-rank the
+    # retrieval stage's top-k and the strong baseline's list on dense (buyer, product)
+    # features, fit on the validation window; kept when its cross-fitted validation recall
+    # beats the retrieval stage's alone. The exported SavedModel stays the retrieval stage.
+    ranking_stage: bool = False
 
     @property
     def sweep_seeds(self) -> tuple[int, ...]:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from trainer import config as cfg
-from trainer import contract, cost, ingest, inputs, layout, retrieval, serving, tracking
+from trainer import contract, cost, ingest, inputs, layout, rank, retrieval, serving, tracking
 from trainer.evaluate import slices, uncertainty
 from trainer.tracking import RunTracker, read_run_info
 
@@ -72,55 +72,59 @@ def query_rows(
     )
 
 
-def served_top(
-    serving_dir: str,
-    queries: pd.DataFrame,
-    catalog: pd.DataFrame,
-    buyers: np.ndarray,
-    top_k_path: str | None = None,
-) -> np.ndarray:
-    """A served model's top-k catalog rows per query; its lists go to ``top_k_path``."""
+@dataclasses.dataclass
+class ServedLists:
+    """A served model's top-k per query: catalog rows (-1: an empty slot), ids and scores."""
+
+    rows: np.ndarray
+    product_ids: np.ndarray
+    scores: np.ndarray
+
+
+def served_lists(serving_dir: str, queries: pd.DataFrame, catalog: pd.DataFrame) -> ServedLists:
+    """A served model's top-k per query, through its serving signature."""
     k = max(contract.RECALL_KS)
     if not len(queries):
-        return np.empty((0, k), np.int64)
+        empty = np.empty((0, k))
+        return ServedLists(empty.astype(np.int64), empty.astype(str), empty.astype(np.float32))
     serve = serving.load_serving_model(serving_dir)
     product_ids, scores = serving.serve_top_k(serve, queries)
-    if top_k_path:
-        pd.DataFrame(
-            {
-                contract.BUYER_ID: buyers,
-                "product_ids": list(product_ids[:, :k]),
-                "scores": list(scores[:, :k]),
-            }
-        ).to_parquet(top_k_path)
     index = retrieval.catalog_index(catalog)
     # An empty slot ("": the buyer's earlier items were excluded) is row -1, never a hit.
-    return np.vectorize(lambda p: index.get(p, -1), otypes=[np.int64])(product_ids[:, :k])
+    rows = np.vectorize(lambda p: index.get(p, -1), otypes=[np.int64])(product_ids[:, :k])
+    return ServedLists(rows, product_ids[:, :k], scores[:, :k])
+
+
+def write_top_k(path: str, buyers: np.ndarray, product_ids: np.ndarray, scores: np.ndarray):
+    """The run's lists of record (``contract.TOP_K_FILE``): buyer, product ids, scores."""
+    pd.DataFrame(
+        {
+            contract.BUYER_ID: buyers,
+            "product_ids": list(product_ids),
+            "scores": list(scores),
+        }
+    ).to_parquet(path)
 
 
 def score_split(
-    models: dict[str, str],
+    found: dict[str, np.ndarray],
     eval_set: retrieval.EvalSet,
-    queries: pd.DataFrame,
     before: pd.DataFrame,
     catalog: pd.DataFrame,
     exclude_seen: bool,
-    top_k_path: str | None = None,
     pop: retrieval.Popularity | None = None,
     tops: dict[str, np.ndarray] | None = None,
     strong: dict[str, np.ndarray] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Per-buyer rows of each served model and each applicable baseline on one split.
+    """Per-buyer rows of each model's lists and each applicable baseline on one split.
 
     Args:
-        models: Scorer name -> serving model folder.
+        found: Scorer name -> its top-k catalog rows per query (the models' lists).
         eval_set: The split's pairs.
-        queries: Each query's raw buyer features as of the split's start.
         before: The interactions before the split (the baselines' data; a pair found there
             is a repeat target; a buyer's earlier purchase days).
         catalog: The retrieval catalog.
         exclude_seen: ``training.exclude_seen``.
-        top_k_path: Where the ``contract.SCORER_MODEL`` model's lists go (None: nowhere).
         pop: The catalog's popularity by train interactions: the rows get the slices' band
             columns (``contract.band_columns``); None: without them.
         tops: Filled with each scorer's top-k catalog rows when given (beyond accuracy).
@@ -130,10 +134,7 @@ def score_split(
     bands = {}
     if pop is not None:
         bands = {"band": pop.band, "earlier_days": retrieval.earlier_days(eval_set, before)}
-    found = {}
-    for name, serving_dir in models.items():
-        path = top_k_path if name == contract.SCORER_MODEL else None
-        found[name] = served_top(serving_dir, queries, catalog, eval_set.buyers, path)
+    found = dict(found)
     k = max(contract.RECALL_KS)
     found.update(retrieval.baseline_top_k(eval_set, before, catalog, k, exclude_seen))
     found.update(strong or {})
@@ -150,6 +151,7 @@ def metrics_on_test(rows: dict[str, pd.DataFrame], eval_set: retrieval.EvalSet) 
     names = {
         contract.SCORER_MODEL: contract.test_recall_key,
         contract.SCORER_SELECTED: contract.selected_test_recall_key,
+        contract.SCORER_RETRIEVAL: contract.retrieval_test_recall_key,
     }
     results = {}
     for scorer, frame in rows.items():
@@ -160,68 +162,158 @@ def metrics_on_test(rows: dict[str, pd.DataFrame], eval_set: retrieval.EvalSet) 
     return results
 
 
+@dataclasses.dataclass
+class Scored:
+    """Both splits' lists of a run's models, decided, ready for per-buyer rows.
+
+    ``test`` / ``val``: scorer -> top-k catalog rows (``contract.SCORER_MODEL`` the run's
+    recommendations: the two stages when the ranking stage was kept, else the retrieval
+    stage; ``contract.SCORER_RETRIEVAL`` the retrieval stage alone when it was kept;
+    ``contract.SCORER_SELECTED`` on test with ``training.refit``). ``top_k``: the model's test
+    lists as (product ids, scores).
+    """
+
+    test_set: retrieval.EvalSet
+    val_set: retrieval.EvalSet
+    test: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+    top_k: tuple[np.ndarray, np.ndarray]
+    ranked: rank.Ranked | None = None
+
+
+def _ranking_stage(
+    config: cfg.ExperimentConfig,
+    data: EvaluationData,
+    val_set: retrieval.EvalSet,
+    val_lists: ServedLists,
+    test_set: retrieval.EvalSet,
+    test_lists: ServedLists,
+) -> rank.Ranked:
+    """Fits the ranking stage on validation and ranks the test candidates (trainer/rank)."""
+    window = rank.window_days(data.eval)
+    frames = []
+    for split, es, lists, before, targets in (
+        ("val", val_set, val_lists, data.train, data.eval),
+        ("test", test_set, test_lists, data.history, data.test),
+    ):
+        strong = retrieval.precomputed_top_k(data.strong, split, es.buyers, width=0)
+        candidates = rank.Candidates(
+            es.buyers,
+            lists.rows,
+            lists.scores,
+            next(iter(strong.values())) if strong else None,
+        )
+        as_of = inputs.as_of_time(before, targets)
+        frames.append(rank.candidate_frame(candidates, before, data.catalog, as_of, window))
+    val_frame = rank.with_labels(frames[0], val_set.positives)
+    return rank.run_stage(val_frame, val_set, val_lists.rows, frames[1], len(test_set.buyers))
+
+
+def scored_lists(model_dir: str, config: cfg.ExperimentConfig, data: EvaluationData) -> Scored:
+    """Serves the run's models on both splits and, with ``training.ranking_stage``, ranks them.
+
+    Test: the exported model (the refit one with ``training.refit``) and the model selected
+    on eval before the refit (``contract.SCORER_SELECTED``), buyer features as of the test
+    split's start from train + eval. Validation: the model that never saw the eval split
+    (``serving_selected`` with ``training.refit``), queried as training validated it, with
+    buyer features from train rows only.
+    """
+    exclude_seen = config.training.exclude_seen
+    test_set = retrieval.build_eval_set(
+        data.test, data.train, data.catalog, seen=data.history if exclude_seen else None
+    )
+    test_queries = query_rows(config, data, test_set)
+    served = served_lists(layout.serving_path(model_dir), test_queries, data.catalog)
+    test = {contract.SCORER_MODEL: served.rows}
+    if config.training.refit:
+        selected = served_lists(layout.selected_serving_path(model_dir), test_queries, data.catalog)
+        test[contract.SCORER_SELECTED] = selected.rows
+    val_set, val_queries = inputs.validation_queries(config, data.train, data.eval, data.catalog)
+    chosen = (
+        layout.selected_serving_path(model_dir)
+        if config.training.refit
+        else layout.serving_path(model_dir)
+    )
+    val_served = served_lists(chosen, val_queries, data.catalog)
+    val = {contract.SCORER_MODEL: val_served.rows}
+    top_k = (served.product_ids, served.scores)
+    ranked = None
+    if config.training.ranking_stage and len(val_set.buyers) and len(test_set.buyers):
+        ranked = _ranking_stage(config, data, val_set, val_served, test_set, served)
+        if ranked.kept:
+            test[contract.SCORER_RETRIEVAL] = served.rows
+            test[contract.SCORER_MODEL] = ranked.test_top
+            val[contract.SCORER_RETRIEVAL] = val_served.rows
+            val[contract.SCORER_MODEL] = ranked.val_top
+            ids = data.catalog[contract.PRODUCT_ID].to_numpy().astype(str)
+            top = ranked.test_top
+            top_k = (np.where(top >= 0, ids[np.maximum(top, 0)], ""), ranked.test_scores)
+    return Scored(test_set, val_set, test, val, top_k, ranked)
+
+
 def rows_on_test(
     model_dir: str,
     config: cfg.ExperimentConfig,
     data: EvaluationData,
     output_dir: str,
     tops: dict[str, np.ndarray] | None = None,
+    scored: Scored | None = None,
 ) -> tuple[dict[str, pd.DataFrame], retrieval.EvalSet]:
-    """Per-buyer test rows of the exported model, the eval-selected one (refit), the baselines.
+    """Per-buyer test rows of the run's models (``scored_lists``) and the baselines.
 
-    With ``training.refit`` the exported model is the refit one (``contract.SCORER_MODEL``)
-    and the model selected on eval before it is ``contract.SCORER_SELECTED``; the top-k file
-    holds the exported model's lists. The rows carry the slices' band columns (popularity by
-    train interactions); ``tops``, when given, is filled with each scorer's top-k lists.
+    The top-k file holds the run's recommendations (``contract.SCORER_MODEL``'s lists). The
+    rows carry the slices' band columns (popularity by train interactions); ``tops``, when
+    given, is filled with each scorer's top-k lists.
     """
-    exclude_seen = config.training.exclude_seen
-    eval_set = retrieval.build_eval_set(
-        data.test, data.train, data.catalog, seen=data.history if exclude_seen else None
-    )
-    models = {contract.SCORER_MODEL: layout.serving_path(model_dir)}
-    if config.training.refit:
-        models[contract.SCORER_SELECTED] = layout.selected_serving_path(model_dir)
-    queries = query_rows(config, data, eval_set)
+    scored = scored or scored_lists(model_dir, config, data)
+    write_top_k(layout.top_k_path(output_dir), scored.test_set.buyers, *scored.top_k)
     rows = score_split(
-        models,
-        eval_set,
-        queries,
+        scored.test,
+        scored.test_set,
         data.history,
         data.catalog,
-        exclude_seen,
-        layout.top_k_path(output_dir),
+        config.training.exclude_seen,
         retrieval.popularity(data.train, data.catalog),
         tops,
-        retrieval.precomputed_top_k(data.strong, "test", eval_set.buyers),
+        retrieval.precomputed_top_k(data.strong, "test", scored.test_set.buyers),
     )
-    return rows, eval_set
+    return rows, scored.test_set
 
 
 def rows_on_validation(
-    model_dir: str, config: cfg.ExperimentConfig, data: EvaluationData
+    config: cfg.ExperimentConfig, data: EvaluationData, scored: Scored
 ) -> dict[str, pd.DataFrame]:
-    """Per-buyer validation rows of the model chosen on validation and of the baselines.
+    """Per-buyer validation rows of the run's models and of the baselines (train only).
 
-    The model is the one that never saw the eval split (``serving_selected`` with
-    ``training.refit``, else the exported one), queried as training validated it: buyer
-    features from train rows only, as of the eval split's start; the baselines see train only.
+    The model is the one that never saw the eval split; with the ranking stage kept, its
+    lists are the cross-fitted ones (each buyer ranked by a ranker fit on other buyers).
     """
-    eval_set, queries = inputs.validation_queries(config, data.train, data.eval, data.catalog)
-    chosen = (
-        layout.selected_serving_path(model_dir)
-        if config.training.refit
-        else layout.serving_path(model_dir)
-    )
     return score_split(
-        {contract.SCORER_MODEL: chosen},
-        eval_set,
-        queries,
+        scored.val,
+        scored.val_set,
         data.train,
         data.catalog,
         config.training.exclude_seen,
         pop=retrieval.popularity(data.train, data.catalog),
-        strong=retrieval.precomputed_top_k(data.strong, "val", eval_set.buyers),
+        strong=retrieval.precomputed_top_k(data.strong, "val", scored.val_set.buyers),
     )
+
+
+def ranking_metrics(
+    scored: Scored, test_rows: dict[str, pd.DataFrame]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The ranking stage's figures (``contract.ranking_*``) and its ``ranking_stage`` tag."""
+    ranked = scored.ranked
+    if ranked is None:
+        return {}, {}
+    metrics = {contract.RANKING_KEPT: float(ranked.kept)}
+    for k in contract.RECALL_KS:
+        metrics[contract.ranking_val_recall_key(k)] = ranked.record["val_recall"]["ranking"][k]
+        metrics[contract.retrieval_val_recall_key(k)] = ranked.record["val_recall"]["retrieval"][k]
+    if ranked.kept:
+        metrics.update(uncertainty.ranking_lift(test_rows))
+    verdict = "kept" if ranked.kept else "dropped"
+    return metrics, {contract.TAG_RANKING: f"{verdict}: {ranked.reason}"}
 
 
 def replay_training_backlog(model_dir: str, run_info: dict, tracking_uri: str = "") -> None:
@@ -322,8 +414,9 @@ def run_evaluation(
     config = cfg.load_config(layout.config_path(model_dir))
     data = EvaluationData.load(ingest_dir)
     tops: dict[str, np.ndarray] = {}
-    test_rows, eval_set = rows_on_test(model_dir, config, data, output_dir, tops)
-    val_rows = rows_on_validation(model_dir, config, data)
+    scored = scored_lists(model_dir, config, data)
+    test_rows, eval_set = rows_on_test(model_dir, config, data, output_dir, tops, scored)
+    val_rows = rows_on_validation(config, data, scored)
     results = metrics_on_test(test_rows, eval_set)
     results.update(slices.slice_metrics(test_rows))
     results.update(slices.beyond_metrics(tops, retrieval.popularity(data.train, data.catalog)))
@@ -331,7 +424,13 @@ def run_evaluation(
     tags.update(inputs.protocol_tags(config, [data.train, data.eval, data.test], data.catalog))
     results.update(intervals)
     results.update(uncertainty.intervals_on_validation(val_rows))
+    ranking, ranking_tags = ranking_metrics(scored, test_rows)
+    results.update(ranking)
+    tags.update(ranking_tags)
     tables = write_per_buyer(output_dir, test_rows, val_rows)
+    if scored.ranked is not None:
+        ranking_dir = os.path.join(output_dir, contract.RANKING_DIR)
+        tables += rank.save(scored.ranked, ranking_dir)
 
     cost_metrics, cost_tags = _cost(
         timer, price_table, output_dir, [ingest_dir, transform_dir, model_dir]

@@ -52,7 +52,8 @@ def slice_metrics(rows: dict[str, pd.DataFrame]) -> dict[str, float]:
     Only the exported model (``contract.SCORER_MODEL``) and the baselines; rows without the
     band columns (``contract.band_columns``) give the repeat / new slices only.
     """
-    scorers = {n: f for n, f in rows.items() if n != contract.SCORER_SELECTED}
+    own = (contract.SCORER_SELECTED, contract.SCORER_RETRIEVAL)
+    scorers = {n: f for n, f in rows.items() if n not in own}
     model = scorers[contract.SCORER_MODEL]
     banded = contract.EARLIER_DAYS in model.columns
     slices = {}
@@ -76,7 +77,7 @@ def beyond_metrics(tops: dict[str, np.ndarray], pop: retrieval.Popularity) -> di
     """Beyond-accuracy figures (``contract.beyond_key``) of the model's and baselines' lists."""
     out: dict[str, float] = {}
     for scorer, top in tops.items():
-        if scorer == contract.SCORER_SELECTED:
+        if scorer in (contract.SCORER_SELECTED, contract.SCORER_RETRIEVAL):
             continue
         for figure, by_k in retrieval.beyond_accuracy(top, pop).items():
             for k, value in by_k.items():

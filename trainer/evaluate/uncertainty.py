@@ -58,6 +58,8 @@ def _recall_key(scorer: str, k: int) -> str:
         return contract.test_recall_key(k)
     if scorer == contract.SCORER_SELECTED:
         return contract.selected_test_recall_key(k)
+    if scorer == contract.SCORER_RETRIEVAL:
+        return contract.retrieval_test_recall_key(k)
     return contract.baseline_recall_key(scorer, k)
 
 
@@ -73,11 +75,11 @@ def describe(result: retrieval.BootstrapResult, baselines: int) -> str:
 def intervals_on_test(rows: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[str, str]]:
     """Metrics (intervals, lifts, p-values) and verdict tags from the test split's rows.
 
-    The selected model (``training.refit``) gets its recall's interval; the comparisons are
-    the exported model's against the baselines only.
+    The selected model (``training.refit``) and the retrieval stage alone (a kept ranking
+    stage) get their recall's interval; the comparisons are the model's against the baselines
+    only.
     """
-    skipped = (contract.SCORER_MODEL, contract.SCORER_SELECTED)
-    result = _bootstrap(rows, tuple(n for n in rows if n not in skipped))
+    result = _bootstrap(rows, tuple(n for n in rows if n not in contract.OWN_SCORERS))
     metrics: dict[str, float] = {}
     for scorer, by_k in result.recall.items():
         for k, estimate in by_k.items():
@@ -99,4 +101,14 @@ def intervals_on_validation(rows: dict[str, pd.DataFrame]) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for k, estimate in result.recall[contract.SCORER_MODEL].items():
         _with_interval(metrics, contract.chosen_val_recall_key(k), estimate)
+    return metrics
+
+
+def ranking_lift(rows: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """The two stages' test recall@k minus the retrieval stage's alone, paired, with interval."""
+    pair = {n: rows[n] for n in (contract.SCORER_MODEL, contract.SCORER_RETRIEVAL)}
+    result = _bootstrap(pair, (contract.SCORER_RETRIEVAL,))
+    metrics: dict[str, float] = {}
+    for k, comparison in result.comparisons[contract.SCORER_RETRIEVAL].items():
+        _with_interval(metrics, contract.ranking_lift_key(k), comparison.lift)
     return metrics

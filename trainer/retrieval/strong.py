@@ -310,7 +310,8 @@ def strong_baselines(
 
     Returns:
         (lists, record): one row per (split ``val``/``test``, baseline, buyer) with its top
-        max(k) catalog rows, and what was chosen, how well, the grid and the time taken.
+        ``contract.STRONG_LIST_K`` catalog rows (its top max(k) are the baseline, the rest the
+        ranking stage's candidates), and what was chosen, how well, the grid and the time taken.
     """
     name = contract.BASELINE_TIFU_KNN if not exclude_seen else item_baseline(len(catalog))
     buyers = len(set(train[contract.BUYER_ID]))
@@ -321,6 +322,7 @@ def strong_baselines(
     from trainer.retrieval.metrics import build_eval_set
 
     k = max(contract.RECALL_KS)
+    width = max(k, contract.STRONG_LIST_K)  # the ranking stage's candidates
     top_k, grid = _scorer(name, exclude_seen)
     val_set = build_eval_set(eval_, train, catalog, seen=train if exclude_seen else None)
     tuned = tune(name, lambda p: top_k(val_set, train, catalog, k, p), grid, val_set)
@@ -328,7 +330,7 @@ def strong_baselines(
     frames, started = [], time.perf_counter()
     for split, targets, before in (("val", eval_, train), ("test", test, history)):
         queries = EvalSet(_buyers_of(targets, train), [], 0)
-        top = top_k(queries, before, catalog, k, tuned.params)
+        top = top_k(queries, before, catalog, width, tuned.params)
         frames.append(
             pd.DataFrame(
                 {
@@ -344,11 +346,16 @@ def strong_baselines(
     return pd.concat(frames, ignore_index=True), record
 
 
-def precomputed_top_k(lists: pd.DataFrame, split: str, buyers: np.ndarray) -> dict[str, np.ndarray]:
-    """The strong baselines' top-k rows for ``buyers`` (in order) from ``strong_baselines``.
+def precomputed_top_k(
+    lists: pd.DataFrame, split: str, buyers: np.ndarray, width: int | None = None
+) -> dict[str, np.ndarray]:
+    """The strong baselines' top rows for ``buyers`` (in order) from ``strong_baselines``.
 
-    A baseline missing any of the buyers is left out (its lists are from another split).
+    ``width``: how many of each list (None: max(k), the baseline itself; 0: all of it, the
+    ranking stage's candidates). A baseline missing any of the buyers is left out (its lists
+    are from another split).
     """
+    width = max(contract.RECALL_KS) if width is None else width
     out = {}
     if lists is None or lists.empty:
         return out
@@ -358,10 +365,11 @@ def precomputed_top_k(lists: pd.DataFrame, split: str, buyers: np.ndarray) -> di
         if not all(b in by_buyer for b in wanted):
             log.warning("strong baseline %s has no lists for some %s buyers; left out", name, split)
             continue
-        width = len(next(iter(by_buyer.values()))) if by_buyer else 0
-        top = np.full((len(wanted), width), -1, np.int64)
+        longest = max((len(r) for r in by_buyer.values()), default=0)
+        cut = min(width, longest) if width else longest
+        top = np.full((len(wanted), cut), -1, np.int64)
         for i, b in enumerate(wanted):
-            row = np.asarray(by_buyer[b], np.int64)
+            row = np.asarray(by_buyer[b], np.int64)[:cut]
             top[i, : len(row)] = row
         out[str(name)] = top
     return out
