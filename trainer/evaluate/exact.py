@@ -197,11 +197,10 @@ def _ranking_stage(
         ("test", test_set, test_lists, data.history, data.test),
     ):
         strong = retrieval.precomputed_top_k(data.strong, split, es.buyers, width=0)
+        scores = retrieval.precomputed_top_k(data.strong, split, es.buyers, 0, "scores")
+        name = next(iter(strong), None)
         candidates = rank.Candidates(
-            es.buyers,
-            lists.rows,
-            lists.scores,
-            next(iter(strong.values())) if strong else None,
+            es.buyers, lists.rows, lists.scores, strong.get(name), scores.get(name)
         )
         as_of = inputs.as_of_time(before, targets)
         frames.append(rank.candidate_frame(candidates, before, data.catalog, as_of, window))
@@ -307,9 +306,10 @@ def ranking_metrics(
     if ranked is None:
         return {}, {}
     metrics = {contract.RANKING_KEPT: float(ranked.kept)}
-    for k in contract.RECALL_KS:
-        metrics[contract.ranking_val_recall_key(k)] = ranked.record["val_recall"]["ranking"][k]
-        metrics[contract.retrieval_val_recall_key(k)] = ranked.record["val_recall"]["retrieval"][k]
+    val_recall = ranked.record.get("val_recall", {})
+    for k in contract.RECALL_KS if val_recall else ():
+        metrics[contract.ranking_val_recall_key(k)] = val_recall["ranking"][k]
+        metrics[contract.retrieval_val_recall_key(k)] = val_recall["retrieval"][k]
     if ranked.kept:
         metrics.update(uncertainty.ranking_lift(test_rows))
     verdict = "kept" if ranked.kept else "dropped"

@@ -6,15 +6,18 @@ ingest). Each (query, candidate) row gets features computed from the interaction
 split only, as of the split's start (``as_of``):
 
 - where the candidate came from: its rank and score in the retrieval list (the score's gap to
-  the buyer's best), its rank in the strong baseline's list (absent: one past the list's end);
+  the buyer's best), its rank (absent: one past the list's end) and score in the strong
+  baseline's list;
 - the buyer and the product together: on how many distinct days the buyer bought it, days
   since the first and the last of them, the share of the buyer's purchase days that hold it,
   and how "due" it is (days since the last purchase over the product's usual re-purchase gap,
   Li et al.'s time-aware repeat signal in the TOIS 2023 reality check);
-- the buyer: purchase days, days since the last one, the span from the first;
+- the buyer: purchase days, days since the last one, the span from the first, the usual gap
+  between purchase days and how due the next one is;
 - the product: the share of buyers who bought it, over all the history and over its last
-  ``window`` and ``window / 4`` days (its recent demand), the share of its buyers who bought it
-  again on a later day, and its median re-purchase gap.
+  ``window`` and ``window / 4`` days (its recent demand) and the recent share over the
+  all-time one (its trend), the share of its buyers who bought it again on a later day, and
+  its median re-purchase gap.
 
 Frequency ordering is one of these features (``buyer_item_days``), so the stage can fall back
 to it; what each feature is worth is fit on validation (trainer/rank/stage.py), never set per
@@ -44,6 +47,7 @@ FEATURES: tuple[str, ...] = (
     "retrieval_score",
     "retrieval_gap",
     "strong_rank",
+    "strong_score",
     "seen",
     "buyer_item_days",
     "days_since_item",
@@ -53,9 +57,12 @@ FEATURES: tuple[str, ...] = (
     "buyer_days",
     "days_since_buyer",
     "buyer_span_days",
+    "buyer_gap_days",
+    "buyer_due",
     "item_buyer_share",
     "item_recent_share",
     "item_latest_share",
+    "item_trend",
     "item_repeat_rate",
     "item_gap_days",
 )
@@ -69,6 +76,7 @@ class Candidates:
     retrieval_rows: np.ndarray  # queries x k catalog rows, best first; below 0: empty slot
     retrieval_scores: np.ndarray  # the same shape
     strong_rows: np.ndarray | None = None  # queries x width, or None (no strong baseline)
+    strong_scores: np.ndarray | None = None  # the same shape, or None (written without them)
 
 
 def window_days(split: pd.DataFrame) -> int:
@@ -117,11 +125,16 @@ def candidate_frame(
         columns={"rank": "retrieval_rank", "score": "retrieval_score", "gap": "retrieval_gap"}
     )
     if candidates.strong_rows is not None and candidates.strong_rows.size:
-        strong = _long(candidates.strong_rows, {}).drop_duplicates([QUERY, ROW])
-        frame = frame.merge(strong.rename(columns={"rank": "strong_rank"}), how="outer")
+        scores = candidates.strong_scores
+        if scores is None:
+            scores = np.full(candidates.strong_rows.shape, np.nan)
+        strong = _long(candidates.strong_rows, {"strong_score": scores})
+        strong = strong.drop_duplicates([QUERY, ROW]).rename(columns={"rank": "strong_rank"})
+        frame = frame.merge(strong, how="outer")
         frame["strong_rank"] = frame["strong_rank"].fillna(candidates.strong_rows.shape[1] + 1)
     else:
         frame["strong_rank"] = np.nan
+        frame["strong_score"] = np.nan
     frame["retrieval_rank"] = frame["retrieval_rank"].fillna(width + 1)
     frame = frame.sort_values([QUERY, ROW], ignore_index=True)
     buyers = np.asarray(candidates.buyers).astype(str)
@@ -186,8 +199,16 @@ def _with_history(
     frame["item_due"] = frame["days_since_item"] / frame["item_gap_days"]
     frame["days_since_buyer"] = today - frame["b_last"]
     frame["buyer_span_days"] = frame["b_last"] - frame["b_first"]
+    frame["buyer_gap_days"] = (frame["buyer_span_days"] / (frame["buyer_days"] - 1)).where(
+        frame["buyer_days"] > 1
+    )
+    frame["buyer_due"] = frame["days_since_buyer"] / frame["buyer_gap_days"]
     for name in ("item_buyer_share", "item_recent_share", "item_latest_share"):
         frame[name] = frame[name].fillna(0.0)
+    # Recent demand against all-time demand (a product never bought before has NaN).
+    frame["item_trend"] = frame["item_recent_share"] / frame["item_buyer_share"].where(
+        frame["item_buyer_share"] > 0
+    )
     return frame[[QUERY, ROW, contract.BUYER_ID, *FEATURES]]
 
 

@@ -58,15 +58,19 @@ PARAMS = {
 }
 
 
+class NotFittable(ValueError):
+    """The validation candidates cannot fit a ranker (no bought, or no unbought, candidate)."""
+
+
 @dataclasses.dataclass
 class Ranked:
     """What the stage decided and produced."""
 
     kept: bool
     reason: str
-    val_top: np.ndarray  # the cross-fitted validation lists (queries x k)
-    test_top: np.ndarray  # the test lists (queries x k), ranked by the ranker fit on all of val
-    test_scores: np.ndarray
+    val_top: np.ndarray | None  # the cross-fitted validation lists (queries x k)
+    test_top: np.ndarray | None  # the test lists (queries x k), by the ranker fit on all of val
+    test_scores: np.ndarray | None
     record: dict
     model: object | None = None
 
@@ -77,7 +81,8 @@ def _fit(frame: pd.DataFrame):
     labels = frame[LABEL].to_numpy()
     model = HistGradientBoostingClassifier(**PARAMS)
     if labels.all() or not labels.any():
-        raise ValueError("the ranking stage needs candidates both bought and not bought")
+        what = "no candidate" if not labels.any() else "every candidate"
+        raise NotFittable(f"{what} of {len(labels):,} was bought in the validation window")
     model.fit(frame[list(FEATURES)].to_numpy(np.float64), labels)
     return model
 
@@ -162,25 +167,33 @@ def run_stage(
     """
     started = time.perf_counter()
     k = max(contract.RECALL_KS)
-    val_top = cross_fitted(val_frame, val_set.buyers, k)
-    ranked = recall_at_k(val_top, val_set)
-    alone = recall_at_k(val_retrieval, val_set)
-    kept, reason = _decide(ranked, alone)
-    model = _fit(val_frame)
-    test_top, test_scores = top_lists(test_frame, _scores(model, test_frame), test_queries, k)
     labels = val_frame[LABEL].to_numpy()
     record = {
-        "kept": kept,
-        "reason": reason,
         "features": list(FEATURES),
         "params": PARAMS,
         "folds": FOLDS,
         "val_candidates": int(len(val_frame)),
         "val_candidate_recall": float(labels.sum() / max(val_set.num_pairs, 1)),
         "test_candidates": int(len(test_frame)),
-        "val_recall": {"ranking": ranked, "retrieval": alone},
-        "seconds": time.perf_counter() - started,
     }
+    try:
+        val_top = cross_fitted(val_frame, val_set.buyers, k)
+        model = _fit(val_frame)
+    except NotFittable as err:  # a tiny or degenerate validation window: retrieval alone
+        reason = f"not fit: {err}"
+        record.update(kept=False, reason=reason, seconds=time.perf_counter() - started)
+        log.warning("ranking stage dropped: %s", reason)
+        return Ranked(False, reason, None, None, None, record)
+    ranked = recall_at_k(val_top, val_set)
+    alone = recall_at_k(val_retrieval, val_set)
+    kept, reason = _decide(ranked, alone)
+    test_top, test_scores = top_lists(test_frame, _scores(model, test_frame), test_queries, k)
+    record.update(
+        kept=kept,
+        reason=reason,
+        val_recall={"ranking": ranked, "retrieval": alone},
+        seconds=time.perf_counter() - started,
+    )
     log.info("ranking stage %s: %s (%.1f s)", "kept" if kept else "dropped", reason,
              record["seconds"])  # fmt: skip
     return Ranked(kept, reason, val_top, test_top, test_scores, record, model)

@@ -125,10 +125,9 @@ def _normalised(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
     return sparse.diags(1.0 / norms).astype(np.float32) @ matrix
 
 
-def _top_rows(scores: np.ndarray, k: int, tie_break: np.ndarray) -> np.ndarray:
-    """Top-k catalog rows of dense scores, ties (and zeros) ordered by popularity."""
-    top, _ = top_k_stable(scores + tie_break, min(k, scores.shape[1]))
-    return top
+def _top_rows(scores: np.ndarray, k: int, tie_break: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k catalog rows of dense scores and the scores, ties (and zeros) by popularity."""
+    return top_k_stable(scores + tie_break, min(k, scores.shape[1]))
 
 
 def _popularity_tie_break(history: pd.DataFrame, catalog: pd.DataFrame) -> np.ndarray:
@@ -140,9 +139,17 @@ def _popularity_tie_break(history: pd.DataFrame, catalog: pd.DataFrame) -> np.nd
 
 
 def tifu_knn_top_k(
-    eval_set: EvalSet, history: pd.DataFrame, catalog: pd.DataFrame, k: int, params: dict
-) -> np.ndarray:
-    """TIFU-KNN's top-k catalog rows for every query (history: what came before the split)."""
+    eval_set: EvalSet,
+    history: pd.DataFrame,
+    catalog: pd.DataFrame,
+    k: int,
+    params: dict,
+    with_scores: bool = False,
+):
+    """TIFU-KNN's top-k catalog rows for every query (history: what came before the split).
+
+    With ``with_scores``: (rows, their scores).
+    """
     everyone = np.array(sorted(set(history[contract.BUYER_ID])), dtype=object)
     vectors = tifu_vectors(
         history,
@@ -158,6 +165,7 @@ def tifu_knn_top_k(
     tie = _popularity_tie_break(history, catalog)
     neighbours, alpha = int(params["neighbours"]), float(params["alpha"])
     out = np.empty((len(queries), min(k, len(catalog))), np.int64)
+    values = np.empty(out.shape, np.float32)
     for start in range(0, len(queries), CHUNK):
         chunk = queries[start : start + CHUNK]
         known = ~np.isnan(chunk.astype(float))
@@ -176,8 +184,9 @@ def tifu_knn_top_k(
                 shape=(len(idx), len(everyone)),
             )  # fmt: skip
             near[known] = (weights @ vectors).toarray()
-        out[start : start + len(chunk)] = _top_rows(alpha * own + (1 - alpha) * near, k, tie)
-    return out
+        top, value = _top_rows(alpha * own + (1 - alpha) * near, k, tie)
+        out[start : start + len(chunk)], values[start : start + len(chunk)] = top, value
+    return (out, values) if with_scores else out
 
 
 def _item_matrix(x: sparse.csr_matrix, name: str, params: dict) -> np.ndarray | sparse.spmatrix:
@@ -218,8 +227,12 @@ def item_model_top_k(
     params: dict,
     exclude_seen: bool = True,
     name: str = "",
-) -> np.ndarray:
-    """EASE's (or, above EASE_MAX_ITEMS products, item-kNN's) top-k catalog rows per query."""
+    with_scores: bool = False,
+):
+    """EASE's (or, above EASE_MAX_ITEMS products, item-kNN's) top-k catalog rows per query.
+
+    With ``with_scores``: (rows, their scores; NaN at an empty slot).
+    """
     name = name or item_baseline(len(catalog))
     everyone = np.array(sorted(set(history[contract.BUYER_ID])), dtype=object)
     x = buyer_matrix(history, catalog, everyone)
@@ -227,6 +240,7 @@ def item_model_top_k(
     queries = buyer_matrix(history, catalog, eval_set.buyers)
     tie = _popularity_tie_break(history, catalog)
     out = np.full((len(eval_set.buyers), min(k, len(catalog))), -1, np.int64)
+    values = np.full(out.shape, np.nan, np.float32)
     for start in range(0, queries.shape[0], CHUNK):
         chunk = queries[start : start + CHUNK]
         product = chunk @ weights
@@ -235,11 +249,13 @@ def item_model_top_k(
         scores = scores + tie
         if exclude_seen:
             scores[chunk.nonzero()] = -np.inf
-        top = _top_rows(scores, k, 0.0)
+        top, value = _top_rows(scores, k, 0.0)
         if exclude_seen:
-            top = np.where(np.take_along_axis(scores, top, axis=1) == -np.inf, -1, top)
+            top = np.where(value == -np.inf, -1, top)
+            value = np.where(top < 0, np.nan, value)
         out[start : start + chunk.shape[0]] = top
-    return out
+        values[start : start + chunk.shape[0]] = value
+    return (out, values) if with_scores else out
 
 
 def item_baseline(catalog_size: int) -> str:
@@ -289,9 +305,11 @@ def _buyers_of(split: pd.DataFrame, train: pd.DataFrame) -> np.ndarray:
 def _scorer(name: str, exclude_seen: bool):
     """(top-k function, grid) of a strong baseline."""
     if name == contract.BASELINE_TIFU_KNN:
-        return (lambda e, h, c, k, p: tifu_knn_top_k(e, h, c, k, p)), TIFU_GRID
+        return (lambda e, h, c, k, p, s=False: tifu_knn_top_k(e, h, c, k, p, s)), TIFU_GRID
     grid = EASE_GRID if name == contract.BASELINE_EASE else ITEM_KNN_GRID
-    return (lambda e, h, c, k, p: item_model_top_k(e, h, c, k, p, exclude_seen, name)), grid
+    return (
+        lambda e, h, c, k, p, s=False: item_model_top_k(e, h, c, k, p, exclude_seen, name, s)
+    ), grid
 
 
 def strong_baselines(
@@ -330,7 +348,7 @@ def strong_baselines(
     frames, started = [], time.perf_counter()
     for split, targets, before in (("val", eval_, train), ("test", test, history)):
         queries = EvalSet(_buyers_of(targets, train), [], 0)
-        top = top_k(queries, before, catalog, width, tuned.params)
+        top, scores = top_k(queries, before, catalog, width, tuned.params, True)
         frames.append(
             pd.DataFrame(
                 {
@@ -338,6 +356,7 @@ def strong_baselines(
                     "baseline": name,
                     contract.BUYER_ID: queries.buyers.astype(str),
                     "rows": list(top.astype(np.int32)),
+                    "scores": list(scores.astype(np.float32)),
                 }
             )
         )
@@ -347,29 +366,35 @@ def strong_baselines(
 
 
 def precomputed_top_k(
-    lists: pd.DataFrame, split: str, buyers: np.ndarray, width: int | None = None
+    lists: pd.DataFrame,
+    split: str,
+    buyers: np.ndarray,
+    width: int | None = None,
+    column: str = "rows",
 ) -> dict[str, np.ndarray]:
     """The strong baselines' top rows for ``buyers`` (in order) from ``strong_baselines``.
 
     ``width``: how many of each list (None: max(k), the baseline itself; 0: all of it, the
-    ranking stage's candidates). A baseline missing any of the buyers is left out (its lists
-    are from another split).
+    ranking stage's candidates). ``column="scores"``: their scores instead (NaN past a
+    list's end; a baseline written without scores is left out). A baseline missing any of
+    the buyers is left out (its lists are from another split).
     """
     width = max(contract.RECALL_KS) if width is None else width
     out = {}
-    if lists is None or lists.empty:
+    if lists is None or lists.empty or column not in lists.columns:
         return out
+    rows = column == "rows"
     for name, frame in lists[lists["split"] == split].groupby("baseline"):
-        by_buyer = dict(zip(frame[contract.BUYER_ID], frame["rows"], strict=True))
+        by_buyer = dict(zip(frame[contract.BUYER_ID], frame[column], strict=True))
         wanted = [str(b) for b in buyers]
         if not all(b in by_buyer for b in wanted):
             log.warning("strong baseline %s has no lists for some %s buyers; left out", name, split)
             continue
         longest = max((len(r) for r in by_buyer.values()), default=0)
         cut = min(width, longest) if width else longest
-        top = np.full((len(wanted), cut), -1, np.int64)
+        top = np.full((len(wanted), cut), -1 if rows else np.nan, np.int64 if rows else np.float32)
         for i, b in enumerate(wanted):
-            row = np.asarray(by_buyer[b], np.int64)[:cut]
+            row = np.asarray(by_buyer[b])[:cut]
             top[i, : len(row)] = row
         out[str(name)] = top
     return out
