@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from trainer import contract
-from trainer.retrieval.metrics import catalog_index
+from trainer.retrieval import catalog_index
 
 SECONDS_PER_DAY = 86_400
 QUERY = "query"  # the query's position in its split's buyers

@@ -42,7 +42,7 @@ import pandas as pd
 
 from trainer import contract
 from trainer.rank.features import FEATURES, LABEL, QUERY, ROW
-from trainer.retrieval.metrics import EvalSet, recall_at_k
+from trainer.retrieval import EvalSet, recall_at_k
 
 log = logging.getLogger(__name__)
 

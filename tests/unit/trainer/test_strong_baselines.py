@@ -138,3 +138,38 @@ def test_exclude_seen_domains_get_ease_and_too_many_buyers_are_skipped_saying_wh
 def test_applicable_baselines_hold_the_domains_strong_one(exclude_seen):
     expected = contract.BASELINE_EASE if exclude_seen else contract.BASELINE_TIFU_KNN
     assert expected in contract.applicable_baselines(exclude_seen)
+
+
+def _wide_catalog(n):
+    return pd.DataFrame({contract.PRODUCT_ID: [f"p{i}" for i in range(n)]})
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_the_lists_run_past_max_k_with_their_scores_for_the_ranking_stage(exclude_seen):
+    # 130 products: the baseline is its top 100, the candidates the whole 130-long list.
+    rng = np.random.default_rng(4)
+    catalog = _wide_catalog(130)
+    rows = {"train": [], "eval": [], "test": []}
+    for b in range(30):
+        for day, split in ((1, "train"), (2, "train"), (20, "eval"), (30, "test")):
+            for p in rng.choice(130, 8, replace=False):
+                rows[split].append((f"b{b}", f"p{p}", day))
+    frames = {k: log(v) for k, v in rows.items()}
+    lists, _ = strong.strong_baselines(
+        frames["train"], frames["eval"], frames["test"], catalog, exclude_seen
+    )
+    name = strong.item_baseline(130) if exclude_seen else contract.BASELINE_TIFU_KNN
+    buyers = np.array(sorted(set(frames["test"][contract.BUYER_ID])), dtype=object)
+    top = retrieval.precomputed_top_k(lists, "test", buyers)[name]
+    whole = retrieval.precomputed_top_k(lists, "test", buyers, width=0)[name]
+    scores = retrieval.precomputed_top_k(lists, "test", buyers, 0, "scores")[name]
+    assert top.shape == (30, 100) and whole.shape == (30, 130) == scores.shape
+    np.testing.assert_array_equal(whole[:, :100], top)
+    filled = whole >= 0
+    assert (np.isnan(scores) == ~filled).all()  # a score for every product listed
+    assert all((np.diff(s[f]) <= 0).all() for s, f in zip(scores, filled, strict=True))
+    if exclude_seen:  # what a buyer bought before is never listed, not even as a candidate
+        seen = retrieval.seen_rows(
+            retrieval.EvalSet(buyers, [], 0), pd.concat([frames["train"], frames["eval"]]), catalog
+        )
+        assert all(not np.isin(s, w[w >= 0]).any() for s, w in zip(seen, whole, strict=True))

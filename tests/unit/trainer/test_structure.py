@@ -37,6 +37,7 @@ WINGS = (
     "transform",
     "serving",
     "train",
+    "rank",
     "evaluate",
     "registry",
 )
