@@ -34,7 +34,7 @@ import pandas as pd
 from trainer import config as cfg
 from trainer import contract, cost, inputs, layout, rank, retrieval, tracking
 from trainer.evaluate import slices, uncertainty
-from trainer.evaluate.data import EvaluationData
+from trainer.evaluate.data import EvaluationData, query_rows  # noqa: F401  (query_rows: a face of this module)
 from trainer.evaluate.scored import Scored, ranking_metrics, scored_lists
 from trainer.tracking import RunTracker, read_run_info
 

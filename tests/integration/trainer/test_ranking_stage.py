@@ -68,7 +68,9 @@ def test_the_retrieval_stage_alone_is_the_served_model_and_the_decision_is_logge
             assert metrics[contract.test_recall_key(k)] == pytest.approx(served_test[k])
     # The retrieval stage is never compared as if it were a baseline.
     assert not any(contract.SCORER_RETRIEVAL in tag for tag in logged.tags if "verdict" in tag)
-    listed = {a.path for a in MlflowClient(tracking_uri).list_artifacts(result.run_id, "evaluation")}
+    listed = {
+        a.path for a in MlflowClient(tracking_uri).list_artifacts(result.run_id, "evaluation")
+    }
     assert f"{contract.EVALUATION_ARTIFACT_DIR}/{contract.RANKING_FILE}" in listed
     assert f"{contract.EVALUATION_ARTIFACT_DIR}/{contract.RANKER_FILE}" in listed
 

@@ -28,7 +28,8 @@ def test_example_config_loads_with_the_design_split():
     assert config.feature_config().buyer[0].name == contract.HISTORY
     assert config.feature_config("ids").buyer[0].name == contract.BUYER_ID
     assert config.model_config("adagrad64").optimizer == "adagrad"
-    assert config.model_config().repurchase_scores and config.history_length == 200
+    assert config.model_config().repurchase_scores and config.history_length == 50
+    assert config.training.ranking_stage and config.training.refit
 
 
 def test_dump_then_parse_gives_the_same_config():
