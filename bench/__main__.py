@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "repurchase": "bench.repurchase",
     "resume": "bench.resume_bench",
     "strong": "bench.strong_bench",
+    "rank": "bench.rank_bench",
     "serving": "bench.serving_bench",
     "topk": "bench.topk",
     "train": "bench.train_bench",
