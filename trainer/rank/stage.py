@@ -136,6 +136,7 @@ class Folded:
         self.models = models
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """The fold rankers' mean class probabilities (sklearn's ``predict_proba`` layout)."""
         return np.mean([m.predict_proba(x) for m in self.models], axis=0)
 
 
