@@ -79,6 +79,18 @@ class Ranked:
     model: object | None = None
 
 
+def _matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The features as floats, a column without any value (no strong baseline, say) as 0.
+
+    scikit-learn 1.9's binning fails on an all-missing column; the trees never split on a
+    constant, so scoring a later frame that has values there is unaffected.
+    """
+    x = np.array(frame[list(FEATURES)].to_numpy(np.float64), copy=True)
+    if len(x):
+        x[:, np.isnan(x).all(axis=0)] = 0.0
+    return x
+
+
 def _fit(frame: pd.DataFrame):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -87,12 +99,12 @@ def _fit(frame: pd.DataFrame):
     if labels.all() or not labels.any():
         what = "no candidate" if not labels.any() else "every candidate"
         raise NotFittable(f"{what} of {len(labels):,} was bought in the validation window")
-    model.fit(frame[list(FEATURES)].to_numpy(np.float64), labels)
+    model.fit(_matrix(frame), labels)
     return model
 
 
 def _scores(model, frame: pd.DataFrame) -> np.ndarray:
-    return model.predict_proba(frame[list(FEATURES)].to_numpy(np.float64))[:, 1]
+    return model.predict_proba(_matrix(frame))[:, 1]
 
 
 def top_lists(frame: pd.DataFrame, scores: np.ndarray, queries: int, k: int):

@@ -172,6 +172,17 @@ def test_the_stage_is_kept_when_it_beats_retrieval_on_held_out_buyers():
     assert got.test_top.shape == (300, 100) and (got.test_top[:, 12:] == -1).all()
 
 
+def test_a_split_without_strong_lists_still_fits():
+    # No strong baseline (skipped above its buyer limit): its two features have no value.
+    val_frame, val_set = _synthetic(300, seed=7)
+    val_frame = val_frame.assign(strong_rank=np.nan, strong_score=np.nan)
+    val_frame = rank.with_labels(val_frame, val_set.positives)
+    test_frame = val_frame.drop(columns=features.LABEL)
+    got = rank.run_stage(val_frame, val_set, _retrieval_lists(val_frame, 300), test_frame, 300)
+    assert got.kept, got.reason
+    assert (got.test_top[:, :12] >= 0).all()
+
+
 @pytest.mark.parametrize(
     "ranked, alone, kept, at",
     [
