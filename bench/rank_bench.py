@@ -100,7 +100,11 @@ def run_case(products: int, buyers: int, rows: int) -> dict:
     out["val_buyers"], out["test_buyers"] = len(val_set.buyers), len(test_set.buyers)
     started = time.perf_counter()
     ranked = rank.run_stage(
-        val_frame, val_set, made["val"][1], frames["test"], len(test_set.buyers)
+        rank.frame_source(val_frame),
+        val_set,
+        made["val"][1],
+        rank.frame_source(frames["test"]),
+        len(test_set.buyers),
     )
     out["stage_s"] = time.perf_counter() - started
     out["kept"] = ranked.kept

@@ -71,7 +71,7 @@ def _ranking_stage(
 ) -> rank.Ranked:
     """Fits the ranking stage on validation and ranks the test candidates (trainer/rank)."""
     window = rank.window_days(data.eval)
-    frames = []
+    sources = []
     for split, es, lists, before, targets in (
         ("val", val_set, val_lists, data.train, data.eval),
         ("test", test_set, test_lists, data.history, data.test),
@@ -83,9 +83,15 @@ def _ranking_stage(
             es.buyers, lists.rows, lists.scores, strong.get(name), scores.get(name)
         )
         as_of = inputs.as_of_time(before, targets)
-        frames.append(rank.candidate_frame(candidates, before, data.catalog, as_of, window))
-    val_frame = rank.with_labels(frames[0], val_set.positives)
-    return rank.run_stage(val_frame, val_set, val_lists.rows, frames[1], len(test_set.buyers))
+
+        def frame_of(queries, c=candidates, before=before, as_of=as_of, es=es, split=split):
+            frame = rank.candidate_frame(c.take(queries), before, data.catalog, as_of, window)
+            if split == "val":
+                frame = rank.with_labels(frame, [es.positives[q] for q in queries])
+            return frame
+
+        sources.append(frame_of)
+    return rank.run_stage(sources[0], val_set, val_lists.rows, sources[1], len(test_set.buyers))
 
 
 def scored_lists(model_dir: str, config: cfg.ExperimentConfig, data: EvaluationData) -> Scored:

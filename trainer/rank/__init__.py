@@ -6,13 +6,14 @@ it there, decides whether to keep it and ranks the test candidates.
 """
 
 from trainer.rank.features import FEATURES, Candidates, candidate_frame, window_days, with_labels
-from trainer.rank.stage import Ranked, run_stage, save, top_lists
+from trainer.rank.stage import Ranked, frame_source, run_stage, save, top_lists
 
 __all__ = [
     "FEATURES",
     "Candidates",
     "Ranked",
     "candidate_frame",
+    "frame_source",
     "run_stage",
     "save",
     "top_lists",

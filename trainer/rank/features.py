@@ -78,6 +78,20 @@ class Candidates:
     strong_rows: np.ndarray | None = None  # queries x width, or None (no strong baseline)
     strong_scores: np.ndarray | None = None  # the same shape, or None (written without them)
 
+    def take(self, queries: np.ndarray) -> Candidates:
+        """The lists of ``queries`` (positions), in that order."""
+
+        def rows(a):
+            return None if a is None else a[queries]
+
+        return Candidates(
+            self.buyers[queries],
+            self.retrieval_rows[queries],
+            self.retrieval_scores[queries],
+            rows(self.strong_rows),
+            rows(self.strong_scores),
+        )
+
 
 def window_days(split: pd.DataFrame) -> int:
     """The recency window: the validation split's length in days (at least 1).

@@ -161,7 +161,11 @@ def test_the_stage_is_kept_when_it_beats_retrieval_on_held_out_buyers():
     test_frame, test_set = _synthetic(300, seed=2)
     val_frame = rank.with_labels(val_frame, val_set.positives)
     got = rank.run_stage(
-        val_frame, val_set, _retrieval_lists(val_frame, 300), test_frame, len(test_set.buyers)
+        rank.frame_source(val_frame),
+        val_set,
+        _retrieval_lists(val_frame, 300),
+        rank.frame_source(test_frame),
+        len(test_set.buyers),
     )
     assert got.kept, got.reason
     assert got.record["val_recall"]["ranking"][10] > got.record["val_recall"]["retrieval"][10]
@@ -178,7 +182,13 @@ def test_a_split_without_strong_lists_still_fits():
     val_frame = val_frame.assign(strong_rank=np.nan, strong_score=np.nan)
     val_frame = rank.with_labels(val_frame, val_set.positives)
     test_frame = val_frame.drop(columns=features.LABEL)
-    got = rank.run_stage(val_frame, val_set, _retrieval_lists(val_frame, 300), test_frame, 300)
+    got = rank.run_stage(
+        rank.frame_source(val_frame),
+        val_set,
+        _retrieval_lists(val_frame, 300),
+        rank.frame_source(test_frame),
+        300,
+    )
     assert got.kept, got.reason
     assert (got.test_top[:, :12] >= 0).all()
 
@@ -202,7 +212,8 @@ def test_a_window_without_a_purchase_drops_the_stage_with_the_reason(tmp_path):
     val_frame, val_set = _synthetic(20, seed=5)
     val_frame = rank.with_labels(val_frame, [np.array([], np.int64)] * 20)
     val_set = retrieval.EvalSet(val_set.buyers, [np.array([], np.int64)] * 20, 0)
-    got = rank.run_stage(val_frame, val_set, _retrieval_lists(val_frame, 20), val_frame, 20)
+    source = rank.frame_source(val_frame)
+    got = rank.run_stage(source, val_set, _retrieval_lists(val_frame, 20), source, 20)
     assert not got.kept and got.test_top is None
     assert got.reason.startswith("not fit: no candidate of ")
     assert got.reason.endswith("was bought in the validation window")
@@ -215,9 +226,38 @@ def test_a_saved_ranker_scores_as_the_fitted_one(tmp_path):
 
     val_frame, val_set = _synthetic(200, seed=6)
     val_frame = rank.with_labels(val_frame, val_set.positives)
-    got = rank.run_stage(val_frame, val_set, _retrieval_lists(val_frame, 200), val_frame, 200)
+    source = rank.frame_source(val_frame)
+    got = rank.run_stage(source, val_set, _retrieval_lists(val_frame, 200), source, 200)
     paths = rank.save(got, str(tmp_path / "ranking"))
     saved = joblib.load(paths[1])
     assert saved["features"] == list(rank.FEATURES)
     x = val_frame[list(rank.FEATURES)].to_numpy(np.float64)
     np.testing.assert_array_equal(saved["model"].predict_proba(x), got.model.predict_proba(x))
+
+
+def test_a_large_validation_window_is_fit_on_a_sample_and_scored_in_chunks(monkeypatch):
+    # 300 buyers, a fit sample of 120 and chunks of 70: the same decision rule, every buyer
+    # ranked, the test lists built chunk by chunk equal to one pass.
+    val_frame, val_set = _synthetic(300, seed=8)
+    test_frame, test_set = _synthetic(200, seed=9)
+    val_frame = rank.with_labels(val_frame, val_set.positives)
+    asked = []
+    source = rank.frame_source(test_frame)
+
+    def test_of(queries):
+        asked.append(len(queries))
+        return source(queries)
+
+    monkeypatch.setattr(stage, "MAX_FIT_BUYERS", 120)
+    monkeypatch.setattr(stage, "CHUNK_BUYERS", 70)
+    got = rank.run_stage(
+        rank.frame_source(val_frame), val_set, _retrieval_lists(val_frame, 300), test_of, 200
+    )
+    assert got.record["fit_buyers"] == 120 and asked == [70, 70, 60]
+    assert got.kept and (got.val_top[:, :12] >= 0).all()  # buyers outside the sample ranked too
+    whole = got.model.predict_proba(stage._matrix(test_frame))[:, 1]
+    rows, _ = rank.top_lists(test_frame, whole, 200, 100)
+    np.testing.assert_array_equal(got.test_top, rows)
+    sample = stage.fit_sample(val_set.buyers, 120)
+    np.testing.assert_array_equal(sample, stage.fit_sample(val_set.buyers, 120))
+    assert len(set(sample)) == 120 and (np.diff(sample) > 0).all()
