@@ -92,11 +92,11 @@ def run_case(products: int, buyers: int, rows: int) -> dict:
         b, rr, rs, sr, ss = made[split]
         assert list(b) == list(es.buyers)
         candidates = rank.Candidates(es.buyers, rr, rs, sr, ss)
-        as_of = inputs.as_of_time(before, targets)
+        past = rank.history(before, catalog, inputs.as_of_time(before, targets), window)
 
         # As the evaluate step builds them (trainer/evaluate/scored.py): per asked queries.
-        def frame_of(queries, c=candidates, before=before, as_of=as_of, es=es, split=split):
-            frame = rank.candidate_frame(c.take(queries), before, catalog, as_of, window)
+        def frame_of(queries, c=candidates, past=past, es=es, split=split):
+            frame = rank.candidate_frame(c.take(queries), past)
             built[split] += len(frame)
             if split == "val":
                 frame = rank.with_labels(frame, [es.positives[q] for q in queries])

@@ -93,7 +93,7 @@ def retrieval_test_recall_key(k: int) -> str:
 # beside the retrieval stage's on the same buyers; whether it was kept (1) or not (0); the
 # lift of the two stages over the retrieval stage alone on test, with its interval.
 RANKING_KEPT = "ranking_kept"
-RANKING_DIR = "ranking"  # evaluation output folder and run artifact folder of the ranker
+RANKING_DIR = "ranking"  # the ranker's folder in the evaluate step's output (run: evaluation/)
 RANKING_FILE = "ranking.json"  # what was fit, on what, how well, and the decision
 RANKER_FILE = "ranker.joblib"
 TAG_RANKING = "ranking_stage"  # kept / dropped, and why

@@ -82,10 +82,10 @@ def _ranking_stage(
         candidates = rank.Candidates(
             es.buyers, lists.rows, lists.scores, strong.get(name), scores.get(name)
         )
-        as_of = inputs.as_of_time(before, targets)
+        past = rank.history(before, data.catalog, inputs.as_of_time(before, targets), window)
 
-        def frame_of(queries, c=candidates, before=before, as_of=as_of, es=es, split=split):
-            frame = rank.candidate_frame(c.take(queries), before, data.catalog, as_of, window)
+        def frame_of(queries, c=candidates, past=past, es=es, split=split):
+            frame = rank.candidate_frame(c.take(queries), past)
             if split == "val":
                 frame = rank.with_labels(frame, [es.positives[q] for q in queries])
             return frame

@@ -5,15 +5,25 @@ interactions before a split; ``stage`` fits the ranker on the validation window,
 it there, decides whether to keep it and ranks the test candidates.
 """
 
-from trainer.rank.features import FEATURES, Candidates, candidate_frame, window_days, with_labels
+from trainer.rank.features import (
+    FEATURES,
+    Candidates,
+    History,
+    candidate_frame,
+    history,
+    window_days,
+    with_labels,
+)
 from trainer.rank.stage import Ranked, frame_source, run_stage, save, top_lists
 
 __all__ = [
     "FEATURES",
     "Candidates",
+    "History",
     "Ranked",
     "candidate_frame",
     "frame_source",
+    "history",
     "run_stage",
     "save",
     "top_lists",

@@ -113,22 +113,57 @@ def _long(rows: np.ndarray, values: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def candidate_frame(
-    candidates: Candidates,
-    before: pd.DataFrame,
-    catalog: pd.DataFrame,
-    as_of: int,
-    window: int,
-) -> pd.DataFrame:
-    """One row per distinct (query, candidate), with ``FEATURES``.
+@dataclasses.dataclass
+class History:
+    """One split's history aggregates, computed once (the frames of its chunks share them)."""
+
+    today: int  # the split's start, in days
+    pair: pd.DataFrame  # per (buyer, row): purchase days, first and last day
+    buyer: pd.DataFrame  # per buyer (index): purchase days, first and last day
+    item: pd.DataFrame  # per row (index): the product's features
+
+
+def history(before: pd.DataFrame, catalog: pd.DataFrame, as_of: int, window: int) -> History:
+    """The aggregates of the interactions before a split.
 
     Args:
-        candidates: The split's lists.
         before: The interactions before the split (train for validation, train + eval for
             test); nothing later is read.
         catalog: The retrieval catalog (the lists' rows index it).
         as_of: The split's start (epoch seconds): "days since" counts from here.
         window: The recency window in days (``window_days`` of the validation split).
+    """
+    days = _days(before, catalog)
+    today = as_of // SECONDS_PER_DAY
+    pair = days.groupby([contract.BUYER_ID, ROW])["day"].agg(["size", "min", "max"]).reset_index()
+    buyer = days.groupby(contract.BUYER_ID)["day"].agg(["nunique", "min", "max"])
+    buyers = max(days[contract.BUYER_ID].nunique(), 1)
+
+    def share(since: int) -> pd.Series:
+        recent = days[days["day"] >= today - since]
+        active = max(recent[contract.BUYER_ID].nunique(), 1)
+        return recent.groupby(ROW)[contract.BUYER_ID].nunique() / active
+
+    again = pair["size"] >= 2
+    gap = ((pair["max"] - pair["min"]) / (pair["size"] - 1)).where(again)
+    item = pd.DataFrame(
+        {
+            "item_buyer_share": pair.groupby(ROW).size() / buyers,
+            "item_repeat_rate": again.groupby(pair[ROW]).mean(),
+            "item_gap_days": gap.groupby(pair[ROW]).median(),
+        }
+    )
+    item["item_recent_share"] = share(window)
+    item["item_latest_share"] = share(max(1, window // 4))
+    return History(today, pair, buyer, item)
+
+
+def candidate_frame(candidates: Candidates, past: History) -> pd.DataFrame:
+    """One row per distinct (query, candidate), with ``FEATURES``.
+
+    Args:
+        candidates: The split's lists (or some of its queries', ``Candidates.take``).
+        past: The split's ``history``.
     """
     width = candidates.retrieval_rows.shape[1]
     retrieval = _long(candidates.retrieval_rows, {"score": candidates.retrieval_scores})
@@ -153,7 +188,7 @@ def candidate_frame(
     frame = frame.sort_values([QUERY, ROW], ignore_index=True)
     buyers = np.asarray(candidates.buyers).astype(str)
     frame[contract.BUYER_ID] = buyers[frame[QUERY].to_numpy()]
-    return _with_history(frame, before, catalog, as_of, window)
+    return _with_history(frame, past)
 
 
 def _days(before: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
@@ -168,32 +203,8 @@ def _days(before: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
     ).drop_duplicates()
 
 
-def _with_history(
-    frame: pd.DataFrame, before: pd.DataFrame, catalog: pd.DataFrame, as_of: int, window: int
-) -> pd.DataFrame:
-    days = _days(before, catalog)
-    today = as_of // SECONDS_PER_DAY
-    pair = days.groupby([contract.BUYER_ID, ROW])["day"].agg(["size", "min", "max"]).reset_index()
-    buyer = days.groupby(contract.BUYER_ID)["day"].agg(["nunique", "min", "max"])
-    buyers = max(days[contract.BUYER_ID].nunique(), 1)
-
-    def share(since: int) -> pd.Series:
-        recent = days[days["day"] >= today - since]
-        active = max(recent[contract.BUYER_ID].nunique(), 1)
-        return recent.groupby(ROW)[contract.BUYER_ID].nunique() / active
-
-    again = pair["size"] >= 2
-    gap = ((pair["max"] - pair["min"]) / (pair["size"] - 1)).where(again)
-    item = pd.DataFrame(
-        {
-            "item_buyer_share": pair.groupby(ROW).size() / buyers,
-            "item_repeat_rate": again.groupby(pair[ROW]).mean(),
-            "item_gap_days": gap.groupby(pair[ROW]).median(),
-        }
-    )
-    item["item_recent_share"] = share(window)
-    item["item_latest_share"] = share(max(1, window // 4))
-
+def _with_history(frame: pd.DataFrame, past: History) -> pd.DataFrame:
+    pair, buyer, item, today = past.pair, past.buyer, past.item, past.today
     frame = frame.merge(
         pair.rename(columns={"size": "buyer_item_days", "min": "first", "max": "last"}),
         on=[contract.BUYER_ID, ROW],

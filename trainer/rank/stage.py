@@ -142,11 +142,15 @@ def top_lists(frame: pd.DataFrame, scores: np.ndarray, queries: int, k: int):
     return rows, values
 
 
+def _hashes(buyers: np.ndarray, part: slice) -> np.ndarray:
+    """A part of each buyer id's SHA-1 (hex digits), as integers: the same on every run."""
+    digests = (hashlib.sha1(str(b).encode()).hexdigest() for b in buyers)
+    return np.array([int(d[part], 16) for d in digests], np.int64)
+
+
 def fold_of(buyers: np.ndarray, folds: int = FOLDS) -> np.ndarray:
     """Each buyer's cross-fitting fold, from a hash of its id (the same on every run)."""
-    return np.array(
-        [int(hashlib.sha1(str(b).encode()).hexdigest()[:8], 16) % folds for b in buyers]
-    )
+    return _hashes(buyers, slice(0, 8)) % folds
 
 
 class Folded:
@@ -204,7 +208,7 @@ def fit_sample(buyers: np.ndarray, limit: int | None = None) -> np.ndarray:
     limit = MAX_FIT_BUYERS if limit is None else limit
     if len(buyers) <= limit:
         return np.arange(len(buyers))
-    keys = np.array([int(hashlib.sha1(str(b).encode()).hexdigest()[8:16], 16) for b in buyers])
+    keys = _hashes(buyers, slice(8, 16))  # not the fold's digits: the sample spans both folds
     return np.sort(np.argsort(keys, kind="stable")[:limit])
 
 

@@ -34,7 +34,8 @@ def test_candidates_are_the_union_of_both_lists_with_their_ranks():
         strong_rows=np.array([[1, 4], [5, 0]]),
         strong_scores=np.array([[0.8, 0.2], [0.3, 0.1]]),
     )
-    frame = rank.candidate_frame(candidates, _rows(("a", 1, 0)), _catalog(6), START + DAY, 30)
+    past = rank.history(_rows(("a", 1, 0)), _catalog(6), START + DAY, 30)
+    frame = rank.candidate_frame(candidates, past)
     got = {
         (q, r): (rr, sr, ss)
         for q, r, rr, sr, ss in frame[
@@ -60,7 +61,7 @@ def test_history_features_count_days_as_of_the_split_start():
     candidates = rank.Candidates(
         np.array(["a"], dtype=object), np.array([[0, 1, 2]]), np.array([[3.0, 2.0, 1.0]])
     )
-    frame = rank.candidate_frame(candidates, before, _catalog(3), START + 20 * DAY, 8)
+    frame = rank.candidate_frame(candidates, rank.history(before, _catalog(3), START + 20 * DAY, 8))
     f = frame.set_index(features.ROW)
     assert f.loc[0, "buyer_item_days"] == 2 and f.loc[1, "buyer_item_days"] == 1
     assert f.loc[0, "days_since_item"] == 10 and f.loc[0, "days_since_first_item"] == 20
@@ -85,7 +86,7 @@ def test_recent_shares_count_the_active_buyers_of_the_window():
     candidates = rank.Candidates(
         np.array(["a"], dtype=object), np.array([[0, 1]]), np.array([[1.0, 0.5]])
     )
-    frame = rank.candidate_frame(candidates, before, _catalog(2), START + 20 * DAY, 8)
+    frame = rank.candidate_frame(candidates, rank.history(before, _catalog(2), START + 20 * DAY, 8))
     f = frame.set_index(features.ROW)
     # Two buyers were active in days 12..19 (a, b): each product has one of them.
     assert f.loc[0, "item_recent_share"] == 0.5 and f.loc[1, "item_recent_share"] == 0.5
